@@ -1,0 +1,103 @@
+//! `enocean-agent decode`: ESP3 bytes → one JSON object per frame on stdout.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use enocean_agent::esp3::{Decoder, Item};
+use enocean_agent::inspect;
+
+/// Arguments of `decode`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Capture file with raw ESP3 bytes, or `-` for stdin.
+    #[arg(conflicts_with = "hex", required_unless_present = "hex")]
+    input: Option<PathBuf>,
+    /// Decode these bytes given as hex (spaces and colons allowed) instead of a file.
+    #[arg(long)]
+    hex: Option<String>,
+    /// Also print decoder events (discarded bytes, CRC mismatches) as JSON lines.
+    #[arg(long)]
+    events: bool,
+}
+
+/// Runs `decode`; exit code 0 when at least one frame was found or the input was empty, 2 when
+/// bytes were given but no frame was found.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let bytes = read_input(&args)?;
+    let mut decoder = Decoder::new();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    // Whole captures are decoded as one arrival: timing gaps are unknown in a file.
+    decoder.feed(&bytes, Instant::now(), |item| {
+        if write_err.is_some() {
+            return;
+        }
+        let line = match item {
+            Item::Frame { frame, .. } => {
+                serde_json::Value::Object(inspect::frame_json(&frame)).to_string()
+            }
+            Item::Event(ev) => {
+                if !args.events {
+                    return;
+                }
+                inspect::event_json(&ev).to_string()
+            }
+        };
+        if let Err(e) = writeln!(out, "{line}") {
+            write_err = Some(e);
+        }
+    });
+    if let Some(e) = write_err {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(e).context("writing to stdout");
+    }
+    out.flush().context("writing to stdout")?;
+    let c = decoder.counters();
+    let pending = decoder.pending().len();
+    eprintln!(
+        "decoded {} frames from {} bytes ({} discarded, {} header CRC errors, {} data CRC errors, {} empty headers, {} bytes incomplete at end)",
+        c.frames,
+        c.bytes,
+        c.discarded_bytes,
+        c.header_crc_errors,
+        c.data_crc_errors,
+        c.empty_frames,
+        pending
+    );
+    if c.bytes > 0 && c.frames == 0 {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_input(args: &Args) -> Result<Vec<u8>> {
+    if let Some(text) = &args.hex {
+        let clean: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != ':' && *c != ',')
+            .collect();
+        if clean.len() % 2 != 0 {
+            bail!("--hex: odd number of hex digits ({})", clean.len());
+        }
+        return hex::decode(&clean).map_err(|e| anyhow::anyhow!("--hex: {e}"));
+    }
+    let path = args.input.as_ref().expect("clap requires input or --hex");
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
+    } else {
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(bytes)
+}

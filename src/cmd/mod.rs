@@ -1,0 +1,2 @@
+//! One module per subcommand of the binary.
+pub mod decode;

@@ -1,0 +1,193 @@
+//! ERP1 radio telegrams: the view of a RADIO_ERP1 frame that the rest of the agent works with.
+//!
+//! Data field: `RORG | payload | sender ID (4) | status`. Optional field (when present):
+//! `sub-telegram count | destination ID (4) | dBm | security level`.
+
+use crate::esp3::{Frame, PacketType};
+
+/// Errors from reading a RADIO_ERP1 frame as a telegram.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The frame is not a RADIO_ERP1 frame.
+    #[error("not a RADIO_ERP1 frame (packet type {0:#04x})")]
+    NotErp1(u8),
+    /// The data field is too short for RORG, sender and status.
+    #[error("RADIO_ERP1 data of {0} bytes is shorter than the minimum of 6")]
+    TooShort(usize),
+}
+
+/// Well-known radio telegram types (RORG).
+pub mod rorg {
+    /// Repeated switch communication (rocker switches, window handles).
+    pub const RPS: u8 = 0xF6;
+    /// 1-byte communication (contacts).
+    pub const BS1: u8 = 0xD5;
+    /// 4-byte communication (most sensors).
+    pub const BS4: u8 = 0xA5;
+    /// Variable-length data (actuators, meters).
+    pub const VLD: u8 = 0xD2;
+    /// Manufacturer-specific communication.
+    pub const MSC: u8 = 0xD1;
+    /// Universal teach-in.
+    pub const UTE: u8 = 0xD4;
+    /// Signal telegram.
+    pub const SIGNAL: u8 = 0xD0;
+    /// Chained data message.
+    pub const CDM: u8 = 0x40;
+    /// Addressed destination telegram.
+    pub const ADT: u8 = 0xA6;
+
+    /// Short name of a RORG, e.g. "4BS", or None for an unknown one.
+    pub fn name(rorg: u8) -> Option<&'static str> {
+        Some(match rorg {
+            RPS => "RPS",
+            BS1 => "1BS",
+            BS4 => "4BS",
+            VLD => "VLD",
+            MSC => "MSC",
+            UTE => "UTE",
+            SIGNAL => "SIGNAL",
+            CDM => "CDM",
+            ADT => "ADT",
+            0x30 => "SEC",
+            0x31 => "SEC_ENCAPS",
+            0x32 => "SEC_MAN",
+            0x33 => "SEC_CDM",
+            0x35 => "SEC_TI",
+            0xC5 => "SYS_EX",
+            0xC6 => "SM_LRN_REQ",
+            0xC7 => "SM_LRN_ANS",
+            0xA7 => "SM_REC",
+            _ => return None,
+        })
+    }
+}
+
+/// Status bit T21 (RPS: PTM type 2 when set).
+pub const STATUS_T21: u8 = 0x20;
+/// Status bit NU (RPS: N-message when set, U-message when clear).
+pub const STATUS_NU: u8 = 0x10;
+
+/// One received ERP1 radio telegram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Telegram {
+    /// The radio telegram type.
+    pub rorg: u8,
+    /// User data between RORG and sender ID.
+    pub payload: Vec<u8>,
+    /// The transmitting module's ID.
+    pub sender: u32,
+    /// Status byte: repeater count in the low nibble, T21 and NU for RPS.
+    pub status: u8,
+    /// Number of sub-telegrams received, when the stick reports it.
+    pub sub_telegrams: Option<u8>,
+    /// Destination ID (0xFFFFFFFF for broadcast), when the stick reports it.
+    pub destination: Option<u32>,
+    /// The dBm byte as received: the signal is minus this many dBm; 0xFF is the send-case value.
+    pub dbm_raw: Option<u8>,
+    /// Security level, when the stick reports it.
+    pub security_level: Option<u8>,
+}
+
+impl Telegram {
+    /// Reads a RADIO_ERP1 frame.
+    pub fn from_frame(frame: &Frame) -> Result<Self, Error> {
+        if frame.packet_type() != PacketType::RadioErp1 {
+            return Err(Error::NotErp1(frame.packet_type().code()));
+        }
+        Self::from_parts(frame.data(), frame.optional())
+    }
+
+    /// Reads the data and optional fields of a RADIO_ERP1 frame.
+    pub fn from_parts(data: &[u8], optional: &[u8]) -> Result<Self, Error> {
+        let n = data.len();
+        if n < 6 {
+            return Err(Error::TooShort(n));
+        }
+        let sender = u32::from_be_bytes([data[n - 5], data[n - 4], data[n - 3], data[n - 2]]);
+        let destination = optional
+            .get(1..5)
+            .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+        Ok(Self {
+            rorg: data[0],
+            payload: data[1..n - 5].to_vec(),
+            sender,
+            status: data[n - 1],
+            sub_telegrams: optional.first().copied(),
+            destination,
+            dbm_raw: optional.get(5).copied(),
+            security_level: optional.get(6).copied(),
+        })
+    }
+
+    /// How many repeaters relayed the telegram (0–15).
+    pub fn repeater_count(&self) -> u8 {
+        self.status & 0x0F
+    }
+
+    /// The T21 status bit.
+    pub fn t21(&self) -> bool {
+        self.status & STATUS_T21 != 0
+    }
+
+    /// The NU status bit.
+    pub fn nu(&self) -> bool {
+        self.status & STATUS_NU != 0
+    }
+
+    /// Received signal strength as a negative dBm value; None when absent or the 0xFF send-case byte.
+    pub fn dbm(&self) -> Option<i16> {
+        match self.dbm_raw {
+            None | Some(0xFF) => None,
+            Some(raw) => Some(-i16::from(raw)),
+        }
+    }
+
+    /// The sender ID as eight uppercase hex digits.
+    pub fn sender_hex(&self) -> String {
+        format!("{:08X}", self.sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_4bs_telegram() {
+        let frame = Frame::new(
+            PacketType::RadioErp1,
+            &[0xA5, 0x00, 0x00, 0x55, 0x08, 0x01, 0x81, 0xB7, 0x44, 0x31],
+            &[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x2D, 0x00],
+        )
+        .unwrap();
+        let t = Telegram::from_frame(&frame).unwrap();
+        assert_eq!(t.rorg, rorg::BS4);
+        assert_eq!(t.payload, [0x00, 0x00, 0x55, 0x08]);
+        assert_eq!(t.sender_hex(), "0181B744");
+        assert_eq!(t.repeater_count(), 1);
+        assert!(t.t21() && t.nu());
+        assert_eq!(t.dbm(), Some(-45));
+        assert_eq!(t.destination, Some(0xFFFF_FFFF));
+        assert_eq!(t.security_level, Some(0));
+    }
+
+    #[test]
+    fn short_and_foreign_frames_are_errors() {
+        let f = Frame::new(PacketType::RadioErp1, &[0xF6, 1, 2, 3, 4], &[]).unwrap();
+        assert_eq!(Telegram::from_frame(&f), Err(Error::TooShort(5)));
+        let f = Frame::new(PacketType::Response, &[0], &[]).unwrap();
+        assert_eq!(Telegram::from_frame(&f), Err(Error::NotErp1(2)));
+    }
+
+    #[test]
+    fn send_case_dbm_is_none() {
+        let t = Telegram::from_parts(
+            &[0xF6, 0x50, 0, 0, 0, 1, 0x30],
+            &[3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0],
+        )
+        .unwrap();
+        assert_eq!(t.dbm(), None);
+        assert_eq!(t.dbm_raw, Some(0xFF));
+    }
+}

@@ -1,0 +1,12 @@
+//! enocean-agent: turns EnOcean radio telegrams received by a USB 300 stick into telemetry that is
+//! committed locally and delivered to webhooks.
+//!
+//! The library holds every part that can be tested without hardware; the `enocean-agent` binary is a
+//! thin command-line shell around it. See `ARCHITECTURE.md` for the data flow.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod erp1;
+pub mod esp3;
+pub mod inspect;
+pub mod telemetry;

@@ -1,0 +1,37 @@
+//! The `enocean-agent` command line: a thin shell over the library.
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// EnOcean USB 300 telegrams to signed, reliable webhook deliveries.
+#[derive(Parser)]
+#[command(name = "enocean-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode ESP3 bytes from a capture file, stdin or hex into JSON Lines.
+    Decode(cmd::decode::Args),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode(args) => cmd::decode::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("enocean-agent: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
