@@ -1,0 +1,27 @@
+//! Helpers shared by the integration tests: loading the JSON Lines vector files.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// Path of a file in `tests/data/`.
+pub fn data_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// Every line of a JSON Lines file in `tests/data/`.
+pub fn jsonl(name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(data_path(name)).expect("vector file present");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+        .collect()
+}
+
+/// Bytes from a hex string.
+pub fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s).expect("valid hex in vector file")
+}
