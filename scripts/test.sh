@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the tests need on a fresh Debian machine, then
+# runs the whole suite. Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  fi
+}
+
+# libudev + pkg-config: only for the `enocean` crate, a dev-dependency used as a second parser in
+# tests/differential_enocean.rs (its serialport dependency links libudev).
+need=()
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists libudev 2>/dev/null || need+=(libudev-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${need[*]}"
+  apt_install "${need[@]}"
+fi
+
+cargo test --locked "$@"
