@@ -3,12 +3,12 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
 fn agent(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_enocean-agent"))
+    let mut child = common::agent_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -8,6 +8,8 @@
 //! - Its RORG enum has no value for some RORGs (e.g. D0 signal, 40 chained): they map to 0xFF.
 //! - Its D5-00-01 contact bit and its hard-coded device table are EEP-level and not used here.
 
+#![cfg(target_arch = "x86_64")]
+
 mod common;
 
 use std::panic;

@@ -25,3 +25,20 @@ pub fn jsonl(name: &str) -> Vec<Value> {
 pub fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).expect("valid hex in vector file")
 }
+
+/// A `Command` for the agent binary built for these tests. Under cross-compilation the binary is
+/// for another CPU and no binfmt handler may exist: `ENOCEAN_AGENT_TEST_RUNNER` (set by
+/// `scripts/cross.sh`, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`) is then put in front of it.
+pub fn agent_command() -> std::process::Command {
+    let bin = env!("CARGO_BIN_EXE_enocean-agent");
+    let runner = std::env::var("ENOCEAN_AGENT_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(program) => {
+            let mut c = std::process::Command::new(program);
+            c.args(parts).arg(bin);
+            c
+        }
+        None => std::process::Command::new(bin),
+    }
+}
