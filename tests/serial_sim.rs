@@ -385,3 +385,25 @@ async fn port_already_open_gives_a_clear_error() {
     drop(again);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn port_in_use_is_retried_until_free() {
+    let link = temp_link("held");
+    let sim = SimStick::start(sim_config(&link, 30, 0.0)).unwrap();
+    let holder = serial::open(&link).unwrap();
+    let mut agent = Agent::start(fast_config(link.clone()));
+    // The runtime keeps retrying (with backoff) while another process holds the port.
+    assert!(
+        timeout(Duration::from_millis(300), agent.rx.recv())
+            .await
+            .is_err()
+    );
+    drop(holder);
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| {
+        s.connects == 1 && !s.infos.is_empty()
+    })
+    .await;
+    agent.stop().await;
+    sim.stop().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::esp3::command::CommonCommand;
-use crate::esp3::response::{BaseIdInfo, Response, VersionInfo};
+use crate::esp3::response::{BaseIdInfo, Response, ReturnCode, VersionInfo};
 use crate::esp3::{Error, Frame};
 
 /// What the stick told about itself; identifies the gateway in telemetry. A field is `None` when
@@ -147,15 +147,34 @@ impl Handshake {
     }
 
     /// Takes a RESPONSE frame. Gives it back when no command was waiting for it.
+    ///
+    /// RESPONSE frames carry no command code, so an answer is matched by its shape: a late
+    /// answer to an earlier try of the other command (33 data bytes for CO_RD_VERSION, 5 for
+    /// CO_RD_IDBASE) is ignored and the wait goes on.
     pub(super) fn on_response(&mut self, frame: Frame) -> Option<Frame> {
         let Some(cmd) = self.step.command().filter(|_| self.awaiting.is_some()) else {
             return Some(frame);
         };
+        let Ok(response) = Response::parse(&frame) else {
+            return Some(frame);
+        };
+        let fits = response.code != ReturnCode::Ok
+            || match self.step {
+                Step::Version => response.data.len() >= 32,
+                _ => response.data.len() == 4,
+            };
+        if !fits {
+            log::debug!(
+                "serial: ignoring a RESPONSE that does not answer {}",
+                name(cmd)
+            );
+            return None;
+        }
         self.awaiting = None;
-        let parsed = Response::parse(&frame).and_then(|r| match self.step {
-            Step::Version => VersionInfo::parse(&r).map(|v| self.version = Some(v)),
-            _ => BaseIdInfo::parse(&r).map(|b| self.base = Some(b)),
-        });
+        let parsed = match self.step {
+            Step::Version => VersionInfo::parse(&response).map(|v| self.version = Some(v)),
+            _ => BaseIdInfo::parse(&response).map(|b| self.base = Some(b)),
+        };
         match parsed {
             Ok(()) => self.advance(),
             Err(e @ Error::NotOk(_)) => {
@@ -164,7 +183,7 @@ impl Handshake {
                 self.advance();
             }
             Err(e) => {
-                // Probably a late answer to an earlier try; the next try follows at once.
+                // Cannot happen after the shape check; the next try follows at once.
                 log::debug!("serial: unexpected answer to {}: {e}", name(cmd));
             }
         }
@@ -261,6 +280,26 @@ mod tests {
     }
 
     #[test]
+    fn late_answer_to_the_other_command_is_ignored() {
+        let now = t0();
+        let mut hs = Handshake::new(Duration::from_millis(500), 3);
+        let version = hs.poll_send(now).unwrap();
+        // First try times out, a second one goes out, then both answers arrive.
+        let later = now + Duration::from_millis(501);
+        assert_eq!(hs.poll_send(later), Some(CommonCommand::ReadVersion));
+        assert!(hs.on_response(response_to(&version.frame())).is_none());
+        assert_eq!(hs.poll_send(later), Some(CommonCommand::ReadIdBase));
+        // The second version answer arrives while CO_RD_IDBASE is awaited: ignored.
+        assert!(hs.on_response(response_to(&version.frame())).is_none());
+        assert_eq!(hs.deadline(), Some(later + Duration::from_millis(500)));
+        let idbase = CommonCommand::ReadIdBase.frame();
+        assert!(hs.on_response(response_to(&idbase)).is_none());
+        let info = hs.take_outcome().unwrap().unwrap();
+        assert_eq!(info.base_id(), Some(0xFF8A_1200));
+        assert_eq!(info.chip_id(), Some(crate::sim::SIM_CHIP_ID));
+    }
+
+    #[test]
     fn partial_answer_and_unsolicited_response() {
         let now = t0();
         let mut hs = Handshake::new(Duration::from_millis(500), 1);
@@ -278,6 +317,7 @@ mod tests {
         assert!(hs.on_response(stray).is_none());
         let info = hs.take_outcome().unwrap().unwrap();
         assert_eq!(info.version, None);
+        assert_eq!(info.base.and_then(|b| b.remaining_write_cycles), Some(10));
         assert_eq!(info.base_id(), Some(0xFF8A_1200));
     }
 }

@@ -206,7 +206,7 @@ pub async fn run(
                     wait_for_path(&config, &mut shutdown).await
                 } else {
                     let d = backoff;
-                    backoff = (backoff * 2).min(config.backoff_max);
+                    backoff = next_backoff(backoff, config.backoff_max);
                     sleep_or_shutdown(d, &mut shutdown).await
                 };
                 if stopped || tx.is_closed() {
@@ -215,6 +215,11 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The delay after `current`: doubled, capped at `max`.
+fn next_backoff(current: Duration, max: Duration) -> Duration {
+    current.saturating_mul(2).min(max)
 }
 
 /// Sleeps for `d`; true when shutdown came first.
@@ -363,5 +368,24 @@ async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_from_one_to_thirty_seconds() {
+        let c = PortConfig::new("/dev/enocean");
+        let mut d = c.backoff_initial;
+        let mut seen = vec![d.as_secs()];
+        for _ in 0..7 {
+            d = next_backoff(d, c.backoff_max);
+            seen.push(d.as_secs());
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(c.response_timeout, Duration::from_millis(500));
+        assert_eq!(c.dedup_window, Duration::from_secs(2));
     }
 }
