@@ -596,6 +596,92 @@ mod tests {
         }
     }
 
+    /// Decodes every simulated payload with the EEP formulas written out independently and
+    /// compares with the recorded ground truth.
+    #[test]
+    fn ground_truth_matches_the_eep_formulas() {
+        let mut s = Script::new(ScriptOptions::default());
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let mut seen = BTreeSet::new();
+        for _ in 0..3000 {
+            let e = s.next_telegram();
+            if e.teach_in {
+                assert_eq!(e.values, vec![]);
+                continue;
+            }
+            seen.insert(e.eep);
+            let get = |k: &str| {
+                e.values
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.clone())
+            };
+            let n = |k: &str| match get(k) {
+                Some(TrueValue::Number(v)) => v,
+                other => panic!("{k}: {other:?} in {e:?}"),
+            };
+            let t = |k: &str| match get(k) {
+                Some(TrueValue::Text(v)) => v,
+                other => panic!("{k}: {other:?} in {e:?}"),
+            };
+            let p = &e.payload;
+            match e.eep {
+                "A5-02-05" => {
+                    assert!(close(
+                        n("temperature"),
+                        (255.0 - f64::from(p[2])) * 40.0 / 255.0
+                    ));
+                }
+                "A5-04-01" => {
+                    assert!(close(n("humidity"), f64::from(p[1]) * 100.0 / 250.0));
+                    assert!(close(n("temperature"), f64::from(p[2]) * 40.0 / 250.0));
+                    assert_eq!(p[3], 0x0A, "LRN data + temperature sensor available");
+                }
+                "A5-09-04" => {
+                    assert!(close(n("humidity"), f64::from(p[0]) * 0.5));
+                    assert!(close(n("co2"), f64::from(p[1]) * 10.0));
+                    assert!(close(n("temperature"), f64::from(p[2]) * 0.2));
+                }
+                "D5-00-01" => {
+                    let closed = p[0] & 0x01 == 1;
+                    assert_eq!(t("contact"), if closed { "closed" } else { "open" });
+                    assert_ne!(p[0] & 0x08, 0);
+                }
+                "F6-02-01" => {
+                    if e.status == 0x30 {
+                        let r1 = ["AI", "A0", "BI", "B0"][usize::from(p[0] >> 5)];
+                        assert_eq!(t("button"), r1);
+                        assert_eq!(p[0] & 0x10, 0x10);
+                    } else {
+                        assert_eq!((e.status, p[0]), (0x20, 0x00));
+                        assert_eq!(t("energy_bow"), "released");
+                    }
+                }
+                "F6-10-00" => {
+                    let expect = match p[0] {
+                        0xF0 => "closed",
+                        0xD0 => "tilted",
+                        b if b & 0xD0 == 0xC0 => "open",
+                        b => panic!("handle byte {b:02X}"),
+                    };
+                    assert_eq!(t("window"), expect);
+                    assert_eq!(e.status, 0x20);
+                }
+                "A5-12-01" => {
+                    let mr = u32::from_be_bytes([0, p[0], p[1], p[2]]);
+                    let div = 10f64.powi(i32::from(p[3] & 0x03));
+                    if p[3] & 0x04 == 0 {
+                        assert!(close(n("energy"), f64::from(mr) / div));
+                    } else {
+                        assert!(close(n("power"), f64::from(mr) / div));
+                    }
+                }
+                other => panic!("unexpected EEP {other}"),
+            }
+        }
+        assert_eq!(seen.len(), 7);
+    }
+
     #[test]
     fn scaling_round_trips() {
         let raw = scale_to_raw(21.4, 0.0, 40.0, 255, 0);
