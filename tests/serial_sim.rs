@@ -407,3 +407,19 @@ async fn port_in_use_is_retried_until_free() {
     agent.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn dropping_the_receiver_ends_the_run() {
+    let link = temp_link("drop-rx");
+    let sim = SimStick::start(sim_config(&link, 1000, 500.0)).unwrap();
+    let mut agent = Agent::start(fast_config(link.clone()));
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| s.telegrams.len() >= 5).await;
+    let Agent { rx, stop, task } = agent;
+    drop(rx);
+    let stats = timeout(LIMIT, task).await.unwrap().unwrap().unwrap();
+    assert_eq!(stats.connects, 1);
+    assert!(stats.decoder.frames >= 5);
+    drop(stop);
+    sim.stop().await;
+}

@@ -140,6 +140,11 @@ enum End {
 /// Runs the serial side until `shutdown` completes or `tx`'s receiver is dropped: open, read,
 /// handshake, reconnect. Returns the totals. Only fails when `fail_on_first_open` is set and the
 /// first open fails.
+///
+/// Events are sent with back-pressure: while the channel is full, reading pauses and the bytes
+/// wait in the kernel's tty buffer (a few KiB, about a second of a busy radio channel). Give the
+/// channel a few hundred slots and keep the consumer quick (hand slow work such as database
+/// commits to another task).
 pub async fn run(
     config: PortConfig,
     tx: mpsc::Sender<SerialEvent>,
@@ -283,7 +288,7 @@ async fn session(
                 }
             };
             if tx.send(event).await.is_err() {
-                return End::ReceiverGone;
+                break End::ReceiverGone;
             }
         }
         let gap =
@@ -307,6 +312,7 @@ async fn session(
                 decoder.expire(std::time::Instant::now(), |item| items.push(item));
             }
         }
+        let mut receiver_gone = false;
         for item in items.drain(..) {
             let event = match item {
                 Item::Event(e) => Some(SerialEvent::Decoder(e)),
@@ -315,8 +321,12 @@ async fn session(
             if let Some(event) = event
                 && tx.send(event).await.is_err()
             {
-                return End::ReceiverGone;
+                receiver_gone = true;
+                break;
             }
+        }
+        if receiver_gone {
+            break End::ReceiverGone;
         }
     };
     let c = decoder.counters();
