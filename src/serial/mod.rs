@@ -2,10 +2,10 @@
 //! start-up handshake and survives unplugging.
 //!
 //! [`run`] is what the daemon calls. It keeps the port open (57 600 baud 8N1, exclusive), feeds
-//! every read to an [`esp3::Decoder`](crate::esp3::Decoder) and sends what comes out as
+//! every read to an [`esp3::Decoder`] and sends what comes out as
 //! [`SerialEvent`]s over a tokio channel. After each (re)connect it asks the stick for its version
 //! and base ID (CO_RD_VERSION, CO_RD_IDBASE) without ever pausing reception. Repeated copies of a
-//! telegram are dropped by [`Dedup`](crate::dedup::Dedup). When the stick disappears it retries
+//! telegram are dropped by [`Dedup`]. When the stick disappears it retries
 //! with a growing backoff and watches for the device path to come back.
 //!
 //! The agent never transmits radio telegrams: the two handshake commands are the only bytes
