@@ -470,14 +470,21 @@ pub fn teach_in_payload(eep: &str, manufacturer: u16) -> [u8; 4] {
 /// (a false sync inside it could make the decoder wait for a long claimed frame).
 fn bad_crc_frame(e: &Emission) -> Vec<u8> {
     let mut bytes = e.frame().encode();
-    if let Some(last) = bytes.last_mut() {
-        *last ^= 0x5A;
+    let n = bytes.len();
+    if n <= crate::esp3::HEADER_LEN {
+        return bytes;
     }
-    for b in bytes.iter_mut().skip(1) {
+    for b in &mut bytes[crate::esp3::HEADER_LEN..n - 1] {
         if *b == 0x55 {
             *b = 0x54;
         }
     }
+    let good = crate::esp3::crc8(&bytes[crate::esp3::HEADER_LEN..n - 1]);
+    let bad = match good ^ 0x5A {
+        0x55 => good ^ 0xA5,
+        b => b,
+    };
+    bytes[n - 1] = bad;
     bytes
 }
 
