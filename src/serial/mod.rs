@@ -37,7 +37,9 @@ pub use open::{BAUD_RATE, OpenError, open};
 pub struct PortConfig {
     /// Device path (`/dev/enocean`, `/dev/serial/by-id/…`, a pty or a symlink to one).
     pub path: PathBuf,
-    /// First delay before retrying a failed open (default 1 s); doubles up to `backoff_max`.
+    /// First delay before reopening after a failed open or a lost connection (default 1 s);
+    /// doubles on each further failure up to `backoff_max`. A connection that lasted at least
+    /// `backoff_max`, or the device path disappearing, starts again from this value.
     pub backoff_initial: Duration,
     /// Longest delay between open attempts (default 30 s).
     pub backoff_max: Duration,
@@ -162,8 +164,8 @@ pub async fn run(
             Ok(stream) => {
                 first = false;
                 last_error = None;
-                backoff = config.backoff_initial;
                 stats.connects += 1;
+                let opened = Instant::now();
                 log::info!("serial: {} opened, receiving", path.display());
                 if tx
                     .send(SerialEvent::Connected { path: path.clone() })
@@ -184,9 +186,15 @@ pub async fn run(
                         if tx.send(SerialEvent::Disconnected { reason }).await.is_err() {
                             return Ok(stats);
                         }
-                        // A pause before reopening: a port that fails right after opening must not
-                        // make us spin.
-                        if sleep_or_shutdown(config.backoff_initial, &mut shutdown).await {
+                        // A pause before reopening: short after a connection that lasted, growing
+                        // when the port keeps failing soon after opening (no spinning, no log
+                        // flood from a flapping device).
+                        if opened.elapsed() >= config.backoff_max {
+                            backoff = config.backoff_initial;
+                        }
+                        let pause = backoff;
+                        backoff = next_backoff(backoff, config.backoff_max);
+                        if sleep_or_shutdown(pause, &mut shutdown).await {
                             return Ok(stats);
                         }
                     }
