@@ -100,7 +100,17 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
     if let Some(sim) = sim {
         sim.stop().await;
     }
-    let stats = result?;
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(serial::SerialError::Open(e)) if e.is_missing() => {
+            let found = usb_serial_ports();
+            if found.is_empty() {
+                bail!("{e}; no USB serial ports found");
+            }
+            bail!("{e}; USB serial ports found:\n{}", found.join("\n"));
+        }
+        Err(e) => return Err(e.into()),
+    };
     eprintln!(
         "listen: {} telegrams, {} repeated copies hidden, {} bytes of noise, {} CRC errors",
         stats.telegrams,
@@ -109,6 +119,25 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
         stats.decoder.data_crc_errors + stats.decoder.header_crc_errors
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// USB serial ports present (path, VID:PID, product), to help an installer pick the right one.
+fn usb_serial_ports() -> Vec<String> {
+    let ports = tokio_serial::available_ports().unwrap_or_default();
+    ports
+        .into_iter()
+        .filter_map(|p| match p.port_type {
+            tokio_serial::SerialPortType::UsbPort(u) => Some(format!(
+                "  {}  {:04x}:{:04x}  {} {}",
+                p.port_name,
+                u.vid,
+                u.pid,
+                u.manufacturer.unwrap_or_default(),
+                u.product.unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Completes on Ctrl-C or SIGTERM.
