@@ -275,7 +275,9 @@ fn remove_link(link: &Path) {
     }
 }
 
-/// The RESPONSE frame a USB 300 sends for a command frame, if any.
+/// The RESPONSE the simulated USB 300 sends for a frame from the host: version and base ID like
+/// a real stick, RET_OK for CO_WR_RESET, RET_NOT_SUPPORTED for anything else (radio transmit
+/// requests included: the simulator never transmits).
 pub fn response_to(command: &Frame) -> Frame {
     let ok = |data: &[u8], optional: &[u8]| {
         Frame::new(PacketType::Response, data, optional).unwrap_or_else(|_| not_supported())
