@@ -6,7 +6,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod dedup;
 pub mod erp1;
 pub mod esp3;
 pub mod inspect;
+pub mod serial;
+pub mod sim;
 pub mod telemetry;

@@ -19,6 +19,10 @@ struct Cli {
 enum Command {
     /// Decode ESP3 bytes from a capture file, stdin or hex into JSON Lines.
     Decode(cmd::decode::Args),
+    /// Run the simulated USB 300 stick behind a pseudo-terminal linked at --link PATH.
+    Sim(cmd::sim::Args),
+    /// Show received telegrams live (teach-ins highlighted); `--port sim` uses the simulator.
+    Listen(cmd::listen::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +30,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
+        Command::Listen(args) => cmd::listen::run(args),
     };
     match result {
         Ok(code) => code,

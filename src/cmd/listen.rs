@@ -1,0 +1,244 @@
+//! `enocean-agent listen`: decoded telegrams live on the terminal, one line each, teach-ins
+//! highlighted, for installers pairing sensors. Nothing is stored or delivered.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use enocean_agent::erp1::{Telegram, rorg};
+use enocean_agent::serial::{self, PortConfig, SerialEvent};
+use enocean_agent::sim::building::ScriptOptions;
+use enocean_agent::sim::{SimConfig, SimStick};
+use tokio::sync::mpsc;
+
+/// Arguments of `listen`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Serial port of the stick, or `sim` for the built-in simulated stick.
+    #[arg(long, default_value = "/dev/enocean")]
+    port: String,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Show repeated copies too (normally a telegram repeated within 2 s is shown once).
+    #[arg(long)]
+    all: bool,
+    /// With `--port sim`: telegrams per second of the simulated stick.
+    #[arg(long, default_value_t = 2.0)]
+    sim_rate: f64,
+    /// With `--port sim`: seed of the simulated building.
+    #[arg(long, default_value_t = 1)]
+    sim_seed: u64,
+}
+
+/// Runs `listen` until Ctrl-C/SIGTERM or `--duration`.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let duration = match args.duration {
+        Some(d) if !(d >= 0.0 && d.is_finite()) => {
+            bail!("--duration must be a non-negative number")
+        }
+        Some(d) => Some(Duration::from_secs_f64(d)),
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(listen(args, duration))
+}
+
+async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
+    let sim = if args.port == "sim" {
+        let sim = SimStick::start(SimConfig {
+            rate: args.sim_rate,
+            script: ScriptOptions {
+                seed: args.sim_seed,
+                ..ScriptOptions::default()
+            },
+            ..SimConfig::default()
+        })
+        .context("starting the simulated stick")?;
+        Some(sim)
+    } else {
+        None
+    };
+    let path = match &sim {
+        Some(s) => s.path().to_path_buf(),
+        None => PathBuf::from(&args.port),
+    };
+    let mut config = PortConfig::new(path);
+    config.fail_on_first_open = true;
+    if args.all {
+        config.dedup_window = Duration::ZERO;
+    }
+    let (tx, mut rx) = mpsc::channel(256);
+    let stop = async move {
+        match duration {
+            Some(d) => tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = shutdown_signal() => {}
+            },
+            None => shutdown_signal().await,
+        }
+    };
+    let runtime = serial::run(config, tx, stop);
+    let printer = async {
+        let color = std::io::stdout().is_terminal();
+        let mut out = std::io::stdout().lock();
+        while let Some(ev) = rx.recv().await {
+            if let Some(line) = describe(&ev, color) {
+                // A closed stdout (e.g. `| head`) ends the listing quietly.
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(runtime, printer);
+    if let Some(sim) = sim {
+        sim.stop().await;
+    }
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(serial::SerialError::Open(e)) if e.is_missing() => {
+            let found = usb_serial_ports();
+            if found.is_empty() {
+                bail!("{e}; no USB serial ports found");
+            }
+            bail!("{e}; USB serial ports found:\n{}", found.join("\n"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!(
+        "listen: {} telegrams, {} repeated copies hidden, {} bytes of noise, {} CRC errors",
+        stats.telegrams,
+        stats.duplicates,
+        stats.decoder.discarded_bytes,
+        stats.decoder.data_crc_errors + stats.decoder.header_crc_errors
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// USB serial ports present (path, VID:PID, product), to help an installer pick the right one.
+fn usb_serial_ports() -> Vec<String> {
+    let ports = tokio_serial::available_ports().unwrap_or_default();
+    ports
+        .into_iter()
+        .filter_map(|p| match p.port_type {
+            tokio_serial::SerialPortType::UsbPort(u) => Some(format!(
+                "  {}  {:04x}:{:04x}  {} {}",
+                p.port_name,
+                u.vid,
+                u.pid,
+                u.manufacturer.unwrap_or_default(),
+                u.product.unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// One terminal line for an event, or nothing for events not worth a line.
+fn describe(ev: &SerialEvent, color: bool) -> Option<String> {
+    let (bold, reset) = if color {
+        ("\x1b[1;33m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
+    match ev {
+        SerialEvent::Connected { path } => Some(format!("# connected to {}", path.display())),
+        SerialEvent::StickInfo(info) => Some(format!("# stick: {info}")),
+        SerialEvent::HandshakeFailed { reason } => Some(format!(
+            "# stick did not identify itself ({reason}); listening anyway"
+        )),
+        SerialEvent::Disconnected { reason } => {
+            Some(format!("# disconnected ({reason}); waiting for the stick"))
+        }
+        SerialEvent::Telegram {
+            telegram: t,
+            received_at,
+            ..
+        } => {
+            let time = format!("{received_at:.3}");
+            let mut line = format!(
+                "{time}  {}  {:02X} {:<4} {:<16}  {:>9}  rep {}",
+                t.sender_hex(),
+                t.rorg,
+                rorg::name(t.rorg).unwrap_or("?"),
+                hex::encode_upper(&t.payload),
+                t.dbm().map_or("-".into(), |d| format!("{d} dBm")),
+                t.repeater_count(),
+            );
+            if let Some(teach) = teach_in(t) {
+                line = format!("{bold}{line}  TEACH-IN {teach}{reset}");
+            }
+            Some(line)
+        }
+        SerialEvent::StickEvent(e) => Some(format!("# stick event {}", e.name())),
+        SerialEvent::Frame(_) | SerialEvent::Decoder(_) => None,
+    }
+}
+
+/// Raw teach-in detection (the EEP engine will replace it): 4BS with the LRN bit (offset 28)
+/// clear, 1BS with the LRN bit (offset 4) clear, and UTE telegrams. For a 4BS teach-in that
+/// includes its EEP (DB0.7), the announced EEP and manufacturer.
+fn teach_in(t: &Telegram) -> Option<String> {
+    match (t.rorg, t.payload.as_slice()) {
+        (rorg::BS4, &[b3, b2, b1, b0]) if b0 & 0x08 == 0 => {
+            if b0 & 0x80 == 0 {
+                return Some("4BS (no EEP announced)".into());
+            }
+            let w = u32::from_be_bytes([b3, b2, b1, b0]);
+            Some(format!(
+                "4BS EEP A5-{:02X}-{:02X} manufacturer {:03X}",
+                w >> 26,
+                (w >> 19) & 0x7F,
+                (w >> 8) & 0x7FF
+            ))
+        }
+        (rorg::BS1, &[b0]) if b0 & 0x08 == 0 => Some("1BS".into()),
+        (rorg::UTE, _) => Some("UTE".into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telegram(data: &[u8]) -> Telegram {
+        Telegram::from_parts(data, &[1, 0xFF, 0xFF, 0xFF, 0xFF, 0x40, 0]).unwrap()
+    }
+
+    #[test]
+    fn teach_ins_are_recognised() {
+        let t = telegram(&[0xA5, 0x08, 0x28, 0x0D, 0x80, 1, 2, 3, 4, 0]);
+        assert_eq!(
+            teach_in(&t).as_deref(),
+            Some("4BS EEP A5-02-05 manufacturer 00D")
+        );
+        let data = telegram(&[0xA5, 0x00, 0x00, 0x80, 0x08, 1, 2, 3, 4, 0]);
+        assert_eq!(teach_in(&data), None);
+        assert!(teach_in(&telegram(&[0xD5, 0x00, 1, 2, 3, 4, 0])).is_some());
+        assert!(teach_in(&telegram(&[0xD5, 0x09, 1, 2, 3, 4, 0])).is_none());
+        assert!(teach_in(&telegram(&[0xF6, 0x30, 1, 2, 3, 4, 0x30])).is_none());
+    }
+}

@@ -1,0 +1,93 @@
+//! `enocean-agent sim`: runs the simulated USB 300 standalone behind a pseudo-terminal and links
+//! it at a fixed path, so an agent (or any serial tool) can open it like a real stick.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use enocean_agent::sim::building::ScriptOptions;
+use enocean_agent::sim::{SIM_BASE_ID, SimConfig, SimStick};
+
+/// Arguments of `sim`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to create the symlink to the simulated stick's pty (e.g. /tmp/enocean-sim).
+    #[arg(long)]
+    link: PathBuf,
+    /// Original telegrams per second; 0 means as fast as the reader takes them.
+    #[arg(long, default_value_t = 5.0)]
+    rate: f64,
+    /// Seed of the simulated building: the same seed gives the same telegrams.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop after this many original telegrams.
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+/// Runs `sim` until Ctrl-C/SIGTERM, `--duration` or `--count`; prints a summary on stderr.
+pub fn run(args: Args) -> Result<ExitCode> {
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be a non-negative number");
+    }
+    let duration = match args.duration {
+        Some(d) if !(d >= 0.0 && d.is_finite()) => {
+            bail!("--duration must be a non-negative number")
+        }
+        Some(d) => Some(Duration::from_secs_f64(d)),
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let mut sim = SimStick::start(SimConfig {
+            rate: args.rate,
+            script: ScriptOptions {
+                seed: args.seed,
+                ..ScriptOptions::default()
+            },
+            max_telegrams: args.count,
+            link: Some(args.link.clone()),
+            ..SimConfig::default()
+        })
+        .with_context(|| format!("starting the simulated stick at {}", args.link.display()))?;
+        eprintln!(
+            "simulated USB 300 (base ID {SIM_BASE_ID:08X}) at {} -> {}; {} telegrams/s, seed {}",
+            args.link.display(),
+            sim.slave_path().display(),
+            if args.rate > 0.0 {
+                args.rate.to_string()
+            } else {
+                "unlimited".into()
+            },
+            args.seed
+        );
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = super::listen::shutdown_signal() => {}
+            _ = deadline => {}
+            _ = sim.wait_finished() => {
+                // Give the reader a moment to take the last bytes out of the pty.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let s = sim.stats();
+        eprintln!(
+            "sim: {} telegrams ({} teach-in), {} repeated copies, {} noise bursts, {} bad-CRC frames",
+            s.telegrams, s.teach_ins, s.copies, s.noise_chunks, s.bad_crc_frames
+        );
+        sim.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,425 @@
+//! The serial runtime against the simulated USB 300 on a real pseudo-terminal, opened by path
+//! through tokio-serial exactly like hardware. Every wait is bounded; no wall-clock assertions.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use enocean_agent::dedup::Dedup;
+use enocean_agent::esp3::Event;
+use enocean_agent::serial::{self, OpenError, PortConfig, RunStats, SerialEvent};
+use enocean_agent::sim::building::{Emission, ScriptOptions};
+use enocean_agent::sim::{SIM_BASE_ID, SIM_CHIP_ID, SimConfig, SimStick};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn temp_link(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "enocean-agent-test-{}-{n}-{name}",
+        std::process::id()
+    ))
+}
+
+fn fast_config(path: PathBuf) -> PortConfig {
+    PortConfig {
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(400),
+        presence_poll: Duration::from_millis(20),
+        response_timeout: Duration::from_millis(500),
+        dedup_window: Duration::ZERO,
+        ..PortConfig::new(path)
+    }
+}
+
+struct Agent {
+    rx: mpsc::Receiver<SerialEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<RunStats, serial::SerialError>>,
+}
+
+impl Agent {
+    fn start(config: PortConfig) -> Self {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let (tx, rx) = mpsc::channel(1024);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serial::run(config, tx, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            rx,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Next event, or panics after the test limit.
+    async fn next(&mut self) -> SerialEvent {
+        timeout(LIMIT, self.rx.recv())
+            .await
+            .expect("no serial event within the limit")
+            .expect("serial runtime ended")
+    }
+
+    async fn stop(mut self) -> RunStats {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        timeout(LIMIT, self.task)
+            .await
+            .expect("runtime did not stop")
+            .expect("runtime panicked")
+            .expect("runtime failed")
+    }
+}
+
+/// Collected output of the runtime.
+#[derive(Default)]
+struct Seen {
+    telegrams: Vec<(u32, Vec<u8>, u8, Option<i16>)>,
+    infos: Vec<serial::StickInfo>,
+    handshake_failures: usize,
+    connects: usize,
+    disconnects: usize,
+    discarded: usize,
+    data_crc: usize,
+    telegrams_before_handshake_result: usize,
+}
+
+impl Seen {
+    fn take(&mut self, ev: SerialEvent) {
+        match ev {
+            SerialEvent::Telegram { telegram: t, .. } => {
+                if self.infos.is_empty() && self.handshake_failures == 0 {
+                    self.telegrams_before_handshake_result += 1;
+                }
+                self.telegrams
+                    .push((t.sender, t.payload.clone(), t.status, t.dbm()))
+            }
+            SerialEvent::StickInfo(i) => self.infos.push(i),
+            SerialEvent::HandshakeFailed { .. } => self.handshake_failures += 1,
+            SerialEvent::Connected { .. } => self.connects += 1,
+            SerialEvent::Disconnected { .. } => self.disconnects += 1,
+            SerialEvent::Decoder(Event::DiscardedBytes { count, .. }) => self.discarded += count,
+            SerialEvent::Decoder(Event::DataCrcMismatch { .. }) => self.data_crc += 1,
+            _ => {}
+        }
+    }
+}
+
+fn key(e: &Emission) -> (u32, Vec<u8>, u8, Option<i16>) {
+    (
+        e.sender,
+        e.payload.clone(),
+        e.status,
+        Some(-i16::from(e.dbm)),
+    )
+}
+
+fn sim_config(link: &Path, telegrams: u64, rate: f64) -> SimConfig {
+    SimConfig {
+        rate,
+        max_telegrams: Some(telegrams),
+        link: Some(link.to_path_buf()),
+        record: true,
+        ..SimConfig::default()
+    }
+}
+
+/// Receives until `done(seen)` holds.
+async fn until(agent: &mut Agent, seen: &mut Seen, done: impl Fn(&Seen) -> bool) {
+    while !done(seen) {
+        let ev = agent.next().await;
+        seen.take(ev);
+    }
+}
+
+#[tokio::test]
+async fn handshake_and_every_telegram_arrives() {
+    let link = temp_link("all");
+    let mut sim = SimStick::start(sim_config(&link, 300, 0.0)).unwrap();
+    let mut agent = Agent::start(fast_config(link.clone()));
+    let mut seen = Seen::default();
+    timeout(LIMIT, sim.wait_finished()).await.unwrap();
+    let sent: Vec<_> = sim.sent().into_iter().map(|s| s.emission).collect();
+    assert!(sent.iter().any(|e| e.repeated), "the stream has copies");
+    assert!(sent.iter().any(|e| e.teach_in), "the stream has a teach-in");
+    until(&mut agent, &mut seen, |s| {
+        s.telegrams.len() >= sent.len() && !s.infos.is_empty()
+    })
+    .await;
+    let expected: Vec<_> = sent.iter().map(key).collect();
+    assert_eq!(seen.telegrams, expected);
+    let info = &seen.infos[0];
+    assert_eq!(info.base_id(), Some(SIM_BASE_ID));
+    assert_eq!(info.base_id_hex().as_deref(), Some("FF8A1200"));
+    assert_eq!(info.chip_id(), Some(SIM_CHIP_ID));
+    assert_eq!(info.app_version().as_deref(), Some("2.11.1.0"));
+    assert_eq!(info.description(), Some("GATEWAYCTRL"));
+    let stats = sim.stats();
+    assert_eq!(
+        stats.commands, 2,
+        "only the two handshake commands were written"
+    );
+    assert_eq!(
+        stats.radio_transmit_requests, 0,
+        "the agent never transmits"
+    );
+    let run = agent.stop().await;
+    assert_eq!(run.connects, 1);
+    assert_eq!(run.telegrams as usize, sent.len());
+    sim.stop().await;
+    assert!(!link.exists(), "the sim removes its link");
+}
+
+#[tokio::test]
+async fn repeated_copies_are_delivered_once() {
+    let link = temp_link("dedup");
+    let mut sim = SimStick::start(SimConfig {
+        script: ScriptOptions {
+            repeat_probability: 0.3,
+            ..ScriptOptions::default()
+        },
+        ..sim_config(&link, 200, 0.0)
+    })
+    .unwrap();
+    // A window far longer than the run, so the model below sees the same thing.
+    let window = Duration::from_secs(3600);
+    let mut agent = Agent::start(PortConfig {
+        dedup_window: window,
+        ..fast_config(link.clone())
+    });
+    timeout(LIMIT, sim.wait_finished()).await.unwrap();
+    let sent: Vec<_> = sim.sent().into_iter().map(|s| s.emission).collect();
+    let copies = sent.iter().filter(|e| e.repeated).count();
+    assert!(copies > 20, "{copies}");
+    let mut model = Dedup::new(window);
+    let now = std::time::Instant::now();
+    let expected: Vec<_> = sent
+        .iter()
+        .filter(|e| model.accept_parts(e.sender, e.rorg, &e.payload, now))
+        .map(key)
+        .collect();
+    // Every copy directly follows its original, so the model keeps no copy.
+    assert!(expected.iter().all(|k| k.2 & 0x0F == 0));
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| {
+        s.telegrams.len() >= expected.len()
+    })
+    .await;
+    // Nothing more than the expected ones: the copies after the last expected were dropped.
+    let run = agent.stop().await;
+    assert_eq!(seen.telegrams, expected);
+    assert_eq!(run.telegrams as usize, expected.len());
+    assert_eq!(run.duplicates as usize, sent.len() - expected.len());
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn unplug_and_replug_reconnects_and_loses_nothing_after() {
+    let link = temp_link("replug");
+    let mut sim = SimStick::start(sim_config(&link, 400, 300.0)).unwrap();
+    let mut agent = Agent::start(fast_config(link.clone()));
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| s.telegrams.len() >= 40).await;
+    sim.replug(Duration::from_millis(300));
+    until(&mut agent, &mut seen, |s| s.disconnects == 1).await;
+    until(&mut agent, &mut seen, |s| {
+        s.connects == 2 && s.infos.len() == 2
+    })
+    .await;
+    timeout(LIMIT, sim.wait_finished()).await.unwrap();
+    let after: Vec<_> = sim
+        .sent()
+        .into_iter()
+        .filter(|s| s.pty == 2)
+        .map(|s| key(&s.emission))
+        .collect();
+    assert!(after.len() > 50, "{}", after.len());
+    let total_sent = sim.sent().len();
+    // Everything sent on the new pty arrives, in order, at the end of what was received.
+    until(&mut agent, &mut seen, |s| {
+        s.telegrams.len() >= after.len()
+            && s.telegrams[s.telegrams.len() - after.len()..] == after[..]
+    })
+    .await;
+    assert!(seen.telegrams.len() <= total_sent);
+    assert_eq!(sim.stats().ptys, 2);
+    assert_eq!(seen.infos[1].base_id(), Some(SIM_BASE_ID));
+    let run = agent.stop().await;
+    assert_eq!(run.connects, 2);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_and_bad_crcs_are_counted() {
+    let link = temp_link("noise");
+    let mut sim = SimStick::start(SimConfig {
+        script: ScriptOptions {
+            noise_probability: 0.2,
+            bad_crc_probability: 0.2,
+            ..ScriptOptions::default()
+        },
+        ..sim_config(&link, 300, 0.0)
+    })
+    .unwrap();
+    let mut agent = Agent::start(fast_config(link.clone()));
+    timeout(LIMIT, sim.wait_finished()).await.unwrap();
+    let stats = sim.stats();
+    assert!(
+        stats.noise_chunks > 20 && stats.bad_crc_frames > 20,
+        "{stats:?}"
+    );
+    let sent = sim.sent();
+    let mut seen = Seen::default();
+    let expected_discard =
+        (stats.noise_bytes + stats.bad_crc_bytes - stats.bad_crc_frames) as usize;
+    until(&mut agent, &mut seen, |s| {
+        s.telegrams.len() >= sent.len()
+            && s.data_crc >= stats.bad_crc_frames as usize
+            && s.discarded >= expected_discard
+    })
+    .await;
+    let run = agent.stop().await;
+    assert_eq!(seen.telegrams.len(), sent.len(), "noise cost no telegram");
+    assert_eq!(seen.data_crc as u64, stats.bad_crc_frames);
+    assert_eq!(seen.discarded, expected_discard);
+    assert_eq!(run.decoder.data_crc_errors, stats.bad_crc_frames);
+    assert_eq!(run.decoder.discarded_bytes as usize, expected_discard);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn failed_handshake_never_blocks_reception() {
+    let link = temp_link("mute");
+    let mut sim = SimStick::start(SimConfig {
+        answer_commands: false,
+        ..sim_config(&link, 100, 200.0)
+    })
+    .unwrap();
+    let mut agent = Agent::start(PortConfig {
+        response_timeout: Duration::from_millis(100),
+        handshake_attempts: 2,
+        ..fast_config(link.clone())
+    });
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| s.handshake_failures == 1).await;
+    timeout(LIMIT, sim.wait_finished()).await.unwrap();
+    let sent = sim.sent().len();
+    until(&mut agent, &mut seen, |s| s.telegrams.len() >= sent).await;
+    assert!(seen.infos.is_empty());
+    assert!(
+        seen.telegrams_before_handshake_result > 0,
+        "telegrams flowed while the handshake was waiting"
+    );
+    assert_eq!(sim.stats().commands, 4, "two tries of each command");
+    agent.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn missing_port_gives_a_clear_error() {
+    let path = temp_link("does-not-exist");
+    let err = serial::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::Missing { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("does not exist") && text.contains(&*path.to_string_lossy()),
+        "{text}"
+    );
+
+    // The daemon waits for it; an interactive command asks to fail at once.
+    let (tx, _rx) = mpsc::channel(8);
+    let config = PortConfig {
+        fail_on_first_open: true,
+        ..fast_config(path.clone())
+    };
+    let res = timeout(LIMIT, serial::run(config, tx, std::future::pending())).await;
+    assert!(matches!(
+        res,
+        Ok(Err(serial::SerialError::Open(OpenError::Missing { .. })))
+    ));
+
+    // A regular file is not a serial device.
+    let file = temp_link("regular-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = serial::open(&file).unwrap_err();
+    assert!(matches!(err, OpenError::NotASerialDevice { .. }), "{err:?}");
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[tokio::test]
+async fn daemon_waits_for_a_missing_port_then_receives() {
+    let link = temp_link("late");
+    let mut agent = Agent::start(fast_config(link.clone()));
+    // Nothing there yet: the runtime waits quietly.
+    assert!(
+        timeout(Duration::from_millis(200), agent.rx.recv())
+            .await
+            .is_err()
+    );
+    let sim = SimStick::start(sim_config(&link, 20, 0.0)).unwrap();
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| s.telegrams.len() >= 20).await;
+    assert_eq!(seen.connects, 1);
+    agent.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn port_already_open_gives_a_clear_error() {
+    let link = temp_link("busy");
+    let sim = SimStick::start(sim_config(&link, 1, 0.0)).unwrap();
+    let first = serial::open(&link).unwrap();
+    let err = serial::open(&link).unwrap_err();
+    assert!(matches!(err, OpenError::InUse { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(first);
+    // Closed again: it can be opened.
+    let again = serial::open(&link);
+    assert!(again.is_ok(), "{:?}", again.err());
+    drop(again);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn port_in_use_is_retried_until_free() {
+    let link = temp_link("held");
+    let sim = SimStick::start(sim_config(&link, 30, 0.0)).unwrap();
+    let holder = serial::open(&link).unwrap();
+    let mut agent = Agent::start(fast_config(link.clone()));
+    // The runtime keeps retrying (with backoff) while another process holds the port.
+    assert!(
+        timeout(Duration::from_millis(300), agent.rx.recv())
+            .await
+            .is_err()
+    );
+    drop(holder);
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| {
+        s.connects == 1 && !s.infos.is_empty()
+    })
+    .await;
+    agent.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn dropping_the_receiver_ends_the_run() {
+    let link = temp_link("drop-rx");
+    let sim = SimStick::start(sim_config(&link, 1000, 500.0)).unwrap();
+    let mut agent = Agent::start(fast_config(link.clone()));
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| s.telegrams.len() >= 5).await;
+    let Agent { rx, stop, task } = agent;
+    drop(rx);
+    let stats = timeout(LIMIT, task).await.unwrap().unwrap().unwrap();
+    assert_eq!(stats.connects, 1);
+    assert!(stats.decoder.frames >= 5);
+    drop(stop);
+    sim.stop().await;
+}
