@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod eep;
 pub mod erp1;
 pub mod esp3;
 pub mod inspect;
