@@ -52,6 +52,7 @@
     k("fan_speed", None, Label, "Fan speed"),
     k("gas_flow", Some("l/s"), Number, "Current gas flow"),
     k("gas_volume", Some("m³"), Number, "Cumulative gas volume"),
+    k("hemisphere", None, Label, "Hemisphere the station is on"),
     k("humidity", Some("%"), Number, "Relative humidity"),
     k("humidity_sensor", None, Label, "Humidity sensor"),
     k("identifier", None, Number, "Telegram identifier (which kind of data follows)"),
