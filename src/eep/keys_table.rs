@@ -80,7 +80,7 @@
     k("power", Some("W"), Number, "Electrical power"),
     k("power_fail", None, Bool, "Power failure detected"),
     k("power_failure", None, Label, "Power failure detection state"),
-    k("power_failure_detection", None, Label, "Power failure detection"),
+    k("power_failure_detection", None, Label, "Power failure detection enabled or disabled"),
     k("pressed", None, Bool, "Energy bow pressed (true) or released"),
     k("rain", None, Label, "Rain detected or not"),
     k("ramp_time", Some("s"), Number, "Dimming ramp time"),
