@@ -24,7 +24,12 @@ fn every_golden_vector_passes() {
             failures.push(format!("{}.toml: {f}", p.eep));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{} profiles, {count} golden vectors", lib.len());
 }
 
@@ -33,16 +38,27 @@ fn every_profile_has_two_golden_vectors_with_values() {
     let lib = Library::builtin().unwrap();
     for p in lib.iter() {
         let with_values = p.vectors.iter().filter(|v| !v.expect.is_empty()).count();
-        assert!(with_values >= 2, "{} has {with_values} golden vectors with values", p.eep);
+        assert!(
+            with_values >= 2,
+            "{} has {with_values} golden vectors with values",
+            p.eep
+        );
     }
 }
 
 #[test]
 fn readme_lists_every_semantic_key() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/eep-profiles/README.md"))
-        .unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eep-profiles/README.md"
+    ))
+    .unwrap();
     for k in eep::keys::KEYS {
         let row = format!("| `{}` |", k.name);
-        assert!(readme.contains(&row), "README.md has no row for key {}", k.name);
+        assert!(
+            readme.contains(&row),
+            "README.md has no row for key {}",
+            k.name
+        );
     }
 }

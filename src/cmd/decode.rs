@@ -83,7 +83,7 @@ fn read_input(args: &Args) -> Result<Vec<u8>> {
             .chars()
             .filter(|c| !c.is_whitespace() && *c != ':' && *c != ',')
             .collect();
-        if clean.len() % 2 != 0 {
+        if !clean.len().is_multiple_of(2) {
             bail!("--hex: odd number of hex digits ({})", clean.len());
         }
         return hex::decode(&clean).map_err(|e| anyhow::anyhow!("--hex: {e}"));

@@ -257,9 +257,9 @@ fn case_matches(case: &Case, payload: &[u8], status: u8, direction: u8) -> bool 
     if case.min_length.is_some_and(|l| payload.len() < l) {
         return false;
     }
-    case.select.iter().all(|c| {
-        extract(payload, c.offset, c.size).is_some_and(|raw| c.accepts(raw))
-    })
+    case.select
+        .iter()
+        .all(|c| extract(payload, c.offset, c.size).is_some_and(|raw| c.accepts(raw)))
 }
 
 fn decode_field<'p>(

@@ -76,7 +76,9 @@ fn compare(got: &Value<'_>, want: &toml::Value) -> Result<(), String> {
         toml::Value::Table(t) => {
             for k in t.keys() {
                 if !["value", "raw", "status"].contains(&k.as_str()) {
-                    return Err(format!("unknown expectation {k:?} (use value, raw, status)"));
+                    return Err(format!(
+                        "unknown expectation {k:?} (use value, raw, status)"
+                    ));
                 }
             }
             if let Some(raw) = t.get("raw") {

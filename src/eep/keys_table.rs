@@ -86,6 +86,7 @@
     k("ramp_time", Some("s"), Number, "Dimming ramp time"),
     k("range_select", None, Label, "Range select"),
     k("rcu_mode", None, Label, "Controller mode: own controller or service"),
+    k("repositioning", None, Label, "How a blind moves to a new position"),
     k("revision", None, Any, "Device revision"),
     k("room_occupancy", None, Label, "Room occupancy"),
     k("run_init", None, Bool, "Run an initialisation sequence"),

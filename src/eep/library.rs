@@ -116,11 +116,12 @@ impl Library {
     }
 }
 
+/// One file of a profile directory: its path and the parsed profile or why it failed.
+pub type DirEntryResult = (String, Result<Profile, LoadError>);
+
 /// Reads every `*.toml` file of a directory (sorted by name), parsing each separately so that a
 /// checker can report every bad file. Fails only when the directory cannot be listed.
-pub fn read_dir_profiles(
-    dir: &Path,
-) -> Result<Vec<(String, Result<Profile, LoadError>)>, LoadError> {
+pub fn read_dir_profiles(dir: &Path) -> Result<Vec<DirEntryResult>, LoadError> {
     let io = |e| LoadError::Io {
         path: dir.display().to_string(),
         source: e,

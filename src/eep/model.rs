@@ -478,7 +478,10 @@ impl Profile {
                 return Err(err(loc, "payload is empty".into()));
             }
             if v.expect.is_empty() && v.error.is_none() {
-                return Err(err(loc, "vector expects nothing (give `expect` or `error`)".into()));
+                return Err(err(
+                    loc,
+                    "vector expects nothing (give `expect` or `error`)".into(),
+                ));
             }
             for k in v.expect.keys() {
                 if keys::lookup(k).is_none() {
@@ -516,8 +519,12 @@ fn validate_field(
     if field.shortcut.trim().is_empty() {
         return Err("shortcut is empty".into());
     }
-    let key = keys::lookup(&field.key)
-        .ok_or_else(|| format!("{} is not a semantic key (see eep-profiles/README.md)", field.key))?;
+    let key = keys::lookup(&field.key).ok_or_else(|| {
+        format!(
+            "{} is not a semantic key (see eep-profiles/README.md)",
+            field.key
+        )
+    })?;
     field.resolved.key = Some(key);
     let kinds = [
         field.scale.is_some() || field.factor.is_some(),
