@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Decode ESP3 bytes from a capture file, stdin or hex into JSON Lines.
     Decode(cmd::decode::Args),
+    /// List, show and check EEP profiles.
+    Profiles(cmd::profiles::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Profiles(args) => cmd::profiles::run(args),
     };
     match result {
         Ok(code) => code,
