@@ -16,12 +16,27 @@ pub fn extract(payload: &[u8], offset: usize, size: usize) -> Option<u64> {
     }
     let first = offset / 8;
     let last = (end - 1) / 8;
+    let bytes = payload.get(first..=last)?;
+    let n = bytes.len();
+    let skip = offset - first * 8;
+    if n <= 8 {
+        // Fast path: the field lies within 8 bytes.
+        let mut buf = [0u8; 8];
+        buf[8 - n..].copy_from_slice(bytes);
+        let acc = u64::from_be_bytes(buf);
+        let shift = n * 8 - skip - size;
+        let mask = if size == 64 {
+            u64::MAX
+        } else {
+            (1u64 << size) - 1
+        };
+        return Some((acc >> shift) & mask);
+    }
     let mut acc: u128 = 0;
-    for &b in payload.get(first..=last)? {
+    for &b in bytes {
         acc = (acc << 8) | u128::from(b);
     }
-    let total = (last - first + 1) * 8;
-    let shift = total - (offset - first * 8) - size;
+    let shift = n * 8 - skip - size;
     let mask = if size == 64 {
         u128::from(u64::MAX)
     } else {
