@@ -62,3 +62,20 @@ fn readme_lists_every_semantic_key() {
         );
     }
 }
+
+#[test]
+fn readme_worked_example_is_valid_and_passes() {
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eep-profiles/README.md"
+    ))
+    .unwrap();
+    let start = readme.find("```toml\n").unwrap() + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let p = eep::parse_profile(&readme[start..end], "A5-04-01.toml").unwrap();
+    assert!(
+        eep::check_vectors(&p).is_empty(),
+        "{:?}",
+        eep::check_vectors(&p)
+    );
+}
