@@ -344,3 +344,115 @@ fn decode_field<'p>(
     }
     Ok(Some(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eep::model::parse_profile;
+
+    const PROFILE: &str = r#"
+eep = "D2-99-01"
+title = "test profile"
+[[case]]
+name = "signed"
+select = [{ offset = 0, size = 4, value = 1 }]
+[[case.field]]
+shortcut = "S"
+key = "temperature"
+offset = 8
+size = 8
+signed = true
+factor = 0.5
+[[case.field]]
+shortcut = "R"
+key = "counter"
+offset = 16
+size = 8
+signed = true
+[[case]]
+name = "multiplied"
+select = [{ offset = 0, size = 4, value = 2 }]
+[[case.field]]
+shortcut = "M"
+key = "energy"
+offset = 8
+size = 8
+multiplier = { field = "X", values = [1, 10] }
+[[case.field]]
+shortcut = "X"
+key = "divisor"
+offset = 4
+size = 2
+enum = [{ raw = 0, label = "x1" }, { raw = 1, label = "x10" }]
+[[case]]
+name = "far field"
+direction = 2
+[[case.field]]
+shortcut = "F"
+key = "counter"
+offset = 40
+size = 8
+"#;
+
+    fn profile() -> Profile {
+        parse_profile(PROFILE, "D2-99-01.toml").unwrap()
+    }
+
+    #[test]
+    fn signed_values_use_twos_complement() {
+        let p = profile();
+        let d = decode_payload(&p, 0xD2, &[0x10, 0xF6, 0xFF], 0, None).unwrap();
+        assert_eq!(d.values[0].value, Val::Number(-5.0));
+        assert_eq!(d.values[0].raw, 0xF6);
+        assert_eq!(d.values[1].value, Val::Int(-1));
+        assert_eq!(d.case_name(), Some("signed"));
+    }
+
+    #[test]
+    fn multiplier_out_of_list_is_invalid() {
+        let p = profile();
+        let d = decode_payload(&p, 0xD2, &[0x24, 0x07], 0, None).unwrap();
+        assert_eq!(d.get("energy").unwrap().value, Val::Number(70.0));
+        let d = decode_payload(&p, 0xD2, &[0x28, 0x07], 0, None).unwrap();
+        let e = d.get("energy").unwrap();
+        assert_eq!((e.value, e.status), (Val::None, Some("invalid")));
+        assert_eq!(d.get("divisor").unwrap().status, Some("reserved"));
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let p = profile();
+        assert!(matches!(
+            decode_payload(&p, 0xA5, &[0x10, 0, 0, 8], 0, None),
+            Err(DecodeError::WrongRorg { found: 0xA5, .. })
+        ));
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x30], 0, None),
+            Err(DecodeError::NoCase { len: 1, .. })
+        ));
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x10, 0x01], 0, None),
+            Err(DecodeError::Truncated { end: 24, .. })
+        ));
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x30, 0, 0, 0], 0, Some(2)),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let d = decode_payload(&p, 0xD2, &[0x30, 0, 0, 0, 0, 9], 0, Some(2)).unwrap();
+        assert_eq!(d.get("counter").unwrap().value, Val::Int(9));
+        assert!(decode_payload(&p, 0xD2, &[], 0, None).is_err());
+    }
+
+    #[test]
+    fn readings_follow_the_telemetry_shape() {
+        let p = profile();
+        let d = decode_payload(&p, 0xD2, &[0x10, 0x14, 0x00], 0, None).unwrap();
+        let r = d.readings();
+        let t = &r["temperature"];
+        assert_eq!(t.value, serde_json::json!(10.0));
+        assert_eq!(t.unit.as_deref(), Some("°C"));
+        assert_eq!(t.shortcut, "S");
+        assert_eq!(t.raw, 0x14);
+        assert_eq!(t.status, None);
+    }
+}
