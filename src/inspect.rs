@@ -50,3 +50,45 @@ pub fn event_json(event: &Event) -> Value {
     }
     v
 }
+
+/// Adds the EEP keys to a telegram's JSON object: `eep` (the profile used, or null), `values`
+/// (keyed by semantic key, each `{value, unit, shortcut, raw}` plus `status` when there is no
+/// value) and `teach_in` (what a teach-in telegram announces, or null). A teach-in is never
+/// decoded as a reading; a telegram the profile cannot decode gets `decode_error`.
+pub fn add_eep_json(
+    obj: &mut Value,
+    t: &Telegram,
+    profile: Option<&crate::eep::Profile>,
+    direction: Option<u8>,
+) {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let teach_in = crate::eep::teach_in(t);
+    map.insert(
+        "teach_in".into(),
+        teach_in.map_or(Value::Null, |ti| ti.to_json()),
+    );
+    let mut eep = Value::Null;
+    let mut values = Map::new();
+    if let Some(p) = profile.filter(|p| p.id.rorg == t.rorg)
+        && teach_in.is_none()
+    {
+        eep = p.eep.clone().into();
+        match crate::eep::decode_payload(p, t.rorg, &t.payload, t.status, direction) {
+            Ok(d) => {
+                for v in &d.values {
+                    values.insert(
+                        v.key.into(),
+                        serde_json::to_value(v.to_reading()).unwrap_or(Value::Null),
+                    );
+                }
+            }
+            Err(e) => {
+                map.insert("decode_error".into(), e.to_string().into());
+            }
+        }
+    }
+    map.insert("eep".into(), eep);
+    map.insert("values".into(), Value::Object(values));
+}

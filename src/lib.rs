@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod dedup;
+pub mod eep;
 pub mod erp1;
 pub mod esp3;
 pub mod inspect;

@@ -23,6 +23,8 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Show received telegrams live (teach-ins highlighted); `--port sim` uses the simulator.
     Listen(cmd::listen::Args),
+    /// List, show and check EEP profiles.
+    Profiles(cmd::profiles::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => cmd::decode::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Listen(args) => cmd::listen::run(args),
+        Command::Profiles(args) => cmd::profiles::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use enocean_agent::erp1::Telegram;
 use enocean_agent::esp3::{Decoder, Item};
 use enocean_agent::inspect;
 
@@ -22,12 +23,26 @@ pub struct Args {
     /// Also print decoder events (discarded bytes, CRC mismatches) as JSON lines.
     #[arg(long)]
     events: bool,
+    /// Decode radio telegrams with this EEP profile (e.g. A5-02-05).
+    #[arg(long, value_name = "RR-FF-TT")]
+    eep: Option<String>,
+    /// Direction for two-direction profiles (1 = from the device, 2 = to it).
+    #[arg(long, value_name = "N", requires = "eep", value_parser = clap::value_parser!(u8).range(1..=2))]
+    direction: Option<u8>,
+    /// Also load profiles from this directory (adds to or overrides the built-in ones).
+    #[arg(long, value_name = "DIR")]
+    profiles: Option<PathBuf>,
 }
 
 /// Runs `decode`; exit code 0 when at least one frame was found or the input was empty, 2 when
 /// bytes were given but no frame was found.
 pub fn run(args: Args) -> Result<ExitCode> {
     let bytes = read_input(&args)?;
+    let library = crate::cmd::profiles::load_library(args.profiles.as_deref())?;
+    let profile = match &args.eep {
+        Some(eep) => Some(library.get_str(eep)?),
+        None => None,
+    };
     let mut decoder = Decoder::new();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -39,7 +54,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         let line = match item {
             Item::Frame { frame, .. } => {
-                serde_json::Value::Object(inspect::frame_json(&frame)).to_string()
+                let mut obj = inspect::frame_json(&frame);
+                if let (Ok(t), Some(tj)) = (Telegram::from_frame(&frame), obj.get_mut("telegram")) {
+                    inspect::add_eep_json(tj, &t, profile, args.direction);
+                }
+                serde_json::Value::Object(obj).to_string()
             }
             Item::Event(ev) => {
                 if !args.events {

@@ -2,3 +2,4 @@
 pub mod decode;
 pub mod listen;
 pub mod sim;
+pub mod profiles;

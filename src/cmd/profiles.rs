@@ -1,0 +1,253 @@
+//! `enocean-agent profiles`: list, show and check EEP profiles.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use enocean_agent::eep::{self, Library, Profile, library::read_dir_profiles, model::Field};
+
+/// Arguments of `profiles`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// List known profiles: EEP, title and the semantic keys they yield.
+    List {
+        /// Also load profiles from this directory (they add to or override the built-in ones).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+    },
+    /// Show one profile: cases, fields with bit positions, scaling and units.
+    Show {
+        /// The EEP, e.g. A5-02-05.
+        eep: String,
+        /// Also load profiles from this directory.
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+    },
+    /// Validate the profile files of a directory and run their golden vectors.
+    Check {
+        /// Directory with `*.toml` profile files.
+        dir: PathBuf,
+    },
+}
+
+/// Loads the built-in profiles plus an optional directory.
+pub fn load_library(dir: Option<&Path>) -> Result<Library> {
+    let mut lib = Library::builtin().context("built-in profiles")?;
+    if let Some(dir) = dir {
+        lib.load_dir(dir)?;
+    }
+    Ok(lib)
+}
+
+/// Runs `profiles`.
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        Command::List { profiles } => {
+            let lib = load_library(profiles.as_deref())?;
+            let mut out = String::new();
+            for p in lib.iter() {
+                let mut keys: Vec<&str> = Vec::new();
+                for f in p.cases.iter().flat_map(|c| &c.fields) {
+                    if !keys.contains(&f.key.as_str()) {
+                        keys.push(&f.key);
+                    }
+                }
+                let _ = writeln!(out, "{}\t{}\t{}", p.eep, p.title, keys.join(","));
+            }
+            print_out(&out)?;
+            eprintln!("{} profiles", lib.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { eep, profiles } => {
+            let lib = load_library(profiles.as_deref())?;
+            let p = lib.get_str(&eep)?;
+            print_out(&show(p, lib.origin(p.id).unwrap_or("")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { dir } => check(&dir),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
+fn check(dir: &Path) -> Result<ExitCode> {
+    let files = read_dir_profiles(dir)?;
+    let mut out = String::new();
+    let mut errors = 0;
+    let mut vectors = 0;
+    for (path, result) in &files {
+        match result {
+            Err(e) => {
+                let _ = writeln!(out, "error: {e}");
+                errors += 1;
+            }
+            Ok(p) => {
+                vectors += p.vectors.len();
+                if p.vectors.len() < 2 {
+                    println!(
+                        "error: {path}: has {} golden vectors, needs 2",
+                        p.vectors.len()
+                    );
+                    errors += 1;
+                }
+                for f in eep::check_vectors(p) {
+                    let _ = writeln!(out, "error: {path}: {f}");
+                    errors += 1;
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} files, {vectors} golden vectors, {errors} errors",
+        files.len()
+    );
+    print_out(&out)?;
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Byte and bit of a payload bit offset in the spec's notation (DB3.7 is offset 0 of 4 bytes);
+/// shown as plain offsets because VLD lengths vary.
+fn bits(f: &Field) -> String {
+    if f.size == 1 {
+        format!("bit {}", f.offset)
+    } else {
+        format!("bits {}..{}", f.offset, f.offset + f.size - 1)
+    }
+}
+
+fn show(p: &Profile, origin: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}  {}", p.eep, p.title);
+    let _ = writeln!(s, "source: {origin}");
+    if let Some(d) = &p.description {
+        let _ = writeln!(s, "{d}");
+    }
+    for (i, c) in p.cases.iter().enumerate() {
+        let mut sel = Vec::new();
+        if let Some(d) = c.direction {
+            sel.push(format!("direction {d}"));
+        }
+        if let Some(st) = c.status {
+            if let Some(t) = st.t21 {
+                sel.push(format!("T21={}", u8::from(t)));
+            }
+            if let Some(n) = st.nu {
+                sel.push(format!("NU={}", u8::from(n)));
+            }
+        }
+        if let Some(l) = c.length {
+            sel.push(format!("length {l}"));
+        }
+        if let Some(l) = c.min_length {
+            sel.push(format!("length >= {l}"));
+        }
+        for b in &c.select {
+            let mut vals: Vec<String> = b.value.iter().map(|v| v.to_string()).collect();
+            vals.extend(b.values.iter().map(|v| v.to_string()));
+            sel.push(format!(
+                "bits {}..{} = {}",
+                b.offset,
+                b.offset + b.size - 1,
+                vals.join("|")
+            ));
+        }
+        let _ = writeln!(
+            s,
+            "\ncase {i}{}{}",
+            c.name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            if sel.is_empty() {
+                String::new()
+            } else {
+                format!(" when {}", sel.join(", "))
+            }
+        );
+        for f in &c.fields {
+            let unit = f
+                .resolved
+                .key
+                .and_then(|k| k.unit)
+                .map(|u| format!(" [{u}]"))
+                .unwrap_or_default();
+            let mut how = Vec::new();
+            if let Some(sc) = f.scale {
+                how.push(format!(
+                    "raw {}..{} -> {}..{}",
+                    sc.raw[0], sc.raw[1], sc.value[0], sc.value[1]
+                ));
+            }
+            if let Some(x) = f.factor {
+                how.push(format!(
+                    "x {x}{}",
+                    f.add.map(|a| format!(" + {a}")).unwrap_or_default()
+                ));
+            }
+            if f.signed {
+                how.push("signed".into());
+            }
+            if let Some(m) = &f.multiplier {
+                how.push(format!("times {:?} by {}", m.values, m.field));
+            }
+            if f.bool {
+                how.push(if f.invert { "bool (0 = true)" } else { "bool" }.into());
+            }
+            if let Some(w) = &f.when {
+                let mut v: Vec<String> = w.is.iter().map(|x| x.to_string()).collect();
+                v.extend(w.any_of.iter().map(|x| x.to_string()));
+                how.push(format!("only when {} = {}", w.field, v.join("|")));
+            }
+            let _ = writeln!(
+                s,
+                "  {:<8} {:<28} {:<12}{}{}",
+                f.shortcut,
+                f.key,
+                bits(f),
+                unit,
+                if how.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", how.join("; "))
+                }
+            );
+            for item in &f.items {
+                let raw = match (item.raw, item.min, item.max) {
+                    (Some(r), _, _) => r.to_string(),
+                    (None, Some(a), Some(b)) => format!("{a}..{b}"),
+                    _ => "?".into(),
+                };
+                let _ = writeln!(s, "           {raw:>12} = {}", item.label);
+            }
+            for sn in &f.sentinels {
+                let raw = match (sn.raw, sn.min, sn.max) {
+                    (Some(r), _, _) => r.to_string(),
+                    (None, Some(a), Some(b)) => format!("{a}..{b}"),
+                    _ => "?".into(),
+                };
+                let _ = writeln!(s, "           {raw:>12} : no value ({})", sn.status);
+            }
+        }
+    }
+    let _ = writeln!(s, "\n{} golden vectors", p.vectors.len());
+    s
+}

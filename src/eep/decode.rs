@@ -1,0 +1,458 @@
+//! Decoding a telegram's payload with a profile: case selection, bit fields, scaling, labels.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::bits::{extract, sign_extend};
+use super::model::{Case, Field, Profile};
+use super::teach_in;
+use crate::erp1::{STATUS_NU, STATUS_T21, Telegram};
+use crate::telemetry::Reading;
+
+/// Why a telegram gave no values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The telegram's RORG is not the profile's.
+    #[error("telegram RORG {found:02X} does not fit profile {eep}")]
+    WrongRorg {
+        /// The profile's EEP.
+        eep: String,
+        /// The telegram's RORG.
+        found: u8,
+    },
+    /// A teach-in telegram (4BS/1BS with LRN = 0): never a reading; see [`super::teach_in`].
+    #[error("teach-in telegram, not a reading")]
+    TeachIn,
+    /// No case of the profile fits the telegram (direction, status bits, length, command).
+    #[error(
+        "no case of {eep} fits a {len}-byte payload with status {status:02X} in direction {direction}"
+    )]
+    NoCase {
+        /// The profile's EEP.
+        eep: String,
+        /// Payload length in bytes.
+        len: usize,
+        /// Status byte.
+        status: u8,
+        /// Requested direction.
+        direction: u8,
+    },
+    /// The payload is too short for a field of the selected case.
+    #[error("{eep}: a {len}-byte payload is too short for field {shortcut} (bits {offset}..{end})")]
+    Truncated {
+        /// The profile's EEP.
+        eep: String,
+        /// The field's shortcut.
+        shortcut: String,
+        /// First bit of the field.
+        offset: usize,
+        /// One past its last bit.
+        end: usize,
+        /// Payload length in bytes.
+        len: usize,
+    },
+}
+
+impl DecodeError {
+    /// A short stable name of the error kind (`teach_in`, `no_case`, `truncated`, `wrong_rorg`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::WrongRorg { .. } => "wrong_rorg",
+            DecodeError::TeachIn => "teach_in",
+            DecodeError::NoCase { .. } => "no_case",
+            DecodeError::Truncated { .. } => "truncated",
+        }
+    }
+}
+
+/// A decoded value: a number, a label, a bool, or none (a sentinel or an undefined raw value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Val<'p> {
+    /// A scaled value in the key's canonical unit.
+    Number(f64),
+    /// An unscaled integer (counters, raw set points).
+    Int(i64),
+    /// An enum label.
+    Label(&'p str),
+    /// A flag.
+    Bool(bool),
+    /// No value; [`Value::status`] says why.
+    None,
+}
+
+impl Val<'_> {
+    /// The value as JSON (a number, string, bool or null).
+    pub fn to_json(&self) -> Json {
+        match *self {
+            Val::Number(x) => serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number),
+            Val::Int(i) => Json::from(i),
+            Val::Label(s) => Json::from(s),
+            Val::Bool(b) => Json::from(b),
+            Val::None => Json::Null,
+        }
+    }
+
+    /// The number, for numeric values.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Val::Number(x) => Some(x),
+            Val::Int(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+}
+
+/// One decoded field, borrowing names from the profile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Value<'p> {
+    /// Semantic key (`temperature`, …).
+    pub key: &'static str,
+    /// Canonical unit of the key, None for unitless values.
+    pub unit: Option<&'static str>,
+    /// The spec's shortcut.
+    pub shortcut: &'p str,
+    /// The raw bits.
+    pub raw: u64,
+    /// The decoded value.
+    pub value: Val<'p>,
+    /// Why there is no value (`error`, `out_of_range`, `reserved`, …).
+    pub status: Option<&'p str>,
+}
+
+impl Value<'_> {
+    /// Converts into the telemetry object's reading.
+    pub fn to_reading(&self) -> Reading {
+        Reading {
+            value: self.value.to_json(),
+            unit: self.unit.map(str::to_string),
+            shortcut: self.shortcut.to_string(),
+            raw: self.raw,
+            status: self.status.map(str::to_string),
+        }
+    }
+}
+
+/// The result of decoding one telegram.
+#[derive(Debug, Clone)]
+pub struct Decoded<'p> {
+    /// The profile used.
+    pub profile: &'p Profile,
+    /// Index of the case that matched.
+    pub case: usize,
+    /// The values in field order.
+    pub values: Vec<Value<'p>>,
+}
+
+impl<'p> Decoded<'p> {
+    /// The value with this semantic key.
+    pub fn get(&self, key: &str) -> Option<&Value<'p>> {
+        self.values.iter().find(|v| v.key == key)
+    }
+
+    /// The value with this spec shortcut.
+    pub fn by_shortcut(&self, shortcut: &str) -> Option<&Value<'p>> {
+        self.values.iter().find(|v| v.shortcut == shortcut)
+    }
+
+    /// The values as telemetry readings keyed by semantic key.
+    pub fn readings(&self) -> BTreeMap<String, Reading> {
+        self.values
+            .iter()
+            .map(|v| (v.key.to_string(), v.to_reading()))
+            .collect()
+    }
+
+    /// The name of the matched case, when it has one.
+    pub fn case_name(&self) -> Option<&'p str> {
+        self.profile.cases.get(self.case)?.name.as_deref()
+    }
+}
+
+/// Decodes a telegram with a profile (direction 1 for two-direction profiles).
+pub fn decode<'p>(profile: &'p Profile, telegram: &Telegram) -> Result<Decoded<'p>, DecodeError> {
+    decode_payload(
+        profile,
+        telegram.rorg,
+        &telegram.payload,
+        telegram.status,
+        None,
+    )
+}
+
+/// Decodes a telegram with a profile in the given direction (1 or 2).
+pub fn decode_direction<'p>(
+    profile: &'p Profile,
+    telegram: &Telegram,
+    direction: u8,
+) -> Result<Decoded<'p>, DecodeError> {
+    decode_payload(
+        profile,
+        telegram.rorg,
+        &telegram.payload,
+        telegram.status,
+        Some(direction),
+    )
+}
+
+/// Decodes a payload given as its parts. `direction` None means direction 1.
+pub fn decode_payload<'p>(
+    profile: &'p Profile,
+    rorg: u8,
+    payload: &[u8],
+    status: u8,
+    direction: Option<u8>,
+) -> Result<Decoded<'p>, DecodeError> {
+    if rorg != profile.id.rorg {
+        return Err(DecodeError::WrongRorg {
+            eep: profile.eep.clone(),
+            found: rorg,
+        });
+    }
+    if teach_in::is_teach_in_bits(rorg, payload) {
+        return Err(DecodeError::TeachIn);
+    }
+    let direction = direction.unwrap_or(1);
+    let Some(case_index) = profile
+        .cases
+        .iter()
+        .position(|c| case_matches(c, payload, status, direction))
+    else {
+        return Err(DecodeError::NoCase {
+            eep: profile.eep.clone(),
+            len: payload.len(),
+            status,
+            direction,
+        });
+    };
+    let case = &profile.cases[case_index];
+    let mut values = Vec::with_capacity(case.fields.len());
+    for field in &case.fields {
+        if let Some(v) = decode_field(profile, field, payload)? {
+            values.push(v);
+        }
+    }
+    Ok(Decoded {
+        profile,
+        case: case_index,
+        values,
+    })
+}
+
+fn case_matches(case: &Case, payload: &[u8], status: u8, direction: u8) -> bool {
+    if case.direction.unwrap_or(1) != direction {
+        return false;
+    }
+    if let Some(s) = case.status {
+        if s.t21.is_some_and(|t| t != (status & STATUS_T21 != 0)) {
+            return false;
+        }
+        if s.nu.is_some_and(|n| n != (status & STATUS_NU != 0)) {
+            return false;
+        }
+    }
+    if case.length.is_some_and(|l| l != payload.len()) {
+        return false;
+    }
+    if case.min_length.is_some_and(|l| payload.len() < l) {
+        return false;
+    }
+    case.select
+        .iter()
+        .all(|c| extract(payload, c.offset, c.size).is_some_and(|raw| c.accepts(raw)))
+}
+
+fn decode_field<'p>(
+    profile: &'p Profile,
+    field: &'p Field,
+    payload: &[u8],
+) -> Result<Option<Value<'p>>, DecodeError> {
+    if let (Some(cond), Some((o, s))) = (&field.when, field.resolved.when_bits) {
+        match extract(payload, o, s) {
+            Some(raw) if cond.accepts(raw) => {}
+            _ => return Ok(None),
+        }
+    }
+    let Some(raw) = extract(payload, field.offset, field.size) else {
+        return Err(DecodeError::Truncated {
+            eep: profile.eep.clone(),
+            shortcut: field.shortcut.clone(),
+            offset: field.offset,
+            end: field.offset.saturating_add(field.size),
+            len: payload.len(),
+        });
+    };
+    let Some(key) = field.resolved.key else {
+        // Only a profile that skipped validation gets here; it yields nothing rather than panics.
+        return Ok(None);
+    };
+    let mut out = Value {
+        key: key.name,
+        unit: key.unit,
+        shortcut: &field.shortcut,
+        raw,
+        value: Val::None,
+        status: None,
+    };
+    if let Some(s) = field.sentinels.iter().find(|s| s.matches(raw)) {
+        out.status = Some(&s.status);
+        return Ok(Some(out));
+    }
+    if field.bool {
+        out.value = Val::Bool((raw != 0) != field.invert);
+    } else if !field.items.is_empty() {
+        match field.items.iter().find(|i| i.matches(raw)) {
+            Some(item) => out.value = Val::Label(&item.label),
+            None => out.status = Some("reserved"),
+        }
+    } else {
+        let x = if field.signed {
+            sign_extend(raw, field.size) as f64
+        } else {
+            raw as f64
+        };
+        let mut number = match field.resolved.linear {
+            Some(lin) => {
+                if lin.raw_min.is_some_and(|m| x < m) || lin.raw_max.is_some_and(|m| x > m) {
+                    out.status = Some("out_of_range");
+                    return Ok(Some(out));
+                }
+                Some(x * lin.slope + lin.intercept)
+            }
+            None => None,
+        };
+        if let (Some(m), Some((o, s))) = (&field.multiplier, field.resolved.multiplier_bits) {
+            let factor = extract(payload, o, s)
+                .and_then(|sel| usize::try_from(sel).ok())
+                .and_then(|i| m.values.get(i).copied());
+            match factor {
+                Some(f) => number = Some(number.unwrap_or(x) * f),
+                None => {
+                    out.status = Some("invalid");
+                    return Ok(Some(out));
+                }
+            }
+        }
+        out.value = match number {
+            Some(v) => Val::Number(v),
+            None if field.signed => Val::Int(sign_extend(raw, field.size)),
+            None => match i64::try_from(raw) {
+                Ok(i) => Val::Int(i),
+                Err(_) => Val::Number(raw as f64),
+            },
+        };
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eep::model::parse_profile;
+
+    const PROFILE: &str = r#"
+eep = "D2-99-01"
+title = "test profile"
+[[case]]
+name = "signed"
+select = [{ offset = 0, size = 4, value = 1 }]
+[[case.field]]
+shortcut = "S"
+key = "temperature"
+offset = 8
+size = 8
+signed = true
+factor = 0.5
+[[case.field]]
+shortcut = "R"
+key = "counter"
+offset = 16
+size = 8
+signed = true
+[[case]]
+name = "multiplied"
+select = [{ offset = 0, size = 4, value = 2 }]
+[[case.field]]
+shortcut = "M"
+key = "energy"
+offset = 8
+size = 8
+multiplier = { field = "X", values = [1, 10] }
+[[case.field]]
+shortcut = "X"
+key = "divisor"
+offset = 4
+size = 2
+enum = [{ raw = 0, label = "x1" }, { raw = 1, label = "x10" }]
+[[case]]
+name = "far field"
+direction = 2
+[[case.field]]
+shortcut = "F"
+key = "counter"
+offset = 40
+size = 8
+"#;
+
+    fn profile() -> Profile {
+        parse_profile(PROFILE, "D2-99-01.toml").unwrap()
+    }
+
+    #[test]
+    fn signed_values_use_twos_complement() {
+        let p = profile();
+        let d = decode_payload(&p, 0xD2, &[0x10, 0xF6, 0xFF], 0, None).unwrap();
+        assert_eq!(d.values[0].value, Val::Number(-5.0));
+        assert_eq!(d.values[0].raw, 0xF6);
+        assert_eq!(d.values[1].value, Val::Int(-1));
+        assert_eq!(d.case_name(), Some("signed"));
+    }
+
+    #[test]
+    fn multiplier_out_of_list_is_invalid() {
+        let p = profile();
+        let d = decode_payload(&p, 0xD2, &[0x24, 0x07], 0, None).unwrap();
+        assert_eq!(d.get("energy").unwrap().value, Val::Number(70.0));
+        let d = decode_payload(&p, 0xD2, &[0x28, 0x07], 0, None).unwrap();
+        let e = d.get("energy").unwrap();
+        assert_eq!((e.value, e.status), (Val::None, Some("invalid")));
+        assert_eq!(d.get("divisor").unwrap().status, Some("reserved"));
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let p = profile();
+        assert!(matches!(
+            decode_payload(&p, 0xA5, &[0x10, 0, 0, 8], 0, None),
+            Err(DecodeError::WrongRorg { found: 0xA5, .. })
+        ));
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x30], 0, None),
+            Err(DecodeError::NoCase { len: 1, .. })
+        ));
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x10, 0x01], 0, None),
+            Err(DecodeError::Truncated { end: 24, .. })
+        ));
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x30, 0, 0, 0], 0, Some(2)),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let d = decode_payload(&p, 0xD2, &[0x30, 0, 0, 0, 0, 9], 0, Some(2)).unwrap();
+        assert_eq!(d.get("counter").unwrap().value, Val::Int(9));
+        assert!(decode_payload(&p, 0xD2, &[], 0, None).is_err());
+    }
+
+    #[test]
+    fn readings_follow_the_telemetry_shape() {
+        let p = profile();
+        let d = decode_payload(&p, 0xD2, &[0x10, 0x14, 0x00], 0, None).unwrap();
+        let r = d.readings();
+        let t = &r["temperature"];
+        assert_eq!(t.value, serde_json::json!(10.0));
+        assert_eq!(t.unit.as_deref(), Some("°C"));
+        assert_eq!(t.shortcut, "S");
+        assert_eq!(t.raw, 0x14);
+        assert_eq!(t.status, None);
+    }
+}

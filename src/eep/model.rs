@@ -1,0 +1,694 @@
+//! The profile model: what one `eep-profiles/*.toml` file says, and its validation.
+//!
+//! The file format is documented in `eep-profiles/README.md`. Deserialisation rejects unknown keys;
+//! [`Profile::validate`] then checks everything serde cannot (bit ranges, one value kind per field,
+//! semantic keys from [`super::keys`], references between fields) and resolves those references
+//! so decoding never has to search by name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use super::keys::{self, KeyKind, SemanticKey};
+
+/// An EEP identifier: RORG, FUNC and TYPE, written `A5-02-05`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EepId {
+    /// Radio telegram type (F6, D5, A5, D2, D0, …).
+    pub rorg: u8,
+    /// Profile function.
+    pub func: u8,
+    /// Profile type.
+    pub type_: u8,
+}
+
+impl EepId {
+    /// Builds an identifier from its three numbers.
+    pub const fn new(rorg: u8, func: u8, type_: u8) -> Self {
+        Self { rorg, func, type_ }
+    }
+}
+
+impl fmt::Display for EepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02X}-{:02X}-{:02X}", self.rorg, self.func, self.type_)
+    }
+}
+
+/// Why a string is not an EEP identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an EEP (expected RR-FF-TT in hex, e.g. A5-02-05)")]
+pub struct BadEepId(pub String);
+
+impl FromStr for EepId {
+    type Err = BadEepId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadEepId(s.to_string());
+        let mut parts = s.trim().split(['-', ':', '.']);
+        let mut next = || -> Result<u8, BadEepId> {
+            let p = parts.next().ok_or_else(bad)?;
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            u8::from_str_radix(p, 16).map_err(|_| bad())
+        };
+        let id = EepId::new(next()?, next()?, next()?);
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(id)
+    }
+}
+
+/// One EEP profile as written in its TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The EEP, `RR-FF-TT`; must match the file name.
+    pub eep: String,
+    /// Short human title of the device class.
+    pub title: String,
+    /// Longer notes (spec references, quirks).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The telegram layouts; the first case whose selectors match is used.
+    #[serde(rename = "case")]
+    pub cases: Vec<Case>,
+    /// Golden vectors: payloads and the values they must decode to.
+    #[serde(rename = "vector", default)]
+    pub vectors: Vec<Vector>,
+    /// The parsed `eep`, set by validation.
+    #[serde(skip, default = "unset_id")]
+    pub id: EepId,
+}
+
+fn unset_id() -> EepId {
+    EepId::new(0, 0, 0)
+}
+
+/// One telegram layout of a profile and the conditions that select it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Name shown by `profiles show` and in errors (e.g. `status`, `cmd 4`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Notes on the case.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Communication direction this case belongs to (1 = from the device, the default).
+    #[serde(default)]
+    pub direction: Option<u8>,
+    /// RPS status bits that must have these values.
+    #[serde(default)]
+    pub status: Option<StatusCondition>,
+    /// Exact payload length in bytes this case requires.
+    #[serde(default)]
+    pub length: Option<usize>,
+    /// Minimum payload length in bytes this case requires.
+    #[serde(default)]
+    pub min_length: Option<usize>,
+    /// Payload bit fields (command or identifier fields) that must hold given values.
+    #[serde(default)]
+    pub select: Vec<BitCondition>,
+    /// The values this layout carries.
+    #[serde(rename = "field", default)]
+    pub fields: Vec<Field>,
+}
+
+/// Status-byte condition for RPS cases.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusCondition {
+    /// Required T21 bit (status bit 5), when given.
+    #[serde(default)]
+    pub t21: Option<bool>,
+    /// Required NU bit (status bit 4), when given.
+    #[serde(default)]
+    pub nu: Option<bool>,
+}
+
+/// A payload bit field that must hold one of the given values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitCondition {
+    /// Bit offset (0 = MSB of the first payload byte).
+    pub offset: usize,
+    /// Size in bits (1–64).
+    pub size: usize,
+    /// The single accepted value.
+    #[serde(default)]
+    pub value: Option<u64>,
+    /// Several accepted values.
+    #[serde(default)]
+    pub values: Vec<u64>,
+}
+
+impl BitCondition {
+    /// True when `raw` is an accepted value.
+    #[inline]
+    pub fn accepts(&self, raw: u64) -> bool {
+        self.value == Some(raw) || self.values.contains(&raw)
+    }
+}
+
+/// One value carried by a case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// The spec's shortcut (`TMP`, `HUM`, …).
+    pub shortcut: String,
+    /// Semantic key from the documented list (`temperature`, …); names the value in telemetry.
+    pub key: String,
+    /// What the field means, in our words.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Bit offset (0 = MSB of the first payload byte).
+    pub offset: usize,
+    /// Size in bits (1–64).
+    pub size: usize,
+    /// Read the raw bits as a two's complement number before scaling.
+    #[serde(default)]
+    pub signed: bool,
+    /// Linear scaling from a raw range to a value range (either may be inverted).
+    #[serde(default)]
+    pub scale: Option<Scale>,
+    /// Linear scaling as `value = raw * factor + add` (alternative to `scale`).
+    #[serde(default)]
+    pub factor: Option<f64>,
+    /// Added after `factor`.
+    #[serde(default)]
+    pub add: Option<f64>,
+    /// Extra factor chosen by another field's raw value (A5-12 DIV, A5-09-05 SCM).
+    #[serde(default)]
+    pub multiplier: Option<Multiplier>,
+    /// Named values (single raw values or raw ranges); the value is the label.
+    #[serde(rename = "enum", default)]
+    pub items: Vec<EnumItem>,
+    /// The value is a bool (raw ≠ 0 is true, or raw = 0 when `invert`).
+    #[serde(default)]
+    pub bool: bool,
+    /// With `bool`: raw 0 is true.
+    #[serde(default)]
+    pub invert: bool,
+    /// Raw values that carry no number but a status (error, out of range, …).
+    #[serde(rename = "sentinel", default)]
+    pub sentinels: Vec<Sentinel>,
+    /// The field is only present when another field of the case has one of these raw values.
+    #[serde(default)]
+    pub when: Option<FieldCondition>,
+    /// Resolved references, set by validation.
+    #[serde(skip)]
+    pub resolved: Resolved,
+}
+
+/// References of a field resolved at validation time.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// The semantic key's registry entry.
+    pub key: Option<&'static SemanticKey>,
+    /// Bits of the field named by `when`.
+    pub when_bits: Option<(usize, usize)>,
+    /// Bits of the field named by `multiplier`.
+    pub multiplier_bits: Option<(usize, usize)>,
+    /// The linear map as `value = raw * slope + intercept`, with the accepted raw range.
+    pub linear: Option<Linear>,
+}
+
+/// A resolved linear map.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear {
+    /// Value per raw step.
+    pub slope: f64,
+    /// Value at raw 0.
+    pub intercept: f64,
+    /// Smallest accepted raw value (after sign extension), None when unbounded.
+    pub raw_min: Option<f64>,
+    /// Largest accepted raw value, None when unbounded.
+    pub raw_max: Option<f64>,
+}
+
+/// Linear scaling: raw `raw[0]` maps to `value[0]`, raw `raw[1]` to `value[1]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// Raw range ends (may be inverted, e.g. `[255, 0]`); raw values outside are `out_of_range`.
+    pub raw: [f64; 2],
+    /// Value range ends in the semantic key's canonical unit.
+    pub value: [f64; 2],
+}
+
+/// A factor chosen by another field's raw value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multiplier {
+    /// Shortcut of the selecting field in the same case.
+    pub field: String,
+    /// Factor for raw 0, 1, 2, …; a raw value past the end gives status `invalid`.
+    pub values: Vec<f64>,
+}
+
+/// A named raw value or raw range.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnumItem {
+    /// A single raw value.
+    #[serde(default)]
+    pub raw: Option<u64>,
+    /// Range start (inclusive), with `max`.
+    #[serde(default)]
+    pub min: Option<u64>,
+    /// Range end (inclusive), with `min`.
+    #[serde(default)]
+    pub max: Option<u64>,
+    /// Our label for the value (lower case, short).
+    pub label: String,
+}
+
+impl EnumItem {
+    /// True when `raw` is this item.
+    #[inline]
+    pub fn matches(&self, raw: u64) -> bool {
+        match (self.raw, self.min, self.max) {
+            (Some(r), _, _) => r == raw,
+            (None, Some(lo), Some(hi)) => (lo..=hi).contains(&raw),
+            _ => false,
+        }
+    }
+}
+
+/// A raw value or range that means "no value" and why.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sentinel {
+    /// A single raw value.
+    #[serde(default)]
+    pub raw: Option<u64>,
+    /// Range start (inclusive), with `max`.
+    #[serde(default)]
+    pub min: Option<u64>,
+    /// Range end (inclusive), with `min`.
+    #[serde(default)]
+    pub max: Option<u64>,
+    /// One of [`SENTINEL_STATUSES`].
+    pub status: String,
+}
+
+impl Sentinel {
+    /// True when `raw` is this sentinel.
+    #[inline]
+    pub fn matches(&self, raw: u64) -> bool {
+        match (self.raw, self.min, self.max) {
+            (Some(r), _, _) => r == raw,
+            (None, Some(lo), Some(hi)) => (lo..=hi).contains(&raw),
+            _ => false,
+        }
+    }
+}
+
+/// The statuses a sentinel may give (also produced by the decoder itself: `out_of_range` for a raw
+/// value outside a scale, `reserved` for an unnamed enum value, `invalid` for a bad multiplier).
+pub const SENTINEL_STATUSES: &[&str] = &[
+    "error",
+    "out_of_range",
+    "invalid",
+    "unknown",
+    "not_available",
+    "reserved",
+    "overflow",
+    "underflow",
+];
+
+/// Presence condition on another field of the same case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldCondition {
+    /// Shortcut of the selecting field.
+    pub field: String,
+    /// The single raw value that makes this field present.
+    #[serde(default)]
+    pub is: Option<u64>,
+    /// Several raw values that make this field present.
+    #[serde(rename = "in", default)]
+    pub any_of: Vec<u64>,
+}
+
+impl FieldCondition {
+    /// True when the selecting field's raw value makes this field present.
+    #[inline]
+    pub fn accepts(&self, raw: u64) -> bool {
+        self.is == Some(raw) || self.any_of.contains(&raw)
+    }
+}
+
+/// A golden vector: a telegram and what it must decode to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vector {
+    /// What the vector shows (e.g. "range end: raw 0 is +40 °C").
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Payload bytes as hex (RORG, sender and status excluded).
+    pub payload: String,
+    /// Status byte (T21/NU for RPS); 0 when absent.
+    #[serde(default)]
+    pub status: u8,
+    /// Direction for two-direction profiles.
+    #[serde(default)]
+    pub direction: Option<u8>,
+    /// Expected values by semantic key: a plain number, label or bool compares the value; a table
+    /// may give `value`, `raw` and `status` (a `status` alone means the value is null).
+    #[serde(default)]
+    pub expect: BTreeMap<String, toml::Value>,
+    /// Expect decoding to fail with this error kind instead (`teach_in`, `no_case`, `truncated`).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A problem found in a profile file; names the file and, where it applies, the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}: {}{message}", .location.as_deref().map(|l| format!("{l}: ")).unwrap_or_default())]
+pub struct ProfileError {
+    /// The file (or built-in name) the profile came from.
+    pub file: String,
+    /// Where in the profile: `case[1] field TMP`, `vector[0] key temperature`, …
+    pub location: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses and validates one profile file's text. `file` names it in errors.
+pub fn parse_profile(text: &str, file: &str) -> Result<Profile, ProfileError> {
+    let mut profile: Profile = toml::from_str(text).map_err(|e| ProfileError {
+        file: file.to_string(),
+        location: None,
+        message: e.to_string(),
+    })?;
+    profile.validate(file)?;
+    Ok(profile)
+}
+
+impl Profile {
+    /// Checks the profile and resolves keys and field references. `file` names it in errors.
+    pub fn validate(&mut self, file: &str) -> Result<(), ProfileError> {
+        let err = |location: Option<String>, message: String| ProfileError {
+            file: file.to_string(),
+            location,
+            message,
+        };
+        self.id = self
+            .eep
+            .parse()
+            .map_err(|e: BadEepId| err(Some("eep".into()), e.to_string()))?;
+        let stem = std::path::Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("");
+        if file.ends_with(".toml") && !stem.eq_ignore_ascii_case(&self.eep) {
+            return Err(err(
+                Some("eep".into()),
+                format!("eep {} does not match the file name {stem}.toml", self.eep),
+            ));
+        }
+        if self.title.trim().is_empty() {
+            return Err(err(Some("title".into()), "title is empty".into()));
+        }
+        if self.cases.is_empty() {
+            return Err(err(None, "a profile needs at least one [[case]]".into()));
+        }
+        for (ci, case) in self.cases.iter_mut().enumerate() {
+            let cname = match &case.name {
+                Some(n) => format!("case[{ci}] ({n})"),
+                None => format!("case[{ci}]"),
+            };
+            for (si, s) in case.select.iter().enumerate() {
+                check_bits(s.offset, s.size)
+                    .map_err(|m| err(Some(format!("{cname} select[{si}]")), m))?;
+                if s.value.is_none() && s.values.is_empty() {
+                    return Err(err(
+                        Some(format!("{cname} select[{si}]")),
+                        "select needs `value` or `values`".into(),
+                    ));
+                }
+            }
+            if let Some(d) = case.direction
+                && !(1..=2).contains(&d)
+            {
+                return Err(err(Some(cname), format!("direction {d} is not 1 or 2")));
+            }
+            let bits: Vec<(String, usize, usize)> = case
+                .fields
+                .iter()
+                .map(|f| (f.shortcut.clone(), f.offset, f.size))
+                .collect();
+            let find = |name: &str| {
+                bits.iter()
+                    .find(|(s, _, _)| s == name)
+                    .map(|&(_, o, z)| (o, z))
+            };
+            let mut seen: Vec<(&str, bool)> = Vec::new();
+            for field in case.fields.iter_mut() {
+                let loc = Some(format!("{cname} field {}", field.shortcut));
+                validate_field(field, &find).map_err(|m| err(loc.clone(), m))?;
+                let conditional = field.when.is_some();
+                if let Some(&(_, other_cond)) = seen.iter().find(|(k, _)| *k == field.key)
+                    && !(conditional && other_cond)
+                {
+                    return Err(err(
+                        loc,
+                        format!(
+                            "key {} is used twice in this case (allowed only when both fields have `when`)",
+                            field.key
+                        ),
+                    ));
+                }
+                if let Some(k) = field.resolved.key {
+                    seen.push((k.name, conditional));
+                }
+            }
+        }
+        for (vi, v) in self.vectors.iter().enumerate() {
+            let loc = Some(format!("vector[{vi}]"));
+            let bytes = hex::decode(v.payload.replace(' ', ""))
+                .map_err(|e| err(loc.clone(), format!("payload is not hex: {e}")))?;
+            if bytes.is_empty() {
+                return Err(err(loc, "payload is empty".into()));
+            }
+            if v.expect.is_empty() && v.error.is_none() {
+                return Err(err(
+                    loc,
+                    "vector expects nothing (give `expect` or `error`)".into(),
+                ));
+            }
+            for k in v.expect.keys() {
+                if keys::lookup(k).is_none() {
+                    return Err(err(
+                        Some(format!("vector[{vi}] key {k}")),
+                        format!("{k} is not a semantic key"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when some case is for direction 2 (the profile has two directions).
+    pub fn has_directions(&self) -> bool {
+        self.cases.iter().any(|c| c.direction == Some(2))
+    }
+}
+
+fn check_bits(offset: usize, size: usize) -> Result<(), String> {
+    if size == 0 || size > 64 {
+        return Err(format!("size {size} is not between 1 and 64"));
+    }
+    if offset.saturating_add(size) > 8 * 512 {
+        return Err(format!("offset {offset} + size {size} is past any payload"));
+    }
+    Ok(())
+}
+
+fn validate_field(
+    field: &mut Field,
+    find: &dyn Fn(&str) -> Option<(usize, usize)>,
+) -> Result<(), String> {
+    check_bits(field.offset, field.size)?;
+    if field.shortcut.trim().is_empty() {
+        return Err("shortcut is empty".into());
+    }
+    let key = keys::lookup(&field.key).ok_or_else(|| {
+        format!(
+            "{} is not a semantic key (see eep-profiles/README.md)",
+            field.key
+        )
+    })?;
+    field.resolved.key = Some(key);
+    let kinds = [
+        field.scale.is_some() || field.factor.is_some(),
+        !field.items.is_empty(),
+        field.bool,
+    ];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        return Err("give only one of scale/factor, enum and bool".into());
+    }
+    if field.scale.is_some() && (field.factor.is_some() || field.add.is_some()) {
+        return Err("give either `scale` or `factor`/`add`, not both".into());
+    }
+    if field.add.is_some() && field.factor.is_none() {
+        return Err("`add` needs `factor`".into());
+    }
+    if field.invert && !field.bool {
+        return Err("`invert` applies only to bool fields".into());
+    }
+    let kind = if field.bool {
+        KeyKind::Bool
+    } else if !field.items.is_empty() {
+        KeyKind::Label
+    } else {
+        KeyKind::Number
+    };
+    if key.kind != KeyKind::Any && key.kind != kind {
+        return Err(format!(
+            "key {} holds {:?} values but the field gives {:?}",
+            key.name, key.kind, kind
+        ));
+    }
+    let max_raw = if field.size == 64 {
+        u64::MAX
+    } else {
+        (1u64 << field.size) - 1
+    };
+    for item in &field.items {
+        match (item.raw, item.min, item.max) {
+            (Some(r), None, None) if r <= max_raw => {}
+            (None, Some(lo), Some(hi)) if lo <= hi && hi <= max_raw => {}
+            _ => {
+                return Err(format!(
+                    "enum item {:?} needs `raw` or `min` ≤ `max`, within {} bits",
+                    item.label, field.size
+                ));
+            }
+        }
+        if item.label.trim().is_empty() {
+            return Err("enum item with an empty label".into());
+        }
+    }
+    for s in &field.sentinels {
+        match (s.raw, s.min, s.max) {
+            (Some(r), None, None) if r <= max_raw => {}
+            (None, Some(lo), Some(hi)) if lo <= hi && hi <= max_raw => {}
+            _ => {
+                return Err(format!(
+                    "sentinel {:?} needs `raw` or `min` ≤ `max`, within {} bits",
+                    s.status, field.size
+                ));
+            }
+        }
+        if !SENTINEL_STATUSES.contains(&s.status.as_str()) {
+            return Err(format!(
+                "sentinel status {:?} is not one of {}",
+                s.status,
+                SENTINEL_STATUSES.join(", ")
+            ));
+        }
+    }
+    if let Some(sc) = field.scale {
+        let [r0, r1] = sc.raw;
+        let [v0, v1] = sc.value;
+        if !(r0.is_finite() && r1.is_finite() && v0.is_finite() && v1.is_finite()) || r0 == r1 {
+            return Err("scale needs finite ends and two different raw ends".into());
+        }
+        let slope = (v1 - v0) / (r1 - r0);
+        field.resolved.linear = Some(Linear {
+            slope,
+            intercept: v0 - r0 * slope,
+            raw_min: Some(r0.min(r1)),
+            raw_max: Some(r0.max(r1)),
+        });
+    } else if let Some(f) = field.factor {
+        let add = field.add.unwrap_or(0.0);
+        if !f.is_finite() || !add.is_finite() {
+            return Err("factor and add must be finite".into());
+        }
+        field.resolved.linear = Some(Linear {
+            slope: f,
+            intercept: add,
+            raw_min: None,
+            raw_max: None,
+        });
+    }
+    if field.signed && kind != KeyKind::Number {
+        return Err("`signed` applies only to numeric fields".into());
+    }
+    if let Some(w) = &field.when {
+        if w.is.is_none() && w.any_of.is_empty() {
+            return Err("`when` needs `is` or `in`".into());
+        }
+        if w.field == field.shortcut {
+            return Err("`when` refers to the field itself".into());
+        }
+        field.resolved.when_bits = Some(
+            find(&w.field).ok_or_else(|| format!("`when` refers to unknown field {}", w.field))?,
+        );
+    }
+    if let Some(m) = &field.multiplier {
+        if kind != KeyKind::Number {
+            return Err("`multiplier` applies only to numeric fields".into());
+        }
+        if m.values.is_empty() || m.values.iter().any(|v| !v.is_finite()) {
+            return Err("`multiplier.values` must be finite numbers".into());
+        }
+        field.resolved.multiplier_bits = Some(
+            find(&m.field)
+                .ok_or_else(|| format!("`multiplier` refers to unknown field {}", m.field))?,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eep_ids_parse_and_print() {
+        let id: EepId = "a5-02-05".parse().unwrap();
+        assert_eq!(id, EepId::new(0xA5, 0x02, 0x05));
+        assert_eq!(id.to_string(), "A5-02-05");
+        assert!("A5-02".parse::<EepId>().is_err());
+        assert!("A5-02-05-01".parse::<EepId>().is_err());
+        assert!("A5-0G-05".parse::<EepId>().is_err());
+        assert!("A5-2-005".parse::<EepId>().is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_file_name() {
+        let e = parse_profile(
+            "eep = \"A5-02-05\"\ntitle = \"t\"\ncolour = 1\n[[case]]\n",
+            "A5-02-05.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.file, "A5-02-05.toml");
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_field_names_the_field() {
+        let text = r#"
+eep = "A5-02-05"
+title = "t"
+[[case]]
+[[case.field]]
+shortcut = "TMP"
+key = "temprature"
+offset = 16
+size = 8
+"#;
+        let e = parse_profile(text, "x/A5-02-05.toml").unwrap_err();
+        assert_eq!(e.location.as_deref(), Some("case[0] field TMP"));
+        assert!(e.to_string().contains("temprature"), "{e}");
+    }
+}

@@ -1,0 +1,158 @@
+//! The built binary: `decode --eep` and `profiles check|show|list`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_enocean-agent"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eep-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+// A5-02-05 data telegram with DB1 = 0xFF (0 °C), then its teach-in (variant 2, manufacturer 03E).
+const DATA: &str = "55000A0701EBA50000FF08DEADBEEF0003FFFFFFFFFF0068";
+const TEACH_IN: &str = "55000A0701EBA508283E80FF9B12800001FFFFFFFF440099";
+
+fn decode(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = bin().arg("decode").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn decode_with_eep_gives_values_and_teach_in() {
+    let hex = format!("{DATA}{TEACH_IN}");
+    let lines = decode(&["--eep", "A5-02-05", "--hex", &hex]);
+    assert_eq!(lines.len(), 2);
+    let t = &lines[0]["telegram"];
+    assert_eq!(t["eep"], "A5-02-05");
+    assert_eq!(t["values"]["temperature"]["value"], 0.0);
+    assert_eq!(t["values"]["temperature"]["unit"], "°C");
+    assert_eq!(t["values"]["temperature"]["shortcut"], "TMP");
+    assert_eq!(t["values"]["temperature"]["raw"], 255);
+    assert!(t["teach_in"].is_null());
+    let ti = &lines[1]["telegram"];
+    assert_eq!(ti["teach_in"]["eep"], "A5-02-05");
+    assert_eq!(ti["teach_in"]["manufacturer"], "03E");
+    assert_eq!(ti["values"], serde_json::json!({}));
+    assert!(ti["eep"].is_null(), "a teach-in is never a reading");
+}
+
+#[test]
+fn decode_without_eep_still_finds_teach_in() {
+    let lines = decode(&["--hex", &format!("{DATA}{TEACH_IN}")]);
+    assert!(lines[0]["telegram"]["eep"].is_null());
+    assert_eq!(lines[0]["telegram"]["values"], serde_json::json!({}));
+    assert_eq!(lines[1]["telegram"]["teach_in"]["func"], "02");
+    assert_eq!(lines[1]["telegram"]["teach_in"]["type"], "05");
+}
+
+#[test]
+fn decode_rejects_an_unknown_eep() {
+    let out = bin()
+        .args(["decode", "--eep", "A5-7F-7F", "--hex", DATA])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("A5-7F-7F"));
+}
+
+#[test]
+fn profiles_check_names_file_and_field() {
+    let dir = temp_dir("check");
+    std::fs::write(
+        dir.join("A5-02-05.toml"),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/eep-profiles/A5-02-05.toml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let ok = bin()
+        .args(["profiles", "check"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    let bad = r#"
+eep = "A5-02-01"
+title = "broken"
+[[case]]
+[[case.field]]
+shortcut = "TMP"
+key = "temprature"
+offset = 16
+size = 8
+"#;
+    std::fs::write(dir.join("A5-02-01.toml"), bad).unwrap();
+    let wrong_vector = r#"
+eep = "A5-02-02"
+title = "wrong vector"
+[[case]]
+[[case.field]]
+shortcut = "TMP"
+key = "temperature"
+offset = 16
+size = 8
+scale = { raw = [255, 0], value = [-30, 10] }
+[[vector]]
+payload = "0000FF08"
+expect = { temperature = -29.0 }
+[[vector]]
+payload = "00000008"
+expect = { temperature = 10.0 }
+"#;
+    std::fs::write(dir.join("A5-02-02.toml"), wrong_vector).unwrap();
+    let out = bin()
+        .args(["profiles", "check"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("A5-02-01.toml") && text.contains("field TMP") && text.contains("temprature"),
+        "{text}"
+    );
+    assert!(
+        text.contains("A5-02-02.toml") && text.contains("vector[0] key temperature"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn profiles_list_and_show() {
+    let out = bin().args(["profiles", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().count() >= 100, "{text}");
+    assert!(text.contains("A5-04-01\t"));
+    let out = bin()
+        .args(["profiles", "show", "A5-04-01"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("HUM") && text.contains("humidity") && text.contains("[%]"),
+        "{text}"
+    );
+}

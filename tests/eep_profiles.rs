@@ -1,0 +1,81 @@
+//! Every built-in profile parses, validates and passes its own golden vectors.
+
+use enocean_agent::eep::{self, Library, library::builtin_files};
+
+#[test]
+fn every_builtin_profile_is_valid() {
+    let mut errors = Vec::new();
+    for (name, text) in builtin_files() {
+        if let Err(e) = eep::parse_profile(text, name) {
+            errors.push(e.to_string());
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn every_golden_vector_passes() {
+    let lib = Library::builtin().unwrap();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for p in lib.iter() {
+        count += p.vectors.len();
+        for f in eep::check_vectors(p) {
+            failures.push(format!("{}.toml: {f}", p.eep));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} profiles, {count} golden vectors", lib.len());
+}
+
+#[test]
+fn every_profile_has_two_golden_vectors_with_values() {
+    let lib = Library::builtin().unwrap();
+    for p in lib.iter() {
+        let with_values = p.vectors.iter().filter(|v| !v.expect.is_empty()).count();
+        assert!(
+            with_values >= 2,
+            "{} has {with_values} golden vectors with values",
+            p.eep
+        );
+    }
+}
+
+#[test]
+fn readme_lists_every_semantic_key() {
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eep-profiles/README.md"
+    ))
+    .unwrap();
+    for k in eep::keys::KEYS {
+        let row = format!("| `{}` |", k.name);
+        assert!(
+            readme.contains(&row),
+            "README.md has no row for key {}",
+            k.name
+        );
+    }
+}
+
+#[test]
+fn readme_worked_example_is_valid_and_passes() {
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eep-profiles/README.md"
+    ))
+    .unwrap();
+    let start = readme.find("```toml\n").unwrap() + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let p = eep::parse_profile(&readme[start..end], "A5-04-01.toml").unwrap();
+    assert!(
+        eep::check_vectors(&p).is_empty(),
+        "{:?}",
+        eep::check_vectors(&p)
+    );
+}
