@@ -6,7 +6,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod erp1;
 pub mod esp3;
 pub mod inspect;
+pub mod outbox;
+pub mod secret;
 pub mod telemetry;
+pub mod webhook;
