@@ -213,6 +213,18 @@ impl Outbox {
         self.waker = Some(waker);
     }
 
+    /// Caps the database file at `pages` pages (`PRAGMA max_page_count`) for this connection: a
+    /// hard size limit that makes SQLite report a full database (small disks, tests). Returns the
+    /// limit in effect.
+    pub fn set_page_limit(&mut self, pages: u64) -> Result<u64, OutboxError> {
+        let v: i64 = self.store.conn.query_row(
+            &format!("PRAGMA max_page_count = {}", pages.min(i64::MAX as u64)),
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v.max(0) as u64)
+    }
+
     /// The underlying store (queries).
     pub fn store(&self) -> &Store {
         &self.store

@@ -136,6 +136,7 @@ fn read_prefix(resp: &mut ureq::http::Response<ureq::Body>) -> String {
 fn classify(e: &ureq::Error) -> (Outcome, &'static str) {
     match e {
         ureq::Error::HostNotFound => (Outcome::Offline, "dns"),
+        ureq::Error::Timeout(ureq::Timeout::Resolve) => (Outcome::Offline, "dns"),
         ureq::Error::Timeout(_) => (Outcome::Failed, "timeout"),
         ureq::Error::Io(io) => classify_io(io),
         ureq::Error::Tls(_) => (Outcome::Failed, "tls"),
@@ -155,6 +156,8 @@ fn classify_io(e: &io::Error) -> (Outcome, &'static str) {
             (Outcome::Offline, "no_route")
         }
         io::ErrorKind::NetworkDown => (Outcome::Offline, "network_down"),
+        // std reports a failed getaddrinfo as an uncategorised error with this text.
+        _ if e.to_string().contains("lookup address") => (Outcome::Offline, "dns"),
         io::ErrorKind::TimedOut => (Outcome::Failed, "timeout"),
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
             (Outcome::Failed, "connection_reset")

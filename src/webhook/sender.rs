@@ -127,11 +127,18 @@ impl SenderHandle {
         self.waker.wake();
     }
 
-    /// Sets the shutdown flag, wakes the threads and waits for them.
+    /// Sets the shutdown flag, wakes the threads and waits for them (dropping the handle does
+    /// the same).
     pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for SenderHandle {
+    fn drop(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.waker.wake();
-        for t in self.threads {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -204,6 +211,8 @@ struct Worker {
     acks: Vec<LogEntry>,
     ack_since: Option<Instant>,
     prefetched: VecDeque<(u64, String, Option<Telemetry>)>,
+    /// Highest seq read into `prefetched` (reads continue after it).
+    fetched: u64,
     retry_due: HashMap<i64, Instant>,
     offline_streak: u32,
     holding_for_clock: bool,
@@ -232,6 +241,7 @@ impl Worker {
             acks: Vec::new(),
             ack_since: None,
             prefetched: VecDeque::new(),
+            fetched: cursor,
             retry_due: HashMap::new(),
             offline_streak: 0,
             holding_for_clock: false,
@@ -254,17 +264,23 @@ impl Worker {
                 Err(e) => {
                     log::error!("webhook {}: outbox error: {e}", self.cfg.name);
                     self.prefetched.clear();
+                    self.fetched = self.cursor;
                     self.opts.poll_interval
                 }
             };
             let ack_due = self
                 .ack_since
                 .map(|t| (t + self.opts.ack_window).saturating_duration_since(Instant::now()));
-            if (ack_due == Some(Duration::ZERO) || (wait > Duration::ZERO && ack_due.is_some()))
-                && let Err(e) = self.flush_acks()
-            {
-                log::error!("webhook {}: acknowledgements not saved: {e}", self.cfg.name);
-            }
+            let wait = match ack_due {
+                Some(d) if d.is_zero() => {
+                    if let Err(e) = self.flush_acks() {
+                        log::error!("webhook {}: acknowledgements not saved: {e}", self.cfg.name);
+                    }
+                    wait
+                }
+                Some(d) => wait.min(d),
+                None => wait,
+            };
             if wait > Duration::ZERO {
                 self.waker.wait(&mut seen, wait);
             }
@@ -463,12 +479,14 @@ impl Worker {
         let mut records: Vec<Telemetry> = Vec::new();
         loop {
             if self.prefetched.is_empty() {
+                let from = self.fetched.max(self.cursor);
                 let rows = self
                     .store
-                    .telemetry_after(self.cursor, self.opts.prefetch.max(1))?;
-                if rows.is_empty() {
+                    .telemetry_after(from, self.opts.prefetch.max(1))?;
+                let Some(last) = rows.last() else {
                     break;
-                }
+                };
+                self.fetched = last.0;
                 self.prefetched.extend(rows);
             }
             let Some((seq, device, t)) = self.prefetched.front() else {
