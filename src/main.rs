@@ -19,6 +19,12 @@ struct Cli {
 enum Command {
     /// Decode ESP3 bytes from a capture file, stdin or hex into JSON Lines.
     Decode(cmd::decode::Args),
+    /// Webhooks: list, test delivery, enable, disable.
+    Webhook(cmd::webhook::Args),
+    /// The outbox: status, failed deliveries, resend.
+    Outbox(cmd::outbox::Args),
+    /// The delivery log: one line per attempt, newest first.
+    Deliveries(cmd::deliveries::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +32,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Webhook(args) => cmd::webhook::run(args),
+        Command::Outbox(args) => cmd::outbox::run(args),
+        Command::Deliveries(args) => cmd::deliveries::run(args),
     };
     match result {
         Ok(code) => code,

@@ -242,6 +242,17 @@ impl Store {
         Ok(())
     }
 
+    /// Creates the state row of a configured webhook the daemon has not registered yet (its
+    /// cursor starts at the current end); existing rows are left alone.
+    pub fn ensure_webhook(&self, name: &str) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO webhook (name, cursor) VALUES (?1, \
+             (SELECT coalesce(max(seq), 0) FROM telemetry))",
+            params![name],
+        )?;
+        Ok(())
+    }
+
     /// A webhook's state, None when it was never registered.
     pub fn webhook(&self, name: &str) -> Result<Option<WebhookState>, OutboxError> {
         Ok(self
