@@ -279,11 +279,25 @@ impl Outbox {
         if self.buffer.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = std::mem::take(&mut self.buffer);
+        let mut batch = std::mem::take(&mut self.buffer);
         let oldest = self.oldest_buffered.take();
         let mut encoded = Vec::with_capacity(batch.len());
         for t in &batch {
             encoded.push((t.id.clone(), t.sensor.id.clone(), serde_json::to_string(t)?));
+        }
+        // A group larger than the bounds themselves keeps only its newest records.
+        if self.cfg.overflow == Overflow::DropOldest {
+            let mut excess = encoded.len().saturating_sub(self.cfg.max_rows as usize);
+            let mut total: u64 = encoded.iter().map(|e| e.2.len() as u64).sum();
+            while excess < encoded.len() && total > self.cfg.max_bytes {
+                total -= encoded[excess].2.len() as u64;
+                excess += 1;
+            }
+            if excess > 0 {
+                encoded.drain(..excess);
+                batch.drain(..excess);
+                self.count_drop(excess as u64, "group larger than the outbox bounds");
+            }
         }
         let mut last_err = None;
         for attempt in 0..3 {
