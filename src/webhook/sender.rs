@@ -14,7 +14,7 @@ use super::config::WebhookConfig;
 use super::http::{self, AttemptResult, Outcome};
 use super::render::{self, Event};
 use super::sign;
-use crate::outbox::{Delivery, LogEntry, OutboxError, Store, Trigger, Waker};
+use crate::outbox::{Delivery, LogEntry, OutboxError, Store, Trigger, Waker, WebhookState};
 use crate::telemetry::Telemetry;
 
 /// Says whether the wall clock is plausibly synchronised (Standard Webhooks timestamps need it).
@@ -217,7 +217,16 @@ struct Worker {
     offline_streak: u32,
     holding_for_clock: bool,
     last_idle_state: &'static str,
+    /// The webhook's state as last read, and when (re-read at least every `STATE_TTL`, and at
+    /// once after this thread changed it).
+    state: Option<(WebhookState, Instant)>,
+    /// False once the database said there is no delivery waiting for a retry; only this thread
+    /// creates such deliveries.
+    maybe_pending: bool,
 }
+
+/// How long a cached webhook state (enabled, deactivated) is trusted; CLI changes show within it.
+const STATE_TTL: Duration = Duration::from_millis(200);
 
 impl Worker {
     fn new(
@@ -246,6 +255,8 @@ impl Worker {
             offline_streak: 0,
             holding_for_clock: false,
             last_idle_state: "",
+            state: None,
+            maybe_pending: true,
         })
     }
 
@@ -319,8 +330,19 @@ impl Worker {
         Step::Idle(d)
     }
 
+    fn current_state(&mut self) -> Result<Option<WebhookState>, OutboxError> {
+        if let Some((s, at)) = &self.state
+            && at.elapsed() < STATE_TTL
+        {
+            return Ok(Some(s.clone()));
+        }
+        let s = self.store.webhook(&self.cfg.name)?;
+        self.state = s.clone().map(|s| (s, Instant::now()));
+        Ok(s)
+    }
+
     fn step(&mut self) -> Result<Step, OutboxError> {
-        let Some(state) = self.store.webhook(&self.cfg.name)? else {
+        let Some(state) = self.current_state()? else {
             return Ok(Step::Idle(self.opts.poll_interval));
         };
         if !state.enabled {
@@ -346,8 +368,11 @@ impl Worker {
             log::info!("webhook {}: clock synchronised, delivering", self.cfg.name);
         }
         self.last_idle_state = "";
-        if let Some(head) = self.store.pending_head(&self.cfg.name)? {
-            return self.retry(head, state.consecutive_failures);
+        if self.maybe_pending {
+            match self.store.pending_head(&self.cfg.name)? {
+                Some(head) => return self.retry(head, state.consecutive_failures),
+                None => self.maybe_pending = false,
+            }
         }
         self.first_attempt(state.consecutive_failures)
     }
@@ -381,6 +406,8 @@ impl Worker {
         consecutive: u32,
     ) -> Result<Step, OutboxError> {
         let name = self.cfg.name.clone();
+        // This changes the webhook's state: read it afresh next time.
+        self.state = None;
         match r.outcome {
             Outcome::Delivered => {
                 self.back_online();
@@ -533,6 +560,7 @@ impl Worker {
             if consecutive > 0 {
                 self.flush_acks()?;
                 self.store.reset_failures(&self.cfg.name)?;
+                self.state = None;
                 log::info!(
                     "webhook {}: delivering again after {consecutive} failed deliveries",
                     self.cfg.name
@@ -555,6 +583,7 @@ impl Worker {
             &body,
             true,
         )?;
+        self.maybe_pending = true;
         let mut entry = entry;
         entry.delivery_row = Some(row);
         self.store.log_attempt(&entry)?;
