@@ -5,12 +5,15 @@
 //! thin command-line shell around it. See `ARCHITECTURE.md` for the data flow.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-
+pub mod config;
 pub mod dedup;
 pub mod eep;
 pub mod erp1;
 pub mod esp3;
 pub mod inspect;
+pub mod outbox;
+pub mod secret;
 pub mod serial;
 pub mod sim;
 pub mod telemetry;
+pub mod webhook;

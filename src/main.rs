@@ -25,6 +25,12 @@ enum Command {
     Listen(cmd::listen::Args),
     /// List, show and check EEP profiles.
     Profiles(cmd::profiles::Args),
+    /// Webhooks: list, test delivery, enable, disable.
+    Webhook(cmd::webhook::Args),
+    /// The outbox: status, failed deliveries, resend.
+    Outbox(cmd::outbox::Args),
+    /// The delivery log: one line per attempt, newest first.
+    Deliveries(cmd::deliveries::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,9 @@ fn main() -> ExitCode {
         Command::Sim(args) => cmd::sim::run(args),
         Command::Listen(args) => cmd::listen::run(args),
         Command::Profiles(args) => cmd::profiles::run(args),
+        Command::Webhook(args) => cmd::webhook::run(args),
+        Command::Outbox(args) => cmd::outbox::run(args),
+        Command::Deliveries(args) => cmd::deliveries::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,19 +1,297 @@
-//! Helpers shared by the integration tests: loading the JSON Lines vector files.
+//! Shared test helpers: vector files, the agent binary (also under qemu), a scripted HTTP receiver
+//! on 127.0.0.1 (tiny_http), telemetry builders, fast webhook settings and bounded waiting.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use enocean_agent::outbox::{Outbox, StorageConfig};
+use enocean_agent::telemetry::{Gateway, Raw, Reading, Sensor, Signal, Telemetry};
+use enocean_agent::webhook::{SenderOptions, WebhookConfig};
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+}
+
+/// The receiver's answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn ok() -> Self {
+        Self::status(200)
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn body(mut self, b: &str) -> Self {
+        self.body = b.into();
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+type Script = dyn Fn(usize, &Received) -> Reply + Send + Sync;
+
+/// A scripted HTTP server on 127.0.0.1.
+pub struct Receiver {
+    pub url: String,
+    pub port: u16,
+    pub log: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<Arc<Script>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    pub fn start(script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) -> Self {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = server.server_addr().to_ip().expect("ip").port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Mutex<Arc<Script>>> = Arc::new(Mutex::new(Arc::new(script)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s, st) = (log.clone(), script.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok(Some(mut req)) = server.recv_timeout(Duration::from_millis(20)) else {
+                    continue;
+                };
+                let mut body = Vec::new();
+                let _ = std::io::Read::read_to_end(req.as_reader(), &mut body);
+                let rec = Received {
+                    path: req.url().to_owned(),
+                    headers: req
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.to_string(), h.value.to_string()))
+                        .collect(),
+                    body,
+                };
+                let n = {
+                    let mut g = l.lock().unwrap();
+                    g.push(rec.clone());
+                    g.len() - 1
+                };
+                let f = s.lock().unwrap().clone();
+                let reply = f(n, &rec);
+                if !reply.delay.is_zero() {
+                    std::thread::sleep(reply.delay);
+                }
+                let mut resp =
+                    tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+                for (k, v) in reply.headers {
+                    if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                        resp.add_header(h);
+                    }
+                }
+                let _ = req.respond(resp);
+            }
+        });
+        Self {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            port,
+            log,
+            script,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Replaces the script.
+    pub fn set_script(&self, f: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) {
+        *self.script.lock().unwrap() = Arc::new(f);
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits (polling every 10 ms, at most `limit`) until `cond` holds; returns whether it did.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn gateway() -> Gateway {
+    Gateway {
+        id: "test-gw".into(),
+        base_id: Some("FF8A1200".into()),
+    }
+}
+
+/// A temperature telemetry from `device` with value `n`.
+pub fn telemetry(device: &str, n: u32) -> Telemetry {
+    let mut values = BTreeMap::new();
+    values.insert(
+        "temperature".to_owned(),
+        Reading {
+            value: serde_json::json!(f64::from(n) / 10.0),
+            unit: Some("°C".into()),
+            shortcut: "TMP".into(),
+            raw: u64::from(n),
+            status: None,
+        },
+    );
+    Telemetry {
+        id: uuid::Uuid::now_v7().to_string(),
+        seq: 0,
+        received_at: jiff::Timestamp::now(),
+        gateway: gateway(),
+        sensor: Sensor {
+            id: device.into(),
+            name: Some("Office 2.14".into()),
+            eep: Some("A5-02-05".into()),
+            tags: BTreeMap::new(),
+        },
+        values,
+        signal: Signal {
+            dbm: Some(-68),
+            repeater_count: 0,
+            sub_telegrams: Some(1),
+        },
+        raw: Raw {
+            rorg: "A5".into(),
+            payload: "00008608".into(),
+            status: "00".into(),
+            destination: Some("FFFFFFFF".into()),
+            security_level: Some(0),
+        },
+    }
+}
+
+/// A webhook with millisecond backoff for tests.
+pub fn fast_webhook(name: &str, url: &str) -> WebhookConfig {
+    let mut w = WebhookConfig::new(name, url);
+    w.backoff_base = Duration::from_millis(5);
+    w.backoff_max = Duration::from_millis(20);
+    w.jitter = 0.0;
+    w.timeout = Duration::from_secs(5);
+    w.connect_timeout = Duration::from_secs(2);
+    w
+}
+
+pub fn fast_options() -> SenderOptions {
+    let _ = env_logger::builder().is_test(true).try_init();
+    SenderOptions {
+        poll_interval: Duration::from_millis(20),
+        ack_window: Duration::from_millis(20),
+        clock: Arc::new(|| true),
+        prefetch: 64,
+    }
+}
+
+pub fn storage(dir: &Path) -> StorageConfig {
+    let mut s = StorageConfig::at(dir.join("outbox.db"));
+    s.commit_window = Duration::from_millis(10);
+    s.ack_window = Duration::from_millis(20);
+    s.min_free_bytes = 0;
+    s
+}
+
+/// Opens an outbox for these webhooks.
+pub fn open_outbox(s: &StorageConfig, hooks: &[WebhookConfig]) -> Outbox {
+    let names: Vec<&str> = hooks
+        .iter()
+        .filter(|w| w.enabled)
+        .map(|w| w.name.as_str())
+        .collect();
+    Outbox::open(s, &names).expect("open outbox")
+}
+
+/// Enqueues `n` telemetry from `device` and flushes; returns their ids in order.
+pub fn enqueue_n(outbox: &mut Outbox, device: &str, n: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let t = telemetry(device, i);
+        ids.push(t.id.clone());
+        outbox.enqueue(t).expect("enqueue");
+    }
+    outbox.flush().expect("flush");
+    ids
+}
+
+/// Telemetry ids in a default-envelope body.
+pub fn record_ids(r: &Received) -> Vec<String> {
+    r.json()["records"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x["id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Path of a file in `tests/data/`.
-pub fn data_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+pub fn data_path(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(name)
 }
 
 /// Every line of a JSON Lines file in `tests/data/`.
-pub fn jsonl(name: &str) -> Vec<Value> {
+pub fn jsonl(name: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(data_path(name)).expect("vector file present");
     text.lines()
         .filter(|l| !l.trim().is_empty())

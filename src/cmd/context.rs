@@ -1,0 +1,83 @@
+//! What the outbox and webhook subcommands share: `--config`, loading it, opening the outbox
+//! database the daemon uses, and the exit codes scripts rely on.
+//!
+//! Exit codes: 0 success; 1 other failure (database unreadable, I/O); 2 usage error; 3 unknown
+//! webhook name or delivery ID; 4 a delivery attempt (test, resend) did not succeed; 5 not possible
+//! in the current state (delivery not failed, clock not synchronised); 78 configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use enocean_agent::config::Config;
+use enocean_agent::outbox::Store;
+
+/// Default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/enocean-agent/config.toml";
+
+/// Unknown webhook name or delivery ID.
+pub const EXIT_NOT_FOUND: u8 = 3;
+/// A delivery attempt did not succeed.
+pub const EXIT_ATTEMPT_FAILED: u8 = 4;
+/// Not possible in the current state.
+pub const EXIT_STATE: u8 = 5;
+/// Configuration error (sysexits EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// `--config PATH`, shared by the subcommands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// The loaded configuration and an open outbox.
+pub struct Ctx {
+    /// The configuration.
+    pub config: Config,
+    /// The outbox database the daemon uses.
+    pub store: Store,
+}
+
+/// Loads the configuration; on error prints it and gives the exit code 78.
+pub fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    Config::load(&arg.config).map_err(|e| {
+        eprintln!("enocean-agent: configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Loads the configuration and opens the existing outbox.
+pub fn open(arg: &ConfigArg) -> Result<std::result::Result<Ctx, ExitCode>> {
+    let config = match load_config(arg) {
+        Ok(c) => c,
+        Err(code) => return Ok(Err(code)),
+    };
+    let path = &config.storage.path;
+    if !path.exists() {
+        bail!(
+            "no outbox database at {} (has the agent run yet? see [storage] path)",
+            path.display()
+        );
+    }
+    let store = Store::open(path)?;
+    Ok(Ok(Ctx { config, store }))
+}
+
+/// "3 min ago"-style age of a unix-milliseconds time.
+pub fn age_ms(ms: Option<i64>) -> String {
+    let Some(ms) = ms else { return "-".into() };
+    let now = jiff::Timestamp::now().as_millisecond();
+    human((now - ms).max(0) / 1000)
+}
+
+/// Seconds as "42s", "3m", "5h", "2d".
+pub fn human(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}

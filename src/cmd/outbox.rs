@@ -1,0 +1,201 @@
+//! `enocean-agent outbox status|failed|resend`.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use enocean_agent::webhook::{self, ManualError, Outcome};
+
+use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE, age_ms};
+
+/// Arguments of `outbox`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// Depth per webhook, oldest pending age, sizes, drops.
+    Status,
+    /// Failed deliveries kept for resending.
+    Failed {
+        /// Only this webhook.
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    /// Resend failed deliveries once each (same body, same delivery id).
+    Resend {
+        /// Delivery IDs (from `outbox failed`).
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        ids: Vec<i64>,
+        /// Resend every failed delivery (with --since / --webhook to narrow).
+        #[arg(long)]
+        failed: bool,
+        /// Only deliveries created since this time (RFC 3339) or this long ago ("2h", "30m").
+        #[arg(long, requires = "failed")]
+        since: Option<String>,
+        /// Only this webhook.
+        #[arg(long, requires = "failed")]
+        webhook: Option<String>,
+    },
+}
+
+/// Runs `outbox`.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let ctx = match context::open(&args.config)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match args.action {
+        Action::Status => status(&ctx),
+        Action::Failed { webhook } => {
+            let list = ctx.store.failed(webhook.as_deref(), None)?;
+            println!(
+                "{:>6} {:<20} {:<24} {:>8} {:<16} RECORDS",
+                "ID", "WEBHOOK", "CREATED", "ATTEMPTS", "LAST ERROR"
+            );
+            for d in &list {
+                let seqs = match (d.seq_first, d.seq_last) {
+                    (Some(a), Some(b)) if a != b => format!("seq {a}-{b}"),
+                    (Some(a), _) => format!("seq {a}"),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{:>6} {:<20} {:<24} {:>8} {:<16} {}",
+                    d.row,
+                    d.webhook,
+                    d.created_at,
+                    d.attempts,
+                    d.last_error.as_deref().unwrap_or("-"),
+                    seqs
+                );
+            }
+            eprintln!("{} failed deliveries", list.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Resend {
+            ids,
+            failed,
+            since,
+            webhook,
+        } => {
+            let ids = if failed {
+                let since = since.as_deref().map(parse_since).transpose()?;
+                if let Some(w) = &webhook
+                    && ctx.config.webhook(w).is_none()
+                {
+                    eprintln!("enocean-agent: no webhook named {w:?} in the configuration");
+                    return Ok(ExitCode::from(EXIT_NOT_FOUND));
+                }
+                ctx.store
+                    .failed(webhook.as_deref(), since.as_deref())?
+                    .into_iter()
+                    .map(|d| d.row)
+                    .collect()
+            } else {
+                ids
+            };
+            resend(&ctx, &ids)
+        }
+    }
+}
+
+fn parse_since(s: &str) -> Result<String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(format!("{t:.3}"));
+    }
+    let d = enocean_agent::webhook::config::duration::parse(s)
+        .map_err(|e| anyhow!("--since: not an RFC 3339 time or a duration: {e}"))?;
+    let sd = jiff::SignedDuration::try_from(d)?;
+    let t = jiff::Timestamp::now().checked_sub(sd)?;
+    Ok(format!("{t:.3}"))
+}
+
+fn resend(ctx: &context::Ctx, ids: &[i64]) -> Result<ExitCode> {
+    let clock = webhook::system_clock_check();
+    let (mut ok, mut failed, mut missing, mut refused) = (0, 0, 0, 0);
+    for &id in ids {
+        match webhook::resend(&ctx.config.webhooks, &ctx.store, id, &clock) {
+            Ok(r) => {
+                let what = match (r.status, &r.error) {
+                    (Some(s), _) => format!("HTTP {s}"),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "-".into(),
+                };
+                if r.outcome == Outcome::Delivered {
+                    ok += 1;
+                    println!("{id}: delivered ({what})");
+                } else {
+                    failed += 1;
+                    println!("{id}: failed ({what})");
+                }
+            }
+            Err(ManualError::NotFound(_)) => {
+                missing += 1;
+                println!("{id}: not found");
+            }
+            Err(e @ (ManualError::NotFailed { .. } | ManualError::ClockNotSynchronised)) => {
+                refused += 1;
+                println!("{id}: not resent: {e}");
+            }
+            Err(ManualError::UnknownWebhook { webhook, .. }) => {
+                missing += 1;
+                println!("{id}: webhook {webhook:?} is not in the configuration");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    eprintln!(
+        "resent {}: {ok} delivered, {failed} failed, {missing} not found, {refused} not resendable",
+        ids.len()
+    );
+    Ok(if missing > 0 {
+        ExitCode::from(EXIT_NOT_FOUND)
+    } else if failed > 0 {
+        ExitCode::from(EXIT_ATTEMPT_FAILED)
+    } else if refused > 0 {
+        ExitCode::from(EXIT_STATE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn status(ctx: &context::Ctx) -> Result<ExitCode> {
+    let s = ctx.store.status(&ctx.config.storage.path)?;
+    let lim = &ctx.config.storage;
+    println!("database      {}", lim.path.display());
+    println!(
+        "telemetry     {} rows (max {}), {} bytes (max {}), file {} bytes",
+        s.rows, lim.max_rows, s.bytes, lim.max_bytes, s.file_bytes
+    );
+    println!(
+        "last seq      {}   oldest stored {}",
+        s.max_seq,
+        age_ms(s.oldest_committed_ms)
+    );
+    println!(
+        "{:<20} {:>8} {:>8} {:>7} {:>14}",
+        "WEBHOOK", "DEPTH", "RETRYING", "FAILED", "OLDEST PENDING"
+    );
+    for w in &s.webhooks {
+        println!(
+            "{:<20} {:>8} {:>8} {:>7} {:>14}",
+            w.name,
+            w.depth,
+            w.retrying,
+            w.failed,
+            age_ms(w.oldest_pending_ms)
+        );
+    }
+    let counter = |n: &str| s.counters.iter().find(|c| c.0 == n).map_or(0, |c| c.1);
+    println!(
+        "dropped       {} undelivered telemetry, {} failed deliveries; disk full {} times",
+        counter("dropped"),
+        counter("failed_dropped"),
+        counter("disk_full")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,294 @@
+//! The configuration file (TOML): `[gateway]`, `[serial]`, `[storage]`, `[[device]]`, `[learn]`,
+//! `[log]` and `[[webhook]]`. Unknown keys are errors; every error names the file, line, column and
+//! key. Secret files are read while loading, so a missing one stops the start, not a delivery.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::outbox::StorageConfig;
+use crate::webhook::WebhookConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[gateway]`.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// `[serial]`.
+    #[serde(default)]
+    pub serial: SerialConfig,
+    /// `[storage]`.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// `[[device]]` entries.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+    /// `[learn]`.
+    #[serde(default)]
+    pub learn: LearnConfig,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// `[[webhook]]` entries.
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[gateway]`: how this gateway names itself in telemetry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Gateway name (`gateway.id` in telemetry).
+    #[serde(default = "default_gateway_id")]
+    pub id: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            id: default_gateway_id(),
+        }
+    }
+}
+
+fn default_gateway_id() -> String {
+    "enocean-agent".into()
+}
+
+/// `[serial]`: the stick.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// Device path, or `sim` for the simulated stick.
+    #[serde(default = "default_port")]
+    pub port: String,
+}
+
+impl Default for SerialConfig {
+    fn default() -> Self {
+        Self {
+            port: default_port(),
+        }
+    }
+}
+
+fn default_port() -> String {
+    "/dev/enocean".into()
+}
+
+/// `[[device]]`: a configured device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Sender ID (8 hex digits).
+    pub id: String,
+    /// EEP as `RR-FF-TT`.
+    #[serde(default)]
+    pub eep: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Tags copied into telemetry.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `[learn]`: passive learning from teach-in telegrams.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnConfig {
+    /// Register devices announcing their EEP in a teach-in.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Level filter (`error`…`trace`); `RUST_LOG` wins.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// A configuration error with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// The key concerned, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)?;
+        if let Some(k) = &self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as if read from `path` (secret files relative to its
+    /// directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            let key = e
+                .span()
+                .and_then(|s| text.get(s))
+                .map(|s| s.trim().trim_matches('"'))
+                .filter(|s| is_bare_key(s))
+                .map(str::to_owned)
+                .or_else(|| backticked(e.message()));
+            ConfigError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut seen = std::collections::HashSet::new();
+        for (i, w) in cfg.webhooks.iter_mut().enumerate() {
+            let at = |key: &str, message: String| {
+                let (line, column) = locate(text, i, key.split('.').next().unwrap_or(key));
+                ConfigError {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    key: Some(format!("webhook[{i}].{key}")),
+                    message,
+                }
+            };
+            if !seen.insert(w.name.clone()) {
+                return Err(at("name", format!("duplicate webhook name {:?}", w.name)));
+            }
+            w.validate(base).map_err(|e| at(&e.key, e.message))?;
+        }
+        if cfg.storage.commit_batch == 0 {
+            let (line, column) = find_key(text, "commit_batch").unwrap_or((0, 0));
+            return Err(ConfigError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: Some("storage.commit_batch".into()),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The webhook named `name`.
+    pub fn webhook(&self, name: &str) -> Option<&WebhookConfig> {
+        self.webhooks.iter().find(|w| w.name == name)
+    }
+
+    /// Names of the webhooks enabled in the configuration (what the outbox registers).
+    pub fn enabled_webhooks(&self) -> Vec<&str> {
+        self.webhooks
+            .iter()
+            .filter(|w| w.enabled)
+            .map(|w| w.name.as_str())
+            .collect()
+    }
+}
+
+fn is_bare_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() < 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_owned())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Line and column of `key` inside the `nth` `[[webhook]]` table (best effort).
+fn locate(text: &str, nth: usize, key: &str) -> (usize, usize) {
+    let mut count = 0usize;
+    let mut inside = false;
+    let mut table_line = (0, 0);
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            if inside {
+                break;
+            }
+            if t.starts_with("[[webhook]]") {
+                if count == nth {
+                    inside = true;
+                    table_line = (i + 1, 1);
+                }
+                count += 1;
+            }
+            continue;
+        }
+        if inside && let Some(col) = key_pos(line, key) {
+            return (i + 1, col);
+        }
+    }
+    table_line
+}
+
+fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, l)| key_pos(l, key).map(|c| (i + 1, c)))
+}
+
+fn key_pos(line: &str, key: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(p) = line[from..].find(key) {
+        let at = from + p;
+        let before_ok = at == 0
+            || !line[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let rest = line[at + key.len()..].trim_start();
+        if before_ok && (rest.starts_with('=') || rest.starts_with('.')) {
+            return Some(line[..at].chars().count() + 1);
+        }
+        from = at + key.len();
+    }
+    None
+}

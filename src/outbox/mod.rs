@@ -1,0 +1,587 @@
+//! The outbox: one SQLite file (WAL, `synchronous=FULL`) where telemetry is committed before
+//! anything else happens to it, with group commit, bounds, pruning and corruption recovery.
+//!
+//! Model: telemetry rows carry the sequence number (`seq`, assigned at commit). Every webhook has a
+//! persisted cursor (the highest seq handed to one of its deliveries); a webhook's backlog is the
+//! telemetry after its cursor that its routes match — one delivery per telemetry per matching
+//! webhook, in seq order. A delivery whose first attempt does not succeed is stored with its exact
+//! body (table `delivery`), so retries and resends send the same bytes. Successful first attempts
+//! are acknowledged on disk in groups (`ack_window`): a crash in between causes a duplicate with
+//! the same delivery id, never a loss.
+//!
+//! Durability window: telemetry handed to [`Outbox::enqueue`] is durable once a commit returns its
+//! [`Committed`] record — at most `commit_window` (default 1 s) or `commit_batch` records later.
+
+pub mod config;
+pub mod schema;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{ErrorCode, params};
+
+pub use config::{Overflow, StorageConfig};
+pub use store::{Delivery, LogEntry, Status, Store, Trigger, WebhookState};
+
+use crate::telemetry::Telemetry;
+
+/// Errors of the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// SQLite reported an error.
+    #[error("outbox database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file operation failed.
+    #[error("outbox file: {0}")]
+    Io(#[from] std::io::Error),
+    /// Telemetry could not be serialised.
+    #[error("outbox: telemetry JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The file was written by a newer version of the agent.
+    #[error("outbox schema version {found} is newer than this agent supports ({supported})")]
+    NewerSchema {
+        /// Version in the file.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+    /// The outbox is full and the policy refuses new telemetry (`overflow = "drop-newest"`).
+    #[error("outbox full: {0} telemetry records refused")]
+    Refused(usize),
+}
+
+impl OutboxError {
+    /// True for a full disk or database (`SQLITE_FULL`, ENOSPC).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            OutboxError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.code == ErrorCode::DiskFull
+            }
+            OutboxError::Io(e) => e.raw_os_error() == Some(28),
+            _ => false,
+        }
+    }
+}
+
+/// A telemetry record that is durably committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The telemetry id.
+    pub id: String,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+/// Wakes the sender threads when there is new work (a commit, `webhook enable`, shutdown).
+#[derive(Clone, Default)]
+pub struct Waker(Arc<(Mutex<u64>, Condvar)>);
+
+impl Waker {
+    /// A new waker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes every waiting thread.
+    pub fn wake(&self) {
+        let (m, c) = &*self.0;
+        if let Ok(mut n) = m.lock() {
+            *n = n.wrapping_add(1);
+        }
+        c.notify_all();
+    }
+
+    /// Waits until woken after `seen` or until `timeout`; updates `seen`.
+    pub fn wait(&self, seen: &mut u64, timeout: Duration) {
+        let (m, c) = &*self.0;
+        let Ok(guard) = m.lock() else { return };
+        let result = c.wait_timeout_while(guard, timeout, |n| *n == *seen);
+        if let Ok((g, _)) = result {
+            *seen = *g;
+        }
+    }
+
+    /// The current wake count (to pass to [`Waker::wait`]).
+    pub fn seen(&self) -> u64 {
+        self.0.0.lock().map(|g| *g).unwrap_or(0)
+    }
+}
+
+/// What a maintenance pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Delivered telemetry older than the retention.
+    pub telemetry: u64,
+    /// Delivery log entries.
+    pub log: u64,
+    /// Delivered or surplus failed deliveries.
+    pub deliveries: u64,
+}
+
+/// The writer side of the outbox: the daemon's one instance enqueues telemetry and commits it in
+/// groups.
+pub struct Outbox {
+    store: Store,
+    cfg: StorageConfig,
+    buffer: Vec<Telemetry>,
+    oldest_buffered: Option<Instant>,
+    rows: u64,
+    bytes: u64,
+    waker: Option<Waker>,
+    last_maintenance: Instant,
+    recovered_from: Option<PathBuf>,
+    pending_counters: Vec<(&'static str, i64)>,
+}
+
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+impl Outbox {
+    /// Opens the outbox at `cfg.path`, creating it if needed and registering the webhooks that
+    /// are enabled in the configuration. A corrupt or unreadable file is moved aside as
+    /// `outbox.db.corrupt-<time>` (logged at error level) and a fresh one is created.
+    pub fn open(cfg: &StorageConfig, webhooks: &[&str]) -> Result<Self, OutboxError> {
+        let mut recovered_from = None;
+        let (mut store, rows, bytes) = match Self::try_open(&cfg.path) {
+            Ok(v) => v,
+            Err(e) if schema::is_corruption(&e) => {
+                let moved = schema::move_aside(&cfg.path)?;
+                log::error!(
+                    "outbox: {} is corrupt ({e}); moved aside to {} and starting a fresh outbox",
+                    cfg.path.display(),
+                    moved.display()
+                );
+                recovered_from = Some(moved);
+                Self::try_open(&cfg.path)?
+            }
+            Err(e) => return Err(e),
+        };
+        store.register_webhooks(webhooks)?;
+        let mut me = Self {
+            store,
+            cfg: cfg.clone(),
+            buffer: Vec::new(),
+            oldest_buffered: None,
+            rows,
+            bytes,
+            waker: None,
+            last_maintenance: Instant::now(),
+            recovered_from,
+            pending_counters: Vec::new(),
+        };
+        if me.recovered_from.is_some() {
+            me.pending_counters.push(("corrupt_recovered", 1));
+        }
+        if let Err(e) = me.maintain() {
+            log::warn!("outbox: maintenance at start failed: {e}");
+        }
+        Ok(me)
+    }
+
+    fn try_open(path: &Path) -> Result<(Store, u64, u64), OutboxError> {
+        let store = Store::open(path)?;
+        let (rows, bytes): (i64, i64) = store.conn.query_row(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM telemetry",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        store
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get::<_, String>(0))
+            .map_err(OutboxError::from)
+            .and_then(|s| {
+                if s == "ok" {
+                    Ok(())
+                } else {
+                    Err(OutboxError::Sqlite(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                        Some(s),
+                    )))
+                }
+            })?;
+        Ok((store, rows.max(0) as u64, bytes.max(0) as u64))
+    }
+
+    /// Where a corrupt file was moved at open, if it was.
+    pub fn recovered_from(&self) -> Option<&Path> {
+        self.recovered_from.as_deref()
+    }
+
+    /// Wakes `waker` after every commit (the sender's).
+    pub fn set_waker(&mut self, waker: Waker) {
+        self.waker = Some(waker);
+    }
+
+    /// Caps the database file at `pages` pages (`PRAGMA max_page_count`) for this connection: a
+    /// hard size limit that makes SQLite report a full database (small disks, tests). Returns the
+    /// limit in effect.
+    pub fn set_page_limit(&mut self, pages: u64) -> Result<u64, OutboxError> {
+        let v: i64 = self.store.conn.query_row(
+            &format!("PRAGMA max_page_count = {}", pages.min(i64::MAX as u64)),
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v.max(0) as u64)
+    }
+
+    /// The underlying store (queries).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Telemetry rows and bytes currently stored.
+    pub fn size(&self) -> (u64, u64) {
+        (self.rows, self.bytes)
+    }
+
+    /// Telemetry waiting in memory for the next commit.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Adds telemetry to the next group commit. Commits at once when `commit_batch` records are
+    /// waiting and returns what was committed (empty while the group is still open). On error
+    /// the records stay buffered for the next try.
+    pub fn enqueue(&mut self, t: Telemetry) -> Result<Vec<Committed>, OutboxError> {
+        if self.buffer.is_empty() {
+            self.oldest_buffered = Some(Instant::now());
+        }
+        self.buffer.push(t);
+        if self.buffer.len() >= self.cfg.commit_batch.max(1) {
+            return self.flush();
+        }
+        Ok(Vec::new())
+    }
+
+    /// When the open group must be committed (None when nothing is waiting).
+    pub fn commit_due(&self) -> Option<Instant> {
+        self.oldest_buffered.map(|t| t + self.cfg.commit_window)
+    }
+
+    /// Commits the open group when its window has passed, and runs maintenance now and then.
+    pub fn poll(&mut self, now: Instant) -> Result<Vec<Committed>, OutboxError> {
+        let out = match self.commit_due() {
+            Some(due) if now >= due => self.flush()?,
+            _ => Vec::new(),
+        };
+        if now.duration_since(self.last_maintenance) >= MAINTENANCE_EVERY {
+            self.last_maintenance = now;
+            if let Err(e) = self.maintain() {
+                log::warn!("outbox: maintenance failed: {e}");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits everything waiting now (shutdown, tests). Returns the committed records.
+    pub fn flush(&mut self) -> Result<Vec<Committed>, OutboxError> {
+        if self.buffer.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batch = std::mem::take(&mut self.buffer);
+        let oldest = self.oldest_buffered.take();
+        let mut encoded = Vec::with_capacity(batch.len());
+        for t in &batch {
+            encoded.push((t.id.clone(), t.sensor.id.clone(), serde_json::to_string(t)?));
+        }
+        // A group larger than the bounds themselves keeps only its newest records.
+        if self.cfg.overflow == Overflow::DropOldest {
+            let mut excess = encoded.len().saturating_sub(self.cfg.max_rows as usize);
+            let mut total: u64 = encoded.iter().map(|e| e.2.len() as u64).sum();
+            while excess < encoded.len() && total > self.cfg.max_bytes {
+                total -= encoded[excess].2.len() as u64;
+                excess += 1;
+            }
+            if excess > 0 {
+                encoded.drain(..excess);
+                batch.drain(..excess);
+                self.count_drop(excess as u64, "group larger than the outbox bounds");
+            }
+        }
+        let mut last_err = None;
+        for attempt in 0..3 {
+            match self.commit_batch(&encoded) {
+                Ok(c) => {
+                    if let Some(w) = &self.waker {
+                        w.wake();
+                    }
+                    return Ok(c);
+                }
+                Err(e) if e.is_disk_full() => {
+                    log::error!(
+                        "outbox: disk full while committing {} telemetry records (try {}): \
+                         applying the overflow policy",
+                        encoded.len(),
+                        attempt + 1
+                    );
+                    self.pending_counters.push(("disk_full", 1));
+                    if self.cfg.overflow == Overflow::DropNewest {
+                        self.count_drop(encoded.len() as u64, "disk full");
+                        return Err(OutboxError::Refused(encoded.len()));
+                    }
+                    let target = (self.rows / 10).max(encoded.len() as u64 * 2);
+                    if let Err(e2) = self.drop_oldest(target, u64::MAX, "disk full") {
+                        log::error!("outbox: could not drop telemetry on a full disk: {e2}");
+                    }
+                    last_err = Some(e);
+                }
+                Err(e @ OutboxError::Refused(_)) => return Err(e),
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            }
+        }
+        // Keep the records for the next try, bounded so memory cannot grow without end.
+        let cap = self.cfg.commit_batch.max(1) * 10;
+        let mut kept = batch;
+        kept.append(&mut self.buffer);
+        if kept.len() > cap {
+            let excess = kept.len() - cap;
+            kept.drain(..excess);
+            self.count_drop(excess as u64, "commit failing, memory buffer full");
+        }
+        self.buffer = kept;
+        self.oldest_buffered = oldest.or(Some(Instant::now()));
+        Err(last_err.unwrap_or(OutboxError::Refused(0)))
+    }
+
+    fn count_drop(&mut self, n: u64, why: &str) {
+        log::warn!("outbox: dropped {n} undelivered telemetry records ({why})");
+        self.pending_counters.push(("dropped", n as i64));
+    }
+
+    fn free_disk(&self) -> Option<u64> {
+        let dir = self.cfg.path.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Makes room per the policy, then inserts the batch in one transaction.
+    fn commit_batch(
+        &mut self,
+        encoded: &[(String, String, String)],
+    ) -> Result<Vec<Committed>, OutboxError> {
+        let n = encoded.len() as u64;
+        let new_bytes: u64 = encoded.iter().map(|e| e.2.len() as u64).sum();
+        let over_rows = (self.rows + n).saturating_sub(self.cfg.max_rows);
+        let over_bytes = (self.bytes + new_bytes).saturating_sub(self.cfg.max_bytes);
+        let low_disk = self
+            .free_disk()
+            .is_some_and(|free| free < self.cfg.min_free_bytes.saturating_add(new_bytes * 2));
+        if over_rows > 0 || over_bytes > 0 || low_disk {
+            if self.cfg.overflow == Overflow::DropNewest {
+                self.count_drop(n, "outbox full, policy drop-newest");
+                self.flush_counters()?;
+                return Err(OutboxError::Refused(encoded.len()));
+            }
+            // On low disk, free at least as much as is added so the file does not grow.
+            let bytes_goal = if low_disk {
+                over_bytes.max(new_bytes)
+            } else {
+                over_bytes
+            };
+            let why = if low_disk {
+                "free-disk reserve reached"
+            } else {
+                "outbox bounds reached"
+            };
+            self.drop_oldest(over_rows, bytes_goal, why)?;
+        }
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let tx = self.store.conn.transaction()?;
+        let mut out = Vec::with_capacity(encoded.len());
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO telemetry (id, device, committed_at, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (id, device, body) in encoded {
+                st.execute(params![id, device, now_ms, body])?;
+                out.push(Committed {
+                    id: id.clone(),
+                    seq: tx.last_insert_rowid() as u64,
+                });
+            }
+        }
+        for (name, delta) in &self.pending_counters {
+            bump(&tx, name, *delta)?;
+        }
+        tx.commit()?;
+        self.pending_counters.clear();
+        self.rows += n;
+        self.bytes += new_bytes;
+        Ok(out)
+    }
+
+    fn flush_counters(&mut self) -> Result<(), OutboxError> {
+        if self.pending_counters.is_empty() {
+            return Ok(());
+        }
+        let tx = self.store.conn.transaction()?;
+        for (name, delta) in &self.pending_counters {
+            bump(&tx, name, *delta)?;
+        }
+        tx.commit()?;
+        self.pending_counters.clear();
+        Ok(())
+    }
+
+    fn min_cursor(&self) -> Result<u64, OutboxError> {
+        let v: Option<i64> = self.store.conn.query_row(
+            "SELECT coalesce((SELECT min(cursor) FROM webhook WHERE configured = 1), \
+             (SELECT coalesce(max(seq), 0) FROM telemetry))",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Deletes the oldest telemetry until at least `rows_goal` rows and `bytes_goal` bytes are
+    /// gone; undelivered ones are counted as dropped and logged.
+    fn drop_oldest(
+        &mut self,
+        rows_goal: u64,
+        bytes_goal: u64,
+        why: &str,
+    ) -> Result<(), OutboxError> {
+        let min_cursor = self.min_cursor()?;
+        // Find the seq up to which to delete, walking oldest first in chunks.
+        let mut last_seq: Option<i64> = None;
+        let (mut rows, mut bytes, mut undelivered) = (0u64, 0u64, 0u64);
+        {
+            let mut st = self.store.conn.prepare(
+                "SELECT seq, length(body) FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT 1000",
+            )?;
+            'outer: loop {
+                let mut q = st.query(params![last_seq.unwrap_or(0)])?;
+                let mut any = false;
+                while let Some(r) = q.next()? {
+                    any = true;
+                    let seq: i64 = r.get(0)?;
+                    let len: i64 = r.get(1)?;
+                    last_seq = Some(seq);
+                    rows += 1;
+                    bytes += len.max(0) as u64;
+                    if seq as u64 > min_cursor {
+                        undelivered += 1;
+                    }
+                    if rows >= rows_goal && (bytes_goal == u64::MAX || bytes >= bytes_goal) {
+                        break 'outer;
+                    }
+                }
+                if !any {
+                    break;
+                }
+            }
+        }
+        let Some(upto) = last_seq else {
+            return Ok(());
+        };
+        self.store
+            .conn
+            .execute("DELETE FROM telemetry WHERE seq <= ?1", params![upto])?;
+        self.rows = self.rows.saturating_sub(rows);
+        self.bytes = self.bytes.saturating_sub(bytes);
+        if undelivered > 0 {
+            self.count_drop(undelivered, why);
+        } else {
+            log::info!("outbox: pruned {rows} delivered telemetry records early ({why})");
+        }
+        Ok(())
+    }
+
+    /// Prunes delivered telemetry older than `delivered_retention`, the delivery log by age and
+    /// count, delivered deliveries by age and failed ones beyond `max_failed`.
+    pub fn maintain(&mut self) -> Result<Pruned, OutboxError> {
+        let mut p = Pruned::default();
+        let min_cursor = self.min_cursor()?;
+        let cutoff_ms = jiff::Timestamp::now().as_millisecond()
+            - self
+                .cfg
+                .delivered_retention
+                .as_millis()
+                .min(i64::MAX as u128) as i64;
+        let (n, b): (i64, i64) = self.store.conn.query_row(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM telemetry \
+             WHERE seq <= ?1 AND committed_at < ?2",
+            params![min_cursor as i64, cutoff_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if n > 0 {
+            self.store.conn.execute(
+                "DELETE FROM telemetry WHERE seq <= ?1 AND committed_at < ?2",
+                params![min_cursor as i64, cutoff_ms],
+            )?;
+            self.rows = self.rows.saturating_sub(n as u64);
+            self.bytes = self.bytes.saturating_sub(b as u64);
+            p.telemetry = n as u64;
+        }
+        let log_cutoff = text_ago(self.cfg.log_retention);
+        p.log += self
+            .store
+            .conn
+            .execute("DELETE FROM attempt_log WHERE at < ?1", params![log_cutoff])?
+            as u64;
+        p.log += self.store.conn.execute(
+            "DELETE FROM attempt_log WHERE id <= (SELECT max(id) FROM attempt_log) - ?1",
+            params![self.cfg.log_max_rows as i64],
+        )? as u64;
+        let del_cutoff = text_ago(self.cfg.delivered_retention);
+        p.deliveries += self.store.conn.execute(
+            "DELETE FROM delivery WHERE state = 'delivered' AND updated_at < ?1",
+            params![del_cutoff],
+        )? as u64;
+        let surplus = self.store.conn.execute(
+            "DELETE FROM delivery WHERE state = 'failed' AND id IN (SELECT id FROM delivery \
+             WHERE state = 'failed' ORDER BY id DESC LIMIT -1 OFFSET ?1)",
+            params![self.cfg.max_failed as i64],
+        )? as u64;
+        if surplus > 0 {
+            log::warn!("outbox: dropped {surplus} oldest failed deliveries (max_failed reached)");
+            self.pending_counters
+                .push(("failed_dropped", surplus as i64));
+            p.deliveries += surplus;
+        }
+        self.flush_counters()?;
+        if p != Pruned::default() {
+            log::info!(
+                "outbox: pruned {} delivered telemetry, {} log entries, {} deliveries",
+                p.telemetry,
+                p.log,
+                p.deliveries
+            );
+        }
+        Ok(p)
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if !self.buffer.is_empty()
+            && let Err(e) = self.flush()
+        {
+            log::error!(
+                "outbox: {} telemetry records not committed at shutdown: {e}",
+                self.buffer.len()
+            );
+        }
+    }
+}
+
+fn bump(conn: &rusqlite::Connection, name: &str, delta: i64) -> Result<(), OutboxError> {
+    conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2) \
+         ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+        params![name, delta],
+    )?;
+    Ok(())
+}
+
+fn text_ago(d: Duration) -> String {
+    let now = jiff::Timestamp::now();
+    let sd = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+    let t = now.checked_sub(sd).unwrap_or(jiff::Timestamp::MIN);
+    format!("{t:.3}")
+}

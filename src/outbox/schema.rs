@@ -1,0 +1,141 @@
+//! Opening the SQLite file: pragmas (WAL, `synchronous=FULL`), schema versions by `user_version`
+//! with forward migrations, and moving a corrupt file aside.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+use super::OutboxError;
+
+/// Forward migrations; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: telemetry, per-webhook state and cursor, deliveries that needed a retry, the attempt log.
+    "
+    CREATE TABLE telemetry (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL,
+        device       TEXT NOT NULL,
+        committed_at INTEGER NOT NULL,
+        body         TEXT NOT NULL
+    );
+    CREATE TABLE webhook (
+        name                 TEXT PRIMARY KEY,
+        configured           INTEGER NOT NULL DEFAULT 1,
+        enabled              INTEGER NOT NULL DEFAULT 1,
+        deactivated_at       TEXT,
+        deactivated_reason   TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        cursor               INTEGER NOT NULL DEFAULT 0,
+        last_success         TEXT,
+        last_failure         TEXT
+    );
+    CREATE TABLE delivery (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook       TEXT NOT NULL,
+        uuid          TEXT NOT NULL,
+        event         TEXT NOT NULL,
+        seq_first     INTEGER,
+        seq_last      INTEGER,
+        telemetry_ids TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL,
+        last_status   INTEGER,
+        last_error    TEXT,
+        body          BLOB NOT NULL
+    );
+    CREATE INDEX delivery_by_state ON delivery (webhook, state, id);
+    CREATE TABLE attempt_log (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           TEXT NOT NULL,
+        webhook      TEXT NOT NULL,
+        delivery_id  TEXT NOT NULL,
+        delivery_row INTEGER,
+        seq_first    INTEGER,
+        seq_last     INTEGER,
+        trigger      TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        status       INTEGER,
+        error        TEXT,
+        latency_ms   INTEGER NOT NULL,
+        response     TEXT
+    );
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens (creating if needed) and migrates the database; pragmas for every connection.
+pub fn open(path: &Path) -> Result<Connection, OutboxError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        log::warn!("outbox: journal_mode is {mode}, not WAL");
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(OutboxError::NewerSchema {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        log::info!("outbox: schema migrated to version {}", i + 1);
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// True when an error means the file is not a usable database (corrupt, not SQLite).
+pub fn is_corruption(e: &OutboxError) -> bool {
+    match e {
+        OutboxError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+        }
+        _ => false,
+    }
+}
+
+/// Moves a corrupt database (and its WAL and shared-memory files) aside as
+/// `<name>.corrupt-<time>`; returns the new path.
+pub fn move_aside(path: &Path) -> Result<PathBuf, OutboxError> {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let mut target = path.as_os_str().to_owned();
+    target.push(format!(".corrupt-{stamp}"));
+    let target = PathBuf::from(target);
+    std::fs::rename(path, &target)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if side.exists() {
+            let mut t = target.as_os_str().to_owned();
+            t.push(suffix);
+            let _ = std::fs::rename(&side, PathBuf::from(t));
+        }
+    }
+    Ok(target)
+}

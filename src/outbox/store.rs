@@ -1,0 +1,665 @@
+//! Queries on the outbox database shared by the sender threads and the command line: webhook state
+//! and cursors, deliveries that needed a retry, the attempt log, status figures.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::OutboxError;
+use crate::telemetry::Telemetry;
+
+/// One connection to the outbox database (the file must be openable; see [`super::Outbox::open`]
+/// for corruption recovery).
+pub struct Store {
+    pub(crate) conn: Connection,
+}
+
+/// A webhook's persisted state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookState {
+    /// Name.
+    pub name: String,
+    /// Still in the configuration.
+    pub configured: bool,
+    /// Operator switch (`webhook enable`/`disable`).
+    pub enabled: bool,
+    /// When the policy deactivated it, if it did.
+    pub deactivated_at: Option<String>,
+    /// Why it was deactivated.
+    pub deactivated_reason: Option<String>,
+    /// Consecutive failed deliveries.
+    pub consecutive_failures: u32,
+    /// Highest telemetry seq handed to a delivery.
+    pub cursor: u64,
+    /// Last successful attempt.
+    pub last_success: Option<String>,
+    /// Last failed attempt.
+    pub last_failure: Option<String>,
+}
+
+/// A stored delivery: one that needed a retry, failed, or was resent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Row id (what `outbox resend` takes).
+    pub row: i64,
+    /// Webhook name.
+    pub webhook: String,
+    /// Delivery id (envelope `id`, `webhook-id`).
+    pub uuid: String,
+    /// `telemetry` or `test`.
+    pub event: String,
+    /// First telemetry seq.
+    pub seq_first: Option<u64>,
+    /// Last telemetry seq.
+    pub seq_last: Option<u64>,
+    /// Telemetry ids, comma separated.
+    pub telemetry_ids: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts so far (offline tries excluded).
+    pub attempts: u32,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Last HTTP status.
+    pub last_status: Option<u16>,
+    /// Last error class.
+    pub last_error: Option<String>,
+    /// The exact body.
+    pub body: Vec<u8>,
+}
+
+/// Why an attempt was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The sender's own schedule.
+    Auto,
+    /// `outbox resend`.
+    Manual,
+    /// `webhook test`.
+    Test,
+}
+
+impl Trigger {
+    /// Name stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Auto => "auto",
+            Trigger::Manual => "manual",
+            Trigger::Test => "test",
+        }
+    }
+}
+
+/// One delivery log entry (one attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Log row id (0 before insertion).
+    pub id: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Webhook name.
+    pub webhook: String,
+    /// Delivery id.
+    pub delivery_id: String,
+    /// Delivery row, when the delivery is stored.
+    pub delivery_row: Option<i64>,
+    /// First telemetry seq.
+    pub seq_first: Option<u64>,
+    /// Last telemetry seq.
+    pub seq_last: Option<u64>,
+    /// `auto`, `manual` or `test`.
+    pub trigger: String,
+    /// `delivered`, `failed`, `gone` or `offline`.
+    pub outcome: String,
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// Error class.
+    pub error: Option<String>,
+    /// Latency in milliseconds.
+    pub latency_ms: u64,
+    /// First 2 KiB of the response body.
+    pub response: String,
+}
+
+/// Figures for `outbox status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Telemetry rows.
+    pub rows: u64,
+    /// Telemetry bytes.
+    pub bytes: u64,
+    /// Database file size (file + WAL).
+    pub file_bytes: u64,
+    /// Highest seq committed.
+    pub max_seq: u64,
+    /// Oldest telemetry commit time (unix ms).
+    pub oldest_committed_ms: Option<i64>,
+    /// Per webhook: name, depth (telemetry after its cursor), pending retries, failed, oldest
+    /// pending commit time (unix ms).
+    pub webhooks: Vec<WebhookDepth>,
+    /// Counters (`dropped`, `disk_full`, …).
+    pub counters: Vec<(String, i64)>,
+}
+
+/// The backlog of one webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookDepth {
+    /// Name.
+    pub name: String,
+    /// Telemetry committed after its cursor (all devices; routes are applied when sending).
+    pub depth: u64,
+    /// Deliveries waiting for a retry.
+    pub retrying: u64,
+    /// Failed deliveries kept for resending.
+    pub failed: u64,
+    /// Commit time of the oldest telemetry not yet handed over (unix ms).
+    pub oldest_pending_ms: Option<i64>,
+}
+
+fn now_text() -> String {
+    format!("{:.3}", jiff::Timestamp::now())
+}
+
+fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
+    Ok(WebhookState {
+        name: r.get(0)?,
+        configured: r.get(1)?,
+        enabled: r.get(2)?,
+        deactivated_at: r.get(3)?,
+        deactivated_reason: r.get(4)?,
+        consecutive_failures: r.get(5)?,
+        cursor: r.get::<_, i64>(6)?.max(0) as u64,
+        last_success: r.get(7)?,
+        last_failure: r.get(8)?,
+    })
+}
+
+const STATE_COLS: &str = "name, configured, enabled, deactivated_at, deactivated_reason, \
+     consecutive_failures, cursor, last_success, last_failure";
+
+const DELIVERY_COLS: &str = "id, webhook, uuid, event, seq_first, seq_last, telemetry_ids, \
+     state, attempts, created_at, updated_at, last_status, last_error, body";
+
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        row: r.get(0)?,
+        webhook: r.get(1)?,
+        uuid: r.get(2)?,
+        event: r.get(3)?,
+        seq_first: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+        seq_last: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        telemetry_ids: r.get(6)?,
+        state: r.get(7)?,
+        attempts: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        last_status: r.get(11)?,
+        last_error: r.get(12)?,
+        body: r.get(13)?,
+    })
+}
+
+impl Store {
+    /// Opens an existing or new database at `path` (no corruption recovery: that is the
+    /// daemon's [`super::Outbox::open`]).
+    pub fn open(path: &Path) -> Result<Self, OutboxError> {
+        Ok(Self {
+            conn: super::schema::open(path)?,
+        })
+    }
+
+    /// Registers the configured webhooks: new names start at the current end of the telemetry
+    /// (history is not replayed to a new webhook); names no longer configured stop holding back
+    /// pruning.
+    pub fn register_webhooks(&mut self, names: &[&str]) -> Result<(), OutboxError> {
+        let tx = self.conn.transaction()?;
+        for n in names {
+            // A name coming back after it was removed starts afresh at the end, too.
+            tx.execute(
+                "INSERT INTO webhook (name, cursor) VALUES (?1, \
+                 (SELECT coalesce(max(seq), 0) FROM telemetry)) \
+                 ON CONFLICT(name) DO UPDATE SET \
+                 cursor = CASE WHEN configured = 0 THEN excluded.cursor ELSE cursor END, \
+                 configured = 1",
+                params![n],
+            )?;
+        }
+        let known: Vec<String> = {
+            let mut st = tx.prepare("SELECT name FROM webhook WHERE configured = 1")?;
+            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        for k in known {
+            if !names.contains(&k.as_str()) {
+                tx.execute(
+                    "UPDATE webhook SET configured = 0 WHERE name = ?1",
+                    params![k],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Creates the state row of a configured webhook the daemon has not registered yet (its
+    /// cursor starts at the current end); existing rows are left alone.
+    pub fn ensure_webhook(&self, name: &str) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO webhook (name, cursor) VALUES (?1, \
+             (SELECT coalesce(max(seq), 0) FROM telemetry))",
+            params![name],
+        )?;
+        Ok(())
+    }
+
+    /// A webhook's state, None when it was never registered.
+    pub fn webhook(&self, name: &str) -> Result<Option<WebhookState>, OutboxError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {STATE_COLS} FROM webhook WHERE name = ?1"),
+                params![name],
+                state_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Every registered webhook's state.
+    pub fn webhooks(&self) -> Result<Vec<WebhookState>, OutboxError> {
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {STATE_COLS} FROM webhook ORDER BY name"))?;
+        let rows = st.query_map([], state_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `webhook enable`: switch on, clear a deactivation and the failure count. False when the
+    /// webhook is unknown.
+    pub fn enable(&self, name: &str) -> Result<bool, OutboxError> {
+        Ok(self.conn.execute(
+            "UPDATE webhook SET enabled = 1, deactivated_at = NULL, deactivated_reason = NULL, \
+             consecutive_failures = 0 WHERE name = ?1",
+            params![name],
+        )? > 0)
+    }
+
+    /// `webhook disable`: switch off (telemetry keeps queueing). False when unknown.
+    pub fn disable(&self, name: &str) -> Result<bool, OutboxError> {
+        Ok(self.conn.execute(
+            "UPDATE webhook SET enabled = 0 WHERE name = ?1",
+            params![name],
+        )? > 0)
+    }
+
+    /// Telemetry after `cursor`, oldest first, at most `limit` rows: (seq, device, telemetry with
+    /// its seq set, or None when the stored JSON cannot be read).
+    pub fn telemetry_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Option<Telemetry>)>, OutboxError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, device, body FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = st.query(params![cursor as i64, limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let seq = r.get::<_, i64>(0)?.max(0) as u64;
+            let device: String = r.get(1)?;
+            let body: String = r.get(2)?;
+            let t = match serde_json::from_str::<Telemetry>(&body) {
+                Ok(mut t) => {
+                    t.seq = seq;
+                    Some(t)
+                }
+                Err(e) => {
+                    log::error!("outbox: telemetry seq {seq} unreadable, skipped: {e}");
+                    None
+                }
+            };
+            out.push((seq, device, t));
+        }
+        Ok(out)
+    }
+
+    /// The oldest delivery of `webhook` waiting for a retry.
+    pub fn pending_head(&self, webhook: &str) -> Result<Option<Delivery>, OutboxError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DELIVERY_COLS} FROM delivery WHERE webhook = ?1 AND state = 'pending' \
+                 ORDER BY id LIMIT 1"
+            ))?
+            .query_row(params![webhook], delivery_from_row)
+            .optional()?)
+    }
+
+    /// One delivery by row id.
+    pub fn delivery(&self, row: i64) -> Result<Option<Delivery>, OutboxError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {DELIVERY_COLS} FROM delivery WHERE id = ?1"),
+                params![row],
+                delivery_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Failed deliveries, oldest first, optionally for one webhook and since a time (RFC 3339).
+    pub fn failed(
+        &self,
+        webhook: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {DELIVERY_COLS} FROM delivery WHERE state = 'failed' \
+             AND (?1 IS NULL OR webhook = ?1) AND (?2 IS NULL OR created_at >= ?2) ORDER BY id"
+        ))?;
+        let rows = st.query_map(params![webhook, since], delivery_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Persists acknowledgements: advances the cursor, appends log entries, notes the last
+    /// success, in one transaction.
+    pub fn commit_acks(
+        &mut self,
+        webhook: &str,
+        cursor: u64,
+        log: &[LogEntry],
+    ) -> Result<(), OutboxError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE webhook SET cursor = max(cursor, ?2), \
+             last_success = coalesce(?3, last_success) WHERE name = ?1",
+            params![
+                webhook,
+                cursor as i64,
+                log.iter()
+                    .rev()
+                    .find(|l| l.outcome == "delivered")
+                    .map(|l| l.at.clone())
+            ],
+        )?;
+        for l in log {
+            insert_log(&tx, l)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores a delivery whose first attempt did not succeed and advances the cursor past its
+    /// records, in one transaction; returns the row id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_delivery(
+        &mut self,
+        webhook: &str,
+        uuid: &str,
+        event: &str,
+        records: &[Telemetry],
+        state: &str,
+        attempts: u32,
+        status: Option<u16>,
+        error: Option<&str>,
+        body: &[u8],
+        advance_cursor: bool,
+    ) -> Result<i64, OutboxError> {
+        let tx = self.conn.transaction()?;
+        let now = now_text();
+        let first = records.first().map(|r| r.seq as i64);
+        let last = records.last().map(|r| r.seq as i64);
+        let ids = records
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        tx.execute(
+            "INSERT INTO delivery (webhook, uuid, event, seq_first, seq_last, telemetry_ids, \
+             state, attempts, created_at, updated_at, last_status, last_error, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
+            params![
+                webhook, uuid, event, first, last, ids, state, attempts, now, status, error, body
+            ],
+        )?;
+        let row = tx.last_insert_rowid();
+        if advance_cursor && let Some(last) = last {
+            tx.execute(
+                "UPDATE webhook SET cursor = max(cursor, ?2) WHERE name = ?1",
+                params![webhook, last],
+            )?;
+        }
+        tx.commit()?;
+        Ok(row)
+    }
+
+    /// Records an attempt on a stored delivery: new state, attempt count, last status/error.
+    pub fn update_delivery(
+        &self,
+        row: i64,
+        state: &str,
+        attempts: u32,
+        status: Option<u16>,
+        error: Option<&str>,
+    ) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE delivery SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5, \
+             updated_at = ?6 WHERE id = ?1",
+            params![row, state, attempts, status, error, now_text()],
+        )?;
+        Ok(())
+    }
+
+    /// Appends one attempt to the log.
+    pub fn log_attempt(&self, entry: &LogEntry) -> Result<(), OutboxError> {
+        insert_log(&self.conn, entry)
+    }
+
+    /// A delivery failed for good: counts toward deactivation. Returns the new count and
+    /// whether this deactivated the webhook.
+    pub fn record_failed_delivery(
+        &self,
+        webhook: &str,
+        deactivate_after: u32,
+    ) -> Result<(u32, bool), OutboxError> {
+        let now = now_text();
+        self.conn.execute(
+            "UPDATE webhook SET consecutive_failures = consecutive_failures + 1, \
+             last_failure = ?2 WHERE name = ?1",
+            params![webhook, now],
+        )?;
+        let n: u32 = self.conn.query_row(
+            "SELECT consecutive_failures FROM webhook WHERE name = ?1",
+            params![webhook],
+            |r| r.get(0),
+        )?;
+        if deactivate_after > 0 && n >= deactivate_after {
+            let changed = self.conn.execute(
+                "UPDATE webhook SET deactivated_at = ?2, deactivated_reason = ?3 \
+                 WHERE name = ?1 AND deactivated_at IS NULL",
+                params![webhook, now, format!("{n} consecutive failed deliveries")],
+            )?;
+            return Ok((n, changed > 0));
+        }
+        Ok((n, false))
+    }
+
+    /// Notes a failed attempt's time without counting a failed delivery.
+    pub fn note_failure_time(&self, webhook: &str) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE webhook SET last_failure = ?2 WHERE name = ?1",
+            params![webhook, now_text()],
+        )?;
+        Ok(())
+    }
+
+    /// A delivery succeeded: the consecutive failure count starts again.
+    pub fn reset_failures(&self, webhook: &str) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE webhook SET consecutive_failures = 0, last_success = ?2 WHERE name = ?1",
+            params![webhook, now_text()],
+        )?;
+        Ok(())
+    }
+
+    /// Deactivates a webhook at once (410 Gone).
+    pub fn deactivate(&self, webhook: &str, reason: &str) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE webhook SET deactivated_at = ?2, deactivated_reason = ?3, \
+             last_failure = ?2 WHERE name = ?1",
+            params![webhook, now_text(), reason],
+        )?;
+        Ok(())
+    }
+
+    /// The delivery log, newest first.
+    pub fn attempts(
+        &self,
+        webhook: Option<&str>,
+        failed_only: bool,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, OutboxError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, at, webhook, delivery_id, delivery_row, seq_first, seq_last, trigger, \
+             outcome, status, error, latency_ms, response FROM attempt_log \
+             WHERE (?1 IS NULL OR webhook = ?1) AND (?2 = 0 OR outcome != 'delivered') \
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![webhook, failed_only, limit as i64], |r| {
+            Ok(LogEntry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                webhook: r.get(2)?,
+                delivery_id: r.get(3)?,
+                delivery_row: r.get(4)?,
+                seq_first: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                seq_last: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                trigger: r.get(7)?,
+                outcome: r.get(8)?,
+                status: r.get(9)?,
+                error: r.get(10)?,
+                latency_ms: r.get::<_, i64>(11)?.max(0) as u64,
+                response: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Is this telemetry id stored?
+    pub fn has_telemetry(&self, id: &str) -> Result<bool, OutboxError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM telemetry WHERE id = ?1 LIMIT 1",
+                params![id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// A counter's value (0 when never set).
+    pub fn counter(&self, name: &str) -> Result<i64, OutboxError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Figures for `outbox status`.
+    pub fn status(&self, path: &Path) -> Result<Status, OutboxError> {
+        let (rows, bytes, max_seq, oldest): (i64, i64, i64, Option<i64>) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(seq), 0), \
+             min(committed_at) FROM telemetry",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let mut file_bytes = 0;
+        for suffix in ["", "-wal"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            file_bytes += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        }
+        let mut webhooks = Vec::new();
+        for w in self.webhooks()? {
+            if !w.configured {
+                continue;
+            }
+            let (depth, oldest_pending): (i64, Option<i64>) = self.conn.query_row(
+                "SELECT count(*), min(committed_at) FROM telemetry WHERE seq > ?1",
+                params![w.cursor as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let (retrying, failed, oldest_retry): (i64, i64, Option<String>) =
+                self.conn.query_row(
+                    "SELECT coalesce(sum(state = 'pending'), 0), \
+                     coalesce(sum(state = 'failed'), 0), \
+                     min(CASE WHEN state = 'pending' THEN created_at END) \
+                     FROM delivery WHERE webhook = ?1",
+                    params![w.name],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+            let retry_ms = oldest_retry
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_millisecond());
+            let oldest_pending_ms = match (oldest_pending, retry_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            webhooks.push(WebhookDepth {
+                name: w.name,
+                depth: depth as u64,
+                retrying: retrying as u64,
+                failed: failed as u64,
+                oldest_pending_ms,
+            });
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT name, value FROM counters ORDER BY name")?;
+        let counters = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(Status {
+            rows: rows as u64,
+            bytes: bytes as u64,
+            file_bytes,
+            max_seq: max_seq as u64,
+            oldest_committed_ms: oldest,
+            webhooks,
+            counters,
+        })
+    }
+}
+
+fn insert_log(conn: &Connection, l: &LogEntry) -> Result<(), OutboxError> {
+    conn.prepare_cached(
+        "INSERT INTO attempt_log (at, webhook, delivery_id, delivery_row, seq_first, seq_last, \
+         trigger, outcome, status, error, latency_ms, response) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        l.at,
+        l.webhook,
+        l.delivery_id,
+        l.delivery_row,
+        l.seq_first.map(|v| v as i64),
+        l.seq_last.map(|v| v as i64),
+        l.trigger,
+        l.outcome,
+        l.status,
+        l.error,
+        l.latency_ms as i64,
+        if l.response.is_empty() {
+            None
+        } else {
+            Some(l.response.as_str())
+        },
+    ])?;
+    Ok(())
+}

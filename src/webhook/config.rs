@@ -1,0 +1,441 @@
+//! The `[[webhook]]` configuration: where to deliver, how to authenticate and sign, how to retry,
+//! and the payload shape. Parsed by serde (unknown keys are errors) and then validated by
+//! [`WebhookConfig::validate`], which reads secret files and compiles the payload template.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::template::Template;
+use crate::secret::Secret;
+
+/// One `[[webhook]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Unique name, used by the command line and in the delivery log.
+    pub name: String,
+    /// Target URL (`http://` or `https://`).
+    pub url: String,
+    /// Configuration switch; a disabled webhook queues nothing and sends nothing.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Routes: sender IDs (8 hex digits) this webhook receives; every device when absent.
+    #[serde(default)]
+    pub devices: Option<Vec<String>>,
+    /// Whole-request timeout.
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Connect timeout.
+    #[serde(default = "default_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// At most this many telemetry records per POST (default 1).
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// Retries after the first attempt of a delivery (default 2: three attempts in all).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// First retry delay; doubled for every further retry.
+    #[serde(default = "default_backoff_base", with = "duration")]
+    pub backoff_base: Duration,
+    /// Upper bound of the retry delay.
+    #[serde(default = "default_backoff_max", with = "duration")]
+    pub backoff_max: Duration,
+    /// Random spread of each delay as a fraction (0.2 = ±20 %).
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+    /// Upper bound for a server's `Retry-After`.
+    #[serde(default = "default_retry_after_max", with = "duration")]
+    pub retry_after_max: Duration,
+    /// Deactivate after this many consecutive failed deliveries (default 5; 0 = never).
+    #[serde(default = "default_deactivate_after")]
+    pub deactivate_after: u32,
+    /// Authentication sent with every request.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Body signing, independent of auth.
+    #[serde(default)]
+    pub signing: Option<SigningConfig>,
+    /// Custom payload template (a table); the default envelope when absent.
+    #[serde(default)]
+    pub payload: Option<toml::Table>,
+    /// The compiled payload template, set by [`WebhookConfig::validate`].
+    #[serde(skip)]
+    pub template: Option<Template>,
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// No authentication header.
+    #[default]
+    None,
+    /// HTTP Basic.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password inline.
+        #[serde(default)]
+        password: Option<Secret>,
+        /// Password read from this file.
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// Token inline.
+        #[serde(default)]
+        token: Option<Secret>,
+        /// Token read from this file.
+        #[serde(default)]
+        token_file: Option<PathBuf>,
+    },
+    /// A custom header with a secret value.
+    Header {
+        /// Header name.
+        name: String,
+        /// Value inline.
+        #[serde(default)]
+        value: Option<Secret>,
+        /// Value read from this file.
+        #[serde(default)]
+        value_file: Option<PathBuf>,
+    },
+}
+
+/// How the body is signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SigningConfig {
+    /// HMAC-SHA256 of the exact body in one header.
+    Hmac {
+        /// Key inline.
+        #[serde(default)]
+        secret: Option<Secret>,
+        /// Key read from this file.
+        #[serde(default)]
+        secret_file: Option<PathBuf>,
+        /// Header name (default `Signature`).
+        #[serde(default = "default_signature_header")]
+        header: String,
+        /// Text put before the digest (e.g. `sha256=`).
+        #[serde(default)]
+        prefix: String,
+        /// Digest encoding.
+        #[serde(default)]
+        encoding: DigestEncoding,
+    },
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    StandardWebhooks {
+        /// Current `whsec_…` secret inline.
+        #[serde(default)]
+        secret: Option<Secret>,
+        /// Current secret read from this file.
+        #[serde(default)]
+        secret_file: Option<PathBuf>,
+        /// Previous secret, also signed with during a rotation.
+        #[serde(default)]
+        previous_secret: Option<Secret>,
+        /// Previous secret read from this file.
+        #[serde(default)]
+        previous_secret_file: Option<PathBuf>,
+    },
+}
+
+/// Encoding of an HMAC digest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestEncoding {
+    /// Lowercase hex (default).
+    #[default]
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
+/// A webhook configuration that does not hold together.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook {webhook:?}: `{key}`: {message}")]
+pub struct WebhookConfigError {
+    /// The webhook's name.
+    pub webhook: String,
+    /// The offending key (dotted path).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl WebhookConfig {
+    /// A webhook with defaults for everything but name and URL (for tests and the demo).
+    pub fn new(name: &str, url: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            enabled: true,
+            devices: None,
+            timeout: default_timeout(),
+            connect_timeout: default_connect_timeout(),
+            batch_max: default_batch_max(),
+            max_retries: default_max_retries(),
+            backoff_base: default_backoff_base(),
+            backoff_max: default_backoff_max(),
+            jitter: default_jitter(),
+            retry_after_max: default_retry_after_max(),
+            deactivate_after: default_deactivate_after(),
+            auth: AuthConfig::None,
+            signing: None,
+            payload: None,
+            template: None,
+        }
+    }
+
+    /// Checks the values, reads secret files (relative paths from `base_dir`), normalises routes
+    /// and compiles the payload template. Every error names the key.
+    pub fn validate(&mut self, base_dir: &Path) -> Result<(), WebhookConfigError> {
+        let name = self.name.clone();
+        let err = |key: &str, message: String| WebhookConfigError {
+            webhook: name.clone(),
+            key: key.to_owned(),
+            message,
+        };
+        if self.name.trim().is_empty() {
+            return Err(err("name", "must not be empty".into()));
+        }
+        let lower = self.url.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(err("url", "must start with http:// or https://".into()));
+        }
+        if self.url.parse::<ureq::http::Uri>().is_err() || self.url.len() <= "https://".len() {
+            return Err(err("url", "not a valid URL".into()));
+        }
+        if self.batch_max == 0 || self.batch_max > 1000 {
+            return Err(err("batch_max", "must be between 1 and 1000".into()));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(err("jitter", "must be between 0.0 and 1.0".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(err("timeout", "must be more than 0".into()));
+        }
+        if let Some(devices) = &mut self.devices {
+            for d in devices.iter_mut() {
+                let up = d.trim().to_ascii_uppercase();
+                if up.len() != 8 || !up.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(err(
+                        "devices",
+                        format!("{d:?} is not a sender ID (8 hex digits)"),
+                    ));
+                }
+                *d = up;
+            }
+        }
+        match &mut self.auth {
+            AuthConfig::None => {}
+            AuthConfig::Basic {
+                password,
+                password_file,
+                ..
+            } => resolve(password, password_file, "auth.password", base_dir, &err)?,
+            AuthConfig::Bearer { token, token_file } => {
+                resolve(token, token_file, "auth.token", base_dir, &err)?
+            }
+            AuthConfig::Header {
+                name: hname,
+                value,
+                value_file,
+            } => {
+                if ureq::http::HeaderName::from_bytes(hname.as_bytes()).is_err() {
+                    return Err(err("auth.name", format!("{hname:?} is not a header name")));
+                }
+                resolve(value, value_file, "auth.value", base_dir, &err)?
+            }
+        }
+        match &mut self.signing {
+            None => {}
+            Some(SigningConfig::Hmac {
+                secret,
+                secret_file,
+                header,
+                ..
+            }) => {
+                if ureq::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err(err(
+                        "signing.header",
+                        format!("{header:?} is not a header name"),
+                    ));
+                }
+                resolve(secret, secret_file, "signing.secret", base_dir, &err)?
+            }
+            Some(SigningConfig::StandardWebhooks {
+                secret,
+                secret_file,
+                previous_secret,
+                previous_secret_file,
+            }) => {
+                resolve(secret, secret_file, "signing.secret", base_dir, &err)?;
+                check_whsec(secret.as_ref(), "signing.secret", &err)?;
+                if previous_secret.is_some() || previous_secret_file.is_some() {
+                    resolve(
+                        previous_secret,
+                        previous_secret_file,
+                        "signing.previous_secret",
+                        base_dir,
+                        &err,
+                    )?;
+                    check_whsec(previous_secret.as_ref(), "signing.previous_secret", &err)?;
+                }
+            }
+        }
+        if let Some(table) = &self.payload {
+            let t = Template::compile(table)
+                .map_err(|e| err(&format!("payload.{}", e.key), e.message))?;
+            self.template = Some(t);
+        }
+        Ok(())
+    }
+
+    /// The URL for display: user information (`user:pass@`) replaced by `***@`.
+    pub fn display_url(&self) -> String {
+        let Some(scheme_end) = self.url.find("://") else {
+            return self.url.clone();
+        };
+        let rest = &self.url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => format!("{}://***@{}", &self.url[..scheme_end], &rest[at + 1..]),
+            None => self.url.clone(),
+        }
+    }
+
+    /// True when telemetry from this sender ID goes to this webhook.
+    pub fn routes(&self, device: &str) -> bool {
+        match &self.devices {
+            None => true,
+            Some(list) => list.iter().any(|d| d.eq_ignore_ascii_case(device)),
+        }
+    }
+
+    /// True when deliveries carry a Standard Webhooks timestamp (held until the clock is set).
+    pub fn needs_clock(&self) -> bool {
+        matches!(self.signing, Some(SigningConfig::StandardWebhooks { .. }))
+    }
+}
+
+fn resolve(
+    inline: &mut Option<Secret>,
+    file: &Option<PathBuf>,
+    key: &str,
+    base_dir: &Path,
+    err: &dyn Fn(&str, String) -> WebhookConfigError,
+) -> Result<(), WebhookConfigError> {
+    match (inline.is_some(), file) {
+        (true, Some(_)) => Err(err(
+            key,
+            format!("set either `{key}` or `{key}_file`, not both"),
+        )),
+        (false, None) => Err(err(key, format!("missing: set `{key}` or `{key}_file`"))),
+        (true, None) => Ok(()),
+        (false, Some(path)) => {
+            let path = base_dir.join(path);
+            let s = Secret::from_file(&path).map_err(|e| {
+                err(
+                    &format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            if s.is_empty() {
+                return Err(err(
+                    &format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            *inline = Some(s);
+            Ok(())
+        }
+    }
+}
+
+fn check_whsec(
+    s: Option<&Secret>,
+    key: &str,
+    err: &dyn Fn(&str, String) -> WebhookConfigError,
+) -> Result<(), WebhookConfigError> {
+    let Some(s) = s else { return Ok(()) };
+    if super::sign::whsec_key(s).is_none() {
+        return Err(err(
+            key,
+            "must be `whsec_` followed by base64 (the value is not shown)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_batch_max() -> usize {
+    1
+}
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_jitter() -> f64 {
+    0.2
+}
+fn default_retry_after_max() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_deactivate_after() -> u32 {
+    5
+}
+fn default_signature_header() -> String {
+    "Signature".into()
+}
+
+/// Serde helper: a duration written as `"1s"`, `"250ms"`, `"5m"`, `"1h 30m"` or a number of seconds.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Float(f64),
+        Text(String),
+    }
+
+    /// Parses a duration from a string (`"1s"`, `"500ms"`) or a number of seconds.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let sd: jiff::SignedDuration = text
+            .trim()
+            .parse()
+            .map_err(|e| format!("{text:?} is not a duration like \"1s\" or \"500ms\": {e}"))?;
+        Duration::try_from(sd).map_err(|_| format!("{text:?} must not be negative"))
+    }
+
+    /// Deserializes a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Float(f) if (0.0..1e12).contains(&f) => Ok(Duration::from_secs_f64(f)),
+            Raw::Float(f) => Err(D::Error::custom(format!("{f} is not a duration"))),
+            Raw::Text(t) => parse(&t).map_err(D::Error::custom),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Webhook delivery: configuration, payload rendering, auth and signing, the HTTP attempt, the
+//! sender threads with their retry and deactivation policy, and the one-attempt operations of the
+//! command line (test delivery, manual resend).
+
+pub mod config;
+pub mod http;
+pub mod render;
+pub mod sender;
+pub mod sign;
+pub mod template;
+
+pub use config::WebhookConfig;
+pub use http::{AttemptResult, Outcome};
+pub use sender::{ClockCheck, Sender, SenderHandle, SenderOptions, system_clock_check};
+
+use crate::outbox::{OutboxError, Store, Trigger};
+use crate::telemetry::Gateway;
+
+/// Why a one-off attempt (test, resend) was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    /// The outbox could not be read or written.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The body could not be rendered.
+    #[error("rendering the body: {0}")]
+    Render(#[from] serde_json::Error),
+    /// No such delivery.
+    #[error("delivery {0} not found")]
+    NotFound(i64),
+    /// The delivery is not in the `failed` state.
+    #[error("delivery {row} is {state}, only failed deliveries can be resent")]
+    NotFailed {
+        /// Row id.
+        row: i64,
+        /// Its state.
+        state: String,
+    },
+    /// The delivery belongs to a webhook that is not configured.
+    #[error("delivery {row} belongs to webhook {webhook:?}, which is not in the configuration")]
+    UnknownWebhook {
+        /// Row id.
+        row: i64,
+        /// Webhook name.
+        webhook: String,
+    },
+    /// Standard Webhooks signing needs a synchronised clock.
+    #[error("the clock is not synchronised; Standard Webhooks deliveries are held")]
+    ClockNotSynchronised,
+}
+
+/// Sends one test delivery (`event: "test"`, a sample telemetry through the real payload, auth and
+/// signing), logs it with trigger `test`. Allowed while deactivated; the health count is not
+/// changed.
+pub fn send_test(
+    cfg: &WebhookConfig,
+    store: &Store,
+    gateway: Gateway,
+    clock: &ClockCheck,
+) -> Result<AttemptResult, ManualError> {
+    if cfg.needs_clock() && !clock() {
+        return Err(ManualError::ClockNotSynchronised);
+    }
+    let now = jiff::Timestamp::now();
+    let sample = render::sample_telemetry(gateway, now);
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = render::render(
+        cfg,
+        render::Event::Test,
+        &id,
+        now,
+        std::slice::from_ref(&sample),
+    )?;
+    let agent = http::agent(cfg);
+    let r = sender::attempt(&agent, cfg, &id, &body);
+    let entry = manual_entry(cfg, &id, None, (None, None), Trigger::Test, &r);
+    store.log_attempt(&entry)?;
+    Ok(r)
+}
+
+/// Resends one failed delivery once with its stored body (same delivery id), logs it with trigger
+/// `manual`. Success marks it delivered; failure leaves it failed. The health count is not changed.
+pub fn resend(
+    webhooks: &[WebhookConfig],
+    store: &Store,
+    row: i64,
+    clock: &ClockCheck,
+) -> Result<AttemptResult, ManualError> {
+    let d = store.delivery(row)?.ok_or(ManualError::NotFound(row))?;
+    if d.state != "failed" {
+        return Err(ManualError::NotFailed {
+            row,
+            state: d.state,
+        });
+    }
+    let cfg = webhooks
+        .iter()
+        .find(|w| w.name == d.webhook)
+        .ok_or_else(|| ManualError::UnknownWebhook {
+            row,
+            webhook: d.webhook.clone(),
+        })?;
+    if cfg.needs_clock() && !clock() {
+        return Err(ManualError::ClockNotSynchronised);
+    }
+    let agent = http::agent(cfg);
+    let r = sender::attempt(&agent, cfg, &d.uuid, &d.body);
+    let entry = manual_entry(
+        cfg,
+        &d.uuid,
+        Some(row),
+        (d.seq_first, d.seq_last),
+        Trigger::Manual,
+        &r,
+    );
+    store.log_attempt(&entry)?;
+    let state = if r.outcome == Outcome::Delivered {
+        "delivered"
+    } else {
+        "failed"
+    };
+    store.update_delivery(row, state, d.attempts + 1, r.status, r.error.as_deref())?;
+    Ok(r)
+}
+
+fn manual_entry(
+    cfg: &WebhookConfig,
+    id: &str,
+    row: Option<i64>,
+    seqs: (Option<u64>, Option<u64>),
+    trigger: Trigger,
+    r: &AttemptResult,
+) -> crate::outbox::LogEntry {
+    crate::outbox::LogEntry {
+        id: 0,
+        at: format!("{:.3}", jiff::Timestamp::now()),
+        webhook: cfg.name.clone(),
+        delivery_id: id.to_owned(),
+        delivery_row: row,
+        seq_first: seqs.0,
+        seq_last: seqs.1,
+        trigger: trigger.as_str().to_owned(),
+        outcome: r.outcome.as_str().to_owned(),
+        status: r.status,
+        error: r.error.clone(),
+        latency_ms: r.latency.as_millis().min(u64::MAX as u128) as u64,
+        response: r.response.clone(),
+    }
+}
