@@ -5,8 +5,10 @@
 //! thin command-line shell around it. See `ARCHITECTURE.md` for the data flow.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+pub mod agent;
 pub mod config;
 pub mod dedup;
+pub mod device;
 pub mod eep;
 pub mod erp1;
 pub mod esp3;

@@ -17,6 +17,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline on this machine: simulated stick, outbox, a local verifying receiver.
+    Demo(cmd::demo::Args),
+    /// Run the agent (the daemon); SIGTERM stops it cleanly.
+    Run(cmd::run::Args),
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig(cmd::check_config::Args),
+    /// Configured and learned devices; `devices forget ID`.
+    Devices(cmd::devices::Args),
     /// Decode ESP3 bytes from a capture file, stdin or hex into JSON Lines.
     Decode(cmd::decode::Args),
     /// Run the simulated USB 300 stick behind a pseudo-terminal linked at --link PATH.
@@ -34,9 +42,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+        cmd::logging::init(None);
+    }
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::CheckConfig(args) => cmd::check_config::run(args),
+        Command::Devices(args) => cmd::devices::run(args),
         Command::Decode(args) => cmd::decode::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Listen(args) => cmd::listen::run(args),

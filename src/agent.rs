@@ -1,0 +1,383 @@
+//! The daemon: wires the serial runtime, the EEP library, the device registry, the outbox and the
+//! webhook sender together, and shuts them down in order (stop reading, commit what was read, let
+//! the in-flight POSTs finish).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::device::{DeviceError, Registry};
+use crate::eep::{self, Library, TeachIn};
+use crate::erp1::Telegram;
+use crate::outbox::{Outbox, OutboxError};
+use crate::serial::{self, PortConfig, SerialEvent};
+use crate::sim::{SimConfig, SimError, SimStick};
+use crate::telemetry::{Gateway, Telemetry};
+use crate::webhook::{Sender, SenderOptions};
+
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The outbox could not be opened.
+    #[error("outbox: {0}")]
+    Outbox(#[from] OutboxError),
+    /// The device table could not be opened.
+    #[error("devices: {0}")]
+    Device(#[from] DeviceError),
+    /// The simulated stick could not start.
+    #[error("simulated stick: {0}")]
+    Sim(#[from] SimError),
+    /// The serial runtime ended with an error.
+    #[error("serial: {0}")]
+    Serial(#[from] serial::SerialError),
+}
+
+/// What the agent tells its supervisor (systemd's sd_notify in the binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Started: the outbox is open and the sender runs.
+    Ready(String),
+    /// A one-line status ("stick FF8A1200, 2 webhooks, backlog 12").
+    Status(String),
+    /// The main loop is alive (watchdog keep-alive).
+    Watchdog,
+    /// Shutdown has begun.
+    Stopping,
+}
+
+/// Run-time knobs that are not part of the configuration file.
+pub struct Options {
+    /// Options of the webhook sender threads.
+    pub sender: SenderOptions,
+    /// The simulated stick's settings when `[serial] port = "sim"`.
+    pub sim: SimConfig,
+    /// Window in which repeated copies of a telegram are dropped.
+    pub dedup_window: Duration,
+    /// How often to send [`Notice::Watchdog`]; None when nobody watches.
+    pub watchdog: Option<Duration>,
+    /// How often to refresh [`Notice::Status`] and write device last-heard facts.
+    pub status_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sender: SenderOptions::default(),
+            sim: SimConfig::default(),
+            dedup_window: Duration::from_secs(2),
+            watchdog: None,
+            status_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Totals of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Telegrams received (after removing repeated copies).
+    pub telegrams: u64,
+    /// Telemetry records durably committed to the outbox.
+    pub committed: u64,
+    /// Telegrams decoded with a known EEP.
+    pub decoded: u64,
+    /// Telegrams forwarded raw: unknown sender, unknown EEP or undecodable payload.
+    pub raw: u64,
+    /// Teach-in telegrams seen.
+    pub teach_ins: u64,
+    /// Devices learned or re-learned from teach-ins.
+    pub learned: u64,
+    /// Telemetry that could not be committed (the outbox said why in the log).
+    pub enqueue_errors: u64,
+    /// Times the stick was (re)connected.
+    pub connects: u64,
+}
+
+/// Runs the agent until `shutdown` completes. `notify` hears about readiness, status and the
+/// watchdog.
+pub async fn run(
+    cfg: &Config,
+    library: &Library,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+    notify: &mut dyn FnMut(Notice),
+) -> Result<Report, AgentError> {
+    let mut outbox = Outbox::open(&cfg.storage, &cfg.enabled_webhooks())?;
+    if let Some(moved) = outbox.recovered_from() {
+        error!(
+            "outbox was unreadable and was moved aside to {}; a fresh one was created",
+            moved.display()
+        );
+    }
+    let registry = Registry::open(&cfg.storage.path, &cfg.devices)?;
+    let stop_sender = Arc::new(AtomicBool::new(false));
+    let sender = Sender::spawn(
+        &cfg.webhooks,
+        &cfg.storage.path,
+        options.sender.clone(),
+        stop_sender,
+    )?;
+    outbox.set_waker(sender.waker());
+
+    let sim = if cfg.serial.port == "sim" {
+        let sim = SimStick::start(options.sim.clone())?;
+        info!("simulated stick on {}", sim.path().display());
+        Some(sim)
+    } else {
+        None
+    };
+    let port_path = sim.as_ref().map_or_else(
+        || cfg.serial.port.clone().into(),
+        |s| s.path().to_path_buf(),
+    );
+    let mut port = PortConfig::new(port_path);
+    port.dedup_window = options.dedup_window;
+
+    let mut state = State {
+        cfg,
+        library,
+        registry,
+        outbox,
+        gateway: Gateway {
+            id: cfg.gateway.id.clone(),
+            base_id: None,
+        },
+        report: Report::default(),
+        warned_eeps: Default::default(),
+    };
+    let webhooks = cfg.enabled_webhooks().len();
+    notify(Notice::Ready(format!(
+        "started, {webhooks} webhook(s), port {}",
+        cfg.serial.port
+    )));
+
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let serial_run = serial::run(port, tx, async move {
+        let _ = stop_rx.await;
+    });
+    tokio::pin!(serial_run);
+    tokio::pin!(shutdown);
+    let mut stop_tx = Some(stop_tx);
+    let mut serial_result = None;
+    let mut rx_open = true;
+    let tick = options
+        .watchdog
+        .unwrap_or(options.status_interval)
+        .min(options.status_interval)
+        .min(Duration::from_secs(1));
+    let mut last_status = Instant::now();
+
+    // Runs until the serial side has stopped and every event it sent has been handled.
+    while serial_result.is_none() || rx_open {
+        let commit_at = state
+            .outbox
+            .commit_due()
+            .unwrap_or_else(|| Instant::now() + tick);
+        tokio::select! {
+            res = &mut serial_run, if serial_result.is_none() => {
+                serial_result = Some(res);
+            }
+            ev = rx.recv(), if rx_open => match ev {
+                Some(ev) => state.on_serial(ev),
+                None => rx_open = false,
+            },
+            () = &mut shutdown, if stop_tx.is_some() => {
+                info!("stopping: no more reading, committing what was received");
+                notify(Notice::Stopping);
+                if let Some(tx) = stop_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+            () = tokio::time::sleep_until(commit_at.min(Instant::now() + tick).into()) => {}
+        }
+        state.commit(false);
+        if options.watchdog.is_some() {
+            notify(Notice::Watchdog);
+        }
+        if last_status.elapsed() >= options.status_interval {
+            last_status = Instant::now();
+            if let Err(e) = state.registry.flush() {
+                warn!("could not record when devices were last heard: {e}");
+            }
+            notify(Notice::Status(state.status_line(webhooks)));
+        }
+    }
+    state.commit(true);
+    if let Err(e) = state.registry.flush() {
+        warn!("could not record when devices were last heard: {e}");
+    }
+    if let Some(sim) = sim {
+        sim.stop().await;
+    }
+    let mut report = state.report;
+    drop(state);
+    // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
+    sender.stop();
+    match serial_result {
+        Some(Ok(stats)) => {
+            report.connects = stats.connects;
+            info!(
+                "stopped: {} telegrams, {} committed, {} decoded, {} raw, {} teach-ins",
+                report.telegrams, report.committed, report.decoded, report.raw, report.teach_ins
+            );
+            Ok(report)
+        }
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(report),
+    }
+}
+
+struct State<'a> {
+    cfg: &'a Config,
+    library: &'a Library,
+    registry: Registry,
+    outbox: Outbox,
+    gateway: Gateway,
+    report: Report,
+    warned_eeps: std::collections::HashSet<String>,
+}
+
+impl State<'_> {
+    fn on_serial(&mut self, ev: SerialEvent) {
+        match ev {
+            SerialEvent::Telegram {
+                telegram,
+                received_at,
+                ..
+            } => self.on_telegram(&telegram, received_at),
+            SerialEvent::StickInfo(info) => {
+                info!("stick: {info}");
+                self.gateway.base_id = info.base_id_hex();
+            }
+            SerialEvent::HandshakeFailed { reason } => {
+                warn!("stick did not answer the handshake ({reason}); receiving anyway");
+            }
+            SerialEvent::Connected { path } => info!("stick connected on {}", path.display()),
+            SerialEvent::Disconnected { reason } => warn!("stick lost: {reason}; reconnecting"),
+            SerialEvent::StickEvent(e) => info!("stick event {}", e.name()),
+            SerialEvent::Frame(f) => debug!("frame of type {} ignored", f.packet_type().name()),
+            SerialEvent::Decoder(e) => debug!("serial line: {} at {}", e.name(), e.offset()),
+        }
+    }
+
+    fn on_telegram(&mut self, t: &Telegram, received_at: jiff::Timestamp) {
+        self.report.telegrams += 1;
+        self.registry
+            .heard(t.sender, received_at.to_string(), t.dbm());
+        if let Some(ti) = eep::teach_in(t) {
+            self.on_teach_in(t, &ti, received_at);
+            return;
+        }
+        let mut tm = Telemetry::from_telegram(t, received_at, self.gateway.clone());
+        if let Some(dev) = self.registry.get(t.sender) {
+            tm.sensor.name = dev.name.clone();
+            tm.sensor.tags = dev.tags.clone();
+            tm.sensor.eep = dev.eep.clone();
+        }
+        match tm
+            .sensor
+            .eep
+            .as_deref()
+            .map(|e| (e, self.library.get_str(e)))
+        {
+            Some((_, Ok(profile))) => match eep::decode(profile, t) {
+                Ok(d) => {
+                    tm.values = d.readings();
+                    self.report.decoded += 1;
+                }
+                Err(e) => {
+                    debug!(
+                        "{}: not decodable as {}: {e}; forwarded raw",
+                        tm.sensor.id, profile.eep
+                    );
+                    self.report.raw += 1;
+                }
+            },
+            Some((eep, Err(e))) => {
+                if self.warned_eeps.insert(eep.to_string()) {
+                    warn!("{}: {e}; its telegrams are forwarded raw", tm.sensor.id);
+                }
+                self.report.raw += 1;
+            }
+            None => self.report.raw += 1,
+        }
+        match self.outbox.enqueue(tm) {
+            Ok(done) => self.report.committed += done.len() as u64,
+            Err(e) => {
+                self.report.enqueue_errors += 1;
+                error!("telemetry could not be queued: {e}");
+            }
+        }
+    }
+
+    fn on_teach_in(&mut self, t: &Telegram, ti: &TeachIn, at: jiff::Timestamp) {
+        self.report.teach_ins += 1;
+        let (eep, manufacturer, reply) = match ti {
+            TeachIn::FourBs { eep, manufacturer } => {
+                (eep.map(|e| e.to_string()), *manufacturer, false)
+            }
+            TeachIn::OneBs => (Some("D5-00-01".to_string()), None, false),
+            TeachIn::Ute(q) => (
+                Some(q.eep.to_string()),
+                Some(q.manufacturer),
+                q.response_expected,
+            ),
+        };
+        let id = t.sender_hex();
+        info!(
+            "teach-in from {id}: EEP {}, manufacturer {}{}",
+            eep.as_deref().unwrap_or("not announced"),
+            manufacturer.map_or("unknown".into(), |m| format!("{m:03X}")),
+            if reply {
+                " (asks for a reply; this gateway only receives)"
+            } else {
+                ""
+            }
+        );
+        let Some(eep) = eep.filter(|_| self.cfg.learn.enabled) else {
+            return;
+        };
+        match self
+            .registry
+            .learn(t.sender, &eep, manufacturer, &at.to_string())
+        {
+            Ok(true) => {
+                self.report.learned += 1;
+                info!("learned device {id} as {eep}");
+            }
+            Ok(false) => {}
+            Err(e) => warn!("could not store learned device {id}: {e}"),
+        }
+    }
+
+    fn commit(&mut self, all: bool) {
+        let r = if all {
+            self.outbox.flush()
+        } else {
+            self.outbox.poll(Instant::now())
+        };
+        match r {
+            Ok(done) => self.report.committed += done.len() as u64,
+            Err(e) => error!("outbox commit failed: {e}; will retry"),
+        }
+    }
+
+    fn status_line(&self, webhooks: usize) -> String {
+        let backlog = self
+            .outbox
+            .store()
+            .status(&self.cfg.storage.path)
+            .map(|s| s.webhooks.iter().map(|w| w.depth).sum::<u64>())
+            .unwrap_or(0);
+        format!(
+            "stick {}, {webhooks} webhook(s), backlog {backlog}, {} telegrams",
+            self.gateway.base_id.as_deref().unwrap_or("unidentified"),
+            self.report.telegrams
+        )
+    }
+}

@@ -1,0 +1,31 @@
+//! `enocean-agent check-config`: validates the configuration and prints it as the agent will use
+//! it, defaults filled in and secrets redacted.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::context::{ConfigArg, EXIT_CONFIG, load_config};
+
+/// Arguments of `check-config`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// Exit 0 and the effective configuration, or 78 and the error with its location.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let cfg = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if let Err(msg) = super::run::library_for(&cfg, &args.config.config) {
+        eprintln!("enocean-agent: configuration error: {msg}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    // Secrets print as "<redacted>" (see enocean_agent::secret).
+    println!("{cfg:#?}");
+    eprintln!("{}: configuration OK", args.config.config.display());
+    Ok(ExitCode::SUCCESS)
+}

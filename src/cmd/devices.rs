@@ -1,0 +1,68 @@
+//! `enocean-agent devices`: configured and learned devices, when they were last heard;
+//! `devices forget ID` removes a learned one.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use enocean_agent::device;
+
+use super::context::{ConfigArg, EXIT_NOT_FOUND, load_config};
+
+/// Arguments of `devices`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    action: Option<Action>,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// Remove a learned device (its telegrams become raw telemetry again).
+    Forget {
+        /// Sender ID, eight hex digits.
+        id: String,
+    },
+}
+
+/// Lists devices or forgets one.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let cfg = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let db = &cfg.storage.path;
+    match args.action {
+        Some(Action::Forget { id }) => {
+            let id = device::parse_id(&id)?;
+            if device::forget(db, id)? {
+                println!("forgot {id:08X}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("enocean-agent: no stored device {id:08X}");
+                Ok(ExitCode::from(EXIT_NOT_FOUND))
+            }
+        }
+        None => {
+            println!(
+                "{:<8}  {:<8}  {:<10}  {:<24}  {:<20}  DBM",
+                "ID", "EEP", "SOURCE", "NAME", "LAST SEEN"
+            );
+            for d in device::list(db, &cfg.devices)? {
+                println!(
+                    "{:08X}  {:<8}  {:<10}  {:<24}  {:<20}  {}",
+                    d.id,
+                    d.eep.as_deref().unwrap_or("-"),
+                    d.source.as_str(),
+                    d.name.as_deref().unwrap_or("-"),
+                    d.last_seen
+                        .as_deref()
+                        .map_or("-", |s| &s[..s.len().min(19)]),
+                    d.last_dbm.map_or("-".into(), |v| v.to_string())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `enocean-agent run`: the daemon. SIGTERM and SIGINT stop it cleanly; under systemd it speaks
+//! sd_notify (READY, STATUS, WATCHDOG, STOPPING).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use enocean_agent::agent::{self, Notice, Options};
+use enocean_agent::config::Config;
+use enocean_agent::eep::Library;
+use sd_notify::NotifyState;
+
+use super::context::{ConfigArg, EXIT_CONFIG, load_config};
+
+/// Arguments of `run`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let cfg = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    super::logging::init(cfg.log.level.as_deref());
+    let library = match library_for(&cfg, &args.config.config) {
+        Ok(l) => l,
+        Err(msg) => {
+            eprintln!("enocean-agent: configuration error: {msg}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let options = Options {
+        watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
+        ..Options::default()
+    };
+    let report = rt.block_on(agent::run(
+        &cfg,
+        &library,
+        options,
+        super::signals::terminated(),
+        &mut systemd_notify,
+    ));
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    report.context("agent stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn systemd_notify(n: Notice) {
+    let _ = match n {
+        Notice::Ready(s) => sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&s)]),
+        Notice::Status(s) => sd_notify::notify(&[NotifyState::Status(&s)]),
+        Notice::Watchdog => sd_notify::notify(&[NotifyState::Watchdog]),
+        Notice::Stopping => sd_notify::notify(&[NotifyState::Stopping]),
+    };
+}
+
+/// The built-in EEP profiles, checked against the configured devices: an unknown EEP or a bad
+/// device ID is a configuration error with the file, line and key.
+pub fn library_for(cfg: &Config, path: &Path) -> Result<Library, String> {
+    let library = Library::builtin().map_err(|e| format!("built-in EEP profiles: {e}"))?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for (i, d) in cfg.devices.iter().enumerate() {
+        let at = |needle: &str| {
+            text.lines()
+                .position(|l| l.contains(needle))
+                .map_or(String::new(), |n| format!(":{}", n + 1))
+        };
+        if let Err(e) = enocean_agent::device::parse_id(&d.id) {
+            return Err(format!(
+                "{}{}: device[{i}].id: {e}",
+                path.display(),
+                at(&format!("\"{}\"", d.id))
+            ));
+        }
+        if let Some(eep) = &d.eep
+            && let Err(e) = library.get_str(eep)
+        {
+            return Err(format!(
+                "{}{}: device[{i}].eep: {e}",
+                path.display(),
+                at(&format!("\"{eep}\""))
+            ));
+        }
+    }
+    Ok(library)
+}

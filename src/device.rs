@@ -1,0 +1,318 @@
+//! The device registry: configured devices, devices learned from teach-in telegrams, and when each
+//! was last heard. Learned devices live in the outbox database (table `devices`, owned by this
+//! module), so `enocean-agent devices` sees them while the daemon runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::config::DeviceConfig;
+
+/// Errors of the device registry.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A device ID that is not eight hex digits.
+    #[error("device id {0:?} is not eight hex digits")]
+    BadId(String),
+    /// The database failed.
+    #[error("device table: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Where the registry knows a device from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A `[[device]]` entry of the configuration.
+    Configured,
+    /// A teach-in telegram that announced its EEP.
+    Learned,
+    /// Heard, but neither configured nor learned.
+    Unknown,
+}
+
+impl Source {
+    /// The word shown in listings and stored in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Configured => "configured",
+            Source::Learned => "learned",
+            Source::Unknown => "unknown",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "configured" => Source::Configured,
+            "learned" => Source::Learned,
+            _ => Source::Unknown,
+        }
+    }
+}
+
+/// What the agent knows of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Sender ID.
+    pub id: u32,
+    /// EEP as `RR-FF-TT`, when known.
+    pub eep: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Tags copied into telemetry.
+    pub tags: BTreeMap<String, String>,
+    /// Where the entry comes from.
+    pub source: Source,
+    /// Manufacturer ID announced in the teach-in.
+    pub manufacturer: Option<u16>,
+    /// When it was last heard (RFC 3339).
+    pub last_seen: Option<String>,
+    /// Signal of the last telegram.
+    pub last_dbm: Option<i16>,
+}
+
+/// Parses an eight-hex-digit sender ID.
+pub fn parse_id(s: &str) -> Result<u32, DeviceError> {
+    let t = s.trim();
+    if t.len() != 8 {
+        return Err(DeviceError::BadId(s.to_string()));
+    }
+    u32::from_str_radix(t, 16).map_err(|_| DeviceError::BadId(s.to_string()))
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    eep TEXT,
+    name TEXT,
+    source TEXT NOT NULL,
+    manufacturer INTEGER,
+    learned_at TEXT,
+    last_seen TEXT,
+    last_dbm INTEGER
+)";
+
+/// The registry the daemon consults for every telegram.
+pub struct Registry {
+    devices: HashMap<u32, Device>,
+    /// Last-heard facts not yet written (written in batches to spare the SD card).
+    dirty: HashMap<u32, (String, Option<i16>)>,
+    conn: Connection,
+}
+
+impl Registry {
+    /// Opens the table in the database at `db` and merges in the configured devices, which win
+    /// over learned ones.
+    pub fn open(db: &Path, configured: &[DeviceConfig]) -> Result<Self, DeviceError> {
+        let conn = Connection::open(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let mut devices = HashMap::new();
+        for d in load(&conn)? {
+            devices.insert(d.id, d);
+        }
+        for c in configured {
+            let id = parse_id(&c.id)?;
+            let prev = devices.remove(&id);
+            devices.insert(
+                id,
+                Device {
+                    id,
+                    eep: c.eep.clone().or(prev.as_ref().and_then(|p| p.eep.clone())),
+                    name: c.name.clone(),
+                    tags: c.tags.clone(),
+                    source: Source::Configured,
+                    manufacturer: prev.as_ref().and_then(|p| p.manufacturer),
+                    last_seen: prev.as_ref().and_then(|p| p.last_seen.clone()),
+                    last_dbm: prev.and_then(|p| p.last_dbm),
+                },
+            );
+        }
+        Ok(Self {
+            devices,
+            dirty: HashMap::new(),
+            conn,
+        })
+    }
+
+    /// The device with this sender ID, if known.
+    pub fn get(&self, id: u32) -> Option<&Device> {
+        self.devices.get(&id)
+    }
+
+    /// Records a teach-in that announced `eep`. Returns true when this changed what the registry
+    /// knows (a new device or a new EEP). A configured device keeps its configured EEP.
+    pub fn learn(
+        &mut self,
+        id: u32,
+        eep: &str,
+        manufacturer: Option<u16>,
+        at: &str,
+    ) -> Result<bool, DeviceError> {
+        if let Some(d) = self.devices.get(&id) {
+            if d.source == Source::Configured && d.eep.is_some() {
+                return Ok(false);
+            }
+            if d.eep.as_deref() == Some(eep) && d.manufacturer == manufacturer {
+                return Ok(false);
+            }
+        }
+        self.conn.execute(
+            "INSERT INTO devices (id, eep, source, manufacturer, learned_at) VALUES (?1, ?2, 'learned', ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET eep = ?2, manufacturer = ?3, learned_at = ?4",
+            params![format!("{id:08X}"), eep, manufacturer, at],
+        )?;
+        let d = self.devices.entry(id).or_insert(Device {
+            id,
+            eep: None,
+            name: None,
+            tags: BTreeMap::new(),
+            source: Source::Learned,
+            manufacturer: None,
+            last_seen: None,
+            last_dbm: None,
+        });
+        d.eep = Some(eep.to_string());
+        d.manufacturer = manufacturer;
+        if d.source == Source::Unknown {
+            d.source = Source::Learned;
+        }
+        Ok(true)
+    }
+
+    /// Notes that `id` was heard; written by [`Registry::flush`].
+    pub fn heard(&mut self, id: u32, at: String, dbm: Option<i16>) {
+        self.dirty.insert(id, (at, dbm));
+    }
+
+    /// Writes the last-heard facts collected since the previous flush, in one transaction.
+    pub fn flush(&mut self) -> Result<(), DeviceError> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for (id, (at, dbm)) in self.dirty.drain() {
+            let source = self.devices.get(&id).map_or(Source::Unknown, |d| d.source);
+            tx.execute(
+                "INSERT INTO devices (id, source, last_seen, last_dbm) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET last_seen = ?3, last_dbm = ?4",
+                params![format!("{id:08X}"), source.as_str(), at, dbm],
+            )?;
+            if let Some(d) = self.devices.get_mut(&id) {
+                d.last_seen = Some(at);
+                d.last_dbm = dbm;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, eep, name, source, manufacturer, last_seen, last_dbm FROM devices ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<u16>>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<i16>>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, eep, name, source, manufacturer, last_seen, last_dbm) = row?;
+        let Ok(id) = parse_id(&id) else { continue };
+        out.push(Device {
+            id,
+            eep,
+            name,
+            tags: BTreeMap::new(),
+            source: Source::parse(&source),
+            manufacturer,
+            last_seen,
+            last_dbm,
+        });
+    }
+    Ok(out)
+}
+
+/// Every device the database and the configuration know, for `enocean-agent devices`.
+pub fn list(db: &Path, configured: &[DeviceConfig]) -> Result<Vec<Device>, DeviceError> {
+    let reg = Registry::open(db, configured)?;
+    let mut all: Vec<Device> = reg.devices.into_values().collect();
+    all.sort_by_key(|d| d.id);
+    Ok(all)
+}
+
+/// Removes a learned device (and its last-heard facts). Returns false when it was not stored.
+pub fn forget(db: &Path, id: u32) -> Result<bool, DeviceError> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(SCHEMA)?;
+    let n = conn.execute(
+        "DELETE FROM devices WHERE id = ?1",
+        params![format!("{id:08X}")],
+    )?;
+    let _: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM devices WHERE id = ?1",
+            params![format!("{id:08X}")],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(id: &str, eep: Option<&str>) -> DeviceConfig {
+        DeviceConfig {
+            id: id.into(),
+            eep: eep.map(Into::into),
+            name: Some("Office".into()),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn learned_devices_persist_and_configured_ones_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outbox.db");
+        let mut reg = Registry::open(&db, &[cfg("0180A3F2", Some("A5-04-01"))]).unwrap();
+        assert!(
+            reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D), "t1")
+                .unwrap()
+        );
+        assert!(
+            !reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D), "t2")
+                .unwrap()
+        );
+        assert!(!reg.learn(0x0180_A3F2, "A5-02-05", None, "t3").unwrap());
+        reg.heard(0x0194_E3B9, "2026-11-23T18:00:00Z".into(), Some(-60));
+        reg.flush().unwrap();
+        drop(reg);
+        let all = list(&db, &[cfg("0180A3F2", Some("A5-04-01"))]).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].eep.as_deref(), Some("A5-04-01"));
+        assert_eq!(all[0].source, Source::Configured);
+        assert_eq!(all[1].eep.as_deref(), Some("A5-02-05"));
+        assert_eq!(all[1].source, Source::Learned);
+        assert_eq!(all[1].last_dbm, Some(-60));
+        assert!(forget(&db, 0x0194_E3B9).unwrap());
+        assert!(!forget(&db, 0x0194_E3B9).unwrap());
+        assert_eq!(list(&db, &[]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn ids_must_be_eight_hex_digits() {
+        assert_eq!(parse_id("0180a3f2").unwrap(), 0x0180_A3F2);
+        assert!(parse_id("0180A3F").is_err());
+        assert!(parse_id("0180A3FG").is_err());
+    }
+}
