@@ -156,3 +156,19 @@ fn profiles_list_and_show() {
         "{text}"
     );
 }
+
+#[test]
+fn signal_telegrams_are_decoded_for_any_device() {
+    // D0 energy status (MID 6) of 80 %, with or without --eep for the sender's own profile.
+    let frame = "55000807013DD00650010203040001FFFFFFFF4000E7";
+    for args in [
+        vec!["--hex", frame],
+        vec!["--eep", "A5-02-05", "--hex", frame],
+    ] {
+        let lines = decode(&args);
+        let t = &lines[0]["telegram"];
+        assert_eq!(t["eep"], "D0-00-00");
+        assert_eq!(t["values"]["energy_level"]["value"], 80.0);
+        assert_eq!(t["values"]["message_id"]["value"], 6);
+    }
+}

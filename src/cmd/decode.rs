@@ -43,6 +43,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(eep) => Some(library.get_str(eep)?),
         None => None,
     };
+    // Signal telegrams (RORG D0) come from any device whatever its EEP.
+    let signal = library.get(enocean_agent::eep::EepId::new(0xD0, 0, 0));
     let mut decoder = Decoder::new();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -56,7 +58,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Item::Frame { frame, .. } => {
                 let mut obj = inspect::frame_json(&frame);
                 if let (Ok(t), Some(tj)) = (Telegram::from_frame(&frame), obj.get_mut("telegram")) {
-                    inspect::add_eep_json(tj, &t, profile, args.direction);
+                    let p = if t.rorg == 0xD0 { signal } else { profile };
+                    inspect::add_eep_json(tj, &t, p, args.direction);
                 }
                 serde_json::Value::Object(obj).to_string()
             }

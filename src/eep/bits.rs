@@ -20,10 +20,12 @@ pub fn extract(payload: &[u8], offset: usize, size: usize) -> Option<u64> {
     let n = bytes.len();
     let skip = offset - first * 8;
     if n <= 8 {
-        // Fast path: the field lies within 8 bytes.
-        let mut buf = [0u8; 8];
-        buf[8 - n..].copy_from_slice(bytes);
-        let acc = u64::from_be_bytes(buf);
+        // Fast path: the field lies within 8 bytes; assemble them in a register (copying into a
+        // stack buffer and loading it back stalls on store forwarding).
+        let mut acc: u64 = 0;
+        for &b in bytes {
+            acc = (acc << 8) | u64::from(b);
+        }
         let shift = n * 8 - skip - size;
         let mask = if size == 64 {
             u64::MAX
