@@ -56,8 +56,6 @@ pub struct Options {
     pub sender: SenderOptions,
     /// The simulated stick's settings when `[serial] port = "sim"`.
     pub sim: SimConfig,
-    /// Window in which repeated copies of a telegram are dropped.
-    pub dedup_window: Duration,
     /// How often to send [`Notice::Watchdog`]; None when nobody watches.
     pub watchdog: Option<Duration>,
     /// How often to refresh [`Notice::Status`] and write device last-heard facts.
@@ -69,7 +67,6 @@ impl Default for Options {
         Self {
             sender: SenderOptions::default(),
             sim: SimConfig::default(),
-            dedup_window: Duration::from_secs(2),
             watchdog: None,
             status_interval: Duration::from_secs(10),
         }
@@ -95,6 +92,8 @@ pub struct Report {
     pub enqueue_errors: u64,
     /// Times the stick was (re)connected.
     pub connects: u64,
+    /// Repeated copies dropped (same sender and payload within the dedup window).
+    pub duplicates: u64,
 }
 
 /// Runs the agent until `shutdown` completes. `notify` hears about readiness, status and the
@@ -135,7 +134,7 @@ pub async fn run(
         |s| s.path().to_path_buf(),
     );
     let mut port = PortConfig::new(port_path);
-    port.dedup_window = options.dedup_window;
+    port.dedup_window = cfg.serial.dedup_window;
 
     let mut state = State {
         cfg,
@@ -221,9 +220,16 @@ pub async fn run(
     match serial_result {
         Some(Ok(stats)) => {
             report.connects = stats.connects;
+            report.duplicates = stats.duplicates;
             info!(
-                "stopped: {} telegrams, {} committed, {} decoded, {} raw, {} teach-ins",
-                report.telegrams, report.committed, report.decoded, report.raw, report.teach_ins
+                "stopped: {} telegrams, {} duplicates dropped, {} committed, {} decoded, {} raw, {} teach-ins, {} connects",
+                report.telegrams,
+                report.duplicates,
+                report.committed,
+                report.decoded,
+                report.raw,
+                report.teach_ins,
+                report.connects
             );
             Ok(report)
         }

@@ -66,14 +66,25 @@ pub struct SerialConfig {
     /// Device path, or `sim` for the simulated stick.
     #[serde(default = "default_port")]
     pub port: String,
+    /// Copies of one telegram (same sender and payload) within this window are delivered once.
+    #[serde(
+        default = "default_dedup_window",
+        with = "crate::webhook::config::duration"
+    )]
+    pub dedup_window: std::time::Duration,
 }
 
 impl Default for SerialConfig {
     fn default() -> Self {
         Self {
             port: default_port(),
+            dedup_window: default_dedup_window(),
         }
     }
+}
+
+fn default_dedup_window() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
 }
 
 fn default_port() -> String {
@@ -160,7 +171,9 @@ impl Config {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             let key = e
                 .span()
-                .and_then(|s| text.get(s))
+                .and_then(|s| key_of_value(text, s.start))
+                .or_else(|| e.span().and_then(|s| text.get(s)).map(str::to_owned))
+                .as_deref()
                 .map(|s| s.trim().trim_matches('"'))
                 .filter(|s| is_bare_key(s))
                 .map(str::to_owned)
@@ -220,6 +233,16 @@ impl Config {
             .map(|w| w.name.as_str())
             .collect()
     }
+}
+
+/// The key of a `key = value` line when `offset` points into the value (type errors point at the
+/// value, but the user needs the key).
+fn key_of_value(text: &str, offset: usize) -> Option<String> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(start..offset)?;
+    let (key, _) = before.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    is_bare_key(key).then(|| key.to_owned())
 }
 
 fn is_bare_key(s: &str) -> bool {

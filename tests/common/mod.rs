@@ -320,3 +320,25 @@ pub fn agent_command() -> std::process::Command {
         None => std::process::Command::new(bin),
     }
 }
+
+/// False (with a note) where a pseudo-terminal cannot be opened as a serial port, e.g. under
+/// qemu-user, which lacks the TCGETS2 ioctl tokio-serial uses.
+pub fn pty_usable() -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match rt.block_on(async { tokio_serial::SerialStream::pair() }) {
+        Ok(_) => {
+            if std::env::var_os("ENOCEAN_AGENT_TEST_RUNNER").is_some() {
+                eprintln!("skipping: serial tests do not run under an emulator runner");
+                return false;
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("skipping: no usable pseudo-terminal here ({e})");
+            false
+        }
+    }
+}
