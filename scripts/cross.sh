@@ -33,5 +33,6 @@ qemu=qemu-aarch64; [ "$gnu" = aarch64-linux-gnu ] || qemu=qemu-arm
 if [ "${1:-}" = "--test" ]; then
   shift
   # Tests that start the agent binary need qemu in front of it (no binfmt handler is assumed).
-  ENOCEAN_AGENT_TEST_RUNNER="$qemu -L /usr/$gnu" cargo test --locked --target "$target" "$@"
+  # --release reuses the release build above instead of building everything again.
+  ENOCEAN_AGENT_TEST_RUNNER="$qemu -L /usr/$gnu" cargo test --release --locked --target "$target" "$@"
 fi

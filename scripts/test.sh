@@ -22,4 +22,17 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
 
+# Python receiver for tests/webhook_python.rs: verifies the hex HMAC with hmac.compare_digest and
+# Standard Webhooks signatures with the `standardwebhooks` package, in a venv of the project's.
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing python3-venv"
+  apt_install python3-venv
+fi
+if ! .venv/bin/python -c "import standardwebhooks" >/dev/null 2>&1; then
+  echo "scripts/test.sh: creating .venv with standardwebhooks"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks
+fi
+export ENOCEAN_AGENT_PYTHON="$PWD/.venv/bin/python"
+
 cargo test --locked "$@"
