@@ -590,3 +590,24 @@ impl Worker {
         self.after_attempt(row, 0, &r, consecutive)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters_within_bounds() {
+        let mut cfg = WebhookConfig::new("t", "http://127.0.0.1/");
+        cfg.backoff_base = Duration::from_millis(100);
+        cfg.backoff_max = Duration::from_millis(350);
+        cfg.jitter = 0.0;
+        let d: Vec<u128> = (1..=4).map(|n| backoff(&cfg, n).as_millis()).collect();
+        assert_eq!(d, vec![100, 200, 350, 350]);
+        cfg.jitter = 0.5;
+        for _ in 0..100 {
+            let ms = backoff(&cfg, 1).as_millis();
+            assert!((50..=150).contains(&ms), "{ms}");
+        }
+        assert!(backoff(&cfg, u32::MAX).as_millis() <= 525);
+    }
+}
