@@ -518,7 +518,8 @@ impl Outbox {
             self.bytes = self.bytes.saturating_sub(b as u64);
             p.telemetry = n as u64;
         }
-        let log_cutoff = text_ago(self.cfg.log_retention);
+        let log_cutoff = jiff::Timestamp::now().as_millisecond()
+            - self.cfg.log_retention.as_millis().min(i64::MAX as u128) as i64;
         p.log += self
             .store
             .conn
