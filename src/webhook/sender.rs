@@ -543,13 +543,13 @@ impl Worker {
         let first = records.first().map(|r| r.seq);
         let last = records.last().map(|r| r.seq);
         let id = render::delivery_id(&self.cfg.name, &records);
-        let body = render::render(
-            &self.cfg,
-            Event::Telemetry,
-            &id,
-            jiff::Timestamp::now(),
-            &records,
-        )?;
+        // Id and timestamp derive from the records, so a delivery re-rendered after a crash (its
+        // acknowledgement lost) is byte-identical to the one sent before.
+        let created = records
+            .last()
+            .map(|r| r.received_at)
+            .unwrap_or_else(jiff::Timestamp::now);
+        let body = render::render(&self.cfg, Event::Telemetry, &id, created, &records)?;
         let r = attempt(&self.agent, &self.cfg, &id, &body);
         let entry = log_entry(&self.cfg.name, &id, None, (first, last), Trigger::Auto, &r);
         if r.outcome == Outcome::Delivered {
