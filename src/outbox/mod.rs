@@ -256,7 +256,8 @@ impl Outbox {
 
     /// When the open group must be committed (None when nothing is waiting).
     pub fn commit_due(&self) -> Option<Instant> {
-        self.oldest_buffered.map(|t| t + self.cfg.commit_window)
+        self.oldest_buffered
+            .map(|t| t.checked_add(self.cfg.commit_window).unwrap_or(t))
     }
 
     /// Commits the open group when its window has passed, and runs maintenance now and then.

@@ -153,7 +153,7 @@ pub fn backoff(cfg: &WebhookConfig, attempt: u32) -> Duration {
         .saturating_mul(1u32 << exp)
         .min(cfg.backoff_max);
     let spread = cfg.jitter * (fastrand::f64() * 2.0 - 1.0);
-    d.mul_f64((1.0 + spread).max(0.0))
+    Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + spread).max(0.0)).unwrap_or(d)
 }
 
 fn log_entry(
@@ -190,6 +190,13 @@ pub fn attempt(
 ) -> AttemptResult {
     let headers = sign::headers(cfg, delivery_id, body, jiff::Timestamp::now().as_second());
     http::post(agent, cfg, &headers, body)
+}
+
+/// Now plus `d`, saturating far in the future instead of overflowing.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 enum Step {
@@ -433,7 +440,7 @@ impl Worker {
                 self.store
                     .update_delivery(row, "pending", before, None, r.error.as_deref())?;
                 let d = backoff(&self.cfg, self.offline_streak);
-                self.retry_due.insert(row, Instant::now() + d);
+                self.retry_due.insert(row, later(d));
                 Ok(Step::Idle(d))
             }
             Outcome::Gone => {
@@ -488,7 +495,7 @@ impl Worker {
                     if let Some(ra) = r.retry_after {
                         d = d.max(ra);
                     }
-                    self.retry_due.insert(row, Instant::now() + d);
+                    self.retry_due.insert(row, later(d));
                     Ok(Step::Idle(d))
                 }
             }
