@@ -148,7 +148,8 @@ pub struct Status {
 pub struct WebhookDepth {
     /// Name.
     pub name: String,
-    /// Telemetry committed after its cursor (all devices; routes are applied when sending).
+    /// Telemetry committed after its cursor (only its routed devices with
+    /// [`Store::status_routed`]).
     pub depth: u64,
     /// Deliveries waiting for a retry.
     pub retrying: u64,
@@ -572,8 +573,18 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Figures for `outbox status`.
+    /// Figures for `outbox status`; depths count every device after each cursor.
     pub fn status(&self, path: &Path) -> Result<Status, OutboxError> {
+        self.status_routed(path, &[])
+    }
+
+    /// Figures for `outbox status`, with the depth of each webhook listed in `routes`
+    /// (name, sender IDs) counting only telemetry from those devices.
+    pub fn status_routed(
+        &self,
+        path: &Path,
+        routes: &[(String, Vec<String>)],
+    ) -> Result<Status, OutboxError> {
         let (rows, bytes, max_seq, oldest): (i64, i64, i64, Option<i64>) = self.conn.query_row(
             "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(seq), 0), \
              min(committed_at) FROM telemetry",
@@ -591,9 +602,15 @@ impl Store {
             if !w.configured {
                 continue;
             }
+            let devices = routes
+                .iter()
+                .find(|(n, _)| *n == w.name)
+                .map(|(_, d)| serde_json::to_string(d))
+                .transpose()?;
             let (depth, oldest_pending): (i64, Option<i64>) = self.conn.query_row(
-                "SELECT count(*), min(committed_at) FROM telemetry WHERE seq > ?1",
-                params![w.cursor as i64],
+                "SELECT count(*), min(committed_at) FROM telemetry WHERE seq > ?1 \
+                 AND (?2 IS NULL OR device IN (SELECT value FROM json_each(?2)))",
+                params![w.cursor as i64, devices],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let (retrying, failed, oldest_retry): (i64, i64, Option<String>) =
