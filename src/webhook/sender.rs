@@ -67,6 +67,16 @@ impl Default for SenderOptions {
     }
 }
 
+impl SenderOptions {
+    /// Production options with the acknowledgement window of `[storage]`.
+    pub fn from_storage(storage: &crate::outbox::StorageConfig) -> Self {
+        Self {
+            ack_window: storage.ack_window,
+            ..Self::default()
+        }
+    }
+}
+
 /// Starts the sender threads.
 pub struct Sender;
 
