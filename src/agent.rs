@@ -52,8 +52,8 @@ pub enum Notice {
 
 /// Run-time knobs that are not part of the configuration file.
 pub struct Options {
-    /// Options of the webhook sender threads.
-    pub sender: SenderOptions,
+    /// Options of the webhook sender threads; None derives them from `[storage]`.
+    pub sender: Option<SenderOptions>,
     /// The simulated stick's settings when `[serial] port = "sim"`.
     pub sim: SimConfig,
     /// How often to send [`Notice::Watchdog`]; None when nobody watches.
@@ -65,7 +65,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            sender: SenderOptions::default(),
+            sender: None,
             sim: SimConfig::default(),
             watchdog: None,
             status_interval: Duration::from_secs(10),
@@ -117,7 +117,10 @@ pub async fn run(
     let sender = Sender::spawn(
         &cfg.webhooks,
         &cfg.storage.path,
-        options.sender.clone(),
+        options
+            .sender
+            .clone()
+            .unwrap_or_else(|| SenderOptions::from_storage(&cfg.storage)),
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());

@@ -207,6 +207,31 @@ impl Config {
             }
             w.validate(base).map_err(|e| at(&e.key, e.message))?;
         }
+        for (key, d, max) in [
+            ("commit_window", cfg.storage.commit_window, 3600),
+            ("ack_window", cfg.storage.ack_window, 3600),
+            (
+                "delivered_retention",
+                cfg.storage.delivered_retention,
+                10 * 365 * 86_400,
+            ),
+            (
+                "log_retention",
+                cfg.storage.log_retention,
+                10 * 365 * 86_400,
+            ),
+        ] {
+            if d > std::time::Duration::from_secs(max) {
+                let (line, column) = find_key(text, key).unwrap_or((0, 0));
+                return Err(ConfigError {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    key: Some(format!("storage.{key}")),
+                    message: format!("must be at most {}", human_secs(max)),
+                });
+            }
+        }
         if cfg.storage.commit_batch == 0 {
             let (line, column) = find_key(text, "commit_batch").unwrap_or((0, 0));
             return Err(ConfigError {
@@ -243,6 +268,14 @@ fn key_of_value(text: &str, offset: usize) -> Option<String> {
     let (key, _) = before.split_once('=')?;
     let key = key.trim().trim_matches('"');
     is_bare_key(key).then(|| key.to_owned())
+}
+
+fn human_secs(s: u64) -> String {
+    if s >= 86_400 {
+        format!("{} days", s / 86_400)
+    } else {
+        format!("{} s", s)
+    }
 }
 
 fn is_bare_key(s: &str) -> bool {

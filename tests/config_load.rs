@@ -112,3 +112,14 @@ fn wrong_type_names_key() {
     assert_eq!(e.line, 9);
     assert!(e.to_string().contains("max_rows") || e.key.is_some(), "{e}");
 }
+
+#[test]
+fn absurd_durations_are_rejected() {
+    let e =
+        parse(&GOOD.replace("commit_window = \"500ms\"", "commit_window = \"9999h\"")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("storage.commit_window"));
+    assert_eq!(e.line, 8);
+    let e = parse(&GOOD.replace("backoff_base = \"250ms\"", "backoff_base = \"1000000h\""))
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("webhook[0].backoff_base"));
+}

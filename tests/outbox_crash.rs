@@ -142,4 +142,21 @@ fn kill_at_random_points() {
     );
     let store = Store::open(&db).unwrap();
     assert!(store.failed(None, None).unwrap().is_empty());
+    // Every copy of a delivery (retries, re-sends after a lost acknowledgement) has the same bytes.
+    let mut by_id: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    let mut copies = 0;
+    for r in rx.requests() {
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        if let Some(prev) = by_id.get(&id) {
+            copies += 1;
+            assert_eq!(prev, &r.body, "delivery {id} re-sent with different bytes");
+        } else {
+            by_id.insert(id, r.body.clone());
+        }
+    }
+    eprintln!(
+        "{} committed, {} deliveries, {copies} repeated copies",
+        committed.len(),
+        by_id.len()
+    );
 }

@@ -338,6 +338,12 @@ fn routes_batches_and_fifo() {
     }
     let committed = ob.flush().unwrap();
     assert!(committed.windows(2).all(|w| w[0].seq < w[1].seq));
+    let st = Store::open(&s.path)
+        .unwrap()
+        .status_routed(&s.path, &[("one".into(), vec!["0180A3F2".into()])])
+        .unwrap();
+    let depth = |n: &str| st.webhooks.iter().find(|w| w.name == n).unwrap().depth;
+    assert_eq!((depth("all"), depth("one")), (10, 5));
     let sender = spawn(&hooks, &s, fast_options());
     assert!(wait_for(WAIT, || {
         rx_all

@@ -81,3 +81,12 @@ pub fn human(secs: i64) -> String {
         s => format!("{}d", s / 86_400),
     }
 }
+
+/// The routes of the webhooks that have them, for routed backlog depths.
+pub fn routes(config: &Config) -> Vec<(String, Vec<String>)> {
+    config
+        .webhooks
+        .iter()
+        .filter_map(|w| w.devices.clone().map(|d| (w.name.clone(), d)))
+        .collect()
+}

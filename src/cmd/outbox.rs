@@ -164,7 +164,9 @@ fn resend(ctx: &context::Ctx, ids: &[i64]) -> Result<ExitCode> {
 }
 
 fn status(ctx: &context::Ctx) -> Result<ExitCode> {
-    let s = ctx.store.status(&ctx.config.storage.path)?;
+    let s = ctx
+        .store
+        .status_routed(&ctx.config.storage.path, &context::routes(&ctx.config))?;
     let lim = &ctx.config.storage;
     println!("database      {}", lim.path.display());
     println!(

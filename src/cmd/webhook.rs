@@ -111,7 +111,9 @@ fn switch(ctx: &context::Ctx, name: &str, on: bool) -> Result<ExitCode> {
 }
 
 fn list(ctx: &context::Ctx) -> Result<ExitCode> {
-    let status = ctx.store.status(&ctx.config.storage.path)?;
+    let status = ctx
+        .store
+        .status_routed(&ctx.config.storage.path, &context::routes(&ctx.config))?;
     println!(
         "{:<20} {:<12} {:>8} {:>8} {:>7} {:<24} URL",
         "NAME", "STATE", "FAILURES", "BACKLOG", "FAILED", "LAST SUCCESS"

@@ -256,7 +256,8 @@ impl Outbox {
 
     /// When the open group must be committed (None when nothing is waiting).
     pub fn commit_due(&self) -> Option<Instant> {
-        self.oldest_buffered.map(|t| t + self.cfg.commit_window)
+        self.oldest_buffered
+            .map(|t| t.checked_add(self.cfg.commit_window).unwrap_or(t))
     }
 
     /// Commits the open group when its window has passed, and runs maintenance now and then.
@@ -518,7 +519,8 @@ impl Outbox {
             self.bytes = self.bytes.saturating_sub(b as u64);
             p.telemetry = n as u64;
         }
-        let log_cutoff = text_ago(self.cfg.log_retention);
+        let log_cutoff = jiff::Timestamp::now().as_millisecond()
+            - self.cfg.log_retention.as_millis().min(i64::MAX as u128) as i64;
         p.log += self
             .store
             .conn

@@ -47,16 +47,19 @@ const MIGRATIONS: &[&str] = &[
         body          BLOB NOT NULL
     );
     CREATE INDEX delivery_by_state ON delivery (webhook, state, id);
+    -- Compact on purpose (one row per attempt is the main write per delivered telegram):
+    -- at = unix ms, delivery_id = 16 UUID bytes, seq_last NULL when equal to seq_first,
+    -- trigger 0 auto / 1 manual / 2 test, outcome 0 delivered / 1 failed / 2 gone / 3 offline.
     CREATE TABLE attempt_log (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        at           TEXT NOT NULL,
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
         webhook      TEXT NOT NULL,
-        delivery_id  TEXT NOT NULL,
+        delivery_id  BLOB NOT NULL,
         delivery_row INTEGER,
         seq_first    INTEGER,
         seq_last     INTEGER,
-        trigger      TEXT NOT NULL,
-        outcome      TEXT NOT NULL,
+        trigger      INTEGER NOT NULL,
+        outcome      INTEGER NOT NULL,
         status       INTEGER,
         error        TEXT,
         latency_ms   INTEGER NOT NULL,

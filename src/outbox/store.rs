@@ -148,7 +148,8 @@ pub struct Status {
 pub struct WebhookDepth {
     /// Name.
     pub name: String,
-    /// Telemetry committed after its cursor (all devices; routes are applied when sending).
+    /// Telemetry committed after its cursor (only its routed devices with
+    /// [`Store::status_routed`]).
     pub depth: u64,
     /// Deliveries waiting for a retry.
     pub retrying: u64,
@@ -522,20 +523,21 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT id, at, webhook, delivery_id, delivery_row, seq_first, seq_last, trigger, \
              outcome, status, error, latency_ms, response FROM attempt_log \
-             WHERE (?1 IS NULL OR webhook = ?1) AND (?2 = 0 OR outcome != 'delivered') \
+             WHERE (?1 IS NULL OR webhook = ?1) AND (?2 = 0 OR outcome != 0) \
              ORDER BY id DESC LIMIT ?3",
         )?;
         let rows = st.query_map(params![webhook, failed_only, limit as i64], |r| {
+            let seq_first = r.get::<_, Option<i64>>(5)?.map(|v| v as u64);
             Ok(LogEntry {
                 id: r.get(0)?,
-                at: r.get(1)?,
+                at: ms_text(r.get(1)?),
                 webhook: r.get(2)?,
-                delivery_id: r.get(3)?,
+                delivery_id: uuid_text(&r.get::<_, Vec<u8>>(3)?),
                 delivery_row: r.get(4)?,
-                seq_first: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-                seq_last: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-                trigger: r.get(7)?,
-                outcome: r.get(8)?,
+                seq_first,
+                seq_last: r.get::<_, Option<i64>>(6)?.map(|v| v as u64).or(seq_first),
+                trigger: decode(TRIGGERS, r.get(7)?),
+                outcome: decode(OUTCOMES, r.get(8)?),
                 status: r.get(9)?,
                 error: r.get(10)?,
                 latency_ms: r.get::<_, i64>(11)?.max(0) as u64,
@@ -571,8 +573,18 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Figures for `outbox status`.
+    /// Figures for `outbox status`; depths count every device after each cursor.
     pub fn status(&self, path: &Path) -> Result<Status, OutboxError> {
+        self.status_routed(path, &[])
+    }
+
+    /// Figures for `outbox status`, with the depth of each webhook listed in `routes`
+    /// (name, sender IDs) counting only telemetry from those devices.
+    pub fn status_routed(
+        &self,
+        path: &Path,
+        routes: &[(String, Vec<String>)],
+    ) -> Result<Status, OutboxError> {
         let (rows, bytes, max_seq, oldest): (i64, i64, i64, Option<i64>) = self.conn.query_row(
             "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(seq), 0), \
              min(committed_at) FROM telemetry",
@@ -590,9 +602,15 @@ impl Store {
             if !w.configured {
                 continue;
             }
+            let devices = routes
+                .iter()
+                .find(|(n, _)| *n == w.name)
+                .map(|(_, d)| serde_json::to_string(d))
+                .transpose()?;
             let (depth, oldest_pending): (i64, Option<i64>) = self.conn.query_row(
-                "SELECT count(*), min(committed_at) FROM telemetry WHERE seq > ?1",
-                params![w.cursor as i64],
+                "SELECT count(*), min(committed_at) FROM telemetry WHERE seq > ?1 \
+                 AND (?2 IS NULL OR device IN (SELECT value FROM json_each(?2)))",
+                params![w.cursor as i64, devices],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let (retrying, failed, oldest_retry): (i64, i64, Option<String>) =
@@ -637,6 +655,47 @@ impl Store {
     }
 }
 
+const TRIGGERS: &[&str] = &["auto", "manual", "test"];
+const OUTCOMES: &[&str] = &["delivered", "failed", "gone", "offline"];
+
+fn encode(table: &[&str], v: &str) -> i64 {
+    table.iter().position(|t| *t == v).unwrap_or(table.len()) as i64
+}
+
+fn decode(table: &[&str], v: i64) -> String {
+    usize::try_from(v)
+        .ok()
+        .and_then(|i| table.get(i))
+        .unwrap_or(&"unknown")
+        .to_string()
+}
+
+fn text_ms(t: &str) -> i64 {
+    t.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .unwrap_or(0)
+}
+
+fn ms_text(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_default()
+}
+
+fn uuid_bytes(id: &str) -> Vec<u8> {
+    match uuid::Uuid::parse_str(id) {
+        Ok(u) => u.as_bytes().to_vec(),
+        Err(_) => id.as_bytes().to_vec(),
+    }
+}
+
+fn uuid_text(b: &[u8]) -> String {
+    match uuid::Uuid::from_slice(b) {
+        Ok(u) => u.to_string(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
 fn insert_log(conn: &Connection, l: &LogEntry) -> Result<(), OutboxError> {
     conn.prepare_cached(
         "INSERT INTO attempt_log (at, webhook, delivery_id, delivery_row, seq_first, seq_last, \
@@ -644,14 +703,16 @@ fn insert_log(conn: &Connection, l: &LogEntry) -> Result<(), OutboxError> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
-        l.at,
+        text_ms(&l.at),
         l.webhook,
-        l.delivery_id,
+        uuid_bytes(&l.delivery_id),
         l.delivery_row,
         l.seq_first.map(|v| v as i64),
-        l.seq_last.map(|v| v as i64),
-        l.trigger,
-        l.outcome,
+        l.seq_last
+            .filter(|last| Some(*last) != l.seq_first)
+            .map(|v| v as i64),
+        encode(TRIGGERS, &l.trigger),
+        encode(OUTCOMES, &l.outcome),
         l.status,
         l.error,
         l.latency_ms as i64,

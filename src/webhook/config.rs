@@ -216,6 +216,17 @@ impl WebhookConfig {
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(err("jitter", "must be between 0.0 and 1.0".into()));
         }
+        for (key, d) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("backoff_base", self.backoff_base),
+            ("backoff_max", self.backoff_max),
+            ("retry_after_max", self.retry_after_max),
+        ] {
+            if d > MAX_DURATION {
+                return Err(err(key, "must be at most 7 days".into()));
+            }
+        }
         if self.timeout.is_zero() {
             return Err(err("timeout", "must be more than 0".into()));
         }
@@ -371,6 +382,9 @@ fn check_whsec(
     }
     Ok(())
 }
+
+/// The longest duration any setting accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn default_true() -> bool {
     true

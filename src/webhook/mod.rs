@@ -1,6 +1,37 @@
 //! Webhook delivery: configuration, payload rendering, auth and signing, the HTTP attempt, the
 //! sender threads with their retry and deactivation policy, and the one-attempt operations of the
 //! command line (test delivery, manual resend).
+//!
+//! How the daemon wires the outbox and the sender:
+//!
+//! ```no_run
+//! use std::sync::{Arc, atomic::AtomicBool};
+//! use std::time::Instant;
+//!
+//! use enocean_agent::config::Config;
+//! use enocean_agent::outbox::Outbox;
+//! use enocean_agent::webhook::{Sender, SenderOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load("/etc/enocean-agent/config.toml".as_ref())?;
+//! let mut outbox = Outbox::open(&config.storage, &config.enabled_webhooks())?;
+//! let shutdown = Arc::new(AtomicBool::new(false));
+//! let sender = Sender::spawn(
+//!     &config.webhooks,
+//!     &config.storage.path,
+//!     SenderOptions::from_storage(&config.storage),
+//!     shutdown,
+//! )?;
+//! outbox.set_waker(sender.waker());
+//! // For each telemetry: `outbox.enqueue(t)?` returns the records it committed (if any).
+//! // On a timer (at `outbox.commit_due()`, or every 100 ms): `outbox.poll(Instant::now())?`.
+//! let _committed = outbox.poll(Instant::now())?;
+//! // On SIGTERM: commit what is waiting, then let the in-flight requests finish.
+//! outbox.flush()?;
+//! sender.stop();
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod config;
 pub mod http;

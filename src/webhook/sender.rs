@@ -67,6 +67,16 @@ impl Default for SenderOptions {
     }
 }
 
+impl SenderOptions {
+    /// Production options with the acknowledgement window of `[storage]`.
+    pub fn from_storage(storage: &crate::outbox::StorageConfig) -> Self {
+        Self {
+            ack_window: storage.ack_window,
+            ..Self::default()
+        }
+    }
+}
+
 /// Starts the sender threads.
 pub struct Sender;
 
@@ -153,7 +163,7 @@ pub fn backoff(cfg: &WebhookConfig, attempt: u32) -> Duration {
         .saturating_mul(1u32 << exp)
         .min(cfg.backoff_max);
     let spread = cfg.jitter * (fastrand::f64() * 2.0 - 1.0);
-    d.mul_f64((1.0 + spread).max(0.0))
+    Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + spread).max(0.0)).unwrap_or(d)
 }
 
 fn log_entry(
@@ -190,6 +200,13 @@ pub fn attempt(
 ) -> AttemptResult {
     let headers = sign::headers(cfg, delivery_id, body, jiff::Timestamp::now().as_second());
     http::post(agent, cfg, &headers, body)
+}
+
+/// Now plus `d`, saturating far in the future instead of overflowing.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 enum Step {
@@ -433,7 +450,7 @@ impl Worker {
                 self.store
                     .update_delivery(row, "pending", before, None, r.error.as_deref())?;
                 let d = backoff(&self.cfg, self.offline_streak);
-                self.retry_due.insert(row, Instant::now() + d);
+                self.retry_due.insert(row, later(d));
                 Ok(Step::Idle(d))
             }
             Outcome::Gone => {
@@ -488,7 +505,7 @@ impl Worker {
                     if let Some(ra) = r.retry_after {
                         d = d.max(ra);
                     }
-                    self.retry_due.insert(row, Instant::now() + d);
+                    self.retry_due.insert(row, later(d));
                     Ok(Step::Idle(d))
                 }
             }
@@ -543,13 +560,13 @@ impl Worker {
         let first = records.first().map(|r| r.seq);
         let last = records.last().map(|r| r.seq);
         let id = render::delivery_id(&self.cfg.name, &records);
-        let body = render::render(
-            &self.cfg,
-            Event::Telemetry,
-            &id,
-            jiff::Timestamp::now(),
-            &records,
-        )?;
+        // Id and timestamp derive from the records, so a delivery re-rendered after a crash (its
+        // acknowledgement lost) is byte-identical to the one sent before.
+        let created = records
+            .last()
+            .map(|r| r.received_at)
+            .unwrap_or_else(jiff::Timestamp::now);
+        let body = render::render(&self.cfg, Event::Telemetry, &id, created, &records)?;
         let r = attempt(&self.agent, &self.cfg, &id, &body);
         let entry = log_entry(&self.cfg.name, &id, None, (first, last), Trigger::Auto, &r);
         if r.outcome == Outcome::Delivered {
@@ -588,5 +605,26 @@ impl Worker {
         entry.delivery_row = Some(row);
         self.store.log_attempt(&entry)?;
         self.after_attempt(row, 0, &r, consecutive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters_within_bounds() {
+        let mut cfg = WebhookConfig::new("t", "http://127.0.0.1/");
+        cfg.backoff_base = Duration::from_millis(100);
+        cfg.backoff_max = Duration::from_millis(350);
+        cfg.jitter = 0.0;
+        let d: Vec<u128> = (1..=4).map(|n| backoff(&cfg, n).as_millis()).collect();
+        assert_eq!(d, vec![100, 200, 350, 350]);
+        cfg.jitter = 0.5;
+        for _ in 0..100 {
+            let ms = backoff(&cfg, 1).as_millis();
+            assert!((50..=150).contains(&ms), "{ms}");
+        }
+        assert!(backoff(&cfg, u32::MAX).as_millis() <= 525);
     }
 }
