@@ -15,6 +15,9 @@ use crate::webhook::WebhookConfig;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// True when the file itself holds a secret (the daemon warns if others can read it).
+    #[serde(skip)]
+    pub inline_secrets: bool,
     /// `[gateway]`.
     #[serde(default)]
     pub gateway: GatewayConfig,
@@ -152,6 +155,13 @@ impl fmt::Display for ConfigError {
 }
 
 impl Config {
+    /// True when the file at `path` holds an inline secret and every user may read it.
+    pub fn secrets_world_readable(&self, path: &Path) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        self.inline_secrets
+            && std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+    }
+
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -190,6 +200,7 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret());
         let mut seen = std::collections::HashSet::new();
         for (i, w) in cfg.webhooks.iter_mut().enumerate() {
             let at = |key: &str, message: String| {

@@ -24,6 +24,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("enocean-agent: configuration error: {msg}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
+    if cfg.secrets_world_readable(&args.config.config) {
+        eprintln!(
+            "warning: {} holds secrets and every user can read it: chmod 640, or move them to *_file",
+            args.config.config.display()
+        );
+    }
     // Secrets print as "<redacted>" (see enocean_agent::secret).
     println!("{cfg:#?}");
     eprintln!("{}: configuration OK", args.config.config.display());

@@ -26,6 +26,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     super::logging::init(cfg.log.level.as_deref());
+    if cfg.secrets_world_readable(&args.config.config) {
+        log::warn!(
+            "{} holds secrets and every user can read it: chmod 640, or move them to *_file",
+            args.config.config.display()
+        );
+    }
     let library = match library_for(&cfg, &args.config.config) {
         Ok(l) => l,
         Err(msg) => {

@@ -168,6 +168,26 @@ pub struct WebhookConfigError {
 }
 
 impl WebhookConfig {
+    /// True when a secret is written in the configuration itself (not in a file).
+    pub fn has_inline_secret(&self) -> bool {
+        let auth = match &self.auth {
+            AuthConfig::None => false,
+            AuthConfig::Basic { password, .. } => password.is_some(),
+            AuthConfig::Bearer { token, .. } => token.is_some(),
+            AuthConfig::Header { value, .. } => value.is_some(),
+        };
+        let signing = match &self.signing {
+            None => false,
+            Some(SigningConfig::Hmac { secret, .. }) => secret.is_some(),
+            Some(SigningConfig::StandardWebhooks {
+                secret,
+                previous_secret,
+                ..
+            }) => secret.is_some() || previous_secret.is_some(),
+        };
+        auth || signing
+    }
+
     /// A webhook with defaults for everything but name and URL (for tests and the demo).
     pub fn new(name: &str, url: &str) -> Self {
         Self {
@@ -334,6 +354,21 @@ impl WebhookConfig {
     }
 }
 
+/// A bare file name (`token_file = "webhook-token"`) names a systemd credential when the service
+/// has one of that name: `$CREDENTIALS_DIRECTORY/NAME`, or `enocean-agent_NAME` as
+/// `LoadCredential=enocean-agent:DIR` names the files of a directory.
+fn credential(name: &Path) -> Option<PathBuf> {
+    if name.is_absolute() || name.components().count() != 1 {
+        return None;
+    }
+    let dir = PathBuf::from(std::env::var_os("CREDENTIALS_DIRECTORY")?);
+    let mut prefixed = std::ffi::OsString::from("enocean-agent_");
+    prefixed.push(name.as_os_str());
+    [dir.join(name), dir.join(prefixed)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
 fn resolve(
     inline: &mut Option<Secret>,
     file: &Option<PathBuf>,
@@ -349,7 +384,7 @@ fn resolve(
         (false, None) => Err(err(key, format!("missing: set `{key}` or `{key}_file`"))),
         (true, None) => Ok(()),
         (false, Some(path)) => {
-            let path = base_dir.join(path);
+            let path = credential(path).unwrap_or_else(|| base_dir.join(path));
             let s = Secret::from_file(&path).map_err(|e| {
                 err(
                     &format!("{key}_file"),

@@ -1,0 +1,72 @@
+//! Secrets as an operator provides them: systemd credentials, and a warning when a configuration
+//! that holds a secret is readable by every user. Runs the real binary.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+const TOKEN: &str = "tok-6d1f0a9e";
+
+fn check(config: &std::path::Path, credentials: Option<&std::path::Path>) -> (i32, String, String) {
+    let mut cmd = common::agent_command();
+    cmd.args(["check-config", "--config"]).arg(config);
+    cmd.env_remove("CREDENTIALS_DIRECTORY");
+    if let Some(dir) = credentials {
+        cmd.env("CREDENTIALS_DIRECTORY", dir);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn token_file_names_a_systemd_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    // As `LoadCredential=enocean-agent:/etc/enocean-agent/credentials` names a directory's files.
+    std::fs::write(creds.join("enocean-agent_webhook-token"), TOKEN).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[webhook]]\nname = \"b\"\nurl = \"https://example.invalid/in\"\nauth = { type = \"bearer\", token_file = \"webhook-token\" }\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(&config, Some(&creds));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains(TOKEN) && !err.contains(TOKEN),
+        "the token was printed"
+    );
+    assert!(out.contains("redacted"), "{out}");
+    // Without the credential the file is missing: a configuration error naming the key.
+    let (code, _, err) = check(&config, None);
+    assert_eq!(code, 78);
+    assert!(err.contains("token_file"), "{err}");
+}
+
+#[test]
+fn world_readable_inline_secret_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[webhook]]\nname = \"b\"\nurl = \"https://example.invalid/in\"\nauth = {{ type = \"bearer\", token = \"{TOKEN}\" }}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = check(&config, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("every user can read"), "{err}");
+    assert!(
+        !out.contains(TOKEN) && !err.contains(TOKEN),
+        "the token was printed"
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, _, err) = check(&config, None);
+    assert_eq!(code, 0);
+    assert!(!err.contains("every user can read"), "{err}");
+}
