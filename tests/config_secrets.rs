@@ -70,3 +70,20 @@ fn world_readable_inline_secret_is_warned_about() {
     assert_eq!(code, 0);
     assert!(!err.contains("every user can read"), "{err}");
 }
+
+#[test]
+fn the_shipped_example_configuration_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["webhook-token", "webhook-hmac"] {
+        std::fs::write(dir.path().join(name), "example-secret").unwrap();
+    }
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/config.example.toml");
+    let (code, out, err) = check(&example, Some(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("lobby-pi") && out.contains("A5-04-01"),
+        "{out}"
+    );
+    assert!(!out.contains("example-secret"));
+}

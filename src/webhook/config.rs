@@ -471,11 +471,60 @@ pub mod duration {
 
     /// Parses a duration from a string (`"1s"`, `"500ms"`) or a number of seconds.
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let sd: jiff::SignedDuration = text
-            .trim()
-            .parse()
-            .map_err(|e| format!("{text:?} is not a duration like \"1s\" or \"500ms\": {e}"))?;
-        Duration::try_from(sd).map_err(|_| format!("{text:?} must not be negative"))
+        // Days ("7d", "2 days", "1d 12h") are 24 hours here; the rest is jiff's friendly format.
+        let mut days = 0u64;
+        let mut rest = Vec::new();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let mut i = 0;
+        while i < words.len() {
+            let w = words[i];
+            let (num, unit) = match w.find(|c: char| !c.is_ascii_digit()) {
+                Some(0) | None => (w, words.get(i + 1).copied().unwrap_or("")),
+                Some(n) => (&w[..n], &w[n..]),
+            };
+            let is_day = matches!(unit, "d" | "day" | "days");
+            match num.parse::<u64>() {
+                Ok(n) if is_day => {
+                    days = days.saturating_add(n);
+                    i += if w.len() == num.len() { 2 } else { 1 };
+                }
+                _ => {
+                    rest.push(w);
+                    i += 1;
+                }
+            }
+        }
+        let base = if rest.is_empty() {
+            Duration::ZERO
+        } else {
+            let sd: jiff::SignedDuration = rest.join(" ").parse().map_err(|e| {
+                format!("{text:?} is not a duration like \"1s\", \"500ms\" or \"7d\": {e}")
+            })?;
+            Duration::try_from(sd).map_err(|_| format!("{text:?} must not be negative"))?
+        };
+        if text.trim().is_empty() {
+            return Err("an empty duration".into());
+        }
+        base.checked_add(Duration::from_secs(days.saturating_mul(86_400)))
+            .ok_or_else(|| format!("{text:?} is too long"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::parse;
+        use std::time::Duration;
+
+        #[test]
+        fn days_and_friendly_units() {
+            assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
+            assert_eq!(parse("2 days"), Ok(Duration::from_secs(2 * 86_400)));
+            assert_eq!(parse("1d 12h"), Ok(Duration::from_secs(36 * 3600)));
+            assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+            assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
+            assert!(parse("").is_err());
+            assert!(parse("soon").is_err());
+            assert!(parse("-5s").is_err());
+        }
     }
 
     /// Deserializes a duration.
