@@ -509,6 +509,16 @@ pub mod duration {
             .ok_or_else(|| format!("{text:?} is too long"))
     }
 
+    /// Deserializes a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Float(f) if (0.0..1e12).contains(&f) => Ok(Duration::from_secs_f64(f)),
+            Raw::Float(f) => Err(D::Error::custom(format!("{f} is not a duration"))),
+            Raw::Text(t) => parse(&t).map_err(D::Error::custom),
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::parse;
@@ -524,16 +534,6 @@ pub mod duration {
             assert!(parse("").is_err());
             assert!(parse("soon").is_err());
             assert!(parse("-5s").is_err());
-        }
-    }
-
-    /// Deserializes a duration.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Duration::from_secs(s)),
-            Raw::Float(f) if (0.0..1e12).contains(&f) => Ok(Duration::from_secs_f64(f)),
-            Raw::Float(f) => Err(D::Error::custom(format!("{f} is not a duration"))),
-            Raw::Text(t) => parse(&t).map_err(D::Error::custom),
         }
     }
 }
