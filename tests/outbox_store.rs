@@ -15,6 +15,13 @@ fn group_commit_reports_committed_records_and_seq_grows() {
     s.commit_batch = 4;
     s.commit_window = Duration::from_secs(3600);
     let mut ob = Outbox::open(&s, &[]).unwrap();
+    // Idle: nothing was committed within the window, so the first record goes at once.
+    let first = telemetry("0180A3F2", 100);
+    assert!(ob.enqueue(first.clone()).unwrap().is_empty());
+    let c0 = ob.poll(Instant::now()).unwrap();
+    assert_eq!(c0.len(), 1, "an idle outbox commits without waiting");
+    assert_eq!(c0[0].id, first.id);
+    // Busy: the next records wait for the window after that commit (or the batch size).
     let mut ids = Vec::new();
     for i in 0..3 {
         let t = telemetry("0180A3F2", i);

@@ -127,6 +127,8 @@ pub struct Outbox {
     cfg: StorageConfig,
     buffer: Vec<Telemetry>,
     oldest_buffered: Option<Instant>,
+    /// When the last group commit was tried (successful or not).
+    last_commit: Option<Instant>,
     rows: u64,
     bytes: u64,
     waker: Option<Waker>,
@@ -163,6 +165,7 @@ impl Outbox {
             cfg: cfg.clone(),
             buffer: Vec::new(),
             oldest_buffered: None,
+            last_commit: None,
             rows,
             bytes,
             waker: None,
@@ -254,10 +257,18 @@ impl Outbox {
         Ok(Vec::new())
     }
 
-    /// When the open group must be committed (None when nothing is waiting).
+    /// When the open group must be committed (None when nothing is waiting): at once when no
+    /// commit was tried within the last `commit_window` (an idle gateway delivers without
+    /// delay), else one window after the previous try. So at most one commit per window reaches
+    /// the disk, no record waits longer than a window, and a failing disk is retried once per
+    /// window rather than in a loop.
     pub fn commit_due(&self) -> Option<Instant> {
-        self.oldest_buffered
-            .map(|t| t.checked_add(self.cfg.commit_window).unwrap_or(t))
+        let oldest = self.oldest_buffered?;
+        let next_slot = self
+            .last_commit
+            .and_then(|t| t.checked_add(self.cfg.commit_window))
+            .unwrap_or(oldest);
+        Some(oldest.max(next_slot))
     }
 
     /// Commits the open group when its window has passed, and runs maintenance now and then.
@@ -280,6 +291,7 @@ impl Outbox {
         if self.buffer.is_empty() {
             return Ok(Vec::new());
         }
+        self.last_commit = Some(Instant::now());
         let mut batch = std::mem::take(&mut self.buffer);
         let oldest = self.oldest_buffered.take();
         let mut encoded = Vec::with_capacity(batch.len());
