@@ -105,6 +105,7 @@ impl Registry {
     pub fn open(db: &Path, configured: &[DeviceConfig]) -> Result<Self, DeviceError> {
         let conn = Connection::open(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "cache_size", -128)?;
         conn.execute_batch(SCHEMA)?;
         let mut devices = HashMap::new();
         for d in load(&conn)? {

@@ -84,6 +84,9 @@ pub fn open(path: &Path) -> Result<Connection, OutboxError> {
         log::warn!("outbox: journal_mode is {mode}, not WAL");
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // 512 KiB of page cache per connection (SQLite's default is 2 MiB): the workload appends and
+    // reads by sequence, and a gateway has little memory to spare.
+    conn.pragma_update(None, "cache_size", -512)?;
     migrate(&mut conn)?;
     Ok(conn)
 }
