@@ -33,6 +33,9 @@ pub struct Config {
     /// `[learn]`.
     #[serde(default)]
     pub learn: LearnConfig,
+    /// `[eep]`.
+    #[serde(default)]
+    pub eep: EepConfig,
     /// `[log]`.
     #[serde(default)]
     pub log: LogConfig,
@@ -109,6 +112,16 @@ pub struct DeviceConfig {
     /// Tags copied into telemetry.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// `[eep]`: where profiles come from besides the built-in ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EepConfig {
+    /// A directory of `RR-FF-TT.toml` profiles that add to or override the built-in ones
+    /// (relative to the configuration file).
+    #[serde(default)]
+    pub profiles_dir: Option<PathBuf>,
 }
 
 /// `[learn]`: passive learning from teach-in telegrams.

@@ -290,6 +290,28 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
                 }
             }
         }
+        // The device that announced itself with a teach-in was learned, and `devices` lists it
+        // next to the configured ones with when it was last heard.
+        let out = common::agent_command()
+            .args(["devices", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let learned = DEVICES.last().unwrap();
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(&format!("{:08X}", learned.id)))
+            .unwrap_or_else(|| panic!("learned device missing:\n{listing}"));
+        assert!(
+            line.contains("learned") && line.contains(learned.eep),
+            "{line}"
+        );
+        assert_eq!(
+            listing.lines().filter(|l| l.contains("configured")).count(),
+            DEVICES.len() - 1
+        );
         assert!(
             checked_values > 20,
             "only {checked_values} numeric values checked"

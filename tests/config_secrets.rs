@@ -87,3 +87,46 @@ fn the_shipped_example_configuration_is_valid() {
     );
     assert!(!out.contains("example-secret"));
 }
+
+#[test]
+fn a_profiles_directory_adds_eeps_and_bad_files_are_configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    // A vendor profile the built-ins do not have, written in the same format.
+    let builtin = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("eep-profiles/A5-02-05.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        profiles.join("A5-3F-7F.toml"),
+        builtin.replace("A5-02-05", "A5-3F-7F"),
+    )
+    .unwrap();
+    let device = "[[device]]\nid = \"0180A3F2\"\neep = \"A5-3F-7F\"\n";
+    let with_dir = dir.path().join("with.toml");
+    std::fs::write(
+        &with_dir,
+        format!("[eep]\nprofiles_dir = \"profiles\"\n\n{device}"),
+    )
+    .unwrap();
+    let (code, _, err) = check(&with_dir, None);
+    assert_eq!(code, 0, "{err}");
+    let without = dir.path().join("without.toml");
+    std::fs::write(&without, device).unwrap();
+    let (code, _, err) = check(&without, None);
+    assert_eq!(code, 78);
+    assert!(err.contains("device[0].eep"), "{err}");
+    // A malformed profile file: named, with the config key that brought it in.
+    std::fs::write(
+        profiles.join("A5-3F-7E.toml"),
+        "eep = \"A5-3F-7E\"\ntitle = 3\n",
+    )
+    .unwrap();
+    let (code, _, err) = check(&with_dir, None);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("eep.profiles_dir") && err.contains("A5-3F-7E.toml"),
+        "{err}"
+    );
+}

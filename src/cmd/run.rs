@@ -71,8 +71,20 @@ fn systemd_notify(n: Notice) {
 /// The built-in EEP profiles, checked against the configured devices: an unknown EEP or a bad
 /// device ID is a configuration error with the file, line and key.
 pub fn library_for(cfg: &Config, path: &Path) -> Result<Library, String> {
-    let library = Library::builtin().map_err(|e| format!("built-in EEP profiles: {e}"))?;
+    let mut library = Library::builtin().map_err(|e| format!("built-in EEP profiles: {e}"))?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
+    if let Some(dir) = &cfg.eep.profiles_dir {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let dir = base.join(dir);
+        let loaded = library.load_dir(&dir).map_err(|e| {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("profiles_dir"))
+                .map_or(String::new(), |n| format!(":{}", n + 1));
+            format!("{}{line}: eep.profiles_dir: {e}", path.display())
+        })?;
+        log::info!("{} EEP profile(s) from {}", loaded.len(), dir.display());
+    }
     for (i, d) in cfg.devices.iter().enumerate() {
         let at = |needle: &str| {
             text.lines()
