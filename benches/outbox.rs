@@ -12,62 +12,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use enocean_agent::outbox::{Outbox, StorageConfig, Store};
-use enocean_agent::telemetry::{Gateway, Raw, Reading, Sensor, Signal, Telemetry};
+use enocean_agent::telemetry::{Gateway, Telemetry};
+use enocean_agent::webhook::render::sample_telemetry;
 use enocean_agent::webhook::{Sender, SenderOptions, WebhookConfig};
 
-/// A realistic temperature + humidity reading (the DESIGN example's size).
+/// A realistic temperature + humidity reading (the DESIGN example's size): the sample that test
+/// deliveries send, with a sensor id per device and a room tag.
 fn telemetry(n: u32) -> Telemetry {
-    let mut values = BTreeMap::new();
-    values.insert(
-        "temperature".to_owned(),
-        Reading {
-            value: serde_json::json!(21.4),
-            unit: Some("°C".into()),
-            shortcut: "TMP".into(),
-            raw: 134,
-            status: None,
-        },
-    );
-    values.insert(
-        "humidity".to_owned(),
-        Reading {
-            value: serde_json::json!(48.0),
-            unit: Some("%".into()),
-            shortcut: "HUM".into(),
-            raw: 120,
-            status: None,
-        },
-    );
-    let mut tags = BTreeMap::new();
-    tags.insert("room".to_owned(), "2.14".to_owned());
-    Telemetry {
-        id: uuid::Uuid::now_v7().to_string(),
-        seq: 0,
-        received_at: jiff::Timestamp::now(),
-        gateway: Gateway {
-            id: "lobby-pi".into(),
-            base_id: Some("FF8A1200".into()),
-        },
-        sensor: Sensor {
-            id: format!("0180A3{:02X}", n % 16),
-            name: Some("Office 2.14".into()),
-            eep: Some("A5-04-01".into()),
-            tags,
-        },
-        values,
-        signal: Signal {
-            dbm: Some(-68),
-            repeater_count: 0,
-            sub_telegrams: Some(1),
-        },
-        raw: Raw {
-            rorg: "A5".into(),
-            payload: "78860A08".into(),
-            status: "00".into(),
-            destination: Some("FFFFFFFF".into()),
-            security_level: Some(0),
-        },
-    }
+    let gateway = Gateway {
+        id: "lobby-pi".into(),
+        base_id: Some("FF8A1200".into()),
+    };
+    let mut t = sample_telemetry(gateway, jiff::Timestamp::now());
+    t.id = uuid::Uuid::now_v7().to_string();
+    t.sensor.id = format!("0180A3{:02X}", n % 16);
+    t.sensor.name = Some("Office 2.14".into());
+    t.sensor.tags = BTreeMap::from([("room".to_owned(), "2.14".to_owned())]);
+    t
 }
 
 fn write_bytes() -> u64 {

@@ -162,19 +162,5 @@ fn manual_entry(
     trigger: Trigger,
     r: &AttemptResult,
 ) -> crate::outbox::LogEntry {
-    crate::outbox::LogEntry {
-        id: 0,
-        at: format!("{:.3}", jiff::Timestamp::now()),
-        webhook: cfg.name.clone(),
-        delivery_id: id.to_owned(),
-        delivery_row: row,
-        seq_first: seqs.0,
-        seq_last: seqs.1,
-        trigger: trigger.as_str().to_owned(),
-        outcome: r.outcome.as_str().to_owned(),
-        status: r.status,
-        error: r.error.clone(),
-        latency_ms: r.latency.as_millis().min(u64::MAX as u128) as u64,
-        response: r.response.clone(),
-    }
+    sender::log_entry(&cfg.name, id, row, seqs, trigger, r)
 }

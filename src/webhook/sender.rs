@@ -166,7 +166,8 @@ pub fn backoff(cfg: &WebhookConfig, attempt: u32) -> Duration {
     Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + spread).max(0.0)).unwrap_or(d)
 }
 
-fn log_entry(
+/// The delivery-log row for one attempt (automatic, manual or test).
+pub(crate) fn log_entry(
     webhook: &str,
     delivery_id: &str,
     row: Option<i64>,
