@@ -173,6 +173,7 @@ pub async fn run(
         .min(options.status_interval)
         .min(Duration::from_secs(1));
     let mut last_status = Instant::now();
+    let mut last_watchdog = Instant::now();
 
     // Runs until the serial side has stopped and every event it sent has been handled.
     while serial_result.is_none() || rx_open {
@@ -198,7 +199,10 @@ pub async fn run(
             () = tokio::time::sleep_until(commit_at.min(Instant::now() + tick).into()) => {}
         }
         state.commit(false);
-        if options.watchdog.is_some() {
+        if let Some(every) = options.watchdog
+            && last_watchdog.elapsed() >= every
+        {
+            last_watchdog = Instant::now();
             notify(Notice::Watchdog);
         }
         if last_status.elapsed() >= options.status_interval {
