@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use enocean_agent::eep::{self, TeachIn};
 use enocean_agent::erp1::{Telegram, rorg};
 use enocean_agent::serial::{self, PortConfig, SerialEvent};
 use enocean_agent::sim::building::ScriptOptions;
@@ -78,9 +79,9 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
         match duration {
             Some(d) => tokio::select! {
                 _ = tokio::time::sleep(d) => {}
-                _ = shutdown_signal() => {}
+                _ = super::signals::terminated() => {}
             },
-            None => shutdown_signal().await,
+            None => super::signals::terminated().await,
         }
     };
     let runtime = serial::run(config, tx, stop);
@@ -140,22 +141,6 @@ fn usb_serial_ports() -> Vec<String> {
         .collect()
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
 /// One terminal line for an event, or nothing for events not worth a line.
 fn describe(ev: &SerialEvent, color: bool) -> Option<String> {
     let (bold, reset) = if color {
@@ -197,27 +182,30 @@ fn describe(ev: &SerialEvent, color: bool) -> Option<String> {
     }
 }
 
-/// Raw teach-in detection (the EEP engine will replace it): 4BS with the LRN bit (offset 28)
-/// clear, 1BS with the LRN bit (offset 4) clear, and UTE telegrams. For a 4BS teach-in that
-/// includes its EEP (DB0.7), the announced EEP and manufacturer.
+/// What a teach-in telegram announces, as the EEP engine reads it (None for readings).
 fn teach_in(t: &Telegram) -> Option<String> {
-    match (t.rorg, t.payload.as_slice()) {
-        (rorg::BS4, &[b3, b2, b1, b0]) if b0 & 0x08 == 0 => {
-            if b0 & 0x80 == 0 {
-                return Some("4BS (no EEP announced)".into());
+    Some(match eep::teach_in(t)? {
+        TeachIn::FourBs {
+            eep: Some(eep),
+            manufacturer,
+        } => format!(
+            "4BS EEP {eep} manufacturer {}",
+            manufacturer.map_or("?".into(), |m| format!("{m:03X}"))
+        ),
+        TeachIn::FourBs { eep: None, .. } => "4BS (no EEP announced)".into(),
+        TeachIn::OneBs => "1BS (D5-00-01)".into(),
+        TeachIn::Ute(q) => format!(
+            "UTE EEP {} manufacturer {:03X} channel {}{}",
+            q.eep,
+            q.manufacturer,
+            q.channel,
+            if q.response_expected {
+                " (asks for a reply; this gateway only receives)"
+            } else {
+                ""
             }
-            let w = u32::from_be_bytes([b3, b2, b1, b0]);
-            Some(format!(
-                "4BS EEP A5-{:02X}-{:02X} manufacturer {:03X}",
-                w >> 26,
-                (w >> 19) & 0x7F,
-                (w >> 8) & 0x7FF
-            ))
-        }
-        (rorg::BS1, &[b0]) if b0 & 0x08 == 0 => Some("1BS".into()),
-        (rorg::UTE, _) => Some("UTE".into()),
-        _ => None,
-    }
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Waiting for the signals that stop the agent.
+//! Waiting for the signals that stop the agent and the long-running commands.
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
 pub async fn terminated() {

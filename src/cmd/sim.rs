@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         };
         tokio::select! {
-            _ = super::listen::shutdown_signal() => {}
+            _ = super::signals::terminated() => {}
             _ = deadline => {}
             _ = sim.wait_finished() => {
                 // Give the reader a moment to take the last bytes out of the pty.
