@@ -83,9 +83,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         ..Options::default()
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = super::runtime()?;
     let duration = Duration::from_secs(args.duration);
     let report = rt.block_on(agent::run(
         &cfg,

@@ -39,10 +39,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = super::runtime()?;
     let options = Options {
         watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
         ..Options::default()

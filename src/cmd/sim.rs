@@ -34,17 +34,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         bail!("--rate must be a non-negative number");
     }
-    let duration = match args.duration {
-        Some(d) if !(d >= 0.0 && d.is_finite()) => {
-            bail!("--duration must be a non-negative number")
-        }
-        Some(d) => Some(Duration::from_secs_f64(d)),
-        None => None,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let duration = super::seconds(args.duration, "duration")?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let mut sim = SimStick::start(SimConfig {
             rate: args.rate,

@@ -251,6 +251,17 @@ pub struct Multiplier {
     pub values: Vec<f64>,
 }
 
+/// True when `raw` is the single value `one`, or lies in `min..=max` (enum items and sentinels
+/// are written the same way).
+#[inline]
+fn raw_matches(raw: u64, one: Option<u64>, min: Option<u64>, max: Option<u64>) -> bool {
+    match (one, min, max) {
+        (Some(r), _, _) => r == raw,
+        (None, Some(lo), Some(hi)) => (lo..=hi).contains(&raw),
+        _ => false,
+    }
+}
+
 /// A named raw value or raw range.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -272,11 +283,7 @@ impl EnumItem {
     /// True when `raw` is this item.
     #[inline]
     pub fn matches(&self, raw: u64) -> bool {
-        match (self.raw, self.min, self.max) {
-            (Some(r), _, _) => r == raw,
-            (None, Some(lo), Some(hi)) => (lo..=hi).contains(&raw),
-            _ => false,
-        }
+        raw_matches(raw, self.raw, self.min, self.max)
     }
 }
 
@@ -301,11 +308,7 @@ impl Sentinel {
     /// True when `raw` is this sentinel.
     #[inline]
     pub fn matches(&self, raw: u64) -> bool {
-        match (self.raw, self.min, self.max) {
-            (Some(r), _, _) => r == raw,
-            (None, Some(lo), Some(hi)) => (lo..=hi).contains(&raw),
-            _ => false,
-        }
+        raw_matches(raw, self.raw, self.min, self.max)
     }
 }
 
