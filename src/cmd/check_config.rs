@@ -7,6 +7,8 @@ use anyhow::Result;
 
 use super::context::{ConfigArg, EXIT_CONFIG, load_config};
 
+use super::outln;
+
 /// Arguments of `check-config`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,7 +33,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     // Secrets print as "<redacted>" (see enocean_agent::secret).
-    println!("{cfg:#?}");
+    outln!("{cfg:#?}");
     eprintln!("{}: configuration OK", args.config.config.display());
     Ok(ExitCode::SUCCESS)
 }

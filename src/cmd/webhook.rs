@@ -8,6 +8,8 @@ use enocean_agent::webhook::{self, ManualError, Outcome};
 
 use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE};
 
+use super::outln;
+
 /// Arguments of `webhook`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,15 +65,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     };
                     let ms = r.latency.as_millis();
                     if r.outcome == Outcome::Delivered {
-                        println!("test delivery to {name}: delivered ({what}, {ms} ms)");
+                        outln!("test delivery to {name}: delivered ({what}, {ms} ms)");
                         Ok(ExitCode::SUCCESS)
                     } else {
-                        println!(
+                        outln!(
                             "test delivery to {name}: {} ({what}, {ms} ms)",
                             r.outcome.as_str()
                         );
                         if !r.response.is_empty() {
-                            println!("response: {}", r.response);
+                            outln!("response: {}", r.response);
                         }
                         Ok(ExitCode::from(EXIT_ATTEMPT_FAILED))
                     }
@@ -102,10 +104,10 @@ fn switch(ctx: &context::Ctx, name: &str, on: bool) -> Result<ExitCode> {
     ctx.store.ensure_webhook(name)?;
     if on {
         ctx.store.enable(name)?;
-        println!("webhook {name} enabled");
+        outln!("webhook {name} enabled");
     } else {
         ctx.store.disable(name)?;
-        println!("webhook {name} disabled (telemetry keeps queueing)");
+        outln!("webhook {name} disabled (telemetry keeps queueing)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -114,9 +116,14 @@ fn list(ctx: &context::Ctx) -> Result<ExitCode> {
     let status = ctx
         .store
         .status_routed(&ctx.config.storage.path, &context::routes(&ctx.config))?;
-    println!(
+    outln!(
         "{:<20} {:<12} {:>8} {:>8} {:>7} {:<24} URL",
-        "NAME", "STATE", "FAILURES", "BACKLOG", "FAILED", "LAST SUCCESS"
+        "NAME",
+        "STATE",
+        "FAILURES",
+        "BACKLOG",
+        "FAILED",
+        "LAST SUCCESS"
     );
     for w in &ctx.config.webhooks {
         let st = ctx.store.webhook(&w.name)?;
@@ -128,7 +135,7 @@ fn list(ctx: &context::Ctx) -> Result<ExitCode> {
             Some(s) if !s.enabled => "disabled",
             Some(_) => "active",
         };
-        println!(
+        outln!(
             "{:<20} {:<12} {:>8} {:>8} {:>7} {:<24} {}",
             w.name,
             state,
