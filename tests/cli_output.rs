@@ -1,7 +1,11 @@
+//! What the command line prints, tried against the real binary.
+//!
 //! Every command that writes to stdout ends quietly when its reader goes away, as `cat` and `grep`
 //! do: no panic, no backtrace, exit code 0. Two ways a reader goes away are tried: a pipe whose
 //! reading end is closed before the command writes anything, and a reader that takes one line and
 //! then closes its end while the command is still writing.
+//!
+//! No listing shows a URL's user, password or query values.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +34,7 @@ eep = "A5-04-01"
 name = "Office"
 [[webhook]]
 name = "main"
-url = "http://127.0.0.1:9/hook"
+url = "http://hookuser:hookpass-77@127.0.0.1:9/hook?token=query-token-99&site=lobby"
 signing = {{ type = "hmac", secret = "pipe-secret" }}
 [[webhook]]
 name = "second"
@@ -169,4 +173,33 @@ fn streaming_commands_stop_when_the_reader_leaves_after_one_line() {
     let (line, status, err) = first_line_then_close(listen);
     assert!(!line.is_empty(), "listen printed nothing");
     assert_quiet("listen | head -1", status, &err);
+}
+
+#[test]
+fn listings_never_show_url_credentials_or_query_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut listed_url = false;
+    for args in commands(&cfg) {
+        if args[0] == "decode" || args[0] == "profiles" || args[0] == "check-config" {
+            continue;
+        }
+        let out = Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        for secret in ["hookuser", "hookpass-77", "query-token-99", "lobby"] {
+            assert!(!text.contains(secret), "{args:?} shows {secret:?}:\n{text}");
+        }
+        listed_url |= text.contains("127.0.0.1:9/hook?token=***&site=***");
+    }
+    assert!(listed_url, "no listing showed the redacted URL at all");
 }
