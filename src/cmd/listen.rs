@@ -171,7 +171,11 @@ fn describe(ev: &SerialEvent, color: bool) -> Option<String> {
                 t.sender_hex(),
                 t.rorg,
                 rorg::name(t.rorg).unwrap_or("?"),
-                hex::encode_upper(&t.payload),
+                if t.carries_key() {
+                    "(key withheld)".to_owned()
+                } else {
+                    t.payload_hex()
+                },
                 t.dbm().map_or("-".into(), |d| format!("{d} dBm")),
                 t.repeater_count(),
             );
