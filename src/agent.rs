@@ -176,6 +176,7 @@ pub async fn run(
         .min(Duration::from_secs(1));
     let mut last_status = Instant::now();
     let mut last_watchdog = Instant::now();
+    let mut last_forget_check = Instant::now();
 
     // Runs until the serial side has stopped and every event it sent has been handled.
     while serial_result.is_none() || rx_open {
@@ -203,6 +204,19 @@ pub async fn run(
         state.commit(false);
         if let Some(summary) = state.strangers.due(Instant::now()) {
             info!("{summary}");
+        }
+        if last_forget_check.elapsed() >= Duration::from_secs(1) {
+            last_forget_check = Instant::now();
+            match state.registry.apply_forgets() {
+                Ok(ids) => {
+                    for id in ids {
+                        info!(
+                            "device {id:08X} forgotten; it is learned again only from a new teach-in"
+                        );
+                    }
+                }
+                Err(e) => warn!("could not read forgotten devices: {e}"),
+            }
         }
         if let Some(every) = options.watchdog
             && last_watchdog.elapsed() >= every
