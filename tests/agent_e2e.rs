@@ -91,15 +91,6 @@ fn start_agent(config: &Path, log: &Path) -> Child {
         .expect("agent starts")
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
-}
-
 /// Waits (bounded) for the child to exit and returns its exit code.
 async fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     let until = Instant::now() + limit;
@@ -138,6 +129,14 @@ fn stopped_line(log: &Path) -> HashMap<String, u64> {
         .collect()
 }
 
+/// The scenarios here run one at a time. The simulator's pty master is inherited by every child
+/// this process starts while it is open (tokio-serial does not set close-on-exec), so an agent
+/// started by one scenario would keep another scenario's stick "plugged in" across its replug.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SCENARIO: Mutex<()> = Mutex::new(());
+    SCENARIO.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,6 +163,7 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
     if !common::pty_usable() {
         return;
     }
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("stick");
     let (port, inbox, _server) = receiver();
@@ -204,7 +204,7 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
         })
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        signal(&agent, "-TERM");
+        common::signal(&agent, "-TERM");
         assert_eq!(
             wait_exit(&mut agent, Duration::from_secs(20)).await,
             Some(0)
@@ -328,39 +328,62 @@ fn killed_or_stopped_agent_loses_nothing_it_committed() {
     if !common::pty_usable() {
         return;
     }
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("stick");
     let (port, inbox, _server) = receiver();
     let config = write_config(dir.path(), &link, port);
     let db = dir.path().join("outbox.db");
     runtime().block_on(async {
-        let sim = SimStick::start(sim_config(&link, 150, 11)).unwrap();
+        // No telegram limit: every round finds new telegrams to commit, however fast or slow the
+        // machine is.
+        let sim = SimStick::start(SimConfig {
+            max_telegrams: None,
+            record: false,
+            ..sim_config(&link, 0, 11)
+        })
+        .unwrap();
         // SIGKILL mid-stream, then SIGTERM mid-stream, then a last run that drains the outbox.
+        let mut committed_before_kill = Vec::new();
         for (round, sig) in ["-KILL", "-TERM"].iter().enumerate() {
+            let before: HashSet<String> = if round == 0 {
+                HashSet::new()
+            } else {
+                common::committed_ids(&db)
+                    .expect("outbox readable")
+                    .into_iter()
+                    .collect()
+            };
             let log = dir.path().join(format!("agent-{round}.log"));
             let mut agent = start_agent(&config, &log);
-            let before = inbox.len();
-            wait_until("deliveries", Duration::from_secs(30), || {
-                inbox.len() >= before + 10
+            // What the round needs: readings committed by *this* run, read from the outbox file.
+            // Deliveries would not do: re-sends of the last run's readings count there too.
+            let mut fresh = 0;
+            wait_until("10 readings committed by this run", common::WAIT, || {
+                fresh = common::committed_ids(&db).map_or(0, |ids| {
+                    ids.iter().filter(|id| !before.contains(*id)).count()
+                });
+                fresh >= 10
             })
             .await;
-            signal(&agent, sig);
-            let code = wait_exit(&mut agent, Duration::from_secs(20)).await;
+            common::signal(&agent, sig);
+            let code = wait_exit(&mut agent, common::WAIT).await;
             if *sig == "-TERM" {
                 assert_eq!(code, Some(0));
                 let stats = stopped_line(&log);
                 assert_eq!(stats["committed"], stats["telegrams"] - stats["teach-ins"]);
+            } else {
+                committed_before_kill = common::committed_ids(&db).expect("outbox readable");
             }
         }
-        let committed: Vec<String> = {
-            let conn = rusqlite::Connection::open(&db).unwrap();
-            let mut stmt = conn.prepare("SELECT id FROM telemetry").unwrap();
-            stmt.query_map([], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        assert!(committed.len() >= 20);
+        let committed = common::committed_ids(&db).expect("outbox readable");
+        // Ten or more fresh ones per round, all distinct.
+        assert!(committed.len() >= 20, "{} committed", committed.len());
+        let now: HashSet<&String> = committed.iter().collect();
+        assert!(
+            committed_before_kill.iter().all(|id| now.contains(id)),
+            "a reading committed before SIGKILL is gone from the outbox"
+        );
         let log = dir.path().join("agent-final.log");
         let mut agent = start_agent(&config, &log);
         let delivered = || -> HashSet<String> {
@@ -370,22 +393,19 @@ fn killed_or_stopped_agent_loses_nothing_it_committed() {
                 .map(|(r, _)| r["id"].as_str().unwrap().to_string())
                 .collect()
         };
-        wait_until(
-            "every committed telemetry delivered",
-            Duration::from_secs(30),
-            || {
-                let d = delivered();
-                committed.iter().all(|id| d.contains(id))
-            },
-        )
+        // Everything committed before is delivered, and this run is past its start-up (it has
+        // committed a reading of its own) before it is told to stop.
+        wait_until("every committed telemetry delivered", common::WAIT, || {
+            let d = delivered();
+            committed.iter().all(|id| d.contains(id))
+                && common::committed_ids(&db).is_some_and(|ids| ids.len() > committed.len())
+        })
         .await;
-        signal(&agent, "-TERM");
-        assert_eq!(
-            wait_exit(&mut agent, Duration::from_secs(20)).await,
-            Some(0)
-        );
+        common::signal(&agent, "-TERM");
+        assert_eq!(wait_exit(&mut agent, common::WAIT).await, Some(0));
         sim.stop().await;
         assert!(inbox.records().iter().all(|(_, ok)| *ok));
+        assert!(!link.exists(), "the simulator removed its link");
     });
 }
 
