@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use enocean_agent::sim::building::{DEVICES, ScriptOptions, TrueValue};
+use enocean_agent::sim::building::{Chunk, DEVICES, Emission, Script, ScriptOptions, TrueValue};
 use enocean_agent::sim::{SimConfig, SimStick};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
@@ -25,9 +25,6 @@ struct Inbox(Arc<Mutex<Vec<(Value, bool)>>>);
 impl Inbox {
     fn records(&self) -> Vec<(Value, bool)> {
         self.0.lock().unwrap().clone()
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
     }
 }
 
@@ -144,6 +141,45 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Telegram limits at which the stream of `seed` ends cleanly, the first at or after each of
+/// `at_least`: the last original telegram is no teach-in, nothing follows it (no copy, noise or
+/// bad frame), and its sender never sent that payload before, so the agent cannot take it for a
+/// copy. Its delivery then proves that the agent has read everything the stick sent up to there:
+/// the condition to wait for, whatever the speed of the machine.
+fn clean_ends(seed: u64, at_least: &[u64]) -> Vec<(u64, Emission)> {
+    let mut script = Script::new(ScriptOptions {
+        seed,
+        ..ScriptOptions::default()
+    });
+    let mut heard = HashSet::new();
+    let mut ends = Vec::new();
+    while ends.len() < at_least.len() {
+        let Chunk::Telegram(e) = script.next_chunk() else {
+            continue;
+        };
+        let fresh = heard.insert((e.sender, e.rorg, e.payload.clone()));
+        let limit = e.seq + 1;
+        if !e.repeated
+            && !e.teach_in
+            && fresh
+            && !script.has_pending()
+            && limit >= at_least[ends.len()]
+        {
+            ends.push((limit, e));
+        }
+    }
+    ends
+}
+
+/// True when the receiver has the reading of telegram `e`.
+fn delivered(inbox: &Inbox, e: &Emission) -> bool {
+    let (id, payload) = (format!("{:08X}", e.sender), hex::encode_upper(&e.payload));
+    inbox.records().iter().any(|(r, _)| {
+        r["sensor"]["id"].as_str() == Some(id.as_str())
+            && r["raw"]["payload"].as_str() == Some(payload.as_str())
+    })
+}
+
 fn sim_config(link: &Path, count: u64, seed: u64) -> SimConfig {
     SimConfig {
         rate: 40.0,
@@ -170,18 +206,25 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
     let config = write_config(dir.path(), &link, port);
     let log = dir.path().join("agent.log");
     runtime().block_on(async {
+        // The stick sends the first part of the stream and pauses at a clean end; once the agent
+        // has delivered that last reading (so nothing is in flight), the stick is unplugged for
+        // half a second and plugged back at the same path, and the rest follows.
+        let ends = clean_ends(7, &[30, 80]);
+        let (pause, last_before) = &ends[0];
+        let (end, last) = &ends[1];
         // The agent starts first and waits for the stick to appear. Started after the sim, it
         // would inherit the pty master's descriptor from this process, and closing the master
         // in `replug` would not hang up its side.
         let mut agent = start_agent(&config, &log);
-        let mut sim = SimStick::start(sim_config(&link, 80, 7)).unwrap();
-        wait_until("the first deliveries", Duration::from_secs(30), || {
-            inbox.len() >= 15
+        let mut sim = SimStick::start(sim_config(&link, *pause, 7)).unwrap();
+        wait_until("the reading before the pause", common::WAIT, || {
+            delivered(&inbox, last_before)
         })
         .await;
-        // Unplug the stick for half a second and plug it back at the same path.
+        assert_eq!(sim.stats().telegrams, *pause);
         sim.replug(Duration::from_millis(500));
-        if tokio::time::timeout(Duration::from_secs(60), sim.wait_finished())
+        sim.set_max_telegrams(Some(*end));
+        if tokio::time::timeout(common::WAIT, sim.wait_finished())
             .await
             .is_err()
         {
@@ -193,22 +236,12 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
             );
         }
         let sent = sim.sent();
-        // Every telegram is now with the agent; wait until deliveries have been quiet for 3 s
-        // (bounded), then stop it and compare with what it says it committed.
-        let mut last = (inbox.len(), Instant::now());
-        wait_until("deliveries to settle", Duration::from_secs(60), || {
-            if inbox.len() != last.0 {
-                last = (inbox.len(), Instant::now());
-            }
-            last.1.elapsed() > Duration::from_secs(3)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sim.stats().telegrams, *end);
+        // The last reading delivered: the agent has read every telegram; stop it and compare
+        // with what it says it committed.
+        wait_until("the last reading", common::WAIT, || delivered(&inbox, last)).await;
         common::signal(&agent, "-TERM");
-        assert_eq!(
-            wait_exit(&mut agent, Duration::from_secs(20)).await,
-            Some(0)
-        );
+        assert_eq!(wait_exit(&mut agent, common::WAIT).await, Some(0));
         sim.stop().await;
 
         let stats = stopped_line(&log);
