@@ -107,7 +107,7 @@ fn kill_at_random_points() {
         child.wait().unwrap();
         assert!(working, "round {round}: the child committed nothing");
         let before = committed.len();
-        for line in lines.to_end(WAIT) {
+        for line in lines.read_to_end(WAIT) {
             if let Some(id) = line.strip_prefix("C ") {
                 committed.push(id.to_owned());
             }
@@ -126,7 +126,10 @@ fn kill_at_random_points() {
     let mut lines = Lines::new(child.stdout.take().unwrap());
     let status = wait_exit(&mut child, 2 * WAIT);
     assert!(status.success());
-    let drained = lines.to_end(WAIT).iter().any(|l| l.trim() == "DRAINED");
+    let drained = lines
+        .read_to_end(WAIT)
+        .iter()
+        .any(|l| l.trim() == "DRAINED");
     assert!(drained, "backlog did not drain");
     let delivered: HashSet<String> = rx
         .requests()

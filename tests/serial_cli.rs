@@ -119,7 +119,7 @@ fn sim_stops_after_count_and_removes_its_link() {
     assert!(listen.terminate().success());
     let status = common::wait_exit(&mut sim.0, WAIT);
     assert!(status.success());
-    let lines = summary.to_end(WAIT);
+    let lines = summary.read_to_end(WAIT);
     assert!(
         lines.iter().any(|l| l.starts_with("sim: 50 telegrams")),
         "{lines:#?}"

@@ -258,7 +258,7 @@ impl Lines {
     }
 
     /// Reads until the pipe is closed (the child exited), at most `limit`; returns every line.
-    pub fn to_end(&mut self, limit: Duration) -> &[String] {
+    pub fn read_to_end(&mut self, limit: Duration) -> &[String] {
         let ended = self.wait(limit, |_| false) || self.ended;
         assert!(ended, "the child's output did not end within {limit:?}");
         &self.seen
