@@ -77,7 +77,22 @@ fn ready_status_watchdog_stopping() {
         matches!(notices.first(), Some(Notice::Ready(_))),
         "{notices:?}"
     );
-    assert_eq!(notices.last(), Some(&Notice::Stopping));
+    // STOPPING once, at shutdown. The loop keeps its STATUS and WATCHDOG rhythm while it commits
+    // the last readings, so either may follow it (on a loaded machine that takes a while).
+    let stopping: Vec<usize> = notices
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n == Notice::Stopping)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(stopping.len(), 1, "{notices:?}");
+    assert!(
+        notices[stopping[0]..]
+            .iter()
+            .skip(1)
+            .all(|n| matches!(n, Notice::Status(_) | Notice::Watchdog)),
+        "{notices:?}"
+    );
     // At least three, and no more than one per 200 ms of the run, however many telegrams woke
     // the loop (a slower machine only makes the run, and so the bound, longer).
     let watchdogs = watchdogs(&notices);
