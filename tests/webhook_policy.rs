@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -95,7 +95,8 @@ fn always_500_fails_deactivates_keeps_backlog_and_drains_in_order_after_enable()
     assert_eq!(failed.len(), 5);
     assert!(failed.iter().all(|d| d.attempts == 3));
     assert_eq!(store.webhook("a").unwrap().unwrap().consecutive_failures, 5);
-    // Telemetry keeps queueing while deactivated.
+    // Telemetry keeps queueing while deactivated. An observation window, not a wait: a slow
+    // machine can only make it miss a wrong send, never fail a right build.
     let backlog = enqueue_n(&mut ob, "0180A3F2", 4);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(rx.count(), 15, "nothing sent while deactivated");
@@ -144,12 +145,13 @@ fn retry_after_is_honoured_on_429() {
     let sender = spawn(&hooks, &s, fast_options());
     ob.set_waker(sender.waker());
     enqueue_n(&mut ob, "0180A3F2", 1);
-    assert!(wait_for(WAIT, || rx.count() >= 1));
-    // Backoff alone would retry after 5 ms; Retry-After asks for 2 s.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(rx.count(), 1, "retried before Retry-After");
     assert!(wait_for(WAIT, || rx.count() == 2));
     sender.stop();
+    // Backoff alone would retry after 5 ms; Retry-After asks for 2 s, counted from the answer,
+    // which came after the first request arrived. A lower bound: a slow machine only adds to it.
+    let reqs = rx.requests();
+    let gap = reqs[1].at.duration_since(reqs[0].at);
+    assert!(gap >= Duration::from_secs(2), "retried after {gap:?}");
 }
 
 #[test]
@@ -171,6 +173,7 @@ fn gone_deactivates_at_once() {
             .deactivated_at
             .is_some()
     }));
+    // An observation window for a wrong second send (cannot fail a right build).
     std::thread::sleep(Duration::from_millis(100));
     sender.stop();
     assert_eq!(rx.count(), 1);
@@ -392,13 +395,21 @@ fn standard_webhooks_held_until_clock_is_plausible() {
     let s = storage(dir.path());
     let mut ob = open_outbox(&s, &hooks);
     let synced = Arc::new(AtomicBool::new(false));
-    let flag = synced.clone();
+    let checks = Arc::new(AtomicUsize::new(0));
+    let (flag, counter) = (synced.clone(), checks.clone());
     let mut opts = fast_options();
-    opts.clock = Arc::new(move || flag.load(Ordering::SeqCst));
+    opts.clock = Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        flag.load(Ordering::SeqCst)
+    });
     let sender = spawn(&hooks, &s, opts);
     ob.set_waker(sender.waker());
     enqueue_n(&mut ob, "0180A3F2", 2);
-    std::thread::sleep(Duration::from_millis(200));
+    // The sender asks the clock at every step before it looks for readings; a step that asked
+    // after the readings were committed would, without the hold, have sent them right after.
+    // Two such questions with nothing received: they were held.
+    let after_commit = checks.load(Ordering::SeqCst);
+    assert!(wait_for(WAIT, || checks.load(Ordering::SeqCst) >= after_commit + 2));
     assert_eq!(rx.count(), 0, "held while the clock is not synchronised");
     synced.store(true, Ordering::SeqCst);
     assert!(wait_for(WAIT, || rx.count() == 2));
