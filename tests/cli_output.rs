@@ -203,3 +203,87 @@ fn listings_never_show_url_credentials_or_query_values() {
     }
     assert!(listed_url, "no listing showed the redacted URL at all");
 }
+
+#[test]
+fn listen_decodes_with_given_configured_and_taught_eeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut child = Command::new(BIN)
+        .args([
+            "listen",
+            "--port",
+            "sim",
+            "--sim-rate",
+            "40",
+            "--duration",
+            "600",
+            "--eep",
+            "0180A3F3=A5-04-01",
+            "--config",
+        ])
+        .arg(&cfg)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut given, mut configured, mut taught, mut unknown, mut teach_line) =
+        (false, false, false, false, false);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(given && configured && taught && unknown) {
+        assert!(
+            Instant::now() < deadline,
+            "not all kinds of line:\n{}",
+            seen.join("\n")
+        );
+        let Some(Ok(line)) = lines.next() else {
+            panic!("listen ended early:\n{}", seen.join("\n"))
+        };
+        // The sim building: 0180A3F2/3 are A5-04-01, 01867001 teaches in as A5-02-05 first.
+        given |= line.contains("0180A3F3")
+            && line.contains("A5-04-01: ")
+            && line.contains("temperature");
+        configured |= line.contains("0180A3F2")
+            && line.contains("Office")
+            && line.contains("A5-04-01: humidity");
+        teach_line |= line.contains("01867001") && line.contains("TEACH-IN 4BS EEP A5-02-05");
+        taught |= teach_line && line.contains("01867001") && line.contains("A5-02-05: temperature");
+        unknown |= line.contains("unknown sender (");
+        seen.push(line);
+    }
+    let first_telegram = seen.iter().position(|l| l.contains(" dBm ")).unwrap();
+    let stick = seen.iter().position(|l| l.starts_with("# stick")).unwrap();
+    assert!(
+        stick < first_telegram,
+        "the stick line comes first:\n{}",
+        seen.join("\n")
+    );
+    drop(lines);
+    let until = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < until,
+            "listen did not stop after its reader left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A bad --eep is a clear error.
+    let out = Command::new(BIN)
+        .args([
+            "listen",
+            "--port",
+            "sim",
+            "--duration",
+            "1",
+            "--eep",
+            "0180A3F2",
+        ])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected ID=EEP"));
+}
