@@ -287,3 +287,36 @@ fn listen_decodes_with_given_configured_and_taught_eeps() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected ID=EEP"));
 }
+
+#[test]
+fn demo_shows_the_chain_per_telegram_and_the_next_steps() {
+    let out = Command::new(BIN)
+        .args(["demo", "--duration", "3", "--rate", "10"])
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("seq  sensor    name"), "{text}");
+    // A chain line: seq, sensor, name, EEP, dBm, POST status and milliseconds, verified.
+    let chain = text
+        .lines()
+        .find(|l| l.contains("0180A3F2") && l.contains("✓ verified"))
+        .unwrap_or_else(|| panic!("no verified line for 0180A3F2:\n{text}"));
+    assert!(
+        chain.contains("Office 2.14") && chain.contains("A5-04-01") && chain.contains(" 200 "),
+        "{chain}"
+    );
+    assert!(chain.contains(" ms "), "{chain}");
+    assert!(!text.contains("BAD SIGNATURE"), "{text}");
+    assert!(text.contains("learned: 01867001 as A5-02-05"), "{text}");
+    assert!(
+        text.contains("next steps:") && text.contains("check-config"),
+        "{text}"
+    );
+}
