@@ -41,11 +41,21 @@ fn crash_child() {
     hook.batch_max = batch;
     let hooks = vec![hook];
     let mut s = enocean_agent::outbox::StorageConfig::at(db);
-    s.commit_window = Duration::from_millis(5);
+    s.commit_window = Duration::from_millis(
+        std::env::var("CRASH_WINDOW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5),
+    );
     s.min_free_bytes = 0;
     let mut ob = Outbox::open(&s, &["crash"]).unwrap();
     let mut opts = fast_options();
-    opts.ack_window = Duration::from_millis(30);
+    opts.ack_window = Duration::from_millis(
+        std::env::var("CRASH_ACK_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30),
+    );
     let sender = Sender::spawn(&hooks, &s.path, opts, Arc::new(AtomicBool::new(false))).unwrap();
     ob.set_waker(sender.waker());
     let mut out = std::io::stdout().lock();
@@ -85,6 +95,10 @@ struct Setup {
     pause: Duration,
     /// The child is killed this many milliseconds after its start (uniformly at random).
     kill_after_ms: (u64, u64),
+    /// The outbox's group commit window.
+    commit_window: Duration,
+    /// The sender's acknowledgement window.
+    ack_window: Duration,
 }
 
 fn run_child(db: &std::path::Path, url: &str, mode: &str, setup: Setup) -> std::process::Child {
@@ -95,6 +109,11 @@ fn run_child(db: &std::path::Path, url: &str, mode: &str, setup: Setup) -> std::
         .env("CRASH_URL", url)
         .env("CRASH_BATCH", setup.batch.to_string())
         .env("CRASH_PAUSE_US", setup.pause.as_micros().to_string())
+        .env(
+            "CRASH_WINDOW_MS",
+            setup.commit_window.as_millis().to_string(),
+        )
+        .env("CRASH_ACK_MS", setup.ack_window.as_millis().to_string())
         .env("RUST_LOG", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -113,6 +132,8 @@ fn kill_at_random_points() {
             batch: 1,
             pause: Duration::from_millis(1),
             kill_after_ms: (20, 120),
+            commit_window: Duration::from_millis(5),
+            ack_window: Duration::from_millis(30),
         },
     );
 }
@@ -129,6 +150,11 @@ fn kill_at_random_points_with_batching() {
             batch: 20,
             pause: Duration::from_millis(5),
             kill_after_ms: (50, 400),
+            // A few readings per commit, acknowledgements grouped over many POSTs: partial
+            // batches posted but not acknowledged when the child dies; full batches while a
+            // failed delivery holds the queue.
+            commit_window: Duration::from_millis(20),
+            ack_window: Duration::from_millis(200),
         },
     );
 }
@@ -178,12 +204,13 @@ fn crash_loop(kills: usize, setup: Setup) {
         .lines()
         .any(|l| l.map(|l| l.trim() == "DRAINED").unwrap_or(false));
     assert!(drained, "backlog did not drain");
-    let delivered: HashSet<String> = rx
+    // A POST cut short by a kill reaches the receiver with a truncated body: not a delivery.
+    let complete: Vec<Received> = rx
         .requests()
-        .iter()
-        .filter(|r| !r.body.is_empty())
-        .flat_map(|r| record_ids(&r))
+        .into_iter()
+        .filter(|r| serde_json::from_slice::<serde_json::Value>(&r.body).is_ok())
         .collect();
+    let delivered: HashSet<String> = complete.iter().flat_map(record_ids).collect();
     let missing: Vec<&String> = committed
         .iter()
         .filter(|id| !delivered.contains(*id))
@@ -202,7 +229,7 @@ fn crash_loop(kills: usize, setup: Setup) {
     let mut envelope_of: HashMap<String, String> = HashMap::new();
     let mut copies = 0;
     let mut in_two = Vec::new();
-    for r in rx.requests() {
+    for r in &complete {
         let id = r.json()["id"].as_str().unwrap().to_owned();
         if let Some(prev) = by_id.get(&id) {
             copies += 1;
@@ -210,7 +237,7 @@ fn crash_loop(kills: usize, setup: Setup) {
             continue;
         }
         by_id.insert(id.clone(), r.body.clone());
-        for rec in record_ids(&r) {
+        for rec in record_ids(r) {
             if let Some(other) = envelope_of.insert(rec.clone(), id.clone())
                 && other != id
             {
@@ -218,12 +245,21 @@ fn crash_loop(kills: usize, setup: Setup) {
             }
         }
     }
+    let records: usize = by_id
+        .values()
+        .map(|b| {
+            serde_json::from_slice::<serde_json::Value>(b).unwrap()["records"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum();
     eprintln!(
-        "batch {}: {} committed, {} deliveries, {copies} repeated copies, {} readings in two \
-         different envelopes",
+        "batch {}: {} committed, {} deliveries ({:.1} records each), {copies} repeated copies, \
+         {} readings in two different envelopes",
         setup.batch,
         committed.len(),
         by_id.len(),
+        records as f64 / by_id.len().max(1) as f64,
         in_two.len()
     );
     assert!(

@@ -70,6 +70,28 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     ",
+    // 2: deliveries that recover by themselves (docs/outbox-and-webhooks.md, Policy).
+    // webhook.phase: the delivery policy's phase as last persisted (active, retrying, offline,
+    //   probing, gone); an automatic deactivation is probed, a 410 Gone is not.
+    // webhook.next_attempt_at: unix ms of the next retry or probe (NULL: none scheduled).
+    // webhook.last_failure_reason: error class of the last failed attempt (`http_503`, `timeout`).
+    // webhook.batch_end: last seq of a partial batch posted but maybe not acknowledged; a
+    //   delivery rebuilt after a crash ends there, so its id and bytes do not change.
+    // webhook.resets: bumped by `webhook enable`; the sender starts its policy afresh when it
+    //   changes.
+    // delivery.requeue: 0 none, 1 rejected while the webhook kept failing (put back in the queue
+    //   once if the webhook ends up deactivated), 2 already put back once.
+    // Webhooks deactivated by an older version for consecutive failures are probed from now on.
+    "
+    ALTER TABLE webhook ADD COLUMN phase TEXT NOT NULL DEFAULT 'active';
+    ALTER TABLE webhook ADD COLUMN next_attempt_at INTEGER;
+    ALTER TABLE webhook ADD COLUMN last_failure_reason TEXT;
+    ALTER TABLE webhook ADD COLUMN batch_end INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE webhook ADD COLUMN resets INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE delivery ADD COLUMN requeue INTEGER NOT NULL DEFAULT 0;
+    UPDATE webhook SET phase = CASE WHEN deactivated_reason = '410 Gone' THEN 'gone' ELSE 'probing' END
+        WHERE deactivated_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.
