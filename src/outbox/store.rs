@@ -373,6 +373,15 @@ impl Store {
         Ok(())
     }
 
+    /// A number that changes whenever another connection committed to the database (SQLite's
+    /// `PRAGMA data_version`): a cheap way to notice changes made by the command line.
+    pub fn data_version(&self) -> Result<i64, OutboxError> {
+        Ok(self
+            .conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     /// A webhook's state, None when it was never registered.
     pub fn webhook(&self, name: &str) -> Result<Option<WebhookState>, OutboxError> {
         Ok(self

@@ -229,16 +229,19 @@ struct Worker {
     batch_end: u64,
     holding_for_clock: bool,
     last_idle_state: &'static str,
-    /// The webhook's state as last read, and when (re-read at least every `STATE_TTL`, and at
-    /// once after this thread changed it).
+    /// The webhook's state as last read, and when (re-read when another connection committed,
+    /// at least every `STATE_TTL`, and at once after this thread changed it).
     state: Option<(WebhookState, Instant)>,
+    /// `data_version` when `state` was read.
+    data_version: i64,
     /// False once the database said there is no delivery waiting for a retry; only this thread
     /// (and `webhook enable`, which bumps `resets`) creates such deliveries.
     maybe_pending: bool,
 }
 
-/// How long a cached webhook state (enabled, resets) is trusted; CLI changes show within it.
-const STATE_TTL: Duration = Duration::from_millis(200);
+/// How long a cached webhook state is trusted at most (changes by other connections are
+/// noticed at once through `data_version`).
+const STATE_TTL: Duration = Duration::from_secs(5);
 
 impl Worker {
     fn new(
@@ -289,6 +292,7 @@ impl Worker {
             holding_for_clock: false,
             last_idle_state: "",
             state: None,
+            data_version: 0,
             maybe_pending: true,
         })
     }
@@ -368,12 +372,18 @@ impl Worker {
         Step::Idle(d)
     }
 
+    /// The webhook's persisted state: read again when another connection committed (the
+    /// command line's `disable`/`enable`, or a telemetry commit), so an operator's switch takes
+    /// effect before the next attempt that starts after it.
     fn current_state(&mut self) -> Result<Option<WebhookState>, OutboxError> {
+        let version = self.store.data_version()?;
         if let Some((s, at)) = &self.state
+            && version == self.data_version
             && at.elapsed() < STATE_TTL
         {
             return Ok(Some(s.clone()));
         }
+        self.data_version = version;
         let s = self.store.webhook(&self.cfg.name)?;
         self.state = s.clone().map(|s| (s, Instant::now()));
         Ok(s)
