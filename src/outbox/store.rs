@@ -512,10 +512,20 @@ impl Store {
     }
 
     /// Persists acknowledgements: advances the cursor, appends log entries, notes the last
-    /// success, in one transaction. `batch_end` (the last seq of a partial batch about to be
-    /// posted) is stored with them so a crash cannot change that batch; `health` is applied in
-    /// the same transaction.
+    /// success, in one transaction.
     pub fn commit_acks(
+        &mut self,
+        webhook: &str,
+        cursor: u64,
+        log: &[LogEntry],
+    ) -> Result<(), OutboxError> {
+        self.commit_acks_with(webhook, cursor, log, None, None)
+    }
+
+    /// [`Store::commit_acks`], plus `batch_end` (the last seq of a partial batch about to be
+    /// posted, stored so a crash cannot change that batch) and a health change, in the same
+    /// transaction.
+    pub fn commit_acks_with(
         &mut self,
         webhook: &str,
         cursor: u64,

@@ -342,7 +342,7 @@ impl Worker {
             return Ok(());
         }
         self.store
-            .commit_acks(&self.cfg.name, self.cursor, &self.acks, None, None)?;
+            .commit_acks(&self.cfg.name, self.cursor, &self.acks)?;
         self.acks_saved();
         Ok(())
     }
@@ -532,8 +532,13 @@ impl Worker {
         if self.cfg.batch_max > 1 && records.len() < self.cfg.batch_max && !at_bound {
             // A partial batch: more records may be committed before a crash, and the batch
             // rebuilt then must still end here. Stored with the acknowledgements so far.
-            self.store
-                .commit_acks(&self.cfg.name, self.cursor, &self.acks, Some(last), None)?;
+            self.store.commit_acks_with(
+                &self.cfg.name,
+                self.cursor,
+                &self.acks,
+                Some(last),
+                None,
+            )?;
             self.acks_saved();
             self.batch_end = last;
         }
@@ -564,7 +569,7 @@ impl Worker {
             if !decision.events.is_empty() || decision.streak_end.is_some() {
                 // A streak of failures ended: the health is saved now, with the acks.
                 let health = self.health(&decision, &r);
-                self.store.commit_acks(
+                self.store.commit_acks_with(
                     &self.cfg.name,
                     self.cursor,
                     &self.acks,
