@@ -11,10 +11,11 @@ use log::{debug, error, info, warn};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::device::{DeviceError, Registry};
+use crate::device::{DeviceError, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::outbox::{Outbox, OutboxError};
+use crate::secure::SecureTeachIn;
 use crate::serial::{self, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::telemetry::{Gateway, Telemetry};
@@ -150,6 +151,7 @@ pub async fn run(
         },
         report: Report::default(),
         warned_eeps: Default::default(),
+        strangers: TeachInSummary::default(),
     };
     let webhooks = cfg.enabled_webhooks().len();
     notify(Notice::Ready(format!(
@@ -174,6 +176,7 @@ pub async fn run(
         .min(Duration::from_secs(1));
     let mut last_status = Instant::now();
     let mut last_watchdog = Instant::now();
+    let mut last_forget_check = Instant::now();
 
     // Runs until the serial side has stopped and every event it sent has been handled.
     while serial_result.is_none() || rx_open {
@@ -199,6 +202,22 @@ pub async fn run(
             () = tokio::time::sleep_until(commit_at.min(Instant::now() + tick).into()) => {}
         }
         state.commit(false);
+        if let Some(summary) = state.strangers.due(Instant::now()) {
+            info!("{summary}");
+        }
+        if last_forget_check.elapsed() >= Duration::from_secs(1) {
+            last_forget_check = Instant::now();
+            match state.registry.apply_forgets() {
+                Ok(ids) => {
+                    for id in ids {
+                        info!(
+                            "device {id:08X} forgotten; it is learned again only from a new teach-in"
+                        );
+                    }
+                }
+                Err(e) => warn!("could not read forgotten devices: {e}"),
+            }
+        }
         if let Some(every) = options.watchdog
             && last_watchdog.elapsed() >= every
         {
@@ -253,6 +272,52 @@ struct State<'a> {
     gateway: Gateway,
     report: Report,
     warned_eeps: std::collections::HashSet<String>,
+    strangers: TeachInSummary,
+}
+
+/// Teach-ins from senders the gateway does not know (a neighbour's radio, a flood): the first after
+/// a quiet minute is logged at info at once, later ones are counted and summed up at most once a
+/// minute, so no radio can fill the journal.
+#[derive(Debug, Default)]
+struct TeachInSummary {
+    /// When the last info line was written.
+    last_line: Option<Instant>,
+    /// Teach-ins not yet in an info line: count, learned, the latest one's line.
+    pending: u64,
+    learned: u64,
+    latest: Option<String>,
+}
+
+impl TeachInSummary {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Notes one teach-in; returns the info line to write now, if one is due.
+    fn note(&mut self, now: Instant, line: String, learned: bool) -> Option<String> {
+        self.pending += 1;
+        self.learned += u64::from(learned);
+        self.latest = Some(line);
+        self.due(now)
+    }
+
+    /// The summary line when one is due (called on every tick too).
+    fn due(&mut self, now: Instant) -> Option<String> {
+        if self.pending == 0 || self.last_line.is_some_and(|t| now < t + Self::EVERY) {
+            return None;
+        }
+        self.last_line = Some(now);
+        let latest = self.latest.take().unwrap_or_default();
+        let line = if self.pending == 1 {
+            format!("{latest} (unknown sender)")
+        } else {
+            format!(
+                "{} teach-ins from unknown senders in the last minute, {} learned; latest: {latest}",
+                self.pending, self.learned
+            )
+        };
+        self.pending = 0;
+        self.learned = 0;
+        Some(line)
+    }
 }
 
 impl State<'_> {
@@ -282,6 +347,10 @@ impl State<'_> {
         self.report.telegrams += 1;
         self.registry
             .heard(t.sender, received_at.to_string(), t.dbm());
+        if let Some(info) = SecureTeachIn::parse(t) {
+            self.on_secure_teach_in(t, info, received_at);
+            return;
+        }
         if let Some(ti) = eep::teach_in(t) {
             self.on_teach_in(t, &ti, received_at);
             return;
@@ -342,7 +411,11 @@ impl State<'_> {
             ),
         };
         let id = t.sender_hex();
-        info!(
+        let known = self
+            .registry
+            .get(t.sender)
+            .is_some_and(|d| d.source != Source::Unknown);
+        let what = format!(
             "teach-in from {id}: EEP {}, manufacturer {}{}",
             eep.as_deref().unwrap_or("not announced"),
             manufacturer.map_or("unknown".into(), |m| format!("{m:03X}")),
@@ -352,19 +425,74 @@ impl State<'_> {
                 ""
             }
         );
-        let Some(eep) = eep.filter(|_| self.cfg.learn.enabled) else {
-            return;
+        let learned = match eep.filter(|_| self.cfg.learn.enabled) {
+            None => None,
+            Some(eep) => match self
+                .registry
+                .learn(t.sender, &eep, manufacturer, &at.to_string())
+            {
+                Ok(true) => {
+                    self.report.learned += 1;
+                    Some(eep)
+                }
+                Ok(false) => None,
+                Err(e) => {
+                    warn!("could not store learned device {id}: {e}");
+                    None
+                }
+            },
         };
-        match self
+        let line = match &learned {
+            Some(eep) => format!("{what}; learned as {eep}"),
+            None => what,
+        };
+        self.note_teach_in(known, line, learned.is_some());
+    }
+
+    /// A secure teach-in becomes a `teach_in` record without its key (nothing else of it is kept
+    /// until secure decoding lands).
+    fn on_secure_teach_in(&mut self, t: &Telegram, info: SecureTeachIn, at: jiff::Timestamp) {
+        self.report.teach_ins += 1;
+        let id = t.sender_hex();
+        let known = self
             .registry
-            .learn(t.sender, &eep, manufacturer, &at.to_string())
-        {
-            Ok(true) => {
-                self.report.learned += 1;
-                info!("learned device {id} as {eep}");
+            .get(t.sender)
+            .is_some_and(|d| d.source != Source::Unknown);
+        let mut tm = Telemetry::secure_teach_in(t, info, at, self.gateway.clone());
+        if let Some(dev) = self.registry.get(t.sender) {
+            tm.sensor.name = dev.name.clone();
+            tm.sensor.tags = dev.tags.clone();
+            tm.sensor.eep = dev.eep.clone();
+        }
+        self.note_teach_in(
+            known,
+            format!(
+                "secure teach-in from {id} (part {} of {}{}); key withheld, forwarded as a teach_in record",
+                info.part + 1,
+                if info.parts == 0 { "?".to_owned() } else { info.parts.to_string() },
+                if info.ptm { ", PTM" } else { "" }
+            ),
+            false,
+        );
+        match self.outbox.enqueue(tm) {
+            Ok(done) => self.report.committed += done.len() as u64,
+            Err(e) => {
+                self.report.enqueue_errors += 1;
+                error!("teach-in record could not be queued: {e}");
             }
-            Ok(false) => {}
-            Err(e) => warn!("could not store learned device {id}: {e}"),
+        }
+    }
+
+    /// Logs a teach-in: at info for a device this gateway knows (an installer pairing it), at
+    /// debug for a stranger, with at most one info summary of strangers a minute.
+    fn note_teach_in(&mut self, known: bool, line: String, learned: bool) {
+        if known {
+            info!("{line}");
+            return;
+        }
+        debug!("{line}");
+        if let Some(summary) = self.strangers.note(Instant::now(), line, learned) {
+            info!("{summary}");
         }
     }
 
@@ -392,5 +520,44 @@ impl State<'_> {
             self.gateway.base_id.as_deref().unwrap_or("unidentified"),
             self.report.telegrams
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strangers_teach_ins_give_at_most_one_line_a_minute() {
+        let mut s = TeachInSummary::default();
+        let t0 = Instant::now();
+        let first = s.note(t0, "teach-in from 01000001".into(), true);
+        assert_eq!(
+            first.as_deref(),
+            Some("teach-in from 01000001 (unknown sender)")
+        );
+        let mut lines = 0;
+        for i in 0..10_000u32 {
+            let at = t0 + Duration::from_millis(u64::from(i));
+            lines += usize::from(
+                s.note(at, format!("teach-in from {i:08X}"), i % 2 == 0)
+                    .is_some(),
+            );
+            lines += usize::from(s.due(at).is_some());
+        }
+        assert_eq!(lines, 0, "within the first minute only the first line");
+        let summary = s.due(t0 + Duration::from_secs(60)).unwrap();
+        assert!(
+            summary.starts_with(
+                "10000 teach-ins from unknown senders in the last minute, 5000 learned"
+            ),
+            "{summary}"
+        );
+        assert_eq!(s.due(t0 + Duration::from_secs(61)), None);
+        assert_eq!(
+            s.due(t0 + Duration::from_secs(200)),
+            None,
+            "nothing pending"
+        );
     }
 }

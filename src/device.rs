@@ -89,11 +89,20 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS devices (
     learned_at TEXT,
     last_seen TEXT,
     last_dbm INTEGER
+);
+CREATE TABLE IF NOT EXISTS device_forgets (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL
 )";
 
 /// The registry the daemon consults for every telegram.
 pub struct Registry {
     devices: HashMap<u32, Device>,
+    /// The configuration's devices, to fall back on when a learned EEP is forgotten.
+    configured: HashMap<u32, DeviceConfig>,
+    /// `PRAGMA data_version` when `device_forgets` was last read: it changes when another
+    /// connection (the CLI) commits.
+    data_version: i64,
     /// Last-heard facts not yet written (written in batches to spare the SD card).
     dirty: HashMap<u32, (String, Option<i16>)>,
     conn: Connection,
@@ -107,12 +116,17 @@ impl Registry {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "cache_size", -128)?;
         conn.execute_batch(SCHEMA)?;
+        // Forgets made while no daemon ran are already in `devices` (their rows are gone).
+        conn.execute("DELETE FROM device_forgets", [])?;
+        let data_version = data_version(&conn)?;
         let mut devices = HashMap::new();
         for d in load(&conn)? {
             devices.insert(d.id, d);
         }
+        let mut by_id = HashMap::new();
         for c in configured {
             let id = parse_id(&c.id)?;
+            by_id.insert(id, c.clone());
             let prev = devices.remove(&id);
             devices.insert(
                 id,
@@ -130,9 +144,51 @@ impl Registry {
         }
         Ok(Self {
             devices,
+            configured: by_id,
+            data_version,
             dirty: HashMap::new(),
             conn,
         })
+    }
+
+    /// Applies `enocean-agent devices forget` run while the daemon runs: a forgotten learned
+    /// device is dropped, a configured one falls back to its configured EEP. Cheap when nothing
+    /// changed (one pragma read). Returns the forgotten IDs.
+    pub fn apply_forgets(&mut self) -> Result<Vec<u32>, DeviceError> {
+        let version = data_version(&self.conn)?;
+        if version == self.data_version {
+            return Ok(Vec::new());
+        }
+        self.data_version = version;
+        let tx = self.conn.transaction()?;
+        let ids: Vec<(i64, String)> = {
+            let mut stmt = tx.prepare("SELECT n, id FROM device_forgets ORDER BY n")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut forgotten = Vec::new();
+        for (n, hex) in ids {
+            // A last-heard flush may have written the row again between the CLI's delete and now.
+            tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?;
+            tx.execute("DELETE FROM device_forgets WHERE n = ?1", params![n])?;
+            let Ok(id) = parse_id(&hex) else { continue };
+            match self.configured.get(&id) {
+                Some(c) => {
+                    if let Some(d) = self.devices.get_mut(&id) {
+                        d.eep = c.eep.clone();
+                        d.manufacturer = None;
+                    }
+                }
+                None => {
+                    self.devices.remove(&id);
+                }
+            }
+            forgotten.push(id);
+        }
+        tx.commit()?;
+        // Our own commit moved the version on; do not read the table again for it.
+        self.data_version = data_version(&self.conn)?;
+        Ok(forgotten)
     }
 
     /// The device with this sender ID, if known.
@@ -249,16 +305,25 @@ pub fn list(db: &Path, configured: &[DeviceConfig]) -> Result<Vec<Device>, Devic
     Ok(all)
 }
 
-/// Removes a learned device (and its last-heard facts). Returns false when it was not stored.
+/// Removes a learned device (and its last-heard facts); a configured device loses the EEP it
+/// learned. A running daemon applies it within a second ([`Registry::apply_forgets`]); the device is
+/// learned again only from a new teach-in. Returns false when it was not stored.
 pub fn forget(db: &Path, id: u32) -> Result<bool, DeviceError> {
-    let conn = Connection::open(db)?;
+    let mut conn = Connection::open(db)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
-    let n = conn.execute(
-        "DELETE FROM devices WHERE id = ?1",
-        params![format!("{id:08X}")],
-    )?;
+    let hex = format!("{id:08X}");
+    let tx = conn.transaction()?;
+    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?;
+    if n > 0 {
+        tx.execute("INSERT INTO device_forgets (id) VALUES (?1)", params![hex])?;
+    }
+    tx.commit()?;
     Ok(n > 0)
+}
+
+fn data_version(conn: &Connection) -> Result<i64, DeviceError> {
+    Ok(conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
 }
 
 #[cfg(test)]
@@ -305,6 +370,41 @@ mod tests {
         let left = list(&db, &[cfg("0180A3F2", Some("A5-04-01"))]).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, 0x0180_A3F2);
+    }
+
+    #[test]
+    fn a_forget_reaches_the_running_registry_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outbox.db");
+        let configured = [cfg("0180A3F2", None)];
+        let mut reg = Registry::open(&db, &configured).unwrap();
+        assert!(reg.learn(0x0194_E3B9, "A5-02-05", None, "t1").unwrap());
+        assert!(reg.learn(0x0180_A3F2, "A5-04-01", None, "t1").unwrap());
+        assert!(reg.apply_forgets().unwrap().is_empty());
+        // The CLI, on its own connection.
+        assert!(forget(&db, 0x0194_E3B9).unwrap());
+        assert!(forget(&db, 0x0180_A3F2).unwrap());
+        // A last-heard flush racing the forget writes the rows again.
+        reg.heard(0x0194_E3B9, "t2".into(), None);
+        reg.flush().unwrap();
+        let mut gone = reg.apply_forgets().unwrap();
+        gone.sort_unstable();
+        assert_eq!(gone, [0x0180_A3F2, 0x0194_E3B9]);
+        assert!(reg.get(0x0194_E3B9).is_none());
+        assert_eq!(reg.get(0x0180_A3F2).unwrap().eep, None);
+        assert!(reg.apply_forgets().unwrap().is_empty());
+        // Heard again: an unknown sender, not a learned device, now and after a restart.
+        reg.heard(0x0194_E3B9, "t3".into(), None);
+        reg.flush().unwrap();
+        drop(reg);
+        let all = list(&db, &configured).unwrap();
+        let stranger = all.iter().find(|d| d.id == 0x0194_E3B9).unwrap();
+        assert_eq!(
+            (stranger.source, stranger.eep.as_deref()),
+            (Source::Unknown, None)
+        );
+        let own = all.iter().find(|d| d.id == 0x0180_A3F2).unwrap();
+        assert_eq!((own.source, own.eep.as_deref()), (Source::Configured, None));
     }
 
     #[test]

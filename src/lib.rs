@@ -15,6 +15,7 @@ pub mod esp3;
 pub mod inspect;
 pub mod outbox;
 pub mod secret;
+pub mod secure;
 pub mod serial;
 pub mod sim;
 pub mod telemetry;

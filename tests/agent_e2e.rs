@@ -401,7 +401,11 @@ fn bad_configurations_exit_78_with_the_place() {
         ),
         ("[[webhook]]\nname = \"a\"\nurl = \"not a url\"\n", "url"),
         (
-            "[[device]]\nid = \"0180A3F2\"\neep = \"A5-99-99\"\n",
+            "[[device]]\nid = \"0180A3F2\"\neep = \"A5-4-1\"\n",
+            "device[0].eep",
+        ),
+        (
+            "[[device]]\nid = \"0180A3F2\"\neep = \"X5-04-01\"\n",
             "device[0].eep",
         ),
     ];

@@ -18,6 +18,8 @@ use enocean_agent::sim::building::DEVICES;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::outln;
+
 /// Arguments of `demo`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,12 +65,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let library = Library::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    println!(
+    outln!(
         "demo: simulated stick ({} devices), outbox {}, receiver http://127.0.0.1:{port}/enocean verifying HMAC-SHA256",
         DEVICES.len(),
         cfg.storage.path.display()
     );
-    println!(
+    outln!(
         "demo: running for {} s (Ctrl-C stops earlier)\n",
         args.duration
     );
@@ -104,7 +106,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let delivered = tally.records.load(Ordering::Relaxed);
     let verified = tally.verified.load(Ordering::Relaxed);
     let rejected = tally.rejected.load(Ordering::Relaxed);
-    println!(
+    outln!(
         "\ndemo summary: {} telegrams received ({} decoded, {} raw, {} teach-ins, {} devices learned), {} committed to the outbox",
         report.telegrams,
         report.decoded,
@@ -113,7 +115,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         report.learned,
         report.committed
     );
-    println!(
+    outln!(
         "              {} deliveries with {delivered} records arrived; {verified} signatures verified, {rejected} rejected",
         tally.deliveries.load(Ordering::Relaxed)
     );
@@ -192,15 +194,22 @@ fn spawn_receiver(server: tiny_http::Server, secret: String, tally: Arc<Tally>) 
             } else {
                 tally.rejected.fetch_add(1, Ordering::Relaxed);
             }
+            use std::io::Write as _;
             let _guard = print.lock();
             match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(v) => {
                     for r in v["records"].as_array().into_iter().flatten() {
                         tally.records.fetch_add(1, Ordering::Relaxed);
-                        println!("{}", describe(r, ok));
+                        let _ = writeln!(std::io::stdout().lock(), "{}", describe(r, ok));
                     }
                 }
-                Err(_) => println!("!! delivery that is not JSON ({} bytes)", body.len()),
+                Err(_) => {
+                    let _ = writeln!(
+                        std::io::stdout().lock(),
+                        "!! delivery that is not JSON ({} bytes)",
+                        body.len()
+                    );
+                }
             }
             let status = if ok { 200 } else { 401 };
             let _ = req.respond(tiny_http::Response::empty(status));

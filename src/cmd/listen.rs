@@ -66,13 +66,22 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
         config.dedup_window = Duration::ZERO;
     }
     let (tx, mut rx) = mpsc::channel(256);
+    // The printer says when stdout is gone (`| head`), which ends the listening too.
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
+        let gone = async {
+            let _ = gone_rx.await;
+        };
         match duration {
             Some(d) => tokio::select! {
                 _ = tokio::time::sleep(d) => {}
                 _ = super::signals::terminated() => {}
+                _ = gone => {}
             },
-            None => super::signals::terminated().await,
+            None => tokio::select! {
+                _ = super::signals::terminated() => {}
+                _ = gone => {}
+            },
         }
     };
     let runtime = serial::run(config, tx, stop);
@@ -87,6 +96,9 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
                 }
             }
         }
+        drop(gone_tx);
+        // Keeps draining so the serial side never waits on a full channel while it stops.
+        while rx.recv().await.is_some() {}
     };
     let (result, ()) = tokio::join!(runtime, printer);
     if let Some(sim) = sim {
@@ -159,7 +171,11 @@ fn describe(ev: &SerialEvent, color: bool) -> Option<String> {
                 t.sender_hex(),
                 t.rorg,
                 rorg::name(t.rorg).unwrap_or("?"),
-                hex::encode_upper(&t.payload),
+                if t.carries_key() {
+                    "(key withheld)".to_owned()
+                } else {
+                    t.payload_hex()
+                },
                 t.dbm().map_or("-".into(), |d| format!("{d} dBm")),
                 t.repeater_count(),
             );

@@ -7,6 +7,8 @@ use enocean_agent::webhook::{self, ManualError, Outcome};
 
 use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE, age_ms};
 
+use super::outln;
+
 /// Arguments of `outbox`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,9 +55,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Action::Status => status(&ctx),
         Action::Failed { webhook } => {
             let list = ctx.store.failed(webhook.as_deref(), None)?;
-            println!(
+            outln!(
                 "{:>6} {:<20} {:<24} {:>8} {:<16} RECORDS",
-                "ID", "WEBHOOK", "CREATED", "ATTEMPTS", "LAST ERROR"
+                "ID",
+                "WEBHOOK",
+                "CREATED",
+                "ATTEMPTS",
+                "LAST ERROR"
             );
             for d in &list {
                 let seqs = match (d.seq_first, d.seq_last) {
@@ -63,7 +69,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     (Some(a), _) => format!("seq {a}"),
                     _ => "-".into(),
                 };
-                println!(
+                outln!(
                     "{:>6} {:<20} {:<24} {:>8} {:<16} {}",
                     d.row,
                     d.webhook,
@@ -127,23 +133,23 @@ fn resend(ctx: &context::Ctx, ids: &[i64]) -> Result<ExitCode> {
                 };
                 if r.outcome == Outcome::Delivered {
                     ok += 1;
-                    println!("{id}: delivered ({what})");
+                    outln!("{id}: delivered ({what})");
                 } else {
                     failed += 1;
-                    println!("{id}: failed ({what})");
+                    outln!("{id}: failed ({what})");
                 }
             }
             Err(ManualError::NotFound(_)) => {
                 missing += 1;
-                println!("{id}: not found");
+                outln!("{id}: not found");
             }
             Err(e @ (ManualError::NotFailed { .. } | ManualError::ClockNotSynchronised)) => {
                 refused += 1;
-                println!("{id}: not resent: {e}");
+                outln!("{id}: not resent: {e}");
             }
             Err(ManualError::UnknownWebhook { webhook, .. }) => {
                 missing += 1;
-                println!("{id}: webhook {webhook:?} is not in the configuration");
+                outln!("{id}: webhook {webhook:?} is not in the configuration");
             }
             Err(e) => return Err(e.into()),
         }
@@ -168,22 +174,30 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
         .store
         .status_routed(&ctx.config.storage.path, &context::routes(&ctx.config))?;
     let lim = &ctx.config.storage;
-    println!("database      {}", lim.path.display());
-    println!(
+    outln!("database      {}", lim.path.display());
+    outln!(
         "telemetry     {} rows (max {}), {} bytes (max {}), file {} bytes",
-        s.rows, lim.max_rows, s.bytes, lim.max_bytes, s.file_bytes
+        s.rows,
+        lim.max_rows,
+        s.bytes,
+        lim.max_bytes,
+        s.file_bytes
     );
-    println!(
+    outln!(
         "last seq      {}   oldest stored {}",
         s.max_seq,
         age_ms(s.oldest_committed_ms)
     );
-    println!(
+    outln!(
         "{:<20} {:>8} {:>8} {:>7} {:>14}",
-        "WEBHOOK", "DEPTH", "RETRYING", "FAILED", "OLDEST PENDING"
+        "WEBHOOK",
+        "DEPTH",
+        "RETRYING",
+        "FAILED",
+        "OLDEST PENDING"
     );
     for w in &s.webhooks {
-        println!(
+        outln!(
             "{:<20} {:>8} {:>8} {:>7} {:>14}",
             w.name,
             w.depth,
@@ -193,7 +207,7 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
         );
     }
     let counter = |n: &str| s.counters.iter().find(|c| c.0 == n).map_or(0, |c| c.1);
-    println!(
+    outln!(
         "dropped       {} undelivered telemetry, {} failed deliveries; disk full {} times",
         counter("dropped"),
         counter("failed_dropped"),

@@ -8,6 +8,8 @@ use enocean_agent::webhook::{self, ManualError, Outcome};
 
 use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE};
 
+use super::outln;
+
 /// Arguments of `webhook`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -64,15 +66,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     };
                     let ms = r.latency.as_millis();
                     if r.outcome == Outcome::Delivered {
-                        println!("test delivery to {name}: delivered ({what}, {ms} ms)");
+                        outln!("test delivery to {name}: delivered ({what}, {ms} ms)");
                         Ok(ExitCode::SUCCESS)
                     } else {
-                        println!(
+                        outln!(
                             "test delivery to {name}: {} ({what}, {ms} ms)",
                             r.outcome.as_str()
                         );
                         if !r.response.is_empty() {
-                            println!("response: {}", r.response);
+                            outln!("response: {}", r.response);
                         }
                         Ok(ExitCode::from(EXIT_ATTEMPT_FAILED))
                     }
@@ -103,19 +105,27 @@ fn switch(ctx: &mut context::Ctx, name: &str, on: bool) -> Result<ExitCode> {
     ctx.store.ensure_webhook(name)?;
     if on {
         ctx.store.enable(name)?;
-        println!("webhook {name} enabled (deactivation and failure count cleared)");
+        outln!("webhook {name} enabled (deactivation and failure count cleared)");
     } else {
         ctx.store.disable(name)?;
-        println!("webhook {name} disabled (telemetry keeps queueing)");
+        outln!("webhook {name} disabled (telemetry keeps queueing)");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn list(ctx: &context::Ctx) -> Result<ExitCode> {
     let all = webhook::health::health(&ctx.store, &ctx.config.webhooks, &ctx.config.storage.path)?;
-    println!(
+    outln!(
         "{:<16} {:<19} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7}  {:<20} URL",
-        "NAME", "STATE", "BACKLOG", "OLDEST", "FAILED", "CONSEC", "NEXT", "LAST-OK", "LAST-FAILURE"
+        "NAME",
+        "STATE",
+        "BACKLOG",
+        "OLDEST",
+        "FAILED",
+        "CONSEC",
+        "NEXT",
+        "LAST-OK",
+        "LAST-FAILURE"
     );
     for h in &all {
         let failure = match (&h.last_failure, &h.last_failure_reason) {
@@ -123,7 +133,7 @@ fn list(ctx: &context::Ctx) -> Result<ExitCode> {
             (Some(at), None) => ago(at),
             _ => "-".into(),
         };
-        println!(
+        outln!(
             "{:<16} {:<19} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7}  {:<20} {}",
             h.name,
             h.state.as_str(),

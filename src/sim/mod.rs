@@ -142,6 +142,8 @@ struct Shared {
     stats: SimStats,
     sent: Vec<Sent>,
     slave: PathBuf,
+    /// Bytes handed to [`SimStick::inject`], written before the next scripted chunk.
+    injected: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -216,6 +218,13 @@ impl SimStick {
     /// Ground truth of every telegram emitted so far (empty unless `record` was set).
     pub fn sent(&self) -> Vec<Sent> {
         lock(&self.shared).sent.clone()
+    }
+
+    /// Sends `bytes` to the host as they are (whole ESP3 frames, or noise), before the next
+    /// scripted telegram, once a host has the port open: for tests that need one particular
+    /// telegram (a secure teach-in, a sender the building does not have).
+    pub fn inject(&self, bytes: &[u8]) {
+        lock(&self.shared).injected.extend_from_slice(bytes);
     }
 
     /// Simulates unplugging the stick for `downtime` and plugging it back: the link is removed,
@@ -415,6 +424,18 @@ impl Runner {
                 }
                 _ => now,
             };
+            let injected = if present {
+                std::mem::take(&mut lock(&self.shared).injected)
+            } else {
+                Vec::new()
+            };
+            if !injected.is_empty() {
+                match self.write_out(master, &injected).await {
+                    Err(end) => return end,
+                    Ok(true) => {}
+                    Ok(false) => present = false,
+                }
+            }
             let mut wake = now + HOST_POLL;
             if present && !finished {
                 let next = due_at(self.script.as_ref().map_or(0, Script::telegrams));

@@ -347,17 +347,9 @@ impl WebhookConfig {
         Ok(())
     }
 
-    /// The URL for display: user information (`user:pass@`) replaced by `***@`.
+    /// The URL for listings and logs, without user, password, query values or fragment.
     pub fn display_url(&self) -> String {
-        let Some(scheme_end) = self.url.find("://") else {
-            return self.url.clone();
-        };
-        let rest = &self.url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => format!("{}://***@{}", &self.url[..scheme_end], &rest[at + 1..]),
-            None => self.url.clone(),
-        }
+        crate::secret::redact_url(&self.url)
     }
 
     /// True when telemetry from this sender ID goes to this webhook.

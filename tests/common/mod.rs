@@ -267,6 +267,8 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
     );
     Telemetry {
         id: uuid::Uuid::now_v7().to_string(),
+        kind: Default::default(),
+        teach_in: None,
         seq: 0,
         received_at: jiff::Timestamp::now(),
         gateway: gateway(),
@@ -288,6 +290,7 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
             status: "00".into(),
             destination: Some("FFFFFFFF".into()),
             security_level: Some(0),
+            withheld: None,
         },
     }
 }
