@@ -43,7 +43,8 @@ pub enum AgentError {
 pub enum Notice {
     /// Started: the outbox is open and the sender runs.
     Ready(String),
-    /// A one-line status ("stick FF8A1200, 2 webhooks, backlog 12").
+    /// A one-line status ("stick FF8A1200, 812 telegrams, 1 webhook(s): backend
+    /// deactivated-probing backlog 12").
     Status(String),
     /// The main loop is alive (watchdog keep-alive).
     Watchdog,
@@ -509,14 +510,16 @@ impl State<'_> {
     }
 
     fn status_line(&self, webhooks: usize) -> String {
-        let backlog = self
-            .outbox
-            .store()
-            .status(&self.cfg.storage.path)
-            .map(|s| s.webhooks.iter().map(|w| w.depth).sum::<u64>())
-            .unwrap_or(0);
+        // Per webhook: state and backlog, from the same figures as `webhook list`.
+        let health = crate::webhook::health::health(
+            self.outbox.store(),
+            &self.cfg.webhooks,
+            &self.cfg.storage.path,
+        )
+        .map(|h| crate::webhook::health::summary(&h))
+        .unwrap_or_else(|e| format!("unknown ({e})"));
         format!(
-            "stick {}, {webhooks} webhook(s), backlog {backlog}, {} telegrams",
+            "stick {}, {} telegrams, {webhooks} webhook(s): {health}",
             self.gateway.base_id.as_deref().unwrap_or("unidentified"),
             self.report.telegrams
         )
