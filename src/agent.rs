@@ -4,20 +4,21 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::device::{DeviceError, Registry, Source};
+use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
 use crate::serial::{self, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
+use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Telemetry};
 use crate::webhook::{Sender, SenderOptions};
 
@@ -36,6 +37,12 @@ pub enum AgentError {
     /// The serial runtime ended with an error.
     #[error("serial: {0}")]
     Serial(#[from] serial::SerialError),
+    /// A thread could not be started.
+    #[error("starting a thread: {0}")]
+    Thread(std::io::Error),
+    /// The storage writer thread died; committed readings are safe, a restart resumes.
+    #[error("the storage writer thread died")]
+    StorageDied,
 }
 
 /// What the agent tells its supervisor (systemd's sd_notify in the binary).
@@ -43,8 +50,7 @@ pub enum AgentError {
 pub enum Notice {
     /// Started: the outbox is open and the sender runs.
     Ready(String),
-    /// A one-line status ("stick FF8A1200, 812 telegrams, 1 webhook(s): backend
-    /// deactivated-probing backlog 12").
+    /// A one-line status ("stick FF8A1200, 2 webhooks, backlog 12").
     Status(String),
     /// The main loop is alive (watchdog keep-alive).
     Watchdog,
@@ -90,8 +96,10 @@ pub struct Report {
     pub teach_ins: u64,
     /// Devices learned or re-learned from teach-ins.
     pub learned: u64,
-    /// Telemetry that could not be committed (the outbox said why in the log).
+    /// Records the outbox refused or could not commit before exit (the log says why).
     pub enqueue_errors: u64,
+    /// Records that did not fit in the hand-off to storage (the disk was too slow for too long).
+    pub handoff_dropped: u64,
     /// Times the stick was (re)connected.
     pub connects: u64,
     /// Repeated copies dropped (same sender and payload within the dedup window).
@@ -114,7 +122,9 @@ pub async fn run(
             moved.display()
         );
     }
-    let registry = Registry::open(&cfg.storage.path, &cfg.devices)?;
+    let max_devices = cfg.learn.max_devices;
+    let device_store = DeviceStore::open(&cfg.storage.path, max_devices)?;
+    let registry = Registry::open(&cfg.storage.path, &cfg.devices, max_devices)?;
     let stop_sender = Arc::new(AtomicBool::new(false));
     let sender = Sender::spawn(
         &cfg.webhooks,
@@ -126,6 +136,7 @@ pub async fn run(
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
+    let storage = Storage::start(outbox, device_store).map_err(AgentError::Thread)?;
 
     let sim = if cfg.serial.port == "sim" {
         let sim = SimStick::start(options.sim.clone())?;
@@ -145,7 +156,7 @@ pub async fn run(
         cfg,
         library,
         registry,
-        outbox,
+        storage,
         gateway: Gateway {
             id: cfg.gateway.id.clone(),
             base_id: None,
@@ -177,14 +188,10 @@ pub async fn run(
         .min(Duration::from_secs(1));
     let mut last_status = Instant::now();
     let mut last_watchdog = Instant::now();
-    let mut last_forget_check = Instant::now();
 
-    // Runs until the serial side has stopped and every event it sent has been handled.
+    // Runs until the serial side has stopped and every event it sent has been handled. Nothing
+    // here touches the disk: records go to the storage writer thread through a bounded queue.
     while serial_result.is_none() || rx_open {
-        let commit_at = state
-            .outbox
-            .commit_due()
-            .unwrap_or_else(|| Instant::now() + tick);
         tokio::select! {
             res = &mut serial_run, if serial_result.is_none() => {
                 serial_result = Some(res);
@@ -193,6 +200,10 @@ pub async fn run(
                 Some(ev) => state.on_serial(ev),
                 None => rx_open = false,
             },
+            Some(id) = state.storage.forgets().recv() => {
+                state.registry.forget(id);
+                info!("device {id:08X} forgotten; it is learned again only from a new teach-in");
+            }
             () = &mut shutdown, if stop_tx.is_some() => {
                 info!("stopping: no more reading, committing what was received");
                 notify(Notice::Stopping);
@@ -200,48 +211,51 @@ pub async fn run(
                     let _ = tx.send(());
                 }
             }
-            () = tokio::time::sleep_until(commit_at.min(Instant::now() + tick).into()) => {}
+            () = tokio::time::sleep(tick) => {}
         }
-        state.commit(false);
         if let Some(summary) = state.strangers.due(Instant::now()) {
             info!("{summary}");
         }
-        if last_forget_check.elapsed() >= Duration::from_secs(1) {
-            last_forget_check = Instant::now();
-            match state.registry.apply_forgets() {
-                Ok(ids) => {
-                    for id in ids {
-                        info!(
-                            "device {id:08X} forgotten; it is learned again only from a new teach-in"
-                        );
-                    }
-                }
-                Err(e) => warn!("could not read forgotten devices: {e}"),
-            }
-        }
+        let stopping = stop_tx.is_none();
         if let Some(every) = options.watchdog
+            && !stopping
             && last_watchdog.elapsed() >= every
         {
             last_watchdog = Instant::now();
-            notify(Notice::Watchdog);
+            // A dead storage writer must not be hidden behind a healthy watchdog.
+            if state.storage.is_alive() {
+                notify(Notice::Watchdog);
+            }
+        }
+        if !state.storage.is_alive() {
+            error!(
+                "the storage writer thread died; stopping so the service manager restarts the agent"
+            );
+            if let Some(tx) = stop_tx.take() {
+                let _ = tx.send(());
+            }
         }
         if last_status.elapsed() >= options.status_interval {
             last_status = Instant::now();
-            if let Err(e) = state.registry.flush() {
-                warn!("could not record when devices were last heard: {e}");
+            let heard = state.registry.take_heard();
+            state.storage.send(Op::Heard(heard));
+            if !stopping {
+                notify(Notice::Status(state.status_line(webhooks)));
             }
-            notify(Notice::Status(state.status_line(webhooks)));
         }
     }
-    state.commit(true);
-    if let Err(e) = state.registry.flush() {
-        warn!("could not record when devices were last heard: {e}");
-    }
+    let heard = state.registry.take_heard();
+    state.storage.send(Op::Heard(heard));
     if let Some(sim) = sim {
         sim.stop().await;
     }
     let mut report = state.report;
-    drop(state);
+    let State { storage, .. } = state;
+    let figures = storage.shared_figures();
+    let storage_ok = storage.stop();
+    report.committed = figures.committed.load(Ordering::Relaxed);
+    report.enqueue_errors = figures.not_committed.load(Ordering::Relaxed);
+    report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
     // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
     sender.stop();
     match serial_result {
@@ -249,16 +263,22 @@ pub async fn run(
             report.connects = stats.connects;
             report.duplicates = stats.duplicates;
             info!(
-                "stopped: {} telegrams, {} duplicates dropped, {} committed, {} decoded, {} raw, {} teach-ins, {} connects",
+                "stopped: {} telegrams, {} duplicates dropped, {} committed, {} decoded, {} raw, {} teach-ins, {} connects, {} not committed, {} lost at hand-off",
                 report.telegrams,
                 report.duplicates,
                 report.committed,
                 report.decoded,
                 report.raw,
                 report.teach_ins,
-                report.connects
+                report.connects,
+                report.enqueue_errors,
+                report.handoff_dropped
             );
-            Ok(report)
+            if storage_ok {
+                Ok(report)
+            } else {
+                Err(AgentError::StorageDied)
+            }
         }
         Some(Err(e)) => Err(e.into()),
         None => Ok(report),
@@ -269,7 +289,7 @@ struct State<'a> {
     cfg: &'a Config,
     library: &'a Library,
     registry: Registry,
-    outbox: Outbox,
+    storage: Storage,
     gateway: Gateway,
     report: Report,
     warned_eeps: std::collections::HashSet<String>,
@@ -389,13 +409,7 @@ impl State<'_> {
             }
             None => self.report.raw += 1,
         }
-        match self.outbox.enqueue(tm) {
-            Ok(done) => self.report.committed += done.len() as u64,
-            Err(e) => {
-                self.report.enqueue_errors += 1;
-                error!("telemetry could not be queued: {e}");
-            }
-        }
+        self.storage.send(Op::Record(Box::new(tm)));
     }
 
     fn on_teach_in(&mut self, t: &Telegram, ti: &TeachIn, at: jiff::Timestamp) {
@@ -427,21 +441,17 @@ impl State<'_> {
             }
         );
         let learned = match eep.filter(|_| self.cfg.learn.enabled) {
-            None => None,
-            Some(eep) => match self
-                .registry
-                .learn(t.sender, &eep, manufacturer, &at.to_string())
-            {
-                Ok(true) => {
-                    self.report.learned += 1;
-                    Some(eep)
-                }
-                Ok(false) => None,
-                Err(e) => {
-                    warn!("could not store learned device {id}: {e}");
-                    None
-                }
-            },
+            Some(eep) if self.registry.learn(t.sender, &eep, manufacturer) => {
+                self.report.learned += 1;
+                self.storage.send(Op::Learned {
+                    id: t.sender,
+                    eep: eep.clone(),
+                    manufacturer,
+                    at: at.to_string(),
+                });
+                Some(eep)
+            }
+            _ => None,
         };
         let line = match &learned {
             Some(eep) => format!("{what}; learned as {eep}"),
@@ -475,13 +485,7 @@ impl State<'_> {
             ),
             false,
         );
-        match self.outbox.enqueue(tm) {
-            Ok(done) => self.report.committed += done.len() as u64,
-            Err(e) => {
-                self.report.enqueue_errors += 1;
-                error!("teach-in record could not be queued: {e}");
-            }
-        }
+        self.storage.send(Op::Record(Box::new(tm)));
     }
 
     /// Logs a teach-in: at info for a device this gateway knows (an installer pairing it), at
@@ -497,31 +501,18 @@ impl State<'_> {
         }
     }
 
-    fn commit(&mut self, all: bool) {
-        let r = if all {
-            self.outbox.flush()
-        } else {
-            self.outbox.poll(Instant::now())
-        };
-        match r {
-            Ok(done) => self.report.committed += done.len() as u64,
-            Err(e) => error!("outbox commit failed: {e}; will retry"),
-        }
-    }
-
     fn status_line(&self, webhooks: usize) -> String {
-        // Per webhook: state and backlog, from the same figures as `webhook list`.
-        let health = crate::webhook::health::health(
-            self.outbox.store(),
-            &self.cfg.webhooks,
-            &self.cfg.storage.path,
-        )
-        .map(|h| crate::webhook::health::summary(&h))
-        .unwrap_or_else(|e| format!("unknown ({e})"));
+        let f = self.storage.figures();
         format!(
-            "stick {}, {} telegrams, {webhooks} webhook(s): {health}",
+            "stick {}, {webhooks} webhook(s), backlog {}, {} telegrams{}",
             self.gateway.base_id.as_deref().unwrap_or("unidentified"),
-            self.report.telegrams
+            f.backlog.load(Ordering::Relaxed),
+            self.report.telegrams,
+            if f.failing.load(Ordering::Relaxed) {
+                ", storage failing"
+            } else {
+                ""
+            }
         )
     }
 }

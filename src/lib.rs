@@ -18,5 +18,6 @@ pub mod secret;
 pub mod secure;
 pub mod serial;
 pub mod sim;
+pub mod storage;
 pub mod telemetry;
 pub mod webhook;

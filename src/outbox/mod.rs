@@ -138,7 +138,13 @@ pub struct Outbox {
     last_maintenance: Instant,
     recovered_from: Option<PathBuf>,
     pending_counters: Vec<(&'static str, i64)>,
+    /// Test-only: every commit first sleeps this long (`ENOCEAN_AGENT_TEST_COMMIT_DELAY_MS`), to
+    /// prove that a slow SD card never stalls the serial reader.
+    commit_delay: Option<Duration>,
 }
+
+/// Environment variable of the test-only commit delay, in milliseconds.
+pub const TEST_COMMIT_DELAY_ENV: &str = "ENOCEAN_AGENT_TEST_COMMIT_DELAY_MS";
 
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
@@ -175,6 +181,10 @@ impl Outbox {
             last_maintenance: Instant::now(),
             recovered_from,
             pending_counters: Vec::new(),
+            commit_delay: std::env::var(TEST_COMMIT_DELAY_ENV)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis),
         };
         if me.recovered_from.is_some() {
             me.pending_counters.push(("corrupt_recovered", 1));
@@ -406,6 +416,9 @@ impl Outbox {
             };
             self.drop_oldest(over_rows, bytes_goal, why)?;
         }
+        if let Some(d) = self.commit_delay {
+            std::thread::sleep(d);
+        }
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let tx = self.store.conn.transaction()?;
         let mut out = Vec::with_capacity(encoded.len());
@@ -442,6 +455,18 @@ impl Outbox {
         tx.commit()?;
         self.pending_counters.clear();
         Ok(())
+    }
+
+    /// Readings committed but not yet handed to the slowest configured webhook (an upper bound:
+    /// readings a webhook does not route count too). Two index lookups, no table scan.
+    pub fn backlog(&self) -> Result<u64, OutboxError> {
+        let max_seq: i64 =
+            self.store
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
+                    r.get(0)
+                })?;
+        Ok((max_seq.max(0) as u64).saturating_sub(self.min_cursor()?))
     }
 
     fn min_cursor(&self) -> Result<u64, OutboxError> {
