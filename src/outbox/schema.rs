@@ -167,3 +167,55 @@ pub fn move_aside(path: &Path) -> Result<PathBuf, OutboxError> {
     }
     Ok(target)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 file (as the first release wrote it) with one webhook deactivated for
+    /// consecutive failures and one for a 410: after the migration the first is probed, the
+    /// second stays gone, and deliveries get their `requeue` mark.
+    #[test]
+    fn version_1_deactivations_become_probing_or_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO webhook (name, deactivated_at, deactivated_reason, \
+                 consecutive_failures) VALUES \
+                 ('failing', '2026-11-20T10:00:00Z', '5 consecutive failed deliveries', 5), \
+                 ('gone', '2026-11-20T10:00:00Z', '410 Gone', 0), ('fine', NULL, NULL, 0); \
+                 INSERT INTO delivery (webhook, uuid, event, telemetry_ids, state, created_at, \
+                 updated_at, body) VALUES ('failing', 'u', 'telemetry', 'x', 'failed', 't', 't', x'7b7d');",
+            )
+            .unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let phases: Vec<(String, String)> = conn
+            .prepare("SELECT name, phase FROM webhook ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            phases,
+            vec![
+                ("failing".to_owned(), "probing".to_owned()),
+                ("fine".to_owned(), "active".to_owned()),
+                ("gone".to_owned(), "gone".to_owned()),
+            ]
+        );
+        let requeue: i64 = conn
+            .query_row("SELECT requeue FROM delivery", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(requeue, 0, "an old failed delivery stays failed");
+    }
+}
