@@ -555,3 +555,33 @@ pub mod duration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_schedule_defaults_and_checks() {
+        let dir = Path::new(".");
+        let mut w = WebhookConfig::new("w", "http://127.0.0.1/hook");
+        assert_eq!(
+            (w.probe_base, w.probe_max),
+            (Duration::from_secs(30), Duration::from_secs(180))
+        );
+        assert!(w.validate(dir).is_ok());
+        w.probe_max = Duration::from_secs(10);
+        let e = w.validate(dir).unwrap_err();
+        assert_eq!(e.key, "probe_max");
+        w.probe_max = Duration::from_secs(60);
+        w.probe_base = Duration::ZERO;
+        assert_eq!(w.validate(dir).unwrap_err().key, "probe_base");
+        let parsed: WebhookConfig = toml::from_str(
+            "name = \"w\"\nurl = \"http://127.0.0.1/\"\nprobe_base = \"5s\"\nprobe_max = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (parsed.probe_base, parsed.probe_max),
+            (Duration::from_secs(5), Duration::from_secs(60))
+        );
+    }
+}
