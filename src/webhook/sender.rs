@@ -562,8 +562,8 @@ impl Worker {
             Trigger::Auto,
             &r,
         );
-        self.cursor = self.cursor.max(last);
         if decision.fate == Fate::Delivered {
+            self.cursor = self.cursor.max(last);
             self.acks.push(entry);
             self.ack_since.get_or_insert_with(Instant::now);
             if !decision.events.is_empty() || decision.streak_end.is_some() {
@@ -583,12 +583,14 @@ impl Worker {
             }
             return Ok(Step::Busy);
         }
-        // Not delivered: store the delivery with its exact body and move the cursor past it.
+        // Not delivered: store the delivery with its exact body and move the cursor past it (in
+        // memory only once that is on disk: if the write fails, the records are read again).
         let change = delivery_change(&decision, &r, 0, 0);
         let health = self.health(&decision, &r);
+        let cursor = self.cursor.max(last);
         let row = self.store.record_first_attempt(
             &self.cfg.name,
-            self.cursor,
+            cursor,
             &self.acks,
             NewDelivery {
                 uuid: &id,
@@ -600,6 +602,7 @@ impl Worker {
             &entry,
             &health,
         )?;
+        self.cursor = cursor;
         self.acks_saved();
         self.state = None;
         if decision.fate == Fate::Retry {
