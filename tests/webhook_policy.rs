@@ -141,6 +141,101 @@ fn outage_deactivates_probes_survives_restart_and_drains_in_seq_order_without_co
     assert!(h.last_success.is_some());
 }
 
+/// Connection refused, connections reset and timeouts are outages like a 503: the webhook is
+/// deactivated, probed, and drains in order by itself once the endpoint answers again.
+#[test]
+fn refused_reset_and_timeout_outages_recover_by_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused: nothing listens on a port that was just free on 127.0.0.2 (the other receivers
+    // bind 127.0.0.1); the endpoint comes back on it later.
+    let refused_port = std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Reset: a listener that accepts and closes every connection without an answer.
+    let reset_listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let reset_port = reset_listener.local_addr().unwrap().port();
+    let closing = Arc::new(AtomicBool::new(true));
+    let c = closing.clone();
+    reset_listener.set_nonblocking(true).unwrap();
+    let resetter = std::thread::spawn(move || {
+        while c.load(Ordering::SeqCst) {
+            match reset_listener.accept() {
+                Ok((conn, _)) => drop(conn),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    // Timeout: answers only after the client gave up.
+    let slow = Arc::new(AtomicBool::new(true));
+    let sl = slow.clone();
+    let timeout_rx = Receiver::start(move |_, _| {
+        if sl.load(Ordering::SeqCst) {
+            Reply::ok().delay(Duration::from_millis(400))
+        } else {
+            Reply::ok()
+        }
+    });
+    let mut hooks = Vec::new();
+    for (name, url) in [
+        ("refused", format!("http://127.0.0.2:{refused_port}/hook")),
+        ("reset", format!("http://127.0.0.2:{reset_port}/hook")),
+        ("timeout", timeout_rx.url.clone()),
+    ] {
+        let mut h = fast_webhook(name, &url);
+        h.deactivate_after = 2;
+        h.max_retries = 1;
+        h.timeout = Duration::from_millis(150);
+        hooks.push(h);
+    }
+    let s = storage(dir.path());
+    let mut ob = open_outbox(&s, &hooks);
+    let sender = spawn(&hooks, &s, fast_options());
+    ob.set_waker(sender.waker());
+    let mut ids = enqueue_n(&mut ob, DEV, 3);
+    let store = Store::open(&s.path).unwrap();
+    assert!(wait_for(WAIT, || {
+        ["refused", "reset", "timeout"]
+            .iter()
+            .all(|n| phase(&store, n) == Phase::Probing)
+    }));
+    for (name, why) in [
+        ("refused", "connection_refused"),
+        ("reset", "connection_reset"),
+        ("timeout", "timeout"),
+    ] {
+        let w = store.webhook(name).unwrap().unwrap();
+        assert_eq!(w.last_failure_reason.as_deref(), Some(why), "{name}");
+    }
+    assert!(store.failed(None, None).unwrap().is_empty());
+    ids.extend(enqueue_n(&mut ob, DEV, 2));
+    // The endpoints come back.
+    closing.store(false, Ordering::SeqCst);
+    resetter.join().unwrap();
+    let refused_rx = Receiver::start_on(&format!("127.0.0.2:{refused_port}"), |_, _| Reply::ok());
+    let reset_rx = Receiver::start_on(&format!("127.0.0.2:{reset_port}"), |_, _| Reply::ok());
+    slow.store(false, Ordering::SeqCst);
+    let firsts = |rx: &Receiver| {
+        let mut seen = std::collections::HashSet::new();
+        rx.requests()
+            .iter()
+            .flat_map(record_ids)
+            .filter(|id| seen.insert(id.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(wait_for(WAIT, || firsts(&refused_rx) == ids));
+    assert!(wait_for(WAIT, || firsts(&reset_rx) == ids));
+    // The slow receiver got every reading, possibly some twice (answered after the timeout).
+    assert!(wait_for(WAIT, || firsts(&timeout_rx) == ids));
+    assert!(wait_for(WAIT, || {
+        ["refused", "reset", "timeout"]
+            .iter()
+            .all(|n| phase(&store, n) == Phase::Active)
+    }));
+    sender.stop();
+}
+
 #[test]
 fn retry_after_is_honoured_on_429() {
     let dir = tempfile::tempdir().unwrap();

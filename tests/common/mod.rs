@@ -82,7 +82,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) -> Self {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::start_on("127.0.0.1:0", script)
+    }
+
+    /// A receiver on a given address (e.g. a port an endpoint comes back on).
+    pub fn start_on(
+        addr: &str,
+        script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let server = tiny_http::Server::http(addr).expect("bind the receiver's address");
+        let ip = server.server_addr().to_ip().expect("ip").ip();
         let port = server.server_addr().to_ip().expect("ip").port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Mutex<Arc<Script>>> = Arc::new(Mutex::new(Arc::new(script)));
@@ -125,7 +134,7 @@ impl Receiver {
             }
         });
         Self {
-            url: format!("http://127.0.0.1:{port}/hook"),
+            url: format!("http://{ip}:{port}/hook"),
             port,
             log,
             script,
