@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -676,13 +676,21 @@ fn standard_webhooks_held_until_clock_is_plausible() {
     let s = storage(dir.path());
     let mut ob = open_outbox(&s, &hooks);
     let synced = Arc::new(AtomicBool::new(false));
-    let flag = synced.clone();
+    let checks = Arc::new(AtomicUsize::new(0));
+    let (flag, counter) = (synced.clone(), checks.clone());
     let mut opts = fast_options();
-    opts.clock = Arc::new(move || flag.load(Ordering::SeqCst));
+    opts.clock = Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        flag.load(Ordering::SeqCst)
+    });
     let sender = spawn(&hooks, &s, opts);
     ob.set_waker(sender.waker());
     enqueue_n(&mut ob, DEV, 2);
-    std::thread::sleep(Duration::from_millis(200));
+    // The sender asks the clock at every step before it looks for readings; a step that asked
+    // after the readings were committed would, without the hold, have sent them right after.
+    // Two such questions with nothing received: they were held.
+    let after_commit = checks.load(Ordering::SeqCst);
+    assert!(wait_for(WAIT, || checks.load(Ordering::SeqCst) >= after_commit + 2));
     assert_eq!(rx.count(), 0, "held while the clock is not synchronised");
     synced.store(true, Ordering::SeqCst);
     assert!(wait_for(WAIT, || rx.count() == 2));

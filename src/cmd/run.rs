@@ -49,13 +49,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
         ..Options::default()
     };
-    let report = rt.block_on(agent::run(
-        &cfg,
-        &library,
-        options,
-        super::signals::terminated(),
-        &mut systemd_notify,
-    ));
+    let report = rt.block_on(async {
+        // Installed before any start-up work, so an early SIGTERM still stops cleanly.
+        let stop = super::signals::terminated();
+        agent::run(&cfg, &library, options, stop, &mut systemd_notify).await
+    });
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     report.context("agent stopped with an error")?;
     Ok(ExitCode::SUCCESS)
