@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{ErrorCode, params};
 
 pub use config::{Overflow, StorageConfig};
-pub use store::{Delivery, LogEntry, Status, Store, Trigger, WebhookState};
+pub use store::{
+    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, Phase, Status, Store, StreakEnd,
+    Trigger, WebhookState,
+};
 
 use crate::telemetry::Telemetry;
 

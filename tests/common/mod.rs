@@ -91,7 +91,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) -> Self {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::start_on("127.0.0.1:0", script)
+    }
+
+    /// A receiver on a given address (e.g. a port an endpoint comes back on).
+    pub fn start_on(
+        addr: &str,
+        script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let server = tiny_http::Server::http(addr).expect("bind the receiver's address");
+        let ip = server.server_addr().to_ip().expect("ip").ip();
         let port = server.server_addr().to_ip().expect("ip").port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Mutex<Arc<Script>>> = Arc::new(Mutex::new(Arc::new(script)));
@@ -135,7 +144,7 @@ impl Receiver {
             }
         });
         Self {
-            url: format!("http://127.0.0.1:{port}/hook"),
+            url: format!("http://{ip}:{port}/hook"),
             port,
             log,
             script,
@@ -164,6 +173,78 @@ impl Drop for Receiver {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A receiver whose answer the test switches: every request gets the current status, except
+/// that `rule` may answer a request itself (e.g. refuse one body). Remembers what it answered.
+pub struct Endpoint {
+    pub rx: Receiver,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    answers: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Endpoint {
+    pub fn start(status: u16) -> Self {
+        Self::with_rule(status, |_| None)
+    }
+
+    pub fn with_rule(
+        status: u16,
+        rule: impl Fn(&Received) -> Option<u16> + Send + Sync + 'static,
+    ) -> Self {
+        let current = Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (c, a) = (current.clone(), answers.clone());
+        let rx = Receiver::start(move |n, r| {
+            let s = rule(r).unwrap_or_else(|| c.load(Ordering::SeqCst));
+            let mut g = a.lock().unwrap();
+            if g.len() <= n {
+                g.resize(n + 1, 0);
+            }
+            g[n] = s;
+            Reply::status(s)
+        });
+        Self {
+            rx,
+            status: current,
+            answers,
+        }
+    }
+
+    /// Answers `status` from now on.
+    pub fn set(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn count(&self) -> usize {
+        self.rx.count()
+    }
+
+    /// The requests with the status each got (requests still being answered are left out).
+    pub fn answered(&self) -> Vec<(Received, u16)> {
+        let reqs = self.rx.requests();
+        let answers = self.answers.lock().unwrap().clone();
+        reqs.into_iter()
+            .zip(answers)
+            .filter(|(_, s)| *s != 0)
+            .collect()
+    }
+
+    /// Telemetry ids in the order they were first accepted (2xx), each once.
+    pub fn first_accepted(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (r, s) in self.answered() {
+            if (200..300).contains(&s) {
+                for id in record_ids(&r) {
+                    if seen.insert(id.clone()) {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -374,11 +455,13 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
     }
 }
 
-/// A webhook with millisecond backoff for tests.
+/// A webhook with millisecond backoff and probes for tests.
 pub fn fast_webhook(name: &str, url: &str) -> WebhookConfig {
     let mut w = WebhookConfig::new(name, url);
     w.backoff_base = Duration::from_millis(5);
     w.backoff_max = Duration::from_millis(20);
+    w.probe_base = Duration::from_millis(50);
+    w.probe_max = Duration::from_millis(200);
     w.jitter = 0.0;
     w.timeout = Duration::from_secs(5);
     w.connect_timeout = Duration::from_secs(2);
