@@ -24,6 +24,50 @@ pub const HANDOFF_CAPACITY: usize = 4096;
 /// How often the writer looks for forgets and refreshes its figures.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the runtime status file is rewritten (it lives on tmpfs, under `/run`).
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Where the daemon writes its live figures: `$RUNTIME_DIRECTORY/status.json` (systemd's
+/// `RuntimeDirectory=`), else `/run/enocean-agent/status.json` when that directory exists. Never
+/// on the SD card: it is rewritten every few seconds.
+pub fn status_path() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") {
+        let first = std::env::split_paths(&dir).next()?;
+        return Some(first.join("status.json"));
+    }
+    let dir = std::path::Path::new("/run/enocean-agent");
+    dir.is_dir().then(|| dir.join("status.json"))
+}
+
+/// The runtime status file's content.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeStatus {
+    /// The daemon's process ID.
+    pub pid: u32,
+    /// When this was written (RFC 3339).
+    pub updated_at: String,
+    /// Records committed by this run.
+    pub committed: u64,
+    /// Records waiting in memory for the next commit.
+    pub buffered: u64,
+    /// Committed readings not yet handed to the slowest webhook (upper bound).
+    pub backlog: u64,
+    /// Records lost because the hand-off to storage was full.
+    pub handoff_dropped: u64,
+    /// Records the outbox refused or could not commit.
+    pub not_committed: u64,
+    /// Undelivered readings dropped by the overflow policy since start.
+    pub dropped: u64,
+    /// Full-disk episodes since start.
+    pub disk_full_episodes: u64,
+    /// Failed commits since start.
+    pub failed_commits: u64,
+    /// True while the disk is full.
+    pub disk_full_now: bool,
+    /// True while commits fail.
+    pub failing: bool,
+}
+
 /// One piece of work for the storage writer.
 #[derive(Debug)]
 pub enum Op {
@@ -174,6 +218,8 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Op>) {
+        let status_file = status_path();
+        let mut last_status = Instant::now() - STATUS_EVERY;
         let mut last_housekeeping = Instant::now() - HOUSEKEEPING_EVERY;
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -203,7 +249,9 @@ impl Writer {
             match result {
                 Ok(done) => {
                     self.committed(done.len());
-                    if let Some(since) = failing_since.take() {
+                    if let Some(since) = failing_since.take()
+                        && self.outbox.counts().disk_full_episodes == 0
+                    {
                         info!(
                             "storage: commits succeed again after {:.0?}",
                             since.elapsed()
@@ -213,7 +261,10 @@ impl Writer {
                 Err(e) => {
                     if failing_since.is_none() {
                         failing_since = Some(Instant::now());
-                        error!("storage: commit failed: {e}; retrying once per commit window");
+                        // A full disk is the outbox's to report (start, summary, end).
+                        if !e.is_disk_full() {
+                            error!("storage: commit failed: {e}; retrying once per commit window");
+                        }
                     }
                 }
             }
@@ -230,6 +281,15 @@ impl Writer {
                 last_housekeeping = Instant::now();
                 self.housekeeping();
             }
+            if let Some(path) = &status_file
+                && last_status.elapsed() >= STATUS_EVERY
+            {
+                last_status = Instant::now();
+                self.write_status(path);
+            }
+        }
+        if let Some(path) = &status_file {
+            self.write_status(path);
         }
         let left = self.outbox.buffered();
         if left > 0 {
@@ -242,6 +302,33 @@ impl Writer {
         }
     }
 
+    /// Writes the runtime status file (atomically: a temporary file renamed over it).
+    fn write_status(&self, path: &std::path::Path) {
+        let f = &self.figures;
+        let c = self.outbox.counts();
+        let status = RuntimeStatus {
+            pid: std::process::id(),
+            updated_at: jiff::Timestamp::now().to_string(),
+            committed: f.committed.load(Ordering::Relaxed),
+            buffered: self.outbox.buffered() as u64,
+            backlog: f.backlog.load(Ordering::Relaxed),
+            handoff_dropped: f.handoff_dropped.load(Ordering::Relaxed),
+            not_committed: f.not_committed.load(Ordering::Relaxed),
+            dropped: c.dropped,
+            disk_full_episodes: c.disk_full_episodes,
+            failed_commits: c.failed_commits,
+            disk_full_now: c.disk_full_now,
+            failing: f.failing.load(Ordering::Relaxed),
+        };
+        let Ok(text) = serde_json::to_string_pretty(&status) else {
+            return;
+        };
+        let tmp = path.with_extension("json.tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            log::debug!("storage: status file {}: {e}", path.display());
+        }
+    }
+
     fn committed(&self, n: usize) {
         self.figures
             .committed
@@ -250,17 +337,13 @@ impl Writer {
 
     fn handle(&mut self, op: Op) {
         match op {
-            Op::Record(t) => match self.outbox.enqueue(*t) {
-                Ok(done) => self.committed(done.len()),
-                Err(e) => {
-                    // The records stay buffered for the next try unless the policy refused them.
-                    if let crate::outbox::OutboxError::Refused(n) = e {
-                        self.figures
-                            .not_committed
-                            .fetch_add(n as u64, Ordering::Relaxed);
-                    }
+            Op::Record(t) => {
+                // On error the records stay buffered for the next try; what the policy refused
+                // is counted by the outbox as dropped.
+                if let Ok(done) = self.outbox.enqueue(*t) {
+                    self.committed(done.len());
                 }
-            },
+            }
             Op::Learned {
                 id,
                 eep,

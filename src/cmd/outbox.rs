@@ -208,10 +208,46 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
     }
     let counter = |n: &str| s.counters.iter().find(|c| c.0 == n).map_or(0, |c| c.1);
     outln!(
-        "dropped       {} undelivered telemetry, {} failed deliveries; disk full {} times",
+        "dropped       {} undelivered telemetry, {} failed deliveries; disk full {} times (stored counters)",
         counter("dropped"),
         counter("failed_dropped"),
         counter("disk_full")
     );
+    // The running daemon's live figures: right even while the disk is full.
+    match enocean_agent::storage::status_path() {
+        Some(path) => match std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<enocean_agent::storage::RuntimeStatus>(&t).ok())
+        {
+            Some(r) => {
+                outln!(
+                    "daemon        pid {}, figures of {}{}",
+                    r.pid,
+                    r.updated_at,
+                    if r.disk_full_now {
+                        ", DISK FULL NOW"
+                    } else if r.failing {
+                        ", COMMITS FAILING NOW"
+                    } else {
+                        ""
+                    }
+                );
+                outln!(
+                    "              this run: {} committed, {} waiting in memory, {} dropped (policy), disk full {} times, {} failed commits, {} lost at hand-off, {} not committed",
+                    r.committed,
+                    r.buffered,
+                    r.dropped,
+                    r.disk_full_episodes,
+                    r.failed_commits,
+                    r.handoff_dropped,
+                    r.not_committed
+                );
+            }
+            None => outln!("daemon        no live figures in {}", path.display()),
+        },
+        None => {
+            outln!("daemon        no runtime directory (RUNTIME_DIRECTORY or /run/enocean-agent)")
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
