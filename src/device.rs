@@ -1,6 +1,6 @@
 //! The device registry: configured devices, devices learned from teach-in telegrams, and when each
-//! was last heard. Learned devices live in the outbox database (table `devices`, owned by this
-//! module), so `enocean-agent devices` sees them while the daemon runs.
+//! was last heard. Learned devices live in the outbox database (table `devices`, created by the
+//! outbox's migrations), so `enocean-agent devices` sees them while the daemon runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -18,6 +18,9 @@ pub enum DeviceError {
     /// The database failed.
     #[error("device table: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The outbox database could not be opened (newer schema, file error).
+    #[error("device table: {0}")]
+    Outbox(String),
 }
 
 /// Where the registry knows a device from.
@@ -79,21 +82,6 @@ pub fn parse_id(s: &str) -> Result<u32, DeviceError> {
     }
     u32::from_str_radix(t, 16).map_err(|_| DeviceError::BadId(s.to_string()))
 }
-
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY,
-    eep TEXT,
-    name TEXT,
-    source TEXT NOT NULL,
-    manufacturer INTEGER,
-    learned_at TEXT,
-    last_seen TEXT,
-    last_dbm INTEGER
-);
-CREATE TABLE IF NOT EXISTS device_forgets (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL
-)";
 
 /// Default bound on devices that are not configured (learned and merely heard), kept in memory
 /// and in the database; the least recently heard go first.
@@ -387,11 +375,13 @@ impl DeviceStore {
     }
 }
 
+/// A connection to the outbox database; its migrations create the device tables.
 fn open_conn(db: &Path) -> Result<Connection, DeviceError> {
-    let conn = Connection::open(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = crate::outbox::schema::open(db).map_err(|e| match e {
+        crate::outbox::OutboxError::Sqlite(e) => DeviceError::Db(e),
+        other => DeviceError::Outbox(other.to_string()),
+    })?;
     conn.pragma_update(None, "cache_size", -128)?;
-    conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
 

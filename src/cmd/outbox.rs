@@ -1,4 +1,4 @@
-//! `enocean-agent outbox status|failed|resend`.
+//! `enocean-agent outbox status|failed|resend|salvage`.
 
 use std::process::ExitCode;
 
@@ -43,16 +43,39 @@ enum Action {
         #[arg(long, requires = "failed")]
         webhook: Option<String>,
     },
+    /// Import the undelivered readings still readable from an outbox moved aside as corrupt
+    /// (`outbox.db.corrupt-<time>`); they are delivered again with their ids.
+    Salvage {
+        /// The moved-aside database file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Runs `outbox`.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ctx = match context::open(&args.config)? {
+    let mut ctx = match context::open(&args.config)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     match args.action {
         Action::Status => status(&ctx),
+        Action::Salvage { file } => {
+            if !file.exists() {
+                eprintln!("enocean-agent: no file {}", file.display());
+                return Ok(ExitCode::from(EXIT_NOT_FOUND));
+            }
+            let r = ctx.store.salvage(&file)?;
+            outln!(
+                "salvaged {} readings from {} (after seq {}); {} already here, {} unreadable rows, {} damaged ranges stepped over",
+                r.imported,
+                file.display(),
+                r.from_seq,
+                r.already_here,
+                r.unreadable,
+                r.skipped_ranges
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Action::Failed { webhook } => {
             let list = ctx.store.failed(webhook.as_deref(), None)?;
             outln!(
@@ -213,6 +236,15 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
         counter("failed_dropped"),
         counter("disk_full")
     );
+    let (unreadable, first) = ctx.store.unreadable(10)?;
+    if unreadable > 0 {
+        let seqs: Vec<String> = first.iter().map(|(seq, _, _)| seq.to_string()).collect();
+        outln!(
+            "unreadable    {unreadable} stored readings cannot be read and are not delivered: seq {}{}",
+            seqs.join(", "),
+            if unreadable > 10 { ", …" } else { "" }
+        );
+    }
     // The running daemon's live figures: right even while the disk is full.
     match enocean_agent::storage::status_path() {
         Some(path) => match std::fs::read_to_string(&path)

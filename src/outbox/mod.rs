@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{ErrorCode, params};
+use rusqlite::{ErrorCode, OptionalExtension, params};
 
 pub use config::{Overflow, StorageConfig};
 pub use store::{
-    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, Phase, Status, Store, StreakEnd,
-    Trigger, WebhookState,
+    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, Phase, Salvage, Status, Store,
+    StreakEnd, Trigger, WebhookState,
 };
 
 use crate::telemetry::Telemetry;
@@ -148,6 +148,8 @@ pub struct Outbox {
     disk_full: Option<(Instant, u64)>,
     /// Rate limit of drop log lines: when the last was written, and drops not yet logged.
     drop_log: (Option<Instant>, u64),
+    /// Seqs below this are reserved in `<db>.seq` (may have been handed out).
+    seq_reserved: u64,
 }
 
 /// What the outbox counted since it was opened. Kept in memory, so the figures are right while
@@ -163,6 +165,13 @@ pub struct Counts {
     /// True while the disk is full.
     pub disk_full_now: bool,
 }
+
+/// Sequence numbers are reserved in blocks of this many in `<db>.seq`, a file beside the
+/// database: after a corrupt database is moved aside, the fresh one continues above every seq
+/// ever handed out. One small file write per block.
+const SEQ_BLOCK: u64 = 1_000_000;
+/// A new block is reserved when the last seq comes this close to the reservation.
+const SEQ_MARGIN: u64 = 100_000;
 
 /// A file of this many bytes at most (`<db>.reserve`) is kept beside the database and deleted
 /// when the disk fills, so that dropping the oldest readings (which writes to the WAL) has room.
@@ -213,8 +222,10 @@ impl Outbox {
             counts: Counts::default(),
             disk_full: None,
             drop_log: (None, 0),
+            seq_reserved: 0,
         };
         me.keep_reserve();
+        me.continue_seq()?;
         if me.recovered_from.is_some() {
             me.pending_counters.push(("corrupt_recovered", 1));
         }
@@ -423,6 +434,80 @@ impl Outbox {
         }
     }
 
+    fn seq_path(&self) -> PathBuf {
+        let mut p = self.cfg.path.as_os_str().to_owned();
+        p.push(".seq");
+        PathBuf::from(p)
+    }
+
+    /// Makes new seqs continue above the reservation in `<db>.seq` (a fresh database after a
+    /// corrupt one was moved aside starts there), then reserves the next block.
+    fn continue_seq(&mut self) -> Result<(), OutboxError> {
+        let floor = std::fs::read_to_string(self.seq_path())
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let current = self.last_seq()?;
+        if floor > current {
+            let tx = self.store.conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'telemetry'",
+                params![floor as i64],
+            )?;
+            if n == 0 {
+                tx.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('telemetry', ?1)",
+                    params![floor as i64],
+                )?;
+            }
+            tx.commit()?;
+            if current > 0 || self.recovered_from.is_some() {
+                log::warn!(
+                    "outbox: seq continues above {floor} (reserved in {}), never reusing a seq handed out before",
+                    self.seq_path().display()
+                );
+            }
+        }
+        self.seq_reserved = floor;
+        self.reserve_seq(floor.max(current))
+    }
+
+    /// Highest seq handed out by this database (SQLite's AUTOINCREMENT high-water mark).
+    fn last_seq(&self) -> Result<u64, OutboxError> {
+        let v: Option<i64> = self
+            .store
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'telemetry'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Reserves the next block when `last` comes within the margin of the reservation.
+    fn reserve_seq(&mut self, last: u64) -> Result<(), OutboxError> {
+        if last + SEQ_MARGIN < self.seq_reserved {
+            return Ok(());
+        }
+        let next = last + SEQ_BLOCK;
+        let path = self.seq_path();
+        let tmp = path.with_extension("seq.tmp");
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(f, "{next}")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        self.seq_reserved = next;
+        Ok(())
+    }
+
     /// Figures counted since open (readable while the disk is full).
     pub fn counts(&self) -> Counts {
         self.counts
@@ -557,6 +642,11 @@ impl Outbox {
         self.pending_counters.clear();
         self.rows += n;
         self.bytes += new_bytes;
+        if let Some(last) = out.last()
+            && let Err(e) = self.reserve_seq(last.seq)
+        {
+            log::warn!("outbox: could not reserve the next seqs: {e}");
+        }
         Ok(out)
     }
 

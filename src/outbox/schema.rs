@@ -92,6 +92,30 @@ const MIGRATIONS: &[&str] = &[
     UPDATE webhook SET phase = CASE WHEN deactivated_reason = '410 Gone' THEN 'gone' ELSE 'probing' END
         WHERE deactivated_at IS NOT NULL;
     ",
+    // 3: the device tables (created by the device module before; IF NOT EXISTS keeps those),
+    // the markers `devices forget` leaves for the running daemon, and telemetry rows found
+    // unreadable (counted and listed, never skipped silently).
+    "
+    CREATE TABLE IF NOT EXISTS devices (
+        id TEXT PRIMARY KEY,
+        eep TEXT,
+        name TEXT,
+        source TEXT NOT NULL,
+        manufacturer INTEGER,
+        learned_at TEXT,
+        last_seen TEXT,
+        last_dbm INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS device_forgets (
+        n INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL
+    );
+    CREATE TABLE unreadable (
+        seq      INTEGER PRIMARY KEY,
+        found_at INTEGER NOT NULL,
+        error    TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
