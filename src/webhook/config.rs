@@ -5,24 +5,26 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::template::Template;
 use crate::secret::Secret;
 
-/// One `[[webhook]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[webhook]]` entry. Serialized (by `check-config`) with every secret redacted: the URL's
+/// user information and query values, inline secrets; a secret read from a file shows the file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Unique name, used by the command line and in the delivery log.
     pub name: String,
     /// Target URL (`http://` or `https://`).
+    #[serde(serialize_with = "crate::secret::serialize_url")]
     pub url: String,
     /// Configuration switch; a disabled webhook queues nothing and sends nothing.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Routes: sender IDs (8 hex digits) this webhook receives; every device when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
     /// Whole-request timeout.
     #[serde(default = "default_timeout", with = "duration")]
@@ -62,10 +64,10 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub auth: AuthConfig,
     /// Body signing, independent of auth.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningConfig>,
     /// Custom payload template (a table); the default envelope when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<toml::Table>,
     /// The compiled payload template, set by [`WebhookConfig::validate`].
     #[serde(skip)]
@@ -73,8 +75,13 @@ pub struct WebhookConfig {
 }
 
 /// How a request authenticates.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    into = "AuthConfigView"
+)]
 pub enum AuthConfig {
     /// No authentication header.
     #[default]
@@ -113,8 +120,13 @@ pub enum AuthConfig {
 }
 
 /// How the body is signed.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    into = "SigningConfigView"
+)]
 pub enum SigningConfig {
     /// HMAC-SHA256 of the exact body in one header.
     Hmac {
@@ -152,7 +164,7 @@ pub enum SigningConfig {
 }
 
 /// Encoding of an HMAC digest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestEncoding {
     /// Lowercase hex (default).
@@ -160,6 +172,125 @@ pub enum DigestEncoding {
     Hex,
     /// Standard base64 with padding.
     Base64,
+}
+
+/// How [`AuthConfig`] is printed: an inline secret as `[redacted]`, a secret read from a file
+/// only as its file (the value loaded from it is not shown at all).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum AuthConfigView {
+    None,
+    Basic {
+        username: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password_file: Option<PathBuf>,
+    },
+    Bearer {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_file: Option<PathBuf>,
+    },
+    Header {
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value_file: Option<PathBuf>,
+    },
+}
+
+/// The inline secret to show: none when it was read from `file`.
+fn shown(inline: Option<Secret>, file: &Option<PathBuf>) -> Option<Secret> {
+    if file.is_some() { None } else { inline }
+}
+
+impl From<AuthConfig> for AuthConfigView {
+    fn from(a: AuthConfig) -> Self {
+        match a {
+            AuthConfig::None => Self::None,
+            AuthConfig::Basic {
+                username,
+                password,
+                password_file,
+            } => Self::Basic {
+                username,
+                password: shown(password, &password_file),
+                password_file,
+            },
+            AuthConfig::Bearer { token, token_file } => Self::Bearer {
+                token: shown(token, &token_file),
+                token_file,
+            },
+            AuthConfig::Header {
+                name,
+                value,
+                value_file,
+            } => Self::Header {
+                name,
+                value: shown(value, &value_file),
+                value_file,
+            },
+        }
+    }
+}
+
+/// How [`SigningConfig`] is printed (secrets as in [`AuthConfigView`]).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum SigningConfigView {
+    Hmac {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_file: Option<PathBuf>,
+        header: String,
+        prefix: String,
+        encoding: DigestEncoding,
+    },
+    StandardWebhooks {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_file: Option<PathBuf>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous_secret: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous_secret_file: Option<PathBuf>,
+    },
+}
+
+impl From<SigningConfig> for SigningConfigView {
+    fn from(s: SigningConfig) -> Self {
+        match s {
+            SigningConfig::Hmac {
+                secret,
+                secret_file,
+                header,
+                prefix,
+                encoding,
+            } => Self::Hmac {
+                secret: shown(secret, &secret_file),
+                secret_file,
+                header,
+                prefix,
+                encoding,
+            },
+            SigningConfig::StandardWebhooks {
+                secret,
+                secret_file,
+                previous_secret,
+                previous_secret_file,
+            } => Self::StandardWebhooks {
+                secret: shown(secret, &secret_file),
+                secret_file,
+                previous_secret: shown(previous_secret, &previous_secret_file),
+                previous_secret_file,
+            },
+        }
+    }
 }
 
 /// A webhook configuration that does not hold together.
@@ -394,6 +525,16 @@ fn resolve(
             format!("set either `{key}` or `{key}_file`, not both"),
         )),
         (false, None) => Err(err(key, format!("missing: set `{key}` or `{key}_file`"))),
+        (true, None)
+            if inline
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty()) =>
+        {
+            Err(err(
+                key,
+                format!("is empty: set the secret, or read it from a file with `{key}_file`"),
+            ))
+        }
         (true, None) => Ok(()),
         (false, Some(path)) => {
             let path = credential(path).unwrap_or_else(|| base_dir.join(path));
@@ -477,7 +618,7 @@ fn default_signature_header() -> String {
 pub mod duration {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer, de::Error};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -527,6 +668,36 @@ pub mod duration {
             .ok_or_else(|| format!("{text:?} is too long"))
     }
 
+    /// A duration as the configuration writes it: `"30s"`, `"250ms"`, `"1m 30s"`, `"7d"`
+    /// (days of 24 hours); [`parse`] reads it back to the same value.
+    pub fn format(d: Duration) -> String {
+        let mut ns = d.as_nanos();
+        if ns == 0 {
+            return "0s".to_owned();
+        }
+        let mut parts = Vec::new();
+        for (unit, size) in [
+            ("d", 86_400_000_000_000u128),
+            ("h", 3_600_000_000_000),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+            ("ns", 1),
+        ] {
+            if ns >= size {
+                parts.push(format!("{}{unit}", ns / size));
+                ns %= size;
+            }
+        }
+        parts.join(" ")
+    }
+
+    /// Serializes a duration as [`format`] writes it.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
     /// Deserializes a duration.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         match Raw::deserialize(d)? {
@@ -539,7 +710,7 @@ pub mod duration {
 
     #[cfg(test)]
     mod tests {
-        use super::parse;
+        use super::{format, parse};
         use std::time::Duration;
 
         #[test]
@@ -552,6 +723,23 @@ pub mod duration {
             assert!(parse("").is_err());
             assert!(parse("soon").is_err());
             assert!(parse("-5s").is_err());
+        }
+
+        #[test]
+        fn formatted_durations_parse_back() {
+            for (d, text) in [
+                (Duration::ZERO, "0s"),
+                (Duration::from_secs(30), "30s"),
+                (Duration::from_millis(250), "250ms"),
+                (Duration::from_secs(90), "1m 30s"),
+                (Duration::from_secs(7 * 86_400), "7d"),
+                (Duration::from_secs(36 * 3600), "1d 12h"),
+                (Duration::from_micros(1_500), "1ms 500us"),
+                (Duration::new(3_661, 7), "1h 1m 1s 7ns"),
+            ] {
+                assert_eq!(format(d), text);
+                assert_eq!(parse(text), Ok(d), "{text}");
+            }
         }
     }
 }
