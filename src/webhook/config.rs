@@ -12,7 +12,8 @@ use crate::secret::Secret;
 
 /// One `[[webhook]]` entry. Serialized (by `check-config`) with every secret redacted: the URL's
 /// user information and query values, inline secrets; a secret read from a file shows the file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `Debug` shows the URL redacted too.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Unique name, used by the command line and in the delivery log.
@@ -72,6 +73,31 @@ pub struct WebhookConfig {
     /// The compiled payload template, set by [`WebhookConfig::validate`].
     #[serde(skip)]
     pub template: Option<Template>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.display_url())
+            .field("enabled", &self.enabled)
+            .field("devices", &self.devices)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("batch_max", &self.batch_max)
+            .field("max_retries", &self.max_retries)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("jitter", &self.jitter)
+            .field("retry_after_max", &self.retry_after_max)
+            .field("deactivate_after", &self.deactivate_after)
+            .field("probe_base", &self.probe_base)
+            .field("probe_max", &self.probe_max)
+            .field("auth", &self.auth)
+            .field("signing", &self.signing)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a request authenticates.
@@ -747,6 +773,20 @@ pub mod duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_url_credentials_and_secrets() {
+        let mut w = WebhookConfig::new("w", "https://u:pw-77@h.example/p?token=q-88");
+        w.auth = AuthConfig::Bearer {
+            token: Some(Secret::new("tok-99")),
+            token_file: None,
+        };
+        let text = format!("{w:?}");
+        for s in ["pw-77", "q-88", "tok-99"] {
+            assert!(!text.contains(s), "{s} in {text}");
+        }
+        assert!(text.contains("h.example/p?token=***"), "{text}");
+    }
 
     #[test]
     fn probe_schedule_defaults_and_checks() {
