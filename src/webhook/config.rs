@@ -61,6 +61,18 @@ pub struct WebhookConfig {
     /// backlog starts draining within this long of the endpoint's recovery.
     #[serde(default = "default_probe_max", with = "duration")]
     pub probe_max: Duration,
+    /// A PEM file of CA certificates trusted for this webhook's server in addition to the built-in
+    /// (Mozilla) roots and the operating system's store: a building owner's private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// A PEM certificate chain (leaf first) this gateway presents for mutual TLS; needs
+    /// `client_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1); a secret, so a bare
+    /// name may be a systemd credential like the `*_file` secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
     /// Authentication sent with every request.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -73,6 +85,31 @@ pub struct WebhookConfig {
     /// The compiled payload template, set by [`WebhookConfig::validate`].
     #[serde(skip)]
     pub template: Option<Template>,
+    /// The certificates and key of `ca_file`, `client_cert_file` and `client_key_file`, read by
+    /// [`WebhookConfig::validate`].
+    #[serde(skip)]
+    pub tls: TlsMaterial,
+}
+
+/// TLS material read from the files a webhook names: extra trusted CAs and a client certificate.
+#[derive(Clone, Default)]
+pub struct TlsMaterial {
+    /// CA certificates of `ca_file` (DER), added to the trusted roots.
+    pub extra_roots: Vec<ureq::tls::Certificate<'static>>,
+    /// Certificate chain and key for mutual TLS.
+    pub client: Option<ureq::tls::ClientCert>,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("extra_roots", &self.extra_roots.len())
+            .field(
+                "client_chain",
+                &self.client.as_ref().map(|c| c.certs().len()),
+            )
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -93,6 +130,10 @@ impl std::fmt::Debug for WebhookConfig {
             .field("deactivate_after", &self.deactivate_after)
             .field("probe_base", &self.probe_base)
             .field("probe_max", &self.probe_max)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("tls", &self.tls)
             .field("auth", &self.auth)
             .field("signing", &self.signing)
             .field("payload", &self.payload)
@@ -370,10 +411,14 @@ impl WebhookConfig {
             deactivate_after: default_deactivate_after(),
             probe_base: default_probe_base(),
             probe_max: default_probe_max(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             auth: AuthConfig::None,
             signing: None,
             payload: None,
             template: None,
+            tls: TlsMaterial::default(),
         }
     }
 
@@ -496,12 +541,120 @@ impl WebhookConfig {
                 }
             }
         }
+        self.tls = self.load_tls(base_dir, &err)?;
         if let Some(table) = &self.payload {
             let t = Template::compile(table)
                 .map_err(|e| err(&format!("payload.{}", e.key), e.message))?;
             self.template = Some(t);
         }
         Ok(())
+    }
+
+    /// Reads `ca_file`, `client_cert_file` and `client_key_file`; checks that they hold what
+    /// they should and that the key belongs to the certificate (a mismatch would otherwise only
+    /// show at the first handshake).
+    fn load_tls(
+        &self,
+        base_dir: &Path,
+        err: &dyn Fn(&str, String) -> WebhookConfigError,
+    ) -> Result<TlsMaterial, WebhookConfigError> {
+        let mut tls = TlsMaterial::default();
+        let https = self.url.to_ascii_lowercase().starts_with("https://");
+        for (key, set) in [
+            ("ca_file", self.ca_file.is_some()),
+            ("client_cert_file", self.client_cert_file.is_some()),
+            ("client_key_file", self.client_key_file.is_some()),
+        ] {
+            if set && !https {
+                return Err(err(
+                    key,
+                    "is set but the URL is not https://: nothing would be encrypted".into(),
+                ));
+            }
+        }
+        if let Some(path) = &self.ca_file {
+            let path = base_dir.join(path);
+            let pem = read_pem(&path, "ca_file", err)?;
+            let mut store = rustls::RootCertStore::empty();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                    store
+                        .add(rustls::pki_types::CertificateDer::from(c.der()))
+                        .map_err(|e| {
+                            err(
+                                "ca_file",
+                                format!(
+                                    "{}: a certificate is not a usable CA: {e}",
+                                    path.display()
+                                ),
+                            )
+                        })?;
+                    tls.extra_roots.push(c);
+                }
+            }
+            if tls.extra_roots.is_empty() {
+                return Err(err(
+                    "ca_file",
+                    format!("{}: no PEM certificate in it", path.display()),
+                ));
+            }
+        }
+        match (&self.client_cert_file, &self.client_key_file) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(err(
+                    "client_key_file",
+                    "missing: `client_cert_file` needs its key".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "client_cert_file",
+                    "missing: `client_key_file` needs its certificate".into(),
+                ));
+            }
+            (Some(cert), Some(key)) => {
+                let cert_path = base_dir.join(cert);
+                let pem = read_pem(&cert_path, "client_cert_file", err)?;
+                let chain: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|i| match i {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                if chain.is_empty() {
+                    return Err(err(
+                        "client_cert_file",
+                        format!("{}: no PEM certificate in it", cert_path.display()),
+                    ));
+                }
+                let key_path = credential(key).unwrap_or_else(|| base_dir.join(key));
+                let pem = read_pem(&key_path, "client_key_file", err)?;
+                // The key's bytes never reach a message: only the file and what is wrong.
+                let private = ureq::tls::parse_pem(&pem)
+                    .find_map(|i| match i {
+                        Ok(ureq::tls::PemItem::PrivateKey(k)) => Some(k),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        err(
+                            "client_key_file",
+                            format!(
+                                "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it",
+                                key_path.display()
+                            ),
+                        )
+                    })?;
+                check_key_pair(&chain, &pem).map_err(|m| {
+                    err(
+                        "client_key_file",
+                        format!("{} with {}: {m}", key_path.display(), cert_path.display()),
+                    )
+                })?;
+                tls.client = Some(ureq::tls::ClientCert::new_with_certs(&chain, private));
+            }
+        }
+        Ok(tls)
     }
 
     /// The URL for listings and logs, without user, password, query values or fragment.
@@ -579,6 +732,35 @@ fn resolve(
             *inline = Some(s);
             Ok(())
         }
+    }
+}
+
+fn read_pem(
+    path: &Path,
+    key: &str,
+    err: &dyn Fn(&str, String) -> WebhookConfigError,
+) -> Result<Vec<u8>, WebhookConfigError> {
+    std::fs::read(path).map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// Checks with rustls (ring) that the private key in `key_pem` is usable and belongs to the first
+/// certificate of `chain`, as the TLS client will when it first connects.
+fn check_key_pair(chain: &[ureq::tls::Certificate<'static>], key_pem: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|_| "no usable PEM private key in it".to_owned())?;
+    let provider = rustls::crypto::ring::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain, key, &provider) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            Err("the key does not belong to the (first) certificate".into())
+        }
+        Err(e) => Err(format!("not a usable key pair: {e}")),
     }
 }
 
