@@ -52,12 +52,17 @@ pub struct GatewayConfig {
     /// Gateway name (`gateway.id` in telemetry).
     #[serde(default = "default_gateway_id")]
     pub id: String,
+    /// When the wall clock counts as synchronised (`auto`, `ntp`, `floor`; see
+    /// [`crate::clock`]): readings received before that are stamped once it is.
+    #[serde(default)]
+    pub clock_sync: crate::clock::ClockRule,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             id: default_gateway_id(),
+            clock_sync: Default::default(),
         }
     }
 }

@@ -93,6 +93,16 @@ const MIGRATIONS: &[&str] = &[
     UPDATE webhook SET phase = CASE WHEN deactivated_reason = '410 Gone' THEN 'gone' ELSE 'probing' END
         WHERE deactivated_at IS NOT NULL;
     ",
+    // 3: true timestamps (src/clock.rs). The wall time at which a boot started, recorded once
+    // the clock was synchronised during it: a reading received earlier in that boot gets
+    // received_at = start_ms + its time since boot, the same in every render. One row per boot.
+    "
+    CREATE TABLE boot_clock (
+        boot_id     TEXT PRIMARY KEY,
+        start_ms    INTEGER NOT NULL,
+        recorded_at INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
