@@ -193,9 +193,18 @@ impl Telemetry {
     /// Notes how the reception time can be trusted: the monotonic time and boot from `clock`;
     /// with a synchronised clock the wall time stays (`synchronized`), otherwise it is dropped
     /// and the record waits for the clock (`pending`: [`Telemetry::resolve_time`] fills it in).
+    /// Called right after reception: a wall time more than a second away from the clock's now
+    /// was read before NTP stepped the clock (between reception and this call) and is replaced.
     pub fn stamp_reception(&mut self, clock: &dyn Clock) {
         self.received_monotonic = Some(clock.boot_time());
         if clock.synchronized() {
+            let now = clock.now();
+            let stepped = self.received_at.is_none_or(|t| {
+                t.duration_since(now).unsigned_abs() > std::time::Duration::from_secs(1)
+            });
+            if stepped {
+                self.received_at = Some(now);
+            }
             self.clock = Some(TimeSource::Synchronized);
         } else {
             self.clock = Some(TimeSource::Pending);
@@ -329,6 +338,14 @@ mod tests {
         assert_eq!(v["received_monotonic"]["since_boot_ms"], 90_000);
         tm.resolve_time("b2", 0);
         assert_eq!(tm.clock, Some(TimeSource::Synchronized), "left alone");
+        // Read just before NTP stepped the clock: the clock's time after the step wins.
+        let mut stepped = reading("2026-11-21T18:00:00Z");
+        stepped.stamp_reception(&TestClock {
+            synced: true,
+            wall: "2026-11-22T20:05:11.482Z".parse().unwrap(),
+            boot: boot("b1", 90_000),
+        });
+        assert_eq!(stepped.received_at, tm.received_at);
 
         // Not synchronised (a restored clock says 1970): no wall time is kept.
         let unsynced = TestClock {
