@@ -126,13 +126,16 @@ pub async fn run(
     let device_store = DeviceStore::open(&cfg.storage.path, max_devices)?;
     let registry = Registry::open(&cfg.storage.path, &cfg.devices, max_devices)?;
     let stop_sender = Arc::new(AtomicBool::new(false));
+    let sender_options = options
+        .sender
+        .clone()
+        .unwrap_or_else(|| SenderOptions::from_config(cfg));
+    // The same clock stamps readings at reception and resolves them in the sender.
+    let clock = sender_options.clock.clone();
     let sender = Sender::spawn(
         &cfg.webhooks,
         &cfg.storage.path,
-        options
-            .sender
-            .clone()
-            .unwrap_or_else(|| SenderOptions::from_storage(&cfg.storage)),
+        sender_options,
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
@@ -164,6 +167,7 @@ pub async fn run(
         report: Report::default(),
         warned_eeps: Default::default(),
         strangers: TeachInSummary::default(),
+        clock,
     };
     let webhooks = cfg.enabled_webhooks().len();
     notify(Notice::Ready(format!(
@@ -294,6 +298,8 @@ struct State<'a> {
     report: Report,
     warned_eeps: std::collections::HashSet<String>,
     strangers: TeachInSummary,
+    /// Stamps readings: monotonic time and boot, wall time only from a synchronised clock.
+    clock: crate::webhook::ClockCheck,
 }
 
 /// Teach-ins from senders the gateway does not know (a neighbour's radio, a flood): the first after
@@ -377,6 +383,7 @@ impl State<'_> {
             return;
         }
         let mut tm = Telemetry::from_telegram(t, received_at, self.gateway.clone());
+        tm.stamp_reception(self.clock.as_ref());
         if let Some(dev) = self.registry.get(t.sender) {
             tm.sensor.name = dev.name.clone();
             tm.sensor.tags = dev.tags.clone();
@@ -470,6 +477,7 @@ impl State<'_> {
             .get(t.sender)
             .is_some_and(|d| d.source != Source::Unknown);
         let mut tm = Telemetry::secure_teach_in(t, info, at, self.gateway.clone());
+        tm.stamp_reception(self.clock.as_ref());
         if let Some(dev) = self.registry.get(t.sender) {
             tm.sensor.name = dev.name.clone();
             tm.sensor.tags = dev.tags.clone();

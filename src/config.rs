@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::outbox::StorageConfig;
 use crate::webhook::WebhookConfig;
 
-/// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The whole configuration. Serialized (by `check-config`) as TOML with defaults filled in and
+/// every secret redacted.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// True when the file itself holds a secret (the daemon warns if others can read it).
@@ -45,18 +46,23 @@ pub struct Config {
 }
 
 /// `[gateway]`: how this gateway names itself in telemetry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Gateway name (`gateway.id` in telemetry).
     #[serde(default = "default_gateway_id")]
     pub id: String,
+    /// When the wall clock counts as synchronised (`auto`, `ntp`, `floor`; see
+    /// [`crate::clock`]): readings received before that are stamped once it is.
+    #[serde(default)]
+    pub clock_sync: crate::clock::ClockRule,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             id: default_gateway_id(),
+            clock_sync: Default::default(),
         }
     }
 }
@@ -66,7 +72,7 @@ fn default_gateway_id() -> String {
 }
 
 /// `[serial]`: the stick.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SerialConfig {
     /// Device path, or `sim` for the simulated stick.
@@ -98,16 +104,16 @@ fn default_port() -> String {
 }
 
 /// `[[device]]`: a configured device.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Sender ID (8 hex digits).
     pub id: String,
     /// EEP as `RR-FF-TT`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eep: Option<String>,
     /// Display name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Tags copied into telemetry.
     #[serde(default)]
@@ -115,17 +121,17 @@ pub struct DeviceConfig {
 }
 
 /// `[eep]`: where profiles come from besides the built-in ones.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EepConfig {
     /// A directory of `RR-FF-TT.toml` profiles that add to or override the built-in ones
     /// (relative to the configuration file).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles_dir: Option<PathBuf>,
 }
 
 /// `[learn]`: passive learning from teach-in telegrams.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnConfig {
     /// Register devices announcing their EEP in a teach-in.
@@ -151,11 +157,11 @@ fn default_max_devices() -> usize {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// Level filter (`error`…`trace`); `RUST_LOG` wins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
 }
 
@@ -234,7 +240,7 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, w) in cfg.webhooks.iter_mut().enumerate() {
             let at = |key: &str, message: String| {
-                let (line, column) = locate(text, i, key.split('.').next().unwrap_or(key));
+                let (line, column) = locate(text, i, key);
                 ConfigError {
                     file: path.to_path_buf(),
                     line,
@@ -339,14 +345,32 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Line and column of `key` inside the `nth` `[[webhook]]` table (best effort).
+/// Line and column of `key` inside the `nth` `[[webhook]]` table, its `[webhook.*]` sub-tables
+/// included (best effort). A dotted key (`auth.token`) is looked for after the place of its first
+/// part (`auth = {…}`, `auth.token =` or `[webhook.auth]`); the first part's place, then the
+/// table's line, when the last part is not found.
 fn locate(text: &str, nth: usize, key: &str) -> (usize, usize) {
+    let mut parts = key.split('.');
+    let first = parts.next().unwrap_or(key);
+    let last = parts.next_back();
     let mut count = 0usize;
     let mut inside = false;
     let mut table_line = (0, 0);
+    let mut first_at: Option<(usize, usize)> = None;
     for (i, line) in text.lines().enumerate() {
-        let t = line.trim_start();
+        let t = line.trim();
         if t.starts_with('[') {
+            let header: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+            if inside && header.starts_with("[webhook.") {
+                if first_at.is_some() {
+                    // The sub-table of the first part ended without the last part.
+                    break;
+                }
+                if header == format!("[webhook.{first}]") {
+                    first_at = Some((i + 1, 1));
+                }
+                continue;
+            }
             if inside {
                 break;
             }
@@ -359,11 +383,32 @@ fn locate(text: &str, nth: usize, key: &str) -> (usize, usize) {
             }
             continue;
         }
-        if inside && let Some(col) = key_pos(line, key) {
-            return (i + 1, col);
+        if !inside {
+            continue;
+        }
+        match (last, first_at) {
+            (None, _) => {
+                if let Some(col) = key_pos(line, first) {
+                    return (i + 1, col);
+                }
+            }
+            (Some(last), None) => {
+                if let Some(at) = key_byte(line, first) {
+                    first_at = Some((i + 1, column(line, at)));
+                    let from = at + first.len();
+                    if let Some(b) = key_byte(&line[from..], last) {
+                        return (i + 1, column(line, from + b));
+                    }
+                }
+            }
+            (Some(last), Some(_)) => {
+                if let Some(col) = key_pos(line, last) {
+                    return (i + 1, col);
+                }
+            }
         }
     }
-    table_line
+    first_at.unwrap_or(table_line)
 }
 
 fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
@@ -373,6 +418,16 @@ fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
 }
 
 fn key_pos(line: &str, key: &str) -> Option<usize> {
+    key_byte(line, key).map(|at| column(line, at))
+}
+
+/// 1-based column of the byte offset `at` in `line`.
+fn column(line: &str, at: usize) -> usize {
+    line[..at].chars().count() + 1
+}
+
+/// Byte offset of `key` used as a key in `line` (followed by `=` or `.`).
+fn key_byte(line: &str, key: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(p) = line[from..].find(key) {
         let at = from + p;
@@ -383,7 +438,7 @@ fn key_pos(line: &str, key: &str) -> Option<usize> {
                 .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
         let rest = line[at + key.len()..].trim_start();
         if before_ok && (rest.starts_with('=') || rest.starts_with('.')) {
-            return Some(line[..at].chars().count() + 1);
+            return Some(at);
         }
         from = at + key.len();
     }

@@ -4,9 +4,13 @@
 use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A secret value. `Debug` and `Display` print `[redacted]`; only [`Secret::expose`] gives the value.
+/// What a secret looks like wherever it is shown: logs, `Debug`, `check-config`.
+pub const REDACTED: &str = "[redacted]";
+
+/// A secret value. `Debug`, `Display` and `Serialize` give `[redacted]`; only [`Secret::expose`]
+/// gives the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -35,13 +39,20 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(REDACTED)
     }
 }
 
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(REDACTED)
+    }
+}
+
+/// Serialized as `[redacted]`: a printed configuration never carries the value.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
     }
 }
 
@@ -91,6 +102,11 @@ pub fn redact_url(url: &str) -> String {
         out.push_str(f);
     }
     out
+}
+
+/// Serde helper (`serialize_with`): a URL serialized as [`redact_url`] shows it.
+pub fn serialize_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
 }
 
 #[cfg(test)]

@@ -5,7 +5,24 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{BootTime, Clock};
 use crate::erp1::Telegram;
+
+/// How a record's `received_at` was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// The wall clock at reception, which was synchronised.
+    Synchronized,
+    /// Received before the clock was synchronised; computed once it was, from the start of the
+    /// boot (recorded then) plus the monotonic time since boot at reception.
+    Derived,
+    /// Received before the clock was synchronised, and the gateway restarted its boot before
+    /// that: the wall time cannot be known, `received_at` is null.
+    Unknown,
+    /// Stored only, never delivered: waiting for the clock to be synchronised.
+    Pending,
+}
 
 /// One record, ready to be stored and delivered: a reading (decoded or raw) or a teach-in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,8 +38,16 @@ pub struct Telemetry {
     /// Per-gateway sequence number, strictly increasing; assigned when the outbox commits it
     /// (0 until then).
     pub seq: u64,
-    /// When the gateway received the telegram (RFC 3339, UTC, milliseconds).
-    pub received_at: jiff::Timestamp,
+    /// When the gateway received the telegram (RFC 3339, UTC, milliseconds); `null` only when
+    /// [`Telemetry::clock`] is `unknown` (the wall time cannot be known).
+    pub received_at: Option<jiff::Timestamp>,
+    /// How `received_at` was obtained (absent in records stored by older versions: as
+    /// `synchronized`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<TimeSource>,
+    /// The monotonic time of reception and the boot it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_monotonic: Option<BootTime>,
     /// Which gateway received it.
     pub gateway: Gateway,
     /// Which device sent it.
@@ -138,7 +163,9 @@ impl Telemetry {
             kind: Kind::Telemetry,
             teach_in: None,
             seq: 0,
-            received_at,
+            received_at: Some(received_at),
+            clock: None,
+            received_monotonic: None,
             gateway,
             sensor: Sensor {
                 id: t.sender_hex(),
@@ -163,6 +190,57 @@ impl Telemetry {
 }
 
 impl Telemetry {
+    /// Notes how the reception time can be trusted: the monotonic time and boot from `clock`;
+    /// with a synchronised clock the wall time stays (`synchronized`), otherwise it is dropped
+    /// and the record waits for the clock (`pending`: [`Telemetry::resolve_time`] fills it in).
+    /// Called right after reception: a wall time more than a second away from the clock's now
+    /// was read before NTP stepped the clock (between reception and this call) and is replaced.
+    pub fn stamp_reception(&mut self, clock: &dyn Clock) {
+        self.received_monotonic = Some(clock.boot_time());
+        if clock.synchronized() {
+            let now = clock.now();
+            let stepped = self.received_at.is_none_or(|t| {
+                t.duration_since(now).unsigned_abs() > std::time::Duration::from_secs(1)
+            });
+            if stepped {
+                self.received_at = Some(now);
+            }
+            self.clock = Some(TimeSource::Synchronized);
+        } else {
+            self.clock = Some(TimeSource::Pending);
+            self.received_at = None;
+        }
+    }
+
+    /// True while the record waits for a synchronised clock.
+    pub fn awaits_clock(&self) -> bool {
+        self.clock == Some(TimeSource::Pending)
+    }
+
+    /// Gives a pending record its wall time, once the clock is synchronised during boot
+    /// `boot_id`, which started at `boot_start_ms` (unix ms): received during this boot, it is
+    /// `derived`; during an earlier one, `unknown` (and `received_at` stays null). Records that
+    /// are not pending are left alone.
+    pub fn resolve_time(&mut self, boot_id: &str, boot_start_ms: i64) {
+        if !self.awaits_clock() {
+            return;
+        }
+        let derived = self
+            .received_monotonic
+            .as_ref()
+            .filter(|m| m.boot_id == boot_id)
+            .and_then(|m| {
+                let ms = boot_start_ms.checked_add(i64::try_from(m.since_boot_ms).ok()?)?;
+                jiff::Timestamp::from_millisecond(ms).ok()
+            });
+        self.clock = Some(if derived.is_some() {
+            TimeSource::Derived
+        } else {
+            TimeSource::Unknown
+        });
+        self.received_at = derived;
+    }
+
     /// The `teach_in` record of a secure teach-in telegram: sender, signal and the TEACH_IN_INFO
     /// facts; no key material in any field.
     pub fn secure_teach_in(
@@ -207,8 +285,106 @@ mod tests {
         assert_eq!(v["signal"]["dbm"], -68);
         assert_eq!(v["raw"]["payload"], "78860A08");
         assert_eq!(v["received_at"], "2026-11-22T20:05:11.482Z");
+        assert!(v.get("clock").is_none() && v.get("received_monotonic").is_none());
         assert_eq!(v["id"].as_str().unwrap().len(), 36);
         let back: Telemetry = serde_json::from_value(v).unwrap();
         assert_eq!(back, tm);
+    }
+
+    /// A clock the test sets: synchronised or not, the wall time, the boot and its time.
+    struct TestClock {
+        synced: bool,
+        wall: jiff::Timestamp,
+        boot: BootTime,
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> jiff::Timestamp {
+            self.wall
+        }
+        fn boot_time(&self) -> BootTime {
+            self.boot.clone()
+        }
+        fn synchronized(&self) -> bool {
+            self.synced
+        }
+    }
+
+    fn reading(at: &str) -> Telemetry {
+        let t = Telegram::from_parts(&[0xA5, 1, 2, 3, 8, 1, 0x80, 0xA3, 0xF2, 0], &[]).unwrap();
+        Telemetry::from_telegram(&t, at.parse().unwrap(), Gateway::default())
+    }
+
+    fn boot(id: &str, ms: u64) -> BootTime {
+        BootTime {
+            boot_id: id.into(),
+            since_boot_ms: ms,
+        }
+    }
+
+    #[test]
+    fn a_reading_before_sync_is_stamped_from_its_boot_or_marked_unknown() {
+        // Synchronised at reception: the wall time stays, the monotonic time is added.
+        let mut tm = reading("2026-11-22T20:05:11.482Z");
+        tm.stamp_reception(&TestClock {
+            synced: true,
+            wall: "2026-11-22T20:05:11.482Z".parse().unwrap(),
+            boot: boot("b1", 90_000),
+        });
+        let v = serde_json::to_value(&tm).unwrap();
+        assert_eq!(v["received_at"], "2026-11-22T20:05:11.482Z");
+        assert_eq!(v["clock"], "synchronized");
+        assert_eq!(v["received_monotonic"]["boot_id"], "b1");
+        assert_eq!(v["received_monotonic"]["since_boot_ms"], 90_000);
+        tm.resolve_time("b2", 0);
+        assert_eq!(tm.clock, Some(TimeSource::Synchronized), "left alone");
+        // Read just before NTP stepped the clock: the clock's time after the step wins.
+        let mut stepped = reading("2026-11-21T18:00:00Z");
+        stepped.stamp_reception(&TestClock {
+            synced: true,
+            wall: "2026-11-22T20:05:11.482Z".parse().unwrap(),
+            boot: boot("b1", 90_000),
+        });
+        assert_eq!(stepped.received_at, tm.received_at);
+
+        // Not synchronised (a restored clock says 1970): no wall time is kept.
+        let unsynced = TestClock {
+            synced: false,
+            wall: "1970-01-01T00:00:42Z".parse().unwrap(),
+            boot: boot("b1", 42_000),
+        };
+        let mut early = reading("1970-01-01T00:00:42Z");
+        early.stamp_reception(&unsynced);
+        assert!(early.awaits_clock());
+        let stored = serde_json::to_string(&early).unwrap();
+        assert!(stored.contains("\"received_at\":null") && stored.contains("\"pending\""));
+        let mut early: Telemetry = serde_json::from_str(&stored).unwrap();
+        let mut other_boot = early.clone();
+
+        // Synchronised later in the same boot, which started at 20:00:00: 20:00:42.
+        let start = "2026-11-22T20:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        early.resolve_time("b1", start);
+        assert_eq!(early.clock, Some(TimeSource::Derived));
+        assert_eq!(
+            early.received_at,
+            Some("2026-11-22T20:00:42Z".parse().unwrap())
+        );
+        // Resolved once: a second call changes nothing.
+        early.resolve_time("b1", start + 5);
+        assert_eq!(
+            early.received_at,
+            Some("2026-11-22T20:00:42Z".parse().unwrap())
+        );
+
+        // The gateway rebooted before the clock was synchronised: unknown, never invented.
+        other_boot.resolve_time("b2", start);
+        assert_eq!(other_boot.clock, Some(TimeSource::Unknown));
+        let v = serde_json::to_value(&other_boot).unwrap();
+        assert!(v["received_at"].is_null());
+        assert_eq!(v["clock"], "unknown");
+        assert_eq!(v["received_monotonic"]["boot_id"], "b1");
     }
 }

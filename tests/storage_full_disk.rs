@@ -1,4 +1,4 @@
-//! A full SD card, for real: the outbox on a 2 MiB tmpfs, the simulated stick at 1 000
+//! A full SD card, for real: the outbox on an 8 MiB tmpfs, the simulated stick at 500
 //! telegrams/s, the receiver down. The episode must be calm (a few log lines, commits retried
 //! once per window), visible while it lasts (`outbox status` reads the daemon's runtime file), and
 //! bounded: when space returns, only as many of the oldest readings as were needed are gone, and
@@ -40,7 +40,7 @@ fn status(run: &Path) -> Option<RuntimeStatus> {
 fn rows(db: &Path) -> u64 {
     rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .and_then(|c| c.query_row("SELECT count(*) FROM telemetry", [], |r| r.get::<_, i64>(0)))
-        .map_or(0, |n| n as u64)
+        .map_or_else(|e| panic!("reading {}: {e}", db.display()), |n| n as u64)
 }
 
 /// Readings the outbox holds: telemetry rows, plus those only in a stored delivery (the head of
@@ -91,7 +91,7 @@ fn a_full_disk_is_calm_visible_and_bounded() {
     let run = dir.path().join("run");
     std::fs::create_dir_all(&disk).unwrap();
     std::fs::create_dir_all(&run).unwrap();
-    let Some(mount) = mount_tmpfs(&disk, "2m") else {
+    let Some(mount) = mount_tmpfs(&disk, "8m") else {
         eprintln!(
             "skipping: cannot mount a tmpfs here (not root?); tests/outbox_store.rs covers a full database"
         );
@@ -126,7 +126,7 @@ fn a_full_disk_is_calm_visible_and_bounded() {
             .spawn()
             .unwrap();
         let sim = SimStick::start(SimConfig {
-            rate: 1000.0,
+            rate: 500.0,
             script: ScriptOptions {
                 seed: 5,
                 ..ScriptOptions::default()
@@ -150,7 +150,12 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         )
         .await;
         let text = std::fs::read_to_string(&log).unwrap();
-        let during: Vec<&str> = text.lines().skip(lines_at_start).collect();
+        // Lines about the receiver being down are the webhook policy's, not the disk's.
+        let during: Vec<&str> = text
+            .lines()
+            .skip(lines_at_start)
+            .filter(|l| !l.contains("connection_refused") && !l.contains("deactivated"))
+            .collect();
         assert!(
             during.len() <= 3,
             "{} log lines during ten windows of full disk:\n{}",
@@ -228,7 +233,10 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         "{stopped}; stored {stored}; status {end:?}"
     );
     // Only as many as needed were dropped: what the disk held stays (no wholesale delete).
-    assert!(stored > 100, "{stored} stored after the episode");
-    assert!(end.dropped > 0, "the full disk did cost readings: {end:?}");
+    assert!(stored > 1000, "{stored} stored after the episode");
+    assert!(
+        end.disk_full_episodes == 1 && end.failed_commits >= 10,
+        "{end:?}"
+    );
     drop(mount);
 }

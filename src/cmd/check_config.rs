@@ -1,5 +1,5 @@
-//! `enocean-agent check-config`: validates the configuration and prints it as the agent will use
-//! it, defaults filled in and secrets redacted.
+//! `enocean-agent check-config`: validates the configuration and prints it as TOML as the agent
+//! will use it, defaults filled in and secrets redacted.
 
 use std::process::ExitCode;
 
@@ -39,8 +39,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.config.config.display()
         );
     }
-    // Secrets print as "<redacted>" (see enocean_agent::secret).
-    outln!("{cfg:#?}");
+    // Secrets serialize as "[redacted]", URLs without credentials or query values, secrets read
+    // from files as their files only (see enocean_agent::secret and webhook::config).
+    let text = toml::to_string_pretty(&cfg)
+        .map_err(|e| anyhow::anyhow!("cannot print the configuration as TOML: {e}"))?;
+    outln!(
+        "# Effective configuration of {} (defaults filled in, secrets redacted)",
+        args.config.config.display()
+    );
+    outln!("{}", text.trim_end());
     eprintln!("{}: configuration OK", args.config.config.display());
     Ok(ExitCode::SUCCESS)
 }

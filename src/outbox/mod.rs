@@ -394,9 +394,17 @@ impl Outbox {
                 self.count_drop(encoded.len() as u64, "disk full, policy drop-newest");
                 return Err(OutboxError::Refused(encoded.len()));
             }
-            // Only as many of the oldest as are added, then one more try in this window.
+            // Only as many of the oldest as are added; a checkpoint moves the WAL into the
+            // database file (where the freed pages are) and truncates it; then one more try.
             match self.drop_oldest(encoded.len() as u64, 0, "disk full") {
-                Ok(()) => result = self.commit_batch(&encoded),
+                Ok(()) => {
+                    let _ = self.store.conn.query_row(
+                        "PRAGMA wal_checkpoint(TRUNCATE)",
+                        [],
+                        |_| Ok(()),
+                    );
+                    result = self.commit_batch(&encoded);
+                }
                 Err(e2) => log::debug!("outbox: could not drop readings on a full disk: {e2}"),
             }
         }
@@ -604,18 +612,19 @@ impl Outbox {
                 self.flush_counters()?;
                 return Err(OutboxError::Refused(encoded.len()));
             }
-            // On low disk, free at least as much as is added so the file does not grow.
-            let bytes_goal = if low_disk {
-                over_bytes.max(new_bytes)
+            // On low disk, one oldest reading goes for each one added: the file stops growing
+            // (freed pages are reused) and no more is dropped than is added.
+            let rows_goal = if low_disk {
+                over_rows.max(n)
             } else {
-                over_bytes
+                over_rows
             };
             let why = if low_disk {
                 "free-disk reserve reached"
             } else {
                 "outbox bounds reached"
             };
-            self.drop_oldest(over_rows, bytes_goal, why)?;
+            self.drop_oldest(rows_goal, over_bytes, why)?;
         }
         if let Some(d) = self.commit_delay {
             std::thread::sleep(d);

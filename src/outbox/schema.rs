@@ -1,5 +1,6 @@
-//! Opening the SQLite file: pragmas (WAL, `synchronous=FULL`), schema versions by `user_version`
-//! with forward migrations, and moving a corrupt file aside.
+//! Opening the SQLite file: its permissions (never readable by other users, whatever the umask),
+//! pragmas (WAL, `synchronous=FULL`), schema versions by `user_version` with forward migrations,
+//! and moving a corrupt file aside.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -116,25 +117,110 @@ const MIGRATIONS: &[&str] = &[
         error    TEXT NOT NULL
     );
     ",
+    // 4: true timestamps (src/clock.rs). The wall time at which a boot started, recorded once
+    // the clock was synchronised during it: a reading received earlier in that boot gets
+    // received_at = start_ms + its time since boot, the same in every render. One row per boot.
+    "
+    CREATE TABLE boot_clock (
+        boot_id     TEXT PRIMARY KEY,
+        start_ms    INTEGER NOT NULL,
+        recorded_at INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Opens (creating if needed) and migrates the database; pragmas for every connection.
+/// Opens (creating if needed) and migrates the database; pragmas for every connection. A new
+/// file is created with [`file_mode`]; see [`restrict_permissions`] for existing ones.
 pub fn open(path: &Path) -> Result<Connection, OutboxError> {
+    create_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         log::warn!("outbox: journal_mode is {mode}, not WAL");
     }
+    // SQLite gives -wal and -shm the database file's mode; files left by an older version or
+    // another program may be wider.
+    restrict_permissions(path);
     conn.pragma_update(None, "synchronous", "FULL")?;
     // 512 KiB of page cache per connection (SQLite's default is 2 MiB): the workload appends and
     // reads by sequence, and a gateway has little memory to spare.
     conn.pragma_update(None, "cache_size", -512)?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// The mode of a new database file: `0640` when its directory is set-group-ID (its files take
+/// the directory's group, shared on purpose, e.g. with an operators' group that runs the CLI),
+/// `0600` otherwise. Never readable by other users: the outbox holds every reading and the exact
+/// bodies of failed deliveries.
+pub fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.permissions().mode() & 0o2000 != 0 => 0o640,
+        _ => 0o600,
+    }
+}
+
+/// Creates the database file, empty, with [`file_mode`] exactly (the umask cannot widen or
+/// narrow it), unless it exists. SQLite then opens it as a new database and creates its -wal and
+/// -shm with the same mode.
+fn create_private(path: &Path) -> Result<(), OutboxError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = file_mode(path);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+    {
+        Ok(file) => {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(OutboxError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", path.display()),
+        ))),
+    }
+}
+
+/// Takes access by other users away from the database and its -wal and -shm when they have it
+/// (a file created by an older version, or copied in): logged, never fatal (a CLI user who does
+/// not own the files cannot change them and only gets the warning).
+pub fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o007 == 0 {
+            continue;
+        }
+        let narrowed = mode & !0o007;
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(narrowed)) {
+            Ok(()) => log::warn!(
+                "outbox: {} was readable by every user (mode {mode:o}); now {narrowed:o}",
+                file.display()
+            ),
+            Err(e) => log::warn!(
+                "outbox: {} is readable by every user (mode {mode:o}) and cannot be changed: {e}",
+                file.display()
+            ),
+        }
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {

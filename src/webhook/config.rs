@@ -5,24 +5,27 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::template::Template;
 use crate::secret::Secret;
 
-/// One `[[webhook]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[webhook]]` entry. Serialized (by `check-config`) with every secret redacted: the URL's
+/// user information and query values, inline secrets; a secret read from a file shows the file.
+/// `Debug` shows the URL redacted too.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Unique name, used by the command line and in the delivery log.
     pub name: String,
     /// Target URL (`http://` or `https://`).
+    #[serde(serialize_with = "crate::secret::serialize_url")]
     pub url: String,
     /// Configuration switch; a disabled webhook queues nothing and sends nothing.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Routes: sender IDs (8 hex digits) this webhook receives; every device when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
     /// Whole-request timeout.
     #[serde(default = "default_timeout", with = "duration")]
@@ -58,23 +61,94 @@ pub struct WebhookConfig {
     /// backlog starts draining within this long of the endpoint's recovery.
     #[serde(default = "default_probe_max", with = "duration")]
     pub probe_max: Duration,
+    /// A PEM file of CA certificates trusted for this webhook's server in addition to the built-in
+    /// (Mozilla) roots and the operating system's store: a building owner's private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// A PEM certificate chain (leaf first) this gateway presents for mutual TLS; needs
+    /// `client_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1); a secret, so a bare
+    /// name may be a systemd credential like the `*_file` secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
     /// Authentication sent with every request.
     #[serde(default)]
     pub auth: AuthConfig,
     /// Body signing, independent of auth.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningConfig>,
     /// Custom payload template (a table); the default envelope when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<toml::Table>,
     /// The compiled payload template, set by [`WebhookConfig::validate`].
     #[serde(skip)]
     pub template: Option<Template>,
+    /// The certificates and key of `ca_file`, `client_cert_file` and `client_key_file`, read by
+    /// [`WebhookConfig::validate`].
+    #[serde(skip)]
+    pub tls: TlsMaterial,
+}
+
+/// TLS material read from the files a webhook names: extra trusted CAs and a client certificate.
+#[derive(Clone, Default)]
+pub struct TlsMaterial {
+    /// CA certificates of `ca_file` (DER), added to the trusted roots.
+    pub extra_roots: Vec<ureq::tls::Certificate<'static>>,
+    /// Certificate chain and key for mutual TLS.
+    pub client: Option<ureq::tls::ClientCert>,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("extra_roots", &self.extra_roots.len())
+            .field(
+                "client_chain",
+                &self.client.as_ref().map(|c| c.certs().len()),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.display_url())
+            .field("enabled", &self.enabled)
+            .field("devices", &self.devices)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("batch_max", &self.batch_max)
+            .field("max_retries", &self.max_retries)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("jitter", &self.jitter)
+            .field("retry_after_max", &self.retry_after_max)
+            .field("deactivate_after", &self.deactivate_after)
+            .field("probe_base", &self.probe_base)
+            .field("probe_max", &self.probe_max)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("tls", &self.tls)
+            .field("auth", &self.auth)
+            .field("signing", &self.signing)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a request authenticates.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    into = "AuthConfigView"
+)]
 pub enum AuthConfig {
     /// No authentication header.
     #[default]
@@ -113,8 +187,13 @@ pub enum AuthConfig {
 }
 
 /// How the body is signed.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    into = "SigningConfigView"
+)]
 pub enum SigningConfig {
     /// HMAC-SHA256 of the exact body in one header.
     Hmac {
@@ -152,7 +231,7 @@ pub enum SigningConfig {
 }
 
 /// Encoding of an HMAC digest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestEncoding {
     /// Lowercase hex (default).
@@ -160,6 +239,125 @@ pub enum DigestEncoding {
     Hex,
     /// Standard base64 with padding.
     Base64,
+}
+
+/// How [`AuthConfig`] is printed: an inline secret as `[redacted]`, a secret read from a file
+/// only as its file (the value loaded from it is not shown at all).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum AuthConfigView {
+    None,
+    Basic {
+        username: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password_file: Option<PathBuf>,
+    },
+    Bearer {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_file: Option<PathBuf>,
+    },
+    Header {
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value_file: Option<PathBuf>,
+    },
+}
+
+/// The inline secret to show: none when it was read from `file`.
+fn shown(inline: Option<Secret>, file: &Option<PathBuf>) -> Option<Secret> {
+    if file.is_some() { None } else { inline }
+}
+
+impl From<AuthConfig> for AuthConfigView {
+    fn from(a: AuthConfig) -> Self {
+        match a {
+            AuthConfig::None => Self::None,
+            AuthConfig::Basic {
+                username,
+                password,
+                password_file,
+            } => Self::Basic {
+                username,
+                password: shown(password, &password_file),
+                password_file,
+            },
+            AuthConfig::Bearer { token, token_file } => Self::Bearer {
+                token: shown(token, &token_file),
+                token_file,
+            },
+            AuthConfig::Header {
+                name,
+                value,
+                value_file,
+            } => Self::Header {
+                name,
+                value: shown(value, &value_file),
+                value_file,
+            },
+        }
+    }
+}
+
+/// How [`SigningConfig`] is printed (secrets as in [`AuthConfigView`]).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum SigningConfigView {
+    Hmac {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_file: Option<PathBuf>,
+        header: String,
+        prefix: String,
+        encoding: DigestEncoding,
+    },
+    StandardWebhooks {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_file: Option<PathBuf>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous_secret: Option<Secret>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous_secret_file: Option<PathBuf>,
+    },
+}
+
+impl From<SigningConfig> for SigningConfigView {
+    fn from(s: SigningConfig) -> Self {
+        match s {
+            SigningConfig::Hmac {
+                secret,
+                secret_file,
+                header,
+                prefix,
+                encoding,
+            } => Self::Hmac {
+                secret: shown(secret, &secret_file),
+                secret_file,
+                header,
+                prefix,
+                encoding,
+            },
+            SigningConfig::StandardWebhooks {
+                secret,
+                secret_file,
+                previous_secret,
+                previous_secret_file,
+            } => Self::StandardWebhooks {
+                secret: shown(secret, &secret_file),
+                secret_file,
+                previous_secret: shown(previous_secret, &previous_secret_file),
+                previous_secret_file,
+            },
+        }
+    }
 }
 
 /// A webhook configuration that does not hold together.
@@ -213,10 +411,14 @@ impl WebhookConfig {
             deactivate_after: default_deactivate_after(),
             probe_base: default_probe_base(),
             probe_max: default_probe_max(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             auth: AuthConfig::None,
             signing: None,
             payload: None,
             template: None,
+            tls: TlsMaterial::default(),
         }
     }
 
@@ -339,12 +541,120 @@ impl WebhookConfig {
                 }
             }
         }
+        self.tls = self.load_tls(base_dir, &err)?;
         if let Some(table) = &self.payload {
             let t = Template::compile(table)
                 .map_err(|e| err(&format!("payload.{}", e.key), e.message))?;
             self.template = Some(t);
         }
         Ok(())
+    }
+
+    /// Reads `ca_file`, `client_cert_file` and `client_key_file`; checks that they hold what
+    /// they should and that the key belongs to the certificate (a mismatch would otherwise only
+    /// show at the first handshake).
+    fn load_tls(
+        &self,
+        base_dir: &Path,
+        err: &dyn Fn(&str, String) -> WebhookConfigError,
+    ) -> Result<TlsMaterial, WebhookConfigError> {
+        let mut tls = TlsMaterial::default();
+        let https = self.url.to_ascii_lowercase().starts_with("https://");
+        for (key, set) in [
+            ("ca_file", self.ca_file.is_some()),
+            ("client_cert_file", self.client_cert_file.is_some()),
+            ("client_key_file", self.client_key_file.is_some()),
+        ] {
+            if set && !https {
+                return Err(err(
+                    key,
+                    "is set but the URL is not https://: nothing would be encrypted".into(),
+                ));
+            }
+        }
+        if let Some(path) = &self.ca_file {
+            let path = base_dir.join(path);
+            let pem = read_pem(&path, "ca_file", err)?;
+            let mut store = rustls::RootCertStore::empty();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                    store
+                        .add(rustls::pki_types::CertificateDer::from(c.der()))
+                        .map_err(|e| {
+                            err(
+                                "ca_file",
+                                format!(
+                                    "{}: a certificate is not a usable CA: {e}",
+                                    path.display()
+                                ),
+                            )
+                        })?;
+                    tls.extra_roots.push(c);
+                }
+            }
+            if tls.extra_roots.is_empty() {
+                return Err(err(
+                    "ca_file",
+                    format!("{}: no PEM certificate in it", path.display()),
+                ));
+            }
+        }
+        match (&self.client_cert_file, &self.client_key_file) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(err(
+                    "client_key_file",
+                    "missing: `client_cert_file` needs its key".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "client_cert_file",
+                    "missing: `client_key_file` needs its certificate".into(),
+                ));
+            }
+            (Some(cert), Some(key)) => {
+                let cert_path = base_dir.join(cert);
+                let pem = read_pem(&cert_path, "client_cert_file", err)?;
+                let chain: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|i| match i {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                if chain.is_empty() {
+                    return Err(err(
+                        "client_cert_file",
+                        format!("{}: no PEM certificate in it", cert_path.display()),
+                    ));
+                }
+                let key_path = credential(key).unwrap_or_else(|| base_dir.join(key));
+                let pem = read_pem(&key_path, "client_key_file", err)?;
+                // The key's bytes never reach a message: only the file and what is wrong.
+                let private = ureq::tls::parse_pem(&pem)
+                    .find_map(|i| match i {
+                        Ok(ureq::tls::PemItem::PrivateKey(k)) => Some(k),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        err(
+                            "client_key_file",
+                            format!(
+                                "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it",
+                                key_path.display()
+                            ),
+                        )
+                    })?;
+                check_key_pair(&chain, &pem).map_err(|m| {
+                    err(
+                        "client_key_file",
+                        format!("{} with {}: {m}", key_path.display(), cert_path.display()),
+                    )
+                })?;
+                tls.client = Some(ureq::tls::ClientCert::new_with_certs(&chain, private));
+            }
+        }
+        Ok(tls)
     }
 
     /// The URL for listings and logs, without user, password, query values or fragment.
@@ -394,6 +704,16 @@ fn resolve(
             format!("set either `{key}` or `{key}_file`, not both"),
         )),
         (false, None) => Err(err(key, format!("missing: set `{key}` or `{key}_file`"))),
+        (true, None)
+            if inline
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty()) =>
+        {
+            Err(err(
+                key,
+                format!("is empty: set the secret, or read it from a file with `{key}_file`"),
+            ))
+        }
         (true, None) => Ok(()),
         (false, Some(path)) => {
             let path = credential(path).unwrap_or_else(|| base_dir.join(path));
@@ -412,6 +732,35 @@ fn resolve(
             *inline = Some(s);
             Ok(())
         }
+    }
+}
+
+fn read_pem(
+    path: &Path,
+    key: &str,
+    err: &dyn Fn(&str, String) -> WebhookConfigError,
+) -> Result<Vec<u8>, WebhookConfigError> {
+    std::fs::read(path).map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// Checks with rustls (ring) that the private key in `key_pem` is usable and belongs to the first
+/// certificate of `chain`, as the TLS client will when it first connects.
+fn check_key_pair(chain: &[ureq::tls::Certificate<'static>], key_pem: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|_| "no usable PEM private key in it".to_owned())?;
+    let provider = rustls::crypto::ring::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain, key, &provider) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            Err("the key does not belong to the (first) certificate".into())
+        }
+        Err(e) => Err(format!("not a usable key pair: {e}")),
     }
 }
 
@@ -477,7 +826,7 @@ fn default_signature_header() -> String {
 pub mod duration {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer, de::Error};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -527,6 +876,36 @@ pub mod duration {
             .ok_or_else(|| format!("{text:?} is too long"))
     }
 
+    /// A duration as the configuration writes it: `"30s"`, `"250ms"`, `"1m 30s"`, `"7d"`
+    /// (days of 24 hours); [`parse`] reads it back to the same value.
+    pub fn format(d: Duration) -> String {
+        let mut ns = d.as_nanos();
+        if ns == 0 {
+            return "0s".to_owned();
+        }
+        let mut parts = Vec::new();
+        for (unit, size) in [
+            ("d", 86_400_000_000_000u128),
+            ("h", 3_600_000_000_000),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+            ("ns", 1),
+        ] {
+            if ns >= size {
+                parts.push(format!("{}{unit}", ns / size));
+                ns %= size;
+            }
+        }
+        parts.join(" ")
+    }
+
+    /// Serializes a duration as [`format`] writes it.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
     /// Deserializes a duration.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         match Raw::deserialize(d)? {
@@ -539,7 +918,7 @@ pub mod duration {
 
     #[cfg(test)]
     mod tests {
-        use super::parse;
+        use super::{format, parse};
         use std::time::Duration;
 
         #[test]
@@ -553,12 +932,43 @@ pub mod duration {
             assert!(parse("soon").is_err());
             assert!(parse("-5s").is_err());
         }
+
+        #[test]
+        fn formatted_durations_parse_back() {
+            for (d, text) in [
+                (Duration::ZERO, "0s"),
+                (Duration::from_secs(30), "30s"),
+                (Duration::from_millis(250), "250ms"),
+                (Duration::from_secs(90), "1m 30s"),
+                (Duration::from_secs(7 * 86_400), "7d"),
+                (Duration::from_secs(36 * 3600), "1d 12h"),
+                (Duration::from_micros(1_500), "1ms 500us"),
+                (Duration::new(3_661, 7), "1h 1m 1s 7ns"),
+            ] {
+                assert_eq!(format(d), text);
+                assert_eq!(parse(text), Ok(d), "{text}");
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_url_credentials_and_secrets() {
+        let mut w = WebhookConfig::new("w", "https://u:pw-77@h.example/p?token=q-88");
+        w.auth = AuthConfig::Bearer {
+            token: Some(Secret::new("tok-99")),
+            token_file: None,
+        };
+        let text = format!("{w:?}");
+        for s in ["pw-77", "q-88", "tok-99"] {
+            assert!(!text.contains(s), "{s} in {text}");
+        }
+        assert!(text.contains("h.example/p?token=***"), "{text}");
+    }
 
     #[test]
     fn probe_schedule_defaults_and_checks() {

@@ -1,7 +1,13 @@
-//! One HTTP attempt with blocking ureq (rustls only): POST the body with its headers, classify the
-//! result. Redirects are never followed; 4xx/5xx are responses, not errors.
+//! One HTTP attempt with blocking ureq (rustls with ring): POST the body with its headers,
+//! classify the result. Redirects are never followed; 4xx/5xx are responses, not errors.
+//!
+//! TLS trusts the built-in Mozilla roots, the operating system's store (read once per process:
+//! `/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set) and the webhook's `ca_file`;
+//! a client certificate is presented when the webhook has one. A handshake that fails is an
+//! endpoint failure with a class that says why (`tls_unknown_ca`, `tls_client_cert_refused`, …).
 
 use std::io;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::config::WebhookConfig;
@@ -47,7 +53,8 @@ pub struct AttemptResult {
     /// HTTP status when a response arrived.
     pub status: Option<u16>,
     /// Error class when no (acceptable) response arrived: `timeout`, `connection_refused`,
-    /// `dns`, `no_route`, `tls`, `protocol`, `redirect`, `io`, `http_<status>`.
+    /// `dns`, `no_route`, `tls_*` (see [`tls_class`]), `protocol`, `redirect`, `io`,
+    /// `http_<status>`.
     pub error: Option<String>,
     /// Time from sending to the end of the response.
     pub latency: Duration,
@@ -57,9 +64,53 @@ pub struct AttemptResult {
     pub retry_after: Option<Duration>,
 }
 
-/// Builds the agent for one webhook: its timeouts, no redirects, statuses as responses.
+/// The built-in roots and the operating system's, loaded once per process.
+fn system_roots() -> Arc<Vec<ureq::tls::Certificate<'static>>> {
+    static ROOTS: OnceLock<Arc<Vec<ureq::tls::Certificate<'static>>>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots: Vec<ureq::tls::Certificate<'static>> =
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                    .iter()
+                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()))
+                    .collect();
+            let builtin = roots.len();
+            let native = rustls_native_certs::load_native_certs();
+            for e in &native.errors {
+                log::warn!("tls: part of the operating system's certificate store: {e}");
+            }
+            roots.extend(
+                native
+                    .certs
+                    .iter()
+                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()),
+            );
+            log::debug!(
+                "tls: {builtin} built-in roots, {} from the operating system's store",
+                native.certs.len()
+            );
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+/// The TLS settings of one webhook: built-in, OS and `ca_file` roots, its client certificate.
+pub fn tls_config(cfg: &WebhookConfig) -> ureq::tls::TlsConfig {
+    let mut roots = system_roots().as_ref().clone();
+    roots.extend(cfg.tls.extra_roots.iter().cloned());
+    ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::from(roots))
+        .client_cert(cfg.tls.client.clone())
+        .build()
+}
+
+/// Builds the agent for one webhook: its timeouts and TLS, no redirects, statuses as responses.
 pub fn agent(cfg: &WebhookConfig) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
+    let mut builder = ureq::Agent::config_builder();
+    if cfg.url.to_ascii_lowercase().starts_with("https://") {
+        builder = builder.tls_config(tls_config(cfg));
+    }
+    let config = builder
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
@@ -157,6 +208,7 @@ fn classify(e: &ureq::Error) -> (Outcome, &'static str) {
         ureq::Error::Timeout(_) => (Outcome::Failed, "timeout"),
         ureq::Error::Io(io) => classify_io(io),
         ureq::Error::Tls(_) => (Outcome::Failed, "tls"),
+        ureq::Error::Rustls(e) => (Outcome::Failed, tls_class(e)),
         ureq::Error::Protocol(_) => (Outcome::Failed, "protocol"),
         ureq::Error::RedirectFailed | ureq::Error::TooManyRedirects => {
             (Outcome::Failed, "redirect")
@@ -167,6 +219,9 @@ fn classify(e: &ureq::Error) -> (Outcome, &'static str) {
 }
 
 fn classify_io(e: &io::Error) -> (Outcome, &'static str) {
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return (Outcome::Failed, tls_class(tls));
+    }
     match e.kind() {
         io::ErrorKind::ConnectionRefused => (Outcome::Failed, "connection_refused"),
         io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
@@ -176,10 +231,45 @@ fn classify_io(e: &io::Error) -> (Outcome, &'static str) {
         // std reports a failed getaddrinfo as an uncategorised error with this text.
         _ if e.to_string().contains("lookup address") => (Outcome::Offline, "dns"),
         io::ErrorKind::TimedOut => (Outcome::Failed, "timeout"),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-            (Outcome::Failed, "connection_reset")
-        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => (Outcome::Failed, "connection_reset"),
         _ => (Outcome::Failed, "io"),
+    }
+}
+
+/// The error class of a failed TLS handshake or session, as the delivery log shows it:
+/// - `tls_unknown_ca`: the server's certificate is not signed by a trusted CA (set `ca_file`);
+/// - `tls_wrong_name`: the certificate is not for the URL's host;
+/// - `tls_cert_expired` / `tls_cert_not_yet_valid`: outside its validity (a clock that is not
+///   set yet shows as the second);
+/// - `tls_bad_certificate`: any other problem with the server's certificate;
+/// - `tls_client_cert_refused`: the server wants a client certificate that it did not get or
+///   does not accept (`client_cert_file`);
+/// - `tls_refused`: the server ended the handshake with another alert;
+/// - `tls`: anything else.
+pub fn tls_class(e: &rustls::Error) -> &'static str {
+    use rustls::{AlertDescription as A, CertificateError as C};
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "tls_unknown_ca",
+            C::NotValidForName | C::NotValidForNameContext { .. } => "tls_wrong_name",
+            C::Expired | C::ExpiredContext { .. } => "tls_cert_expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "tls_cert_not_yet_valid",
+            _ => "tls_bad_certificate",
+        },
+        rustls::Error::AlertReceived(a) => match a {
+            A::CertificateRequired
+            | A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::AccessDenied => "tls_client_cert_refused",
+            _ => "tls_refused",
+        },
+        _ => "tls",
     }
 }
 
@@ -216,6 +306,35 @@ mod tests {
             (599, Outcome::Failed),
         ] {
             assert_eq!(classify_status(s), o, "{s}");
+        }
+    }
+
+    #[test]
+    fn tls_failures_say_why() {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        for (e, class) in [
+            (E::InvalidCertificate(C::UnknownIssuer), "tls_unknown_ca"),
+            (E::InvalidCertificate(C::NotValidForName), "tls_wrong_name"),
+            (E::InvalidCertificate(C::Expired), "tls_cert_expired"),
+            (
+                E::InvalidCertificate(C::NotValidYet),
+                "tls_cert_not_yet_valid",
+            ),
+            (
+                E::InvalidCertificate(C::BadSignature),
+                "tls_bad_certificate",
+            ),
+            (
+                E::AlertReceived(A::CertificateRequired),
+                "tls_client_cert_refused",
+            ),
+            (E::AlertReceived(A::UnknownCA), "tls_client_cert_refused"),
+            (E::AlertReceived(A::HandshakeFailure), "tls_refused"),
+            (E::DecryptError, "tls"),
+        ] {
+            assert_eq!(tls_class(&e), class, "{e:?}");
+            let io = io::Error::new(io::ErrorKind::InvalidData, e);
+            assert_eq!(classify_io(&io), (Outcome::Failed, class));
         }
     }
 

@@ -91,7 +91,7 @@ pub fn send_test(
     gateway: Gateway,
     clock: &ClockCheck,
 ) -> Result<AttemptResult, ManualError> {
-    if cfg.needs_clock() && !clock() {
+    if cfg.needs_clock() && !clock.synchronized() {
         return Err(ManualError::ClockNotSynchronised);
     }
     let now = jiff::Timestamp::now();
@@ -133,7 +133,7 @@ pub fn resend(
             row,
             webhook: d.webhook.clone(),
         })?;
-    if cfg.needs_clock() && !clock() {
+    if cfg.needs_clock() && !clock.synchronized() {
         return Err(ManualError::ClockNotSynchronised);
     }
     let agent = http::agent(cfg);

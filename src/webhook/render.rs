@@ -133,7 +133,9 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
         kind: Default::default(),
         teach_in: None,
         seq: 0,
-        received_at: now,
+        received_at: Some(now),
+        clock: Some(crate::telemetry::TimeSource::Synchronized),
+        received_monotonic: None,
         gateway,
         sensor: Sensor {
             id: "0180A3F2".into(),

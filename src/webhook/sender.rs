@@ -20,36 +20,21 @@ use super::http::{self, AttemptResult, Outcome};
 use super::policy::{Action, Decision, Event, Fate, Policy, PolicyConfig};
 use super::render;
 use super::sign;
+use crate::clock::{Clock, ClockRule, SystemClock};
 use crate::outbox::{
     Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, OutboxError, Phase, Store,
     Trigger, Waker, WebhookState,
 };
 use crate::telemetry::Telemetry;
 
-/// Says whether the wall clock is plausibly synchronised (Standard Webhooks timestamps need it).
-pub type ClockCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+/// The clock the senders use: whether the wall clock can be believed (Standard Webhooks
+/// timestamps and readings received before the clock was synchronised wait for it), the time,
+/// the boot. See [`crate::clock`].
+pub type ClockCheck = Arc<dyn Clock>;
 
-/// The earliest wall-clock time this build can be running at; a clock before it is not set.
-/// Set `ENOCEAN_AGENT_BUILD_DATE` (RFC 3339) at compile time to move it.
-pub const BUILD_DATE: &str = match option_env!("ENOCEAN_AGENT_BUILD_DATE") {
-    Some(d) => d,
-    None => "2026-11-01T00:00:00Z",
-};
-
-/// systemd-timesyncd's flag file, present once the clock was synchronised.
-pub const TIMESYNC_FLAG: &str = "/run/systemd/timesync/synchronized";
-
-/// The production clock check: the timesyncd flag exists, or now is not before [`BUILD_DATE`].
+/// The production clock with the default rule (`[gateway] clock_sync = "auto"`).
 pub fn system_clock_check() -> ClockCheck {
-    Arc::new(|| {
-        if Path::new(TIMESYNC_FLAG).exists() {
-            return true;
-        }
-        match BUILD_DATE.parse::<jiff::Timestamp>() {
-            Ok(floor) => jiff::Timestamp::now() >= floor,
-            Err(_) => true,
-        }
-    })
+    Arc::new(SystemClock::new(ClockRule::Auto))
 }
 
 /// Options of the sender threads.
@@ -59,7 +44,7 @@ pub struct SenderOptions {
     pub poll_interval: Duration,
     /// Successful first attempts are acknowledged on disk in groups at most this far apart.
     pub ack_window: Duration,
-    /// The clock plausibility check.
+    /// The clock (injected by tests).
     pub clock: ClockCheck,
     /// Telemetry rows read ahead per query.
     pub prefetch: usize,
@@ -82,6 +67,14 @@ impl SenderOptions {
         Self {
             ack_window: storage.ack_window,
             ..Self::default()
+        }
+    }
+
+    /// Production options for a configuration: `[storage] ack_window`, `[gateway] clock_sync`.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            clock: Arc::new(SystemClock::new(cfg.gateway.clock_sync)),
+            ..Self::from_storage(&cfg.storage)
         }
     }
 }
@@ -228,6 +221,8 @@ struct Worker {
     /// ends there (it matters after a crash, when the acknowledgement was lost).
     batch_end: u64,
     holding_for_clock: bool,
+    /// This boot and the wall time it started at, once recorded (see [`crate::clock`]).
+    boot_start: Option<(String, i64)>,
     last_idle_state: &'static str,
     /// The webhook's state as last read, and when (re-read when another connection committed,
     /// at least every `STATE_TTL`, and at once after this thread changed it).
@@ -290,6 +285,7 @@ impl Worker {
             fetched: cursor,
             batch_end: st.as_ref().map_or(0, |s| s.batch_end),
             holding_for_clock: false,
+            boot_start: None,
             last_idle_state: "",
             state: None,
             data_version: 0,
@@ -299,6 +295,9 @@ impl Worker {
 
     fn run(mut self) {
         let mut seen = self.waker.seen();
+        // Outbox errors (a full disk) repeat every poll: the first is logged, then at most one
+        // line a minute with the count.
+        let mut db_errors: (Option<Instant>, u64) = (None, 0);
         loop {
             if self.shutdown.load(Ordering::SeqCst) {
                 if let Err(e) = self.flush_acks() {
@@ -310,7 +309,23 @@ impl Worker {
                 Ok(Step::Busy) => Duration::ZERO,
                 Ok(Step::Idle(d)) => d,
                 Err(e) => {
-                    log::error!("webhook {}: outbox error: {e}", self.cfg.name);
+                    db_errors.1 += 1;
+                    let now = Instant::now();
+                    match db_errors.0 {
+                        None => {
+                            log::error!("webhook {}: outbox error: {e}", self.cfg.name);
+                            db_errors = (Some(now), 0);
+                        }
+                        Some(t) if now >= t + Duration::from_secs(60) => {
+                            log::error!(
+                                "webhook {}: outbox error: {e} ({} times in the last minute)",
+                                self.cfg.name,
+                                db_errors.1
+                            );
+                            db_errors = (Some(now), 0);
+                        }
+                        Some(_) => {}
+                    }
                     self.prefetched.clear();
                     self.fetched = self.cursor;
                     self.state = None;
@@ -403,7 +418,7 @@ impl Worker {
             self.flush_acks()?;
             return Ok(self.idle("disabled", self.opts.poll_interval));
         }
-        if self.cfg.needs_clock() && !(self.opts.clock)() {
+        if self.cfg.needs_clock() && !self.opts.clock.synchronized() {
             if !self.holding_for_clock {
                 self.holding_for_clock = true;
                 log::warn!(
@@ -413,7 +428,7 @@ impl Worker {
             }
             return Ok(Step::Idle(self.opts.poll_interval));
         }
-        if self.holding_for_clock {
+        if self.holding_for_clock && self.opts.clock.synchronized() {
             self.holding_for_clock = false;
             log::info!("webhook {}: clock synchronised, delivering", self.cfg.name);
         }
@@ -478,6 +493,37 @@ impl Worker {
         }
     }
 
+    /// Gives readings received before the clock was synchronised their wall time (from this
+    /// boot's recorded start) or marks them unknown (received in an earlier boot). False while
+    /// the clock is not synchronised: they wait, and so does everything behind them.
+    fn resolve_times(&mut self, records: &mut [Telemetry]) -> Result<bool, OutboxError> {
+        if !self.opts.clock.synchronized() {
+            if !self.holding_for_clock {
+                self.holding_for_clock = true;
+                log::warn!(
+                    "webhook {}: holding readings received before the clock was synchronised \
+                     until it is (see [gateway] clock_sync)",
+                    self.cfg.name
+                );
+            }
+            return Ok(false);
+        }
+        let here = self.opts.clock.boot_time();
+        let start = match &self.boot_start {
+            Some((id, start)) if *id == here.boot_id => *start,
+            _ => {
+                let start =
+                    crate::clock::boot_start_ms(&self.store.conn, &here, self.opts.clock.now())?;
+                self.boot_start = Some((here.boot_id.clone(), start));
+                start
+            }
+        };
+        for r in records.iter_mut() {
+            r.resolve_time(&here.boot_id, start);
+        }
+        Ok(true)
+    }
+
     /// The first attempt of the next batch after the cursor.
     fn first_attempt(&mut self, probe: bool) -> Result<Step, OutboxError> {
         let bound = (self.batch_end > self.cursor).then_some(self.batch_end);
@@ -523,6 +569,14 @@ impl Worker {
                 records.push(t);
             }
         }
+        if records.iter().any(Telemetry::awaits_clock) && !self.resolve_times(&mut records)? {
+            // Not before the clock is synchronised: put them back and look again later.
+            for r in records.into_iter().rev() {
+                self.prefetched
+                    .push_front((r.seq, r.sensor.id.clone(), Some(r)));
+            }
+            return Ok(Step::Idle(self.opts.poll_interval));
+        }
         let (Some(first), Some(last)) = (
             records.first().map(|r| r.seq),
             records.last().map(|r| r.seq),
@@ -546,9 +600,10 @@ impl Worker {
         // Id and timestamp derive from the records, so a delivery re-rendered after a crash (its
         // acknowledgement lost) is byte-identical to the one sent before.
         let created = records
-            .last()
-            .map(|r| r.received_at)
-            .unwrap_or_else(jiff::Timestamp::now);
+            .iter()
+            .rev()
+            .find_map(|r| r.received_at)
+            .unwrap_or_else(|| self.opts.clock.now());
         let body = render::render(&self.cfg, render::Event::Telemetry, &id, created, &records)?;
         let r = attempt(&self.agent, &self.cfg, &id, &body);
         let decision = self

@@ -430,7 +430,9 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
         kind: Default::default(),
         teach_in: None,
         seq: 0,
-        received_at: jiff::Timestamp::now(),
+        received_at: Some(jiff::Timestamp::now()),
+        clock: None,
+        received_monotonic: None,
         gateway: gateway(),
         sensor: Sensor {
             id: device.into(),
