@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::bits::{extract, sign_extend};
-use super::model::{Case, Field, Profile};
+use super::model::{Case, Field, Profile, round_to};
 use super::teach_in;
 use crate::erp1::{STATUS_NU, STATUS_T21, Telegram};
 use crate::telemetry::Reading;
@@ -38,6 +38,19 @@ pub enum DecodeError {
         /// Requested direction.
         direction: u8,
     },
+    /// The payload length is not the one the telegram type has (RPS and 1BS: 1 byte, 4BS: 4
+    /// bytes); such a telegram is never decoded.
+    #[error("{eep}: a {len}-byte payload is not a {rorg_name} telegram ({expected} bytes)")]
+    WrongLength {
+        /// The profile's EEP.
+        eep: String,
+        /// The telegram type's name (`4BS`, …).
+        rorg_name: &'static str,
+        /// Payload length in bytes.
+        len: usize,
+        /// The length the telegram type has.
+        expected: usize,
+    },
     /// The payload is too short for a field of the selected case.
     #[error("{eep}: a {len}-byte payload is too short for field {shortcut} (bits {offset}..{end})")]
     Truncated {
@@ -55,13 +68,15 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// A short stable name of the error kind (`teach_in`, `no_case`, `truncated`, `wrong_rorg`).
+    /// A short stable name of the error kind (`teach_in`, `no_case`, `truncated`, `wrong_rorg`,
+    /// `wrong_length`).
     pub fn kind(&self) -> &'static str {
         match self {
             DecodeError::WrongRorg { .. } => "wrong_rorg",
             DecodeError::TeachIn => "teach_in",
             DecodeError::NoCase { .. } => "no_case",
             DecodeError::Truncated { .. } => "truncated",
+            DecodeError::WrongLength { .. } => "wrong_length",
         }
     }
 }
@@ -118,6 +133,9 @@ pub struct Value<'p> {
     pub value: Val<'p>,
     /// Why there is no value (`error`, `out_of_range`, `reserved`, …).
     pub status: Option<&'p str>,
+    /// Decimal places a scaled number was rounded to (its field's resolution), None when the
+    /// value was not scaled.
+    pub decimals: Option<u8>,
 }
 
 impl Value<'_> {
@@ -209,6 +227,16 @@ pub fn decode_payload<'p>(
             found: rorg,
         });
     }
+    if let Some((rorg_name, expected)) = fixed_length(rorg)
+        && payload.len() != expected
+    {
+        return Err(DecodeError::WrongLength {
+            eep: profile.eep.clone(),
+            rorg_name,
+            len: payload.len(),
+            expected,
+        });
+    }
     if teach_in::is_teach_in_bits(rorg, payload) {
         return Err(DecodeError::TeachIn);
     }
@@ -237,6 +265,17 @@ pub fn decode_payload<'p>(
         case: case_index,
         values,
     })
+}
+
+/// The payload length of the telegram types that have one fixed length.
+#[inline]
+fn fixed_length(rorg: u8) -> Option<(&'static str, usize)> {
+    match rorg {
+        crate::erp1::rorg::RPS => Some(("RPS", 1)),
+        crate::erp1::rorg::BS1 => Some(("1BS", 1)),
+        crate::erp1::rorg::BS4 => Some(("4BS", 4)),
+        _ => None,
+    }
 }
 
 fn case_matches(case: &Case, payload: &[u8], status: u8, direction: u8) -> bool {
@@ -293,6 +332,7 @@ fn decode_field<'p>(
         raw,
         value: Val::None,
         status: None,
+        decimals: None,
     };
     if let Some(s) = field.sentinels.iter().find(|s| s.matches(raw)) {
         out.status = Some(&s.status);
@@ -317,16 +357,18 @@ fn decode_field<'p>(
                     out.status = Some("out_of_range");
                     return Ok(Some(out));
                 }
+                out.decimals = lin.decimals;
                 Some(x * lin.slope + lin.intercept)
             }
             None => None,
         };
         if let (Some(m), Some((o, s))) = (&field.multiplier, field.resolved.multiplier_bits) {
-            let factor = extract(payload, o, s)
-                .and_then(|sel| usize::try_from(sel).ok())
-                .and_then(|i| m.values.get(i).copied());
-            match factor {
-                Some(f) => number = Some(number.unwrap_or(x) * f),
+            let index = extract(payload, o, s).and_then(|sel| usize::try_from(sel).ok());
+            match index.and_then(|i| Some((m.values.get(i)?, i))) {
+                Some((f, i)) => {
+                    number = Some(number.unwrap_or(x) * f);
+                    out.decimals = field.resolved.multiplier_decimals.get(i).copied().flatten();
+                }
                 None => {
                     out.status = Some("invalid");
                     return Ok(Some(out));
@@ -334,7 +376,10 @@ fn decode_field<'p>(
             }
         }
         out.value = match number {
-            Some(v) => Val::Number(v),
+            Some(v) => Val::Number(match out.decimals {
+                Some(d) => round_to(v, d),
+                None => v,
+            }),
             None if field.signed => Val::Int(sign_extend(raw, field.size)),
             None => match i64::try_from(raw) {
                 Ok(i) => Val::Int(i),

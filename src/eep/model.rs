@@ -216,6 +216,8 @@ pub struct Resolved {
     pub multiplier_bits: Option<(usize, usize)>,
     /// The linear map as `value = raw * slope + intercept`, with the accepted raw range.
     pub linear: Option<Linear>,
+    /// Decimal places for each `multiplier` value (the step is the linear slope, or 1, times it).
+    pub multiplier_decimals: Vec<Option<u8>>,
 }
 
 /// A resolved linear map.
@@ -229,6 +231,53 @@ pub struct Linear {
     pub raw_min: Option<f64>,
     /// Largest accepted raw value, None when unbounded.
     pub raw_max: Option<f64>,
+    /// Decimal places values are rounded to (see [`decimals_for`]).
+    pub decimals: Option<u8>,
+}
+
+/// The most decimal places a value is rounded to.
+pub const MAX_DECIMALS: u8 = 12;
+
+/// Decimal places that show values `origin + k × step` without floating-point noise while keeping
+/// two neighbouring raw steps apart.
+///
+/// When the step and the origin are round decimals (0.4 % steps from 0: one place; 0.16 °C
+/// steps: two places) that is the fewest places that write every value exactly, so 40.4 is
+/// delivered, not 40.400000000000006. Otherwise (0…40 °C over 255 steps: 0.157 °C) it is one
+/// place more than the step's first significant digit needs (two places: 21.18), so no two raw
+/// values round to the same number and the rounding error stays below a tenth of a step.
+/// None when the step is zero or not finite (no rounding).
+pub fn decimals_for(step: f64, origin: f64) -> Option<u8> {
+    let step = step.abs();
+    if !step.is_finite() || step == 0.0 || !origin.is_finite() {
+        return None;
+    }
+    // Within the noise of one multiplication, not a relative tolerance: 156862745.098 (a step
+    // of 40/255 times 1e9) is not on the grid.
+    let on_grid = |x: f64| (x - x.round()).abs() <= 1e-9_f64.max(x.abs() * 4.0 * f64::EPSILON);
+    for d in 0..=MAX_DECIMALS {
+        let p = 10f64.powi(i32::from(d));
+        if on_grid(step * p) && on_grid(origin * p) {
+            return Some(d);
+        }
+    }
+    let d = (-step.log10()).ceil() + 1.0;
+    Some(d.clamp(0.0, f64::from(MAX_DECIMALS)) as u8)
+}
+
+/// Rounds `x` to `decimals` places (half away from zero). Numbers too large for the scaled
+/// value to hold the places exactly are returned unchanged.
+#[inline]
+pub fn round_to(x: f64, decimals: u8) -> f64 {
+    const POW10: [f64; MAX_DECIMALS as usize + 1] = [
+        1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+    ];
+    let p = POW10[usize::from(decimals.min(MAX_DECIMALS))];
+    let scaled = x * p;
+    if !scaled.is_finite() || scaled.abs() >= 4.5e15 {
+        return x;
+    }
+    scaled.round() / p
 }
 
 /// Linear scaling: raw `raw[0]` maps to `value[0]`, raw `raw[1]` to `value[1]`.
@@ -610,6 +659,7 @@ fn validate_field(
             intercept: v0 - r0 * slope,
             raw_min: Some(r0.min(r1)),
             raw_max: Some(r0.max(r1)),
+            decimals: decimals_for(slope, v0 - r0 * slope),
         });
     } else if let Some(f) = field.factor {
         let add = field.add.unwrap_or(0.0);
@@ -621,6 +671,7 @@ fn validate_field(
             intercept: add,
             raw_min: None,
             raw_max: None,
+            decimals: decimals_for(f, add),
         });
     }
     if field.signed && kind != KeyKind::Number {
@@ -648,6 +699,15 @@ fn validate_field(
             find(&m.field)
                 .ok_or_else(|| format!("`multiplier` refers to unknown field {}", m.field))?,
         );
+        let (slope, intercept) = field
+            .resolved
+            .linear
+            .map_or((1.0, 0.0), |l| (l.slope, l.intercept));
+        field.resolved.multiplier_decimals = m
+            .values
+            .iter()
+            .map(|f| decimals_for(slope * f, intercept * f))
+            .collect();
     }
     Ok(())
 }
@@ -655,6 +715,51 @@ fn validate_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_follow_the_step() {
+        assert_eq!(decimals_for(0.4, 0.0), Some(1));
+        assert_eq!(decimals_for(40.0 / 250.0, 0.0), Some(2));
+        assert_eq!(decimals_for(-40.0 / 255.0, 40.0), Some(2));
+        assert_eq!(decimals_for(0.1, -40.0), Some(1));
+        assert_eq!(decimals_for(1.0, 0.0), Some(0));
+        assert_eq!(decimals_for(1000.0, 0.0), Some(0));
+        assert_eq!(decimals_for(2.5, 0.0), Some(1));
+        assert_eq!(decimals_for(1000.0 / 255.0, 0.0), Some(1));
+        assert_eq!(decimals_for(1.0 / 3_600_000.0, 0.0), Some(8));
+        assert_eq!(decimals_for(0.0, 0.0), None);
+        assert_eq!(decimals_for(f64::NAN, 0.0), None);
+        assert_eq!(round_to(0.4 * 101.0, 1), 40.4);
+        assert_eq!(round_to(-12.345, 2), -12.35);
+        assert_eq!(round_to(1e300, 3), 1e300);
+    }
+
+    #[test]
+    fn neighbouring_raw_steps_stay_apart_after_rounding() {
+        // Every scale the profiles use has raw ranges like these; check each pair of steps.
+        for (r1, v0, v1) in [
+            (255.0, 0.0, 40.0),
+            (255.0, -40.0, 0.0),
+            (250.0, 0.0, 100.0),
+            (1023.0, -10.0, 41.2),
+            (255.0, 0.0, 1000.0),
+            (255.0, 0.0, 2000.0),
+            (255.0, 0.0, 5.1),
+        ] {
+            let slope = (v1 - v0) / r1;
+            let d = decimals_for(slope, v0).unwrap();
+            let mut last = f64::NEG_INFINITY;
+            for raw in 0..=(r1 as u32) {
+                let v = round_to(f64::from(raw) * slope + v0, d);
+                assert!(
+                    v > last,
+                    "{v0}..{v1} over {r1}: raw {raw} gives {v} after {last}"
+                );
+                assert!((v - (f64::from(raw) * slope + v0)).abs() <= slope.abs() / 10.0 + 1e-9);
+                last = v;
+            }
+        }
+    }
 
     #[test]
     fn eep_ids_parse_and_print() {
