@@ -127,11 +127,19 @@ fn check(dir: &Path) -> Result<ExitCode> {
 /// Byte and bit of a payload bit offset in the spec's notation (DB3.7 is offset 0 of 4 bytes);
 /// shown as plain offsets because VLD lengths vary.
 fn bits(f: &Field) -> String {
-    if f.size == 1 {
-        format!("bit {}", f.offset)
-    } else {
-        format!("bits {}..{}", f.offset, f.offset + f.size - 1)
+    let range = |offset: usize, size: usize| {
+        if size == 1 {
+            format!("bit {offset}")
+        } else {
+            format!("bits {}..{}", offset, offset + size - 1)
+        }
+    };
+    let mut s = range(f.offset, f.size);
+    for b in &f.more_bits {
+        s.push_str(" + ");
+        s.push_str(&range(b.offset, b.size));
     }
+    s
 }
 
 fn show(p: &Profile, origin: &str) -> String {

@@ -301,6 +301,16 @@ fn case_matches(case: &Case, payload: &[u8], status: u8, direction: u8) -> bool 
         .all(|c| extract(payload, c.offset, c.size).is_some_and(|raw| c.accepts(raw)))
 }
 
+/// A field's raw bits: its first range, then each of `more_bits` appended below.
+#[inline]
+fn field_raw(payload: &[u8], field: &Field) -> Option<u64> {
+    let mut raw = extract(payload, field.offset, field.size)?;
+    for b in &field.more_bits {
+        raw = raw.checked_shl(b.size as u32).unwrap_or(0) | extract(payload, b.offset, b.size)?;
+    }
+    Some(raw)
+}
+
 fn decode_field<'p>(
     profile: &'p Profile,
     field: &'p Field,
@@ -312,12 +322,12 @@ fn decode_field<'p>(
             _ => return Ok(None),
         }
     }
-    let Some(raw) = extract(payload, field.offset, field.size) else {
+    let Some(raw) = field_raw(payload, field) else {
         return Err(DecodeError::Truncated {
             eep: profile.eep.clone(),
             shortcut: field.shortcut.clone(),
             offset: field.offset,
-            end: field.offset.saturating_add(field.size),
+            end: field.end(),
             len: payload.len(),
         });
     };
@@ -347,7 +357,7 @@ fn decode_field<'p>(
         }
     } else {
         let x = if field.signed {
-            sign_extend(raw, field.size) as f64
+            sign_extend(raw, field.total_size()) as f64
         } else {
             raw as f64
         };
@@ -380,7 +390,7 @@ fn decode_field<'p>(
                 Some(d) => round_to(v, d),
                 None => v,
             }),
-            None if field.signed => Val::Int(sign_extend(raw, field.size)),
+            None if field.signed => Val::Int(sign_extend(raw, field.total_size())),
             None => match i64::try_from(raw) {
                 Ok(i) => Val::Int(i),
                 Err(_) => Val::Number(raw as f64),
@@ -429,6 +439,12 @@ key = "divisor"
 offset = 4
 size = 2
 enum = [{ raw = 0, label = "x1" }, { raw = 1, label = "x10" }]
+[[case.field]]
+shortcut = "SP"
+key = "tariff"
+offset = 12
+size = 4
+more_bits = [{ offset = 0, size = 2 }]
 [[case]]
 name = "far field"
 direction = 2
@@ -462,6 +478,19 @@ size = 8
         let e = d.get("energy").unwrap();
         assert_eq!((e.value, e.status), (Val::None, Some("invalid")));
         assert_eq!(d.get("divisor").unwrap().status, Some("reserved"));
+    }
+
+    #[test]
+    fn split_fields_append_their_parts() {
+        let p = profile();
+        // SP: bits 12..15 (0b1011) then bits 0..1 (0b00) appended below: 0b101100 = 44.
+        let d = decode_payload(&p, 0xD2, &[0x24, 0x0B], 0, None).unwrap();
+        assert_eq!(d.get("tariff").unwrap().value, Val::Int(44));
+        assert_eq!(d.get("tariff").unwrap().raw, 44);
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x24], 0, None),
+            Err(DecodeError::Truncated { end: 16, .. })
+        ));
     }
 
     #[test]

@@ -170,6 +170,10 @@ pub struct Field {
     pub offset: usize,
     /// Size in bits (1–64).
     pub size: usize,
+    /// Further bit ranges the spec splits the value into, appended below the first one (less
+    /// significant), in order: A5-13-10 SRA is DB1 followed by DB0.2…0.
+    #[serde(default)]
+    pub more_bits: Vec<BitRange>,
     /// Read the raw bits as a two's complement number before scaling.
     #[serde(default)]
     pub signed: bool,
@@ -203,6 +207,31 @@ pub struct Field {
     /// Resolved references, set by validation.
     #[serde(skip)]
     pub resolved: Resolved,
+}
+
+/// A bit range of a payload.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitRange {
+    /// Bit offset (0 = MSB of the first payload byte).
+    pub offset: usize,
+    /// Size in bits.
+    pub size: usize,
+}
+
+impl Field {
+    /// The field's size in bits, including `more_bits`.
+    pub fn total_size(&self) -> usize {
+        self.size + self.more_bits.iter().map(|b| b.size).sum::<usize>()
+    }
+
+    /// One past the last payload bit the field reads.
+    pub fn end(&self) -> usize {
+        self.more_bits
+            .iter()
+            .map(|b| b.offset.saturating_add(b.size))
+            .fold(self.offset.saturating_add(self.size), usize::max)
+    }
 }
 
 /// References of a field resolved at validation time.
@@ -491,9 +520,11 @@ impl Profile {
             {
                 return Err(err(Some(cname), format!("direction {d} is not 1 or 2")));
             }
+            // Fields other fields refer to (`when`, `multiplier`): single bit ranges only.
             let bits: Vec<(String, usize, usize)> = case
                 .fields
                 .iter()
+                .filter(|f| f.more_bits.is_empty())
                 .map(|f| (f.shortcut.clone(), f.offset, f.size))
                 .collect();
             let find = |name: &str| {
@@ -568,6 +599,15 @@ fn validate_field(
     find: &dyn Fn(&str) -> Option<(usize, usize)>,
 ) -> Result<(), String> {
     check_bits(field.offset, field.size)?;
+    for b in &field.more_bits {
+        check_bits(b.offset, b.size)?;
+    }
+    if field.total_size() > 64 {
+        return Err(format!(
+            "size {} with `more_bits` is over 64 bits",
+            field.total_size()
+        ));
+    }
     if field.shortcut.trim().is_empty() {
         return Err("shortcut is empty".into());
     }
@@ -608,10 +648,10 @@ fn validate_field(
             key.name, key.kind, kind
         ));
     }
-    let max_raw = if field.size == 64 {
+    let max_raw = if field.total_size() == 64 {
         u64::MAX
     } else {
-        (1u64 << field.size) - 1
+        (1u64 << field.total_size()) - 1
     };
     for item in &field.items {
         match (item.raw, item.min, item.max) {
@@ -620,7 +660,8 @@ fn validate_field(
             _ => {
                 return Err(format!(
                     "enum item {:?} needs `raw` or `min` ≤ `max`, within {} bits",
-                    item.label, field.size
+                    item.label,
+                    field.total_size()
                 ));
             }
         }
@@ -635,7 +676,8 @@ fn validate_field(
             _ => {
                 return Err(format!(
                     "sentinel {:?} needs `raw` or `min` ≤ `max`, within {} bits",
-                    s.status, field.size
+                    s.status,
+                    field.total_size()
                 ));
             }
         }
