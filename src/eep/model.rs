@@ -392,6 +392,8 @@ impl Sentinel {
 
 /// The statuses a sentinel may give (also produced by the decoder itself: `out_of_range` for a raw
 /// value outside a scale, `reserved` for an unnamed enum value, `invalid` for a bad multiplier).
+/// Commands sent to actuators use `no_change`, `auto` and `default` for the raw values that keep,
+/// automate or reset a setting instead of giving a number.
 pub const SENTINEL_STATUSES: &[&str] = &[
     "error",
     "out_of_range",
@@ -401,6 +403,10 @@ pub const SENTINEL_STATUSES: &[&str] = &[
     "reserved",
     "overflow",
     "underflow",
+    "no_change",
+    "auto",
+    "default",
+    "not_supported",
 ];
 
 /// Presence condition on another field of the same case.
