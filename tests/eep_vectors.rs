@@ -247,7 +247,7 @@ fn check_data_vector(v: &Json) -> Result<usize, String> {
                     let conditional = profile.cases[d.case]
                         .fields
                         .iter()
-                        .any(|f| f.shortcut == ours && f.when.is_some());
+                        .any(|f| f.shortcut == ours && !f.when.is_empty());
                     if conditional {
                         continue;
                     }

@@ -220,7 +220,7 @@ fn show(p: &Profile, origin: &str) -> String {
             if f.bool {
                 how.push(if f.invert { "bool (0 = true)" } else { "bool" }.into());
             }
-            if let Some(w) = &f.when {
+            for w in &f.when {
                 let mut v: Vec<String> = w.is.iter().map(|x| x.to_string()).collect();
                 v.extend(w.any_of.iter().map(|x| x.to_string()));
                 how.push(format!("only when {} = {}", w.field, v.join("|")));

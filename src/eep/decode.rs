@@ -316,7 +316,7 @@ fn decode_field<'p>(
     field: &'p Field,
     payload: &[u8],
 ) -> Result<Option<Value<'p>>, DecodeError> {
-    if let (Some(cond), Some((o, s))) = (&field.when, field.resolved.when_bits) {
+    for (cond, &(o, s)) in field.when.iter().zip(&field.resolved.when_bits) {
         match extract(payload, o, s) {
             Some(raw) if cond.accepts(raw) => {}
             _ => return Ok(None),

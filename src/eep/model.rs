@@ -201,9 +201,11 @@ pub struct Field {
     /// Raw values that carry no number but a status (error, out of range, …).
     #[serde(rename = "sentinel", default)]
     pub sentinels: Vec<Sentinel>,
-    /// The field is only present when another field of the case has one of these raw values.
-    #[serde(default)]
-    pub when: Option<FieldCondition>,
+    /// The field is only present when other fields of the case have these raw values: one
+    /// condition (`when = { field = "DT", is = 0 }`) or several that must all hold
+    /// (`when = [{ field = "PM", is = 2 }, { field = "UNIT", is = 5 }]`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub when: Vec<FieldCondition>,
     /// Resolved references, set by validation.
     #[serde(skip)]
     pub resolved: Resolved,
@@ -239,8 +241,8 @@ impl Field {
 pub struct Resolved {
     /// The semantic key's registry entry.
     pub key: Option<&'static SemanticKey>,
-    /// Bits of the field named by `when`.
-    pub when_bits: Option<(usize, usize)>,
+    /// Bits of the fields named by `when`, in the same order.
+    pub when_bits: Vec<(usize, usize)>,
     /// Bits of the field named by `multiplier`.
     pub multiplier_bits: Option<(usize, usize)>,
     /// The linear map as `value = raw * slope + intercept`, with the accepted raw range.
@@ -409,6 +411,23 @@ pub const SENTINEL_STATUSES: &[&str] = &[
     "not_supported",
 ];
 
+/// One table or an array of tables.
+fn one_or_many<'de, D>(d: D) -> Result<Vec<FieldCondition>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(FieldCondition),
+        Many(Vec<FieldCondition>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(c) => vec![c],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// Presence condition on another field of the same case.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -542,7 +561,7 @@ impl Profile {
             for field in case.fields.iter_mut() {
                 let loc = Some(format!("{cname} field {}", field.shortcut));
                 validate_field(field, &find).map_err(|m| err(loc.clone(), m))?;
-                let conditional = field.when.is_some();
+                let conditional = !field.when.is_empty();
                 if let Some(&(_, other_cond)) = seen.iter().find(|(k, _)| *k == field.key)
                     && !(conditional && other_cond)
                 {
@@ -725,14 +744,15 @@ fn validate_field(
     if field.signed && kind != KeyKind::Number {
         return Err("`signed` applies only to numeric fields".into());
     }
-    if let Some(w) = &field.when {
+    field.resolved.when_bits.clear();
+    for w in &field.when {
         if w.is.is_none() && w.any_of.is_empty() {
             return Err("`when` needs `is` or `in`".into());
         }
         if w.field == field.shortcut {
             return Err("`when` refers to the field itself".into());
         }
-        field.resolved.when_bits = Some(
+        field.resolved.when_bits.push(
             find(&w.field).ok_or_else(|| format!("`when` refers to unknown field {}", w.field))?,
         );
     }
