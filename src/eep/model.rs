@@ -394,8 +394,8 @@ impl Sentinel {
 
 /// The statuses a sentinel may give (also produced by the decoder itself: `out_of_range` for a raw
 /// value outside a scale, `reserved` for an unnamed enum value, `invalid` for a bad multiplier).
-/// Commands sent to actuators use `no_change`, `auto` and `default` for the raw values that keep,
-/// automate or reset a setting instead of giving a number.
+/// Commands sent to actuators use `no_change`, `auto`, `default` and `disabled` for the raw values
+/// that keep, automate, reset or switch off a setting instead of giving a number.
 pub const SENTINEL_STATUSES: &[&str] = &[
     "error",
     "out_of_range",
@@ -409,6 +409,7 @@ pub const SENTINEL_STATUSES: &[&str] = &[
     "auto",
     "default",
     "not_supported",
+    "disabled",
 ];
 
 /// One table or an array of tables.
