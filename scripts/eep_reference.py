@@ -6,6 +6,9 @@ EEP data from the enocean-js project) against our profiles.
         EEPs of the reference without a file in eep-profiles/ (one per line), then a count.
     scripts/eep_reference.py ids [REFERENCE] > tests/data/reference_eeps.txt
         Every EEP of the reference, one per line (the list tests/eep_coverage.rs counts against).
+    scripts/eep_reference.py fields [REFERENCE] > tests/data/reference_fields.tsv
+        Every non-reserved field of the reference (EEP, shortcut, bit ranges, range, scale, unit),
+        the facts tests/eep_coverage.rs checks every profile against.
     scripts/eep_reference.py draft EEP... [--out DIR] [--reference FILE]
         A first draft of a profile per EEP from the reference: cases, selectors, fields, scales,
         enum labels, and golden vectors whose expectations are computed here from the reference's
@@ -379,12 +382,28 @@ def main(argv):
             out_dir = args.pop(0)
         else:
             rest.append(a)
-    if cmd in ("missing", "ids") and rest:
+    if cmd in ("missing", "ids", "fields") and rest:
         reference = rest.pop(0)
     ref = load(reference)
     if cmd == "ids":
         for k in ref:
             print(k.upper())
+        return 0
+    if cmd == "fields":
+        print("# eep\tshortcut\tbits (offset:size, high part first)\traw range\tscale\tunit")
+        for k in ref:
+            v = resolve(ref, k)
+            for case in as_list(v.get("case")):
+                for df in as_list(case.get("datafield")):
+                    if "reserved" in df or is_lrn(df):
+                        continue
+                    f = Field(df)
+                    bits = ",".join(f"{o}:{s}" for o, s in f.parts)
+                    numeric = f.numeric()
+                    rng = f"{fmt_num(f.range[0])}..{fmt_num(f.range[1])}" if numeric else "-"
+                    scale = f"{fmt_num(f.scale[0])}..{fmt_num(f.scale[1])}" if numeric else "-"
+                    unit = re.sub(r"\s+", " ", f.unit) or "-"
+                    print(f"{k.upper()}\t{f.shortcut}\t{bits}\t{rng}\t{scale}\t{unit}")
         return 0
     if cmd == "missing":
         have = have_profiles()
