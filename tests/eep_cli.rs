@@ -146,6 +146,25 @@ fn profiles_list_and_show() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().count() >= 100, "{text}");
     assert!(text.contains("A5-04-01\t"));
+    // The count and the families, on stderr.
+    let lib = enocean_agent::eep::Library::builtin().unwrap();
+    let fams = lib.families();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let head = format!("{} profiles in {} families", lib.len(), fams.len());
+    assert!(stderr.starts_with(&head), "{stderr}");
+    assert!(
+        stderr.contains("A5-02 (25)") && stderr.contains("D2-50 (2)"),
+        "{stderr}"
+    );
+    // `--families`: family, profiles, vectors, title.
+    let out = bin()
+        .args(["profiles", "list", "--families"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), fams.len());
+    assert!(text.contains("A5-38\t2\t"), "{text}");
+    assert!(text.contains("\tHeat Recovery Ventilation\n"), "{text}");
     let out = bin()
         .args(["profiles", "show", "A5-04-01"])
         .output()

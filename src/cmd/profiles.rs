@@ -16,11 +16,15 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// List known profiles: EEP, title and the semantic keys they yield.
+    /// List known profiles: EEP, title and the semantic keys they yield; the count and the
+    /// families go to stderr.
     List {
         /// Also load profiles from this directory (they add to or override the built-in ones).
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// List the families instead: family, profiles, golden vectors, title.
+        #[arg(long)]
+        families: bool,
     },
     /// Show one profile: cases, fields with bit positions, scaling and units.
     Show {
@@ -49,20 +53,43 @@ pub fn load_library(dir: Option<&Path>) -> Result<Library> {
 /// Runs `profiles`.
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
-        Command::List { profiles } => {
+        Command::List { profiles, families } => {
             let lib = load_library(profiles.as_deref())?;
+            let fams = lib.families();
             let mut out = String::new();
-            for p in lib.iter() {
-                let mut keys: Vec<&str> = Vec::new();
-                for f in p.cases.iter().flat_map(|c| &c.fields) {
-                    if !keys.contains(&f.key.as_str()) {
-                        keys.push(&f.key);
-                    }
+            if families {
+                for f in &fams {
+                    let _ = writeln!(
+                        out,
+                        "{f}\t{}\t{}\t{}",
+                        f.profiles,
+                        f.vectors,
+                        f.title.unwrap_or("")
+                    );
                 }
-                let _ = writeln!(out, "{}\t{}\t{}", p.eep, p.title, keys.join(","));
+            } else {
+                for p in lib.iter() {
+                    let mut keys: Vec<&str> = Vec::new();
+                    for f in p.cases.iter().flat_map(|c| &c.fields) {
+                        if !keys.contains(&f.key.as_str()) {
+                            keys.push(&f.key);
+                        }
+                    }
+                    let _ = writeln!(out, "{}\t{}\t{}", p.eep, p.title, keys.join(","));
+                }
             }
             print_out(&out)?;
-            eprintln!("{} profiles", lib.len());
+            let vectors: usize = fams.iter().map(|f| f.vectors).sum();
+            let list: Vec<String> = fams
+                .iter()
+                .map(|f| format!("{f} ({})", f.profiles))
+                .collect();
+            eprintln!(
+                "{} profiles in {} families, {vectors} golden vectors: {}",
+                lib.len(),
+                fams.len(),
+                list.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { eep, profiles } => {
