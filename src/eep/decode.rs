@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::bits::{extract, sign_extend};
-use super::model::{Case, Field, Profile, round_to};
+use super::model::{Case, Field, Profile, round_pow};
 use super::teach_in;
 use crate::erp1::{STATUS_NU, STATUS_T21, Telegram};
 use crate::telemetry::Reading;
@@ -361,6 +361,7 @@ fn decode_field<'p>(
         } else {
             raw as f64
         };
+        let mut round = None;
         let mut number = match field.resolved.linear {
             Some(lin) => {
                 if lin.raw_min.is_some_and(|m| x < m) || lin.raw_max.is_some_and(|m| x > m) {
@@ -368,6 +369,7 @@ fn decode_field<'p>(
                     return Ok(Some(out));
                 }
                 out.decimals = lin.decimals;
+                round = lin.round_pow;
                 Some(x * lin.slope + lin.intercept)
             }
             None => None,
@@ -378,6 +380,7 @@ fn decode_field<'p>(
                 Some((f, i)) => {
                     number = Some(number.unwrap_or(x) * f);
                     out.decimals = field.resolved.multiplier_decimals.get(i).copied().flatten();
+                    round = out.decimals.map(|d| 10f64.powi(i32::from(d)));
                 }
                 None => {
                     out.status = Some("invalid");
@@ -386,8 +389,8 @@ fn decode_field<'p>(
             }
         }
         out.value = match number {
-            Some(v) => Val::Number(match out.decimals {
-                Some(d) => round_to(v, d),
+            Some(v) => Val::Number(match round {
+                Some(p) => round_pow(v, p),
                 None => v,
             }),
             None if field.signed => Val::Int(sign_extend(raw, field.total_size())),
