@@ -2,6 +2,9 @@
 //! (rockers, contacts, temperature/humidity/CO2/VOC sensors, meters, actuators) with its profile
 //! looked up by EEP, as the agent does per received telegram. Reports telegrams per second.
 //!
+//! `decode_only` decodes the same telegrams with the profiles looked up beforehand (the decoder
+//! alone), `lookup_only` is the profile lookups alone.
+//!
 //! `cargo bench --bench eep_decode`
 
 use std::hint::black_box;
@@ -74,6 +77,34 @@ fn bench(c: &mut Criterion) {
                     eep::decode_payload(p, s.rorg, black_box(&s.payload), s.status, s.direction)
                 {
                     n += d.readings().len();
+                }
+            }
+            black_box(n)
+        })
+    });
+    let resolved: Vec<(&eep::Profile, &Sample)> = samples
+        .iter()
+        .filter_map(|s| Some((lib.get(s.eep)?, s)))
+        .collect();
+    group.bench_function("decode_only", |b| {
+        b.iter(|| {
+            let mut values = 0usize;
+            for (p, s) in &resolved {
+                if let Ok(d) =
+                    eep::decode_payload(p, s.rorg, black_box(&s.payload), s.status, s.direction)
+                {
+                    values += d.values.len();
+                }
+            }
+            black_box(values)
+        })
+    });
+    group.bench_function("lookup_only", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for s in &samples {
+                if lib.get(black_box(s.eep)).is_some() {
+                    n += 1;
                 }
             }
             black_box(n)

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 pub mod agent;
+pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod dedup;

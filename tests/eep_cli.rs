@@ -146,6 +146,25 @@ fn profiles_list_and_show() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().count() >= 100, "{text}");
     assert!(text.contains("A5-04-01\t"));
+    // The count and the families, on stderr.
+    let lib = enocean_agent::eep::Library::builtin().unwrap();
+    let fams = lib.families();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let head = format!("{} profiles in {} families", lib.len(), fams.len());
+    assert!(stderr.starts_with(&head), "{stderr}");
+    assert!(
+        stderr.contains("A5-02 (25)") && stderr.contains("D2-50 (2)"),
+        "{stderr}"
+    );
+    // `--families`: family, profiles, vectors, title.
+    let out = bin()
+        .args(["profiles", "list", "--families"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), fams.len());
+    assert!(text.contains("A5-38\t2\t"), "{text}");
+    assert!(text.contains("\tHeat Recovery Ventilation\n"), "{text}");
     let out = bin()
         .args(["profiles", "show", "A5-04-01"])
         .output()
@@ -171,4 +190,77 @@ fn signal_telegrams_are_decoded_for_any_device() {
         assert_eq!(t["values"]["energy_level"]["value"], 80.0);
         assert_eq!(t["values"]["message_id"]["value"], 6);
     }
+}
+
+/// A chained VLD message (two RORG 0x40 telegrams) printed by `decode`: the first part is
+/// pending, the second completes it, and the reassembled D2-50 telegram is decoded.
+#[test]
+fn decode_reassembles_chained_messages() {
+    use enocean_agent::chain;
+    use enocean_agent::esp3::{Frame, PacketType};
+    // D2-50 basic status: exhaust air only, outdoor air raw 127 (+63 °C), 14 bytes.
+    let status = [
+        0x4E, 0x0F, 0xFF, 0xE4, 0x7F, 0xFF, 0x52, 0x55, 0x46, 0xFF, 0xD2, 0xC0, 0xFF, 0xF4,
+    ];
+    let mut bytes = Vec::new();
+    for part in chain::split(0xD2, &status, 1, 10, 13).unwrap() {
+        let mut data = vec![0x40];
+        data.extend_from_slice(&part);
+        data.extend_from_slice(&[0x01, 0x90, 0x00, 0x01, 0x00]);
+        let frame = Frame::new(
+            PacketType::RadioErp1,
+            &data,
+            &[1, 0xFF, 0xFF, 0xFF, 0xFF, 0x40, 0],
+        );
+        bytes.extend(frame.unwrap().encode());
+    }
+    // A lone part of another chain that never completes.
+    let mut data = vec![0x40, 0x80, 0x00, 0x20, 0xD2, 1, 2, 3];
+    data.extend_from_slice(&[0x01, 0x90, 0x00, 0x02, 0x00]);
+    bytes.extend(
+        Frame::new(PacketType::RadioErp1, &data, &[])
+            .unwrap()
+            .encode(),
+    );
+    let hex = hex::encode(&bytes);
+    let out = bin()
+        .args(["decode", "--eep", "D2-50-00", "--hex", &hex])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let first = &lines[0]["telegram"]["chain"];
+    assert_eq!(first["result"], "pending");
+    assert_eq!(
+        (first["seq"].as_u64(), first["idx"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let second = &lines[1]["telegram"]["chain"];
+    assert_eq!(second["result"], "complete");
+    let inner = &second["reassembled"];
+    assert_eq!(inner["rorg"], "D2");
+    assert_eq!(inner["payload"], hex::encode_upper(status));
+    assert_eq!(inner["eep"], "D2-50-00");
+    assert_eq!(inner["values"]["outdoor_air_temperature"]["value"], 63.0);
+    assert_eq!(
+        inner["values"]["ventilation_mode"]["value"],
+        "exhaust_air_only"
+    );
+    assert_eq!(lines[2]["telegram"]["chain"]["result"], "pending");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "chained messages: 3 parts, 1 reassembled, 1 incomplete (1 still waiting at end)"
+        ),
+        "{stderr}"
+    );
 }

@@ -79,3 +79,39 @@ fn readme_worked_example_is_valid_and_passes() {
         eep::check_vectors(&p)
     );
 }
+
+#[test]
+fn readme_coverage_table_matches_the_profiles() {
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eep-profiles/README.md"
+    ))
+    .unwrap();
+    let start = readme.find("<!-- coverage:start -->").unwrap();
+    let end = readme.find("<!-- coverage:end -->").unwrap();
+    let rows: Vec<Vec<String>> = readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| family"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    let lib = Library::builtin().unwrap();
+    let families = lib.families();
+    assert_eq!(rows.len(), families.len(), "one row per family");
+    for (row, fam) in rows.iter().zip(&families) {
+        assert_eq!(row[0], fam.to_string());
+        let types: Vec<String> = lib
+            .iter()
+            .filter(|p| p.id.rorg == fam.rorg && p.id.func == fam.func)
+            .map(|p| format!("{:02X}", p.id.type_))
+            .collect();
+        assert_eq!(row[2], types.join(", "), "{fam} types");
+        assert_eq!(row[3], fam.profiles.to_string(), "{fam} profiles");
+        assert_eq!(row[4], fam.vectors.to_string(), "{fam} vectors");
+        assert!(!row[5].is_empty(), "{fam} second source");
+    }
+}

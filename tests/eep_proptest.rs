@@ -13,7 +13,25 @@ fn profiles() -> &'static [Profile] {
 
 fn check(p: &Profile, rorg: u8, payload: &[u8], status: u8, direction: Option<u8>) {
     let _ = eep::teach_in_payload(rorg, payload);
-    if let Ok(d) = eep::decode_payload(p, rorg, payload, status, direction) {
+    let result = eep::decode_payload(p, rorg, payload, status, direction);
+    let fixed = match rorg {
+        0xA5 => Some(4),
+        0xF6 | 0xD5 => Some(1),
+        _ => None,
+    };
+    if rorg == p.id.rorg
+        && let Some(n) = fixed
+        && payload.len() != n
+    {
+        assert_eq!(
+            result.as_ref().map_err(|e| e.kind()).err(),
+            Some("wrong_length"),
+            "{} decoded a {}-byte payload",
+            p.eep,
+            payload.len()
+        );
+    }
+    if let Ok(d) = result {
         for v in &d.values {
             match v.value {
                 Val::Number(x) => assert!(x.is_finite(), "{} {v:?}", p.eep),

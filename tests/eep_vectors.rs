@@ -35,8 +35,16 @@ fn telegram(v: &Json) -> Telegram {
     Telegram::from_parts(&data, &opt).unwrap()
 }
 
-fn close(a: f64, b: f64) -> bool {
-    eep::golden::close(a, b)
+/// True when a decoded value is `want` rounded to the field's resolution (the decoder rounds
+/// scaled values; kipe and the spec formulas do not).
+fn close(got: &eep::Value<'_>, want: f64) -> bool {
+    let want = match got.decimals {
+        Some(d) => eep::model::round_to(want, d),
+        None => want,
+    };
+    got.value
+        .as_f64()
+        .is_some_and(|g| eep::golden::close(g, want))
 }
 
 /// What the spec says for a field where kipe's value is not the spec's.
@@ -143,8 +151,11 @@ fn spec_judgement(v: &Json, shortcut: &str, raw: u64) -> Judgement {
         ("A5-20-01", "SP") if v["direction"] == 2 && p[2] & 0x04 != 0 => {
             Judgement::Number(raw as f64 * 40.0 / 255.0)
         }
-        // Spec A5-38-08 COM 2: EDIM raw 0..255 is 0..100 %.
-        ("A5-38-08", "EDIM") => Judgement::Number(raw as f64 * 100.0 / 255.0),
+        // Spec A5-38-08 COM 2: with EDIMR = 0 (DB0.2) EDIM raw 0..255 is 0..100 %; with
+        // EDIMR = 1 it is already a relative value 0..100 %, and 101..255 are no value.
+        ("A5-38-08", "EDIM") if p[3] & 0x04 == 0 => Judgement::Number(raw as f64 * 100.0 / 255.0),
+        ("A5-38-08", "EDIM") if raw <= 100 => Judgement::Number(raw as f64),
+        ("A5-38-08", "EDIM") => Judgement::Status("invalid"),
         // Spec D2-05-00 reply (CMD 4): DB1.6..4 reserved, so no REPO; POS/ANG 127 = unknown.
         ("D2-05-00", "REPO") if divergent => Judgement::Absent,
         ("D2-05-00", "POS" | "ANG") if divergent && raw == 127 => Judgement::Status("unknown"),
@@ -219,7 +230,7 @@ fn check_data_vector(v: &Json) -> Result<usize, String> {
                     .value
                     .as_f64()
                     .ok_or(format!("{shortcut}: {f:?} is no number"))?;
-                if !close(got, want) {
+                if !close(f, want) {
                     return Err(format!("{shortcut}: {got} but the spec gives {want}"));
                 }
             }
@@ -236,7 +247,7 @@ fn check_data_vector(v: &Json) -> Result<usize, String> {
                     let conditional = profile.cases[d.case]
                         .fields
                         .iter()
-                        .any(|f| f.shortcut == ours && f.when.is_some());
+                        .any(|f| f.shortcut == ours && !f.when.is_empty());
                     if conditional {
                         continue;
                     }
@@ -250,7 +261,7 @@ fn check_data_vector(v: &Json) -> Result<usize, String> {
                         .value
                         .as_f64()
                         .ok_or(format!("{shortcut}: {f:?} is no number, kipe {want}"))?;
-                    if !close(got, want) {
+                    if !close(f, want) {
                         return Err(format!("{shortcut}: {got} vs kipe {want}"));
                     }
                 }

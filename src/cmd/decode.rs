@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use enocean_agent::erp1::Telegram;
+use enocean_agent::chain::{Outcome, Reassembler};
+use enocean_agent::erp1::{Telegram, rorg};
 use enocean_agent::esp3::{Decoder, Item};
 use enocean_agent::inspect;
 
@@ -46,6 +47,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Signal telegrams (RORG D0) come from any device whatever its EEP.
     let signal = library.get(enocean_agent::eep::EepId::new(0xD0, 0, 0));
     let mut decoder = Decoder::new();
+    // Chained data messages (RORG 0x40) are put back together and decoded by their inner RORG.
+    let mut chains = Reassembler::default();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_err = None;
@@ -58,8 +61,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Item::Frame { frame, .. } => {
                 let mut obj = inspect::frame_json(&frame);
                 if let (Ok(t), Some(tj)) = (Telegram::from_frame(&frame), obj.get_mut("telegram")) {
-                    let p = if t.rorg == 0xD0 { signal } else { profile };
+                    let p = if t.rorg == rorg::SIGNAL {
+                        signal
+                    } else {
+                        profile
+                    };
                     inspect::add_eep_json(tj, &t, p, args.direction);
+                    if t.rorg == rorg::CDM {
+                        let outcome = chains.push(&t, Instant::now());
+                        add_chain_json(tj, &t, outcome, profile, args.direction);
+                    }
                 }
                 serde_json::Value::Object(obj).to_string()
             }
@@ -93,10 +104,54 @@ pub fn run(args: Args) -> Result<ExitCode> {
         c.empty_frames,
         pending
     );
+    let cc = chains.counters();
+    if cc.parts + cc.rejected + cc.duplicates > 0 {
+        eprintln!(
+            "chained messages: {} parts, {} reassembled, {} incomplete ({} still waiting at end), {} parts rejected, {} repeated",
+            cc.parts,
+            cc.completed,
+            cc.incomplete() + chains.pending() as u64,
+            chains.pending(),
+            cc.rejected,
+            cc.duplicates
+        );
+    }
     if c.bytes > 0 && c.frames == 0 {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds `chain` to the JSON of a 0x40 part: its SEQ and IDX and what the reassembler made of it
+/// (`pending`, `duplicate`, `rejected` with `error`, or `complete` with the reassembled telegram
+/// under `reassembled`, decoded like any telegram).
+fn add_chain_json(
+    tj: &mut serde_json::Value,
+    t: &Telegram,
+    outcome: Outcome,
+    profile: Option<&enocean_agent::eep::Profile>,
+    direction: Option<u8>,
+) {
+    let first = t.payload.first().copied();
+    let mut chain = serde_json::json!({
+        "seq": first.map(|b| b >> 6),
+        "idx": first.map(|b| b & 0x3F),
+    });
+    match outcome {
+        Outcome::Pending => chain["result"] = "pending".into(),
+        Outcome::Duplicate => chain["result"] = "duplicate".into(),
+        Outcome::Rejected(e) => {
+            chain["result"] = "rejected".into();
+            chain["error"] = e.to_string().into();
+        }
+        Outcome::Complete(inner) => {
+            chain["result"] = "complete".into();
+            let mut rj = inspect::telegram_json(&inner);
+            inspect::add_eep_json(&mut rj, &inner, profile, direction);
+            chain["reassembled"] = rj;
+        }
+    }
+    tj["chain"] = chain;
 }
 
 fn read_input(args: &Args) -> Result<Vec<u8>> {

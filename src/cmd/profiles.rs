@@ -18,11 +18,15 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// List known profiles: EEP, title and the semantic keys they yield.
+    /// List known profiles: EEP, title and the semantic keys they yield; the count and the
+    /// families go to stderr.
     List {
         /// Also load profiles from this directory (they add to or override the built-in ones).
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// List the families instead: family, profiles, golden vectors, title.
+        #[arg(long)]
+        families: bool,
     },
     /// Show one profile: cases, fields with bit positions, scaling and units.
     Show {
@@ -51,20 +55,43 @@ pub fn load_library(dir: Option<&Path>) -> Result<Library> {
 /// Runs `profiles`.
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
-        Command::List { profiles } => {
+        Command::List { profiles, families } => {
             let lib = load_library(profiles.as_deref())?;
+            let fams = lib.families();
             let mut out = String::new();
-            for p in lib.iter() {
-                let mut keys: Vec<&str> = Vec::new();
-                for f in p.cases.iter().flat_map(|c| &c.fields) {
-                    if !keys.contains(&f.key.as_str()) {
-                        keys.push(&f.key);
-                    }
+            if families {
+                for f in &fams {
+                    let _ = writeln!(
+                        out,
+                        "{f}\t{}\t{}\t{}",
+                        f.profiles,
+                        f.vectors,
+                        f.title.unwrap_or("")
+                    );
                 }
-                let _ = writeln!(out, "{}\t{}\t{}", p.eep, p.title, keys.join(","));
+            } else {
+                for p in lib.iter() {
+                    let mut keys: Vec<&str> = Vec::new();
+                    for f in p.cases.iter().flat_map(|c| &c.fields) {
+                        if !keys.contains(&f.key.as_str()) {
+                            keys.push(&f.key);
+                        }
+                    }
+                    let _ = writeln!(out, "{}\t{}\t{}", p.eep, p.title, keys.join(","));
+                }
             }
             print_out(&out)?;
-            eprintln!("{} profiles", lib.len());
+            let vectors: usize = fams.iter().map(|f| f.vectors).sum();
+            let list: Vec<String> = fams
+                .iter()
+                .map(|f| format!("{f} ({})", f.profiles))
+                .collect();
+            eprintln!(
+                "{} profiles in {} families, {vectors} golden vectors: {}",
+                lib.len(),
+                fams.len(),
+                list.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { eep, profiles } => {
@@ -129,11 +156,19 @@ fn check(dir: &Path) -> Result<ExitCode> {
 /// Byte and bit of a payload bit offset in the spec's notation (DB3.7 is offset 0 of 4 bytes);
 /// shown as plain offsets because VLD lengths vary.
 fn bits(f: &Field) -> String {
-    if f.size == 1 {
-        format!("bit {}", f.offset)
-    } else {
-        format!("bits {}..{}", f.offset, f.offset + f.size - 1)
+    let range = |offset: usize, size: usize| {
+        if size == 1 {
+            format!("bit {offset}")
+        } else {
+            format!("bits {}..{}", offset, offset + size - 1)
+        }
+    };
+    let mut s = range(f.offset, f.size);
+    for b in &f.more_bits {
+        s.push_str(" + ");
+        s.push_str(&range(b.offset, b.size));
     }
+    s
 }
 
 fn show(p: &Profile, origin: &str) -> String {
@@ -214,7 +249,7 @@ fn show(p: &Profile, origin: &str) -> String {
             if f.bool {
                 how.push(if f.invert { "bool (0 = true)" } else { "bool" }.into());
             }
-            if let Some(w) = &f.when {
+            for w in &f.when {
                 let mut v: Vec<String> = w.is.iter().map(|x| x.to_string()).collect();
                 v.extend(w.any_of.iter().map(|x| x.to_string()));
                 how.push(format!("only when {} = {}", w.field, v.join("|")));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::bits::{extract, sign_extend};
-use super::model::{Case, Field, Profile};
+use super::model::{Case, Field, Profile, round_pow};
 use super::teach_in;
 use crate::erp1::{STATUS_NU, STATUS_T21, Telegram};
 use crate::telemetry::Reading;
@@ -38,6 +38,19 @@ pub enum DecodeError {
         /// Requested direction.
         direction: u8,
     },
+    /// The payload length is not the one the telegram type has (RPS and 1BS: 1 byte, 4BS: 4
+    /// bytes); such a telegram is never decoded.
+    #[error("{eep}: a {len}-byte payload is not a {rorg_name} telegram ({expected} bytes)")]
+    WrongLength {
+        /// The profile's EEP.
+        eep: String,
+        /// The telegram type's name (`4BS`, …).
+        rorg_name: &'static str,
+        /// Payload length in bytes.
+        len: usize,
+        /// The length the telegram type has.
+        expected: usize,
+    },
     /// The payload is too short for a field of the selected case.
     #[error("{eep}: a {len}-byte payload is too short for field {shortcut} (bits {offset}..{end})")]
     Truncated {
@@ -55,13 +68,15 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// A short stable name of the error kind (`teach_in`, `no_case`, `truncated`, `wrong_rorg`).
+    /// A short stable name of the error kind (`teach_in`, `no_case`, `truncated`, `wrong_rorg`,
+    /// `wrong_length`).
     pub fn kind(&self) -> &'static str {
         match self {
             DecodeError::WrongRorg { .. } => "wrong_rorg",
             DecodeError::TeachIn => "teach_in",
             DecodeError::NoCase { .. } => "no_case",
             DecodeError::Truncated { .. } => "truncated",
+            DecodeError::WrongLength { .. } => "wrong_length",
         }
     }
 }
@@ -118,6 +133,9 @@ pub struct Value<'p> {
     pub value: Val<'p>,
     /// Why there is no value (`error`, `out_of_range`, `reserved`, …).
     pub status: Option<&'p str>,
+    /// Decimal places a scaled number was rounded to (its field's resolution), None when the
+    /// value was not scaled.
+    pub decimals: Option<u8>,
 }
 
 impl Value<'_> {
@@ -209,6 +227,16 @@ pub fn decode_payload<'p>(
             found: rorg,
         });
     }
+    if let Some((rorg_name, expected)) = fixed_length(rorg)
+        && payload.len() != expected
+    {
+        return Err(DecodeError::WrongLength {
+            eep: profile.eep.clone(),
+            rorg_name,
+            len: payload.len(),
+            expected,
+        });
+    }
     if teach_in::is_teach_in_bits(rorg, payload) {
         return Err(DecodeError::TeachIn);
     }
@@ -239,6 +267,17 @@ pub fn decode_payload<'p>(
     })
 }
 
+/// The payload length of the telegram types that have one fixed length.
+#[inline]
+fn fixed_length(rorg: u8) -> Option<(&'static str, usize)> {
+    match rorg {
+        crate::erp1::rorg::RPS => Some(("RPS", 1)),
+        crate::erp1::rorg::BS1 => Some(("1BS", 1)),
+        crate::erp1::rorg::BS4 => Some(("4BS", 4)),
+        _ => None,
+    }
+}
+
 fn case_matches(case: &Case, payload: &[u8], status: u8, direction: u8) -> bool {
     if case.direction.unwrap_or(1) != direction {
         return false;
@@ -262,23 +301,33 @@ fn case_matches(case: &Case, payload: &[u8], status: u8, direction: u8) -> bool 
         .all(|c| extract(payload, c.offset, c.size).is_some_and(|raw| c.accepts(raw)))
 }
 
+/// A field's raw bits: its first range, then each of `more_bits` appended below.
+#[inline]
+fn field_raw(payload: &[u8], field: &Field) -> Option<u64> {
+    let mut raw = extract(payload, field.offset, field.size)?;
+    for b in &field.more_bits {
+        raw = raw.checked_shl(b.size as u32).unwrap_or(0) | extract(payload, b.offset, b.size)?;
+    }
+    Some(raw)
+}
+
 fn decode_field<'p>(
     profile: &'p Profile,
     field: &'p Field,
     payload: &[u8],
 ) -> Result<Option<Value<'p>>, DecodeError> {
-    if let (Some(cond), Some((o, s))) = (&field.when, field.resolved.when_bits) {
+    for (cond, &(o, s)) in field.when.iter().zip(&field.resolved.when_bits) {
         match extract(payload, o, s) {
             Some(raw) if cond.accepts(raw) => {}
             _ => return Ok(None),
         }
     }
-    let Some(raw) = extract(payload, field.offset, field.size) else {
+    let Some(raw) = field_raw(payload, field) else {
         return Err(DecodeError::Truncated {
             eep: profile.eep.clone(),
             shortcut: field.shortcut.clone(),
             offset: field.offset,
-            end: field.offset.saturating_add(field.size),
+            end: field.end(),
             len: payload.len(),
         });
     };
@@ -293,6 +342,7 @@ fn decode_field<'p>(
         raw,
         value: Val::None,
         status: None,
+        decimals: None,
     };
     if let Some(s) = field.sentinels.iter().find(|s| s.matches(raw)) {
         out.status = Some(&s.status);
@@ -307,26 +357,31 @@ fn decode_field<'p>(
         }
     } else {
         let x = if field.signed {
-            sign_extend(raw, field.size) as f64
+            sign_extend(raw, field.total_size()) as f64
         } else {
             raw as f64
         };
+        let mut round = None;
         let mut number = match field.resolved.linear {
             Some(lin) => {
                 if lin.raw_min.is_some_and(|m| x < m) || lin.raw_max.is_some_and(|m| x > m) {
                     out.status = Some("out_of_range");
                     return Ok(Some(out));
                 }
+                out.decimals = lin.decimals;
+                round = lin.round_pow;
                 Some(x * lin.slope + lin.intercept)
             }
             None => None,
         };
         if let (Some(m), Some((o, s))) = (&field.multiplier, field.resolved.multiplier_bits) {
-            let factor = extract(payload, o, s)
-                .and_then(|sel| usize::try_from(sel).ok())
-                .and_then(|i| m.values.get(i).copied());
-            match factor {
-                Some(f) => number = Some(number.unwrap_or(x) * f),
+            let index = extract(payload, o, s).and_then(|sel| usize::try_from(sel).ok());
+            match index.and_then(|i| Some((m.values.get(i)?, i))) {
+                Some((f, i)) => {
+                    number = Some(number.unwrap_or(x) * f);
+                    out.decimals = field.resolved.multiplier_decimals.get(i).copied().flatten();
+                    round = out.decimals.map(|d| 10f64.powi(i32::from(d)));
+                }
                 None => {
                     out.status = Some("invalid");
                     return Ok(Some(out));
@@ -334,8 +389,11 @@ fn decode_field<'p>(
             }
         }
         out.value = match number {
-            Some(v) => Val::Number(v),
-            None if field.signed => Val::Int(sign_extend(raw, field.size)),
+            Some(v) => Val::Number(match round {
+                Some(p) => round_pow(v, p),
+                None => v,
+            }),
+            None if field.signed => Val::Int(sign_extend(raw, field.total_size())),
             None => match i64::try_from(raw) {
                 Ok(i) => Val::Int(i),
                 Err(_) => Val::Number(raw as f64),
@@ -384,6 +442,12 @@ key = "divisor"
 offset = 4
 size = 2
 enum = [{ raw = 0, label = "x1" }, { raw = 1, label = "x10" }]
+[[case.field]]
+shortcut = "SP"
+key = "tariff"
+offset = 12
+size = 4
+more_bits = [{ offset = 0, size = 2 }]
 [[case]]
 name = "far field"
 direction = 2
@@ -417,6 +481,19 @@ size = 8
         let e = d.get("energy").unwrap();
         assert_eq!((e.value, e.status), (Val::None, Some("invalid")));
         assert_eq!(d.get("divisor").unwrap().status, Some("reserved"));
+    }
+
+    #[test]
+    fn split_fields_append_their_parts() {
+        let p = profile();
+        // SP: bits 12..15 (0b1011) then bits 0..1 (0b00) appended below: 0b101100 = 44.
+        let d = decode_payload(&p, 0xD2, &[0x24, 0x0B], 0, None).unwrap();
+        assert_eq!(d.get("tariff").unwrap().value, Val::Int(44));
+        assert_eq!(d.get("tariff").unwrap().raw, 44);
+        assert!(matches!(
+            decode_payload(&p, 0xD2, &[0x24], 0, None),
+            Err(DecodeError::Truncated { end: 16, .. })
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Running a profile's golden vectors: used by the test suite and by `profiles check`.
 
 use super::decode::{Val, Value, decode_payload};
-use super::model::Profile;
+use super::model::{Profile, round_to};
 
 /// One golden vector that did not decode as its file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +108,21 @@ fn compare(got: &Value<'_>, want: &toml::Value) -> Result<(), String> {
     }
 }
 
+/// True when a decoded number is the expected one rounded to the field's resolution (the
+/// decimals the decoder rounded to), so a vector may give the exact spec value (21.176470588…)
+/// or the delivered one (21.18).
+fn close_rounded(got: &Value<'_>, want: f64) -> bool {
+    let want = match got.decimals {
+        Some(d) => round_to(want, d),
+        None => want,
+    };
+    got.value.as_f64().is_some_and(|g| close(g, want))
+}
+
 fn compare_value(got: &Value<'_>, want: &toml::Value) -> Result<(), String> {
     let ok = match (want, got.value) {
-        (toml::Value::Float(w), v) => v.as_f64().is_some_and(|g| close(g, *w)),
-        (toml::Value::Integer(w), v) => v.as_f64().is_some_and(|g| close(g, *w as f64)),
+        (toml::Value::Float(w), _) => close_rounded(got, *w),
+        (toml::Value::Integer(w), _) => close_rounded(got, *w as f64),
         (toml::Value::String(w), Val::Label(g)) => g == w,
         (toml::Value::Boolean(w), Val::Bool(g)) => g == *w,
         _ => false,

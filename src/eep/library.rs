@@ -114,6 +114,50 @@ impl Library {
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
     }
+
+    /// The families (RORG and FUNC) of the profiles with how many profiles and golden vectors
+    /// each has, in EEP order.
+    pub fn families(&self) -> Vec<Family> {
+        let mut out: Vec<Family> = Vec::new();
+        for p in self.profiles.values() {
+            match out.last_mut() {
+                Some(f) if f.rorg == p.id.rorg && f.func == p.id.func => {
+                    f.profiles += 1;
+                    f.vectors += p.vectors.len();
+                }
+                _ => out.push(Family {
+                    rorg: p.id.rorg,
+                    func: p.id.func,
+                    title: super::families::family_title(p.id.rorg, p.id.func),
+                    profiles: 1,
+                    vectors: p.vectors.len(),
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// A profile family of a library (RORG and FUNC), as listed by `profiles list --families`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    /// Radio telegram type.
+    pub rorg: u8,
+    /// Profile function.
+    pub func: u8,
+    /// The EEP function title, when known.
+    pub title: Option<&'static str>,
+    /// Profiles of the family.
+    pub profiles: usize,
+    /// Golden vectors of those profiles.
+    pub vectors: usize,
+}
+
+impl std::fmt::Display for Family {
+    /// `A5-02`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02X}-{:02X}", self.rorg, self.func)
+    }
 }
 
 /// One file of a profile directory: its path and the parsed profile or why it failed.

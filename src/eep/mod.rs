@@ -14,6 +14,7 @@
 
 pub mod bits;
 pub mod decode;
+pub mod families;
 pub mod golden;
 pub mod keys;
 pub mod library;
@@ -22,6 +23,6 @@ pub mod teach_in;
 
 pub use decode::{DecodeError, Decoded, Val, Value, decode, decode_direction, decode_payload};
 pub use golden::{VectorFailure, check_vectors};
-pub use library::{Library, LoadError, LookupError};
+pub use library::{Family, Library, LoadError, LookupError};
 pub use model::{EepId, Profile, ProfileError, parse_profile};
 pub use teach_in::{TeachIn, UteQuery, UteRequest, teach_in, teach_in_payload};

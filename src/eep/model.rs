@@ -170,6 +170,10 @@ pub struct Field {
     pub offset: usize,
     /// Size in bits (1–64).
     pub size: usize,
+    /// Further bit ranges the spec splits the value into, appended below the first one (less
+    /// significant), in order: A5-13-10 SRA is DB1 followed by DB0.2…0.
+    #[serde(default)]
+    pub more_bits: Vec<BitRange>,
     /// Read the raw bits as a two's complement number before scaling.
     #[serde(default)]
     pub signed: bool,
@@ -197,12 +201,39 @@ pub struct Field {
     /// Raw values that carry no number but a status (error, out of range, …).
     #[serde(rename = "sentinel", default)]
     pub sentinels: Vec<Sentinel>,
-    /// The field is only present when another field of the case has one of these raw values.
-    #[serde(default)]
-    pub when: Option<FieldCondition>,
+    /// The field is only present when other fields of the case have these raw values: one
+    /// condition (`when = { field = "DT", is = 0 }`) or several that must all hold
+    /// (`when = [{ field = "PM", is = 2 }, { field = "UNIT", is = 5 }]`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub when: Vec<FieldCondition>,
     /// Resolved references, set by validation.
     #[serde(skip)]
     pub resolved: Resolved,
+}
+
+/// A bit range of a payload.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitRange {
+    /// Bit offset (0 = MSB of the first payload byte).
+    pub offset: usize,
+    /// Size in bits.
+    pub size: usize,
+}
+
+impl Field {
+    /// The field's size in bits, including `more_bits`.
+    pub fn total_size(&self) -> usize {
+        self.size + self.more_bits.iter().map(|b| b.size).sum::<usize>()
+    }
+
+    /// One past the last payload bit the field reads.
+    pub fn end(&self) -> usize {
+        self.more_bits
+            .iter()
+            .map(|b| b.offset.saturating_add(b.size))
+            .fold(self.offset.saturating_add(self.size), usize::max)
+    }
 }
 
 /// References of a field resolved at validation time.
@@ -210,12 +241,14 @@ pub struct Field {
 pub struct Resolved {
     /// The semantic key's registry entry.
     pub key: Option<&'static SemanticKey>,
-    /// Bits of the field named by `when`.
-    pub when_bits: Option<(usize, usize)>,
+    /// Bits of the fields named by `when`, in the same order.
+    pub when_bits: Vec<(usize, usize)>,
     /// Bits of the field named by `multiplier`.
     pub multiplier_bits: Option<(usize, usize)>,
     /// The linear map as `value = raw * slope + intercept`, with the accepted raw range.
     pub linear: Option<Linear>,
+    /// Decimal places for each `multiplier` value (the step is the linear slope, or 1, times it).
+    pub multiplier_decimals: Vec<Option<u8>>,
 }
 
 /// A resolved linear map.
@@ -229,6 +262,87 @@ pub struct Linear {
     pub raw_min: Option<f64>,
     /// Largest accepted raw value, None when unbounded.
     pub raw_max: Option<f64>,
+    /// Decimal places values are rounded to (see [`decimals_for`]).
+    pub decimals: Option<u8>,
+    /// `10^decimals` when values need rounding; None when every value of the map is already
+    /// exact (integer steps from an integer origin) or there are no decimals.
+    pub round_pow: Option<f64>,
+}
+
+impl Linear {
+    fn new(slope: f64, intercept: f64, raw_min: Option<f64>, raw_max: Option<f64>) -> Self {
+        let decimals = decimals_for(slope, intercept);
+        let exact = decimals == Some(0) && slope.fract() == 0.0 && intercept.fract() == 0.0;
+        Self {
+            slope,
+            intercept,
+            raw_min,
+            raw_max,
+            decimals,
+            round_pow: decimals
+                .filter(|_| !exact)
+                .map(|d| 10f64.powi(i32::from(d))),
+        }
+    }
+}
+
+/// The most decimal places a value is rounded to.
+pub const MAX_DECIMALS: u8 = 12;
+
+/// Decimal places that show values `origin + k × step` without floating-point noise while keeping
+/// two neighbouring raw steps apart.
+///
+/// When the step and the origin are round decimals (0.4 % steps from 0: one place; 0.16 °C
+/// steps: two places) that is the fewest places that write every value exactly, so 40.4 is
+/// delivered, not 40.400000000000006. Otherwise (0…40 °C over 255 steps: 0.157 °C) it is one
+/// place more than the step's first significant digit needs (two places: 21.18), so no two raw
+/// values round to the same number and the rounding error stays below a tenth of a step.
+/// None when the step is zero or not finite (no rounding).
+pub fn decimals_for(step: f64, origin: f64) -> Option<u8> {
+    let step = step.abs();
+    if !step.is_finite() || step == 0.0 || !origin.is_finite() {
+        return None;
+    }
+    // Within the noise of one multiplication, not a relative tolerance: 156862745.098 (a step
+    // of 40/255 times 1e9) is not on the grid.
+    let on_grid = |x: f64| (x - x.round()).abs() <= 1e-9_f64.max(x.abs() * 4.0 * f64::EPSILON);
+    for d in 0..=MAX_DECIMALS {
+        let p = 10f64.powi(i32::from(d));
+        if on_grid(step * p) && on_grid(origin * p) {
+            return Some(d);
+        }
+    }
+    let d = (-step.log10()).ceil() + 1.0;
+    Some(d.clamp(0.0, f64::from(MAX_DECIMALS)) as u8)
+}
+
+/// Rounds `x` to `decimals` places (half away from zero). Numbers too large for the scaled
+/// value to hold the places exactly are returned unchanged.
+#[inline]
+pub fn round_to(x: f64, decimals: u8) -> f64 {
+    const POW10: [f64; MAX_DECIMALS as usize + 1] = [
+        1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+    ];
+    round_pow(x, POW10[usize::from(decimals.min(MAX_DECIMALS))])
+}
+
+/// Rounds `x` to the grid `1/pow` (`pow` = 10^decimals): the nearest double to the decimal, so
+/// it prints as written (40.4, not 40.400000000000006).
+#[inline]
+pub fn round_pow(x: f64, pow: f64) -> f64 {
+    let scaled = x * pow;
+    if !scaled.is_finite() || scaled.abs() >= 4.5e15 {
+        return x;
+    }
+    // Half away from zero through an integer conversion: `f64::round` is a libm call on the
+    // baseline x86-64 and ARM targets and cost a sixth of the decoding time. Exact here, as
+    // |scaled| < 2^53.
+    let k = if scaled >= 0.0 {
+        (scaled + 0.5) as i64
+    } else {
+        (scaled - 0.5) as i64
+    };
+    k as f64 / pow
 }
 
 /// Linear scaling: raw `raw[0]` maps to `value[0]`, raw `raw[1]` to `value[1]`.
@@ -314,6 +428,8 @@ impl Sentinel {
 
 /// The statuses a sentinel may give (also produced by the decoder itself: `out_of_range` for a raw
 /// value outside a scale, `reserved` for an unnamed enum value, `invalid` for a bad multiplier).
+/// Commands sent to actuators use `no_change`, `auto`, `default` and `disabled` for the raw values
+/// that keep, automate, reset or switch off a setting instead of giving a number.
 pub const SENTINEL_STATUSES: &[&str] = &[
     "error",
     "out_of_range",
@@ -323,7 +439,29 @@ pub const SENTINEL_STATUSES: &[&str] = &[
     "reserved",
     "overflow",
     "underflow",
+    "no_change",
+    "auto",
+    "default",
+    "not_supported",
+    "disabled",
 ];
+
+/// One table or an array of tables.
+fn one_or_many<'de, D>(d: D) -> Result<Vec<FieldCondition>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(FieldCondition),
+        Many(Vec<FieldCondition>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(c) => vec![c],
+        OneOrMany::Many(v) => v,
+    })
+}
 
 /// Presence condition on another field of the same case.
 #[derive(Debug, Clone, Deserialize)]
@@ -442,9 +580,11 @@ impl Profile {
             {
                 return Err(err(Some(cname), format!("direction {d} is not 1 or 2")));
             }
+            // Fields other fields refer to (`when`, `multiplier`): single bit ranges only.
             let bits: Vec<(String, usize, usize)> = case
                 .fields
                 .iter()
+                .filter(|f| f.more_bits.is_empty())
                 .map(|f| (f.shortcut.clone(), f.offset, f.size))
                 .collect();
             let find = |name: &str| {
@@ -456,7 +596,7 @@ impl Profile {
             for field in case.fields.iter_mut() {
                 let loc = Some(format!("{cname} field {}", field.shortcut));
                 validate_field(field, &find).map_err(|m| err(loc.clone(), m))?;
-                let conditional = field.when.is_some();
+                let conditional = !field.when.is_empty();
                 if let Some(&(_, other_cond)) = seen.iter().find(|(k, _)| *k == field.key)
                     && !(conditional && other_cond)
                 {
@@ -519,6 +659,15 @@ fn validate_field(
     find: &dyn Fn(&str) -> Option<(usize, usize)>,
 ) -> Result<(), String> {
     check_bits(field.offset, field.size)?;
+    for b in &field.more_bits {
+        check_bits(b.offset, b.size)?;
+    }
+    if field.total_size() > 64 {
+        return Err(format!(
+            "size {} with `more_bits` is over 64 bits",
+            field.total_size()
+        ));
+    }
     if field.shortcut.trim().is_empty() {
         return Err("shortcut is empty".into());
     }
@@ -559,10 +708,10 @@ fn validate_field(
             key.name, key.kind, kind
         ));
     }
-    let max_raw = if field.size == 64 {
+    let max_raw = if field.total_size() == 64 {
         u64::MAX
     } else {
-        (1u64 << field.size) - 1
+        (1u64 << field.total_size()) - 1
     };
     for item in &field.items {
         match (item.raw, item.min, item.max) {
@@ -571,7 +720,8 @@ fn validate_field(
             _ => {
                 return Err(format!(
                     "enum item {:?} needs `raw` or `min` ≤ `max`, within {} bits",
-                    item.label, field.size
+                    item.label,
+                    field.total_size()
                 ));
             }
         }
@@ -586,7 +736,8 @@ fn validate_field(
             _ => {
                 return Err(format!(
                     "sentinel {:?} needs `raw` or `min` ≤ `max`, within {} bits",
-                    s.status, field.size
+                    s.status,
+                    field.total_size()
                 ));
             }
         }
@@ -605,35 +756,31 @@ fn validate_field(
             return Err("scale needs finite ends and two different raw ends".into());
         }
         let slope = (v1 - v0) / (r1 - r0);
-        field.resolved.linear = Some(Linear {
+        field.resolved.linear = Some(Linear::new(
             slope,
-            intercept: v0 - r0 * slope,
-            raw_min: Some(r0.min(r1)),
-            raw_max: Some(r0.max(r1)),
-        });
+            v0 - r0 * slope,
+            Some(r0.min(r1)),
+            Some(r0.max(r1)),
+        ));
     } else if let Some(f) = field.factor {
         let add = field.add.unwrap_or(0.0);
         if !f.is_finite() || !add.is_finite() {
             return Err("factor and add must be finite".into());
         }
-        field.resolved.linear = Some(Linear {
-            slope: f,
-            intercept: add,
-            raw_min: None,
-            raw_max: None,
-        });
+        field.resolved.linear = Some(Linear::new(f, add, None, None));
     }
     if field.signed && kind != KeyKind::Number {
         return Err("`signed` applies only to numeric fields".into());
     }
-    if let Some(w) = &field.when {
+    field.resolved.when_bits.clear();
+    for w in &field.when {
         if w.is.is_none() && w.any_of.is_empty() {
             return Err("`when` needs `is` or `in`".into());
         }
         if w.field == field.shortcut {
             return Err("`when` refers to the field itself".into());
         }
-        field.resolved.when_bits = Some(
+        field.resolved.when_bits.push(
             find(&w.field).ok_or_else(|| format!("`when` refers to unknown field {}", w.field))?,
         );
     }
@@ -648,6 +795,15 @@ fn validate_field(
             find(&m.field)
                 .ok_or_else(|| format!("`multiplier` refers to unknown field {}", m.field))?,
         );
+        let (slope, intercept) = field
+            .resolved
+            .linear
+            .map_or((1.0, 0.0), |l| (l.slope, l.intercept));
+        field.resolved.multiplier_decimals = m
+            .values
+            .iter()
+            .map(|f| decimals_for(slope * f, intercept * f))
+            .collect();
     }
     Ok(())
 }
@@ -655,6 +811,51 @@ fn validate_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_follow_the_step() {
+        assert_eq!(decimals_for(0.4, 0.0), Some(1));
+        assert_eq!(decimals_for(40.0 / 250.0, 0.0), Some(2));
+        assert_eq!(decimals_for(-40.0 / 255.0, 40.0), Some(2));
+        assert_eq!(decimals_for(0.1, -40.0), Some(1));
+        assert_eq!(decimals_for(1.0, 0.0), Some(0));
+        assert_eq!(decimals_for(1000.0, 0.0), Some(0));
+        assert_eq!(decimals_for(2.5, 0.0), Some(1));
+        assert_eq!(decimals_for(1000.0 / 255.0, 0.0), Some(1));
+        assert_eq!(decimals_for(1.0 / 3_600_000.0, 0.0), Some(8));
+        assert_eq!(decimals_for(0.0, 0.0), None);
+        assert_eq!(decimals_for(f64::NAN, 0.0), None);
+        assert_eq!(round_to(0.4 * 101.0, 1), 40.4);
+        assert_eq!(round_to(-12.345, 2), -12.35);
+        assert_eq!(round_to(1e300, 3), 1e300);
+    }
+
+    #[test]
+    fn neighbouring_raw_steps_stay_apart_after_rounding() {
+        // Every scale the profiles use has raw ranges like these; check each pair of steps.
+        for (r1, v0, v1) in [
+            (255.0, 0.0, 40.0),
+            (255.0, -40.0, 0.0),
+            (250.0, 0.0, 100.0),
+            (1023.0, -10.0, 41.2),
+            (255.0, 0.0, 1000.0),
+            (255.0, 0.0, 2000.0),
+            (255.0, 0.0, 5.1),
+        ] {
+            let slope = (v1 - v0) / r1;
+            let d = decimals_for(slope, v0).unwrap();
+            let mut last = f64::NEG_INFINITY;
+            for raw in 0..=(r1 as u32) {
+                let v = round_to(f64::from(raw) * slope + v0, d);
+                assert!(
+                    v > last,
+                    "{v0}..{v1} over {r1}: raw {raw} gives {v} after {last}"
+                );
+                assert!((v - (f64::from(raw) * slope + v0)).abs() <= slope.abs() / 10.0 + 1e-9);
+                last = v;
+            }
+        }
+    }
 
     #[test]
     fn eep_ids_parse_and_print() {
