@@ -7,10 +7,13 @@
 //! a 64 KiB frame therefore delays the frames behind it until it is rejected, but never loses them.
 //!
 //! Cost and memory are bounded whatever the input. The bytes held are those of one incomplete
-//! frame start, at most [`MAX_FRAME_LEN`] − 1; with the running CRC register kept for each of
-//! them, the data CRC of any candidate costs a few table lookups rather than a pass over its
-//! body; each byte is passed by the search once. So the work per byte received is constant, even
-//! for a stream made of nothing but false frame starts each announcing the longest frame.
+//! frame start, at most [`MAX_FRAME_LEN`] − 1. On a clean stream each data CRC is one pass over its
+//! body. A rescan makes candidate frames overlap, and checking each one with a pass over its body
+//! would cost up to 64 KiB per false sync byte: an attacker could make that quadratic. So once
+//! bodies overlap, the decoder keeps the running CRC register after each byte, and the data CRC of
+//! any candidate costs a few table lookups. Every byte goes through the CRC at most twice and is
+//! passed by the search once, so the work per byte received is constant, even for a stream made
+//! of nothing but false frame starts each announcing the longest frame.
 
 use std::time::{Duration, Instant};
 
@@ -151,31 +154,24 @@ impl Counters {
 /// Incremental ESP3 decoder. Feed it whatever the serial port returns with the time it arrived;
 /// it is sans-IO (no clock, no port), holds fewer than [`MAX_FRAME_LEN`] unconsumed bytes, and
 /// its work per byte is bounded whatever the input.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Decoder {
     /// Received bytes; `buf[start..]` are not consumed yet.
     buf: Vec<u8>,
-    /// `regs[i]`: the running CRC register before `buf[i]` (one more entry than `buf`).
-    regs: Vec<u8>,
     /// Index in `buf` of the first byte not yet consumed.
     start: usize,
     /// Stream offset of `buf[start]`.
     offset: u64,
+    /// Index in `buf` up to which a data CRC has been computed; a body starting there or later
+    /// overlaps no earlier check and gets a direct pass.
+    checked: usize,
+    /// Running CRC registers for overlapping checks: `regs[k]` is the register before
+    /// `buf[regs_from + k]` (empty when no check overlapped).
+    regs: Vec<u8>,
+    /// Index in `buf` of the byte `regs[0]` stands before.
+    regs_from: usize,
     last_arrival: Option<Instant>,
     counters: Counters,
-}
-
-impl Default for Decoder {
-    fn default() -> Self {
-        Self {
-            buf: Vec::new(),
-            regs: vec![0],
-            start: 0,
-            offset: 0,
-            last_arrival: None,
-            counters: Counters::default(),
-        }
-    }
 }
 
 impl Decoder {
@@ -232,7 +228,7 @@ impl Decoder {
         let Some(last) = self.last_arrival else {
             return;
         };
-        if now.saturating_duration_since(last) <= GAP_TIMEOUT {
+        if self.pending().is_empty() || now.saturating_duration_since(last) <= GAP_TIMEOUT {
             return;
         }
         while !self.pending().is_empty() {
@@ -247,34 +243,68 @@ impl Decoder {
         }
     }
 
-    /// Appends received bytes and their running CRC registers, compacting first when the bytes
-    /// already consumed outweigh the ones held (so moving them is paid for by consumption).
+    /// Appends received bytes, compacting first when the bytes already consumed outweigh the ones
+    /// held (so moving them is paid for by consumption).
     fn append(&mut self, bytes: &[u8]) {
-        if self.start > 0
-            && (self.start >= self.pending().len() || self.buf.len() + bytes.len() > CAPACITY)
-        {
-            self.buf.drain(..self.start);
-            self.regs.drain(..self.start);
+        let s = self.start;
+        if s > 0 && (s >= self.pending().len() || self.buf.len() + bytes.len() > CAPACITY) {
+            self.buf.drain(..s);
+            self.checked = self.checked.saturating_sub(s);
+            // Registers before the first byte held are never needed again.
+            if self.regs_from + self.regs.len() <= s {
+                self.regs.clear();
+            } else if self.regs_from < s {
+                self.regs.drain(..s - self.regs_from);
+                self.regs_from = 0;
+            } else {
+                self.regs_from -= s;
+            }
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
-        let mut reg = self.regs[self.regs.len() - 1];
-        self.regs.extend(bytes.iter().map(|&b| {
-            reg = update(reg, b);
-            reg
-        }));
     }
 
     fn advance(&mut self, n: usize) {
         self.start += n;
         self.offset += n as u64;
         if self.start == self.buf.len() {
-            let reg = self.regs[self.start];
             self.buf.clear();
-            self.regs.clear();
-            self.regs.push(reg);
             self.start = 0;
+            self.checked = 0;
+            self.regs.clear();
         }
+    }
+
+    /// The CRC8 of `buf[a..b]`, a candidate's body. A body that no earlier check covered gets a
+    /// direct pass (each byte once over the stream); an overlapping one, only possible while
+    /// rescanning after a rejection, is answered from running registers that are extended
+    /// forward, each byte once.
+    fn data_crc(&mut self, a: usize, b: usize) -> u8 {
+        let regs_end = self.regs_from + self.regs.len().saturating_sub(1);
+        if a >= self.checked && (self.regs.is_empty() || a >= regs_end) {
+            self.regs.clear();
+            self.checked = b;
+            return crc8(&self.buf[a..b]);
+        }
+        if self.regs.is_empty() || a < self.regs_from {
+            self.regs.clear();
+            self.regs.push(0);
+            self.regs_from = a;
+        }
+        let have = self.regs_from + self.regs.len() - 1;
+        if have < b {
+            let mut reg = self.regs[self.regs.len() - 1];
+            self.regs.extend(self.buf[have..b].iter().map(|&x| {
+                reg = update(reg, x);
+                reg
+            }));
+        }
+        self.checked = self.checked.max(b);
+        between(
+            self.regs[a - self.regs_from],
+            self.regs[b - self.regs_from],
+            b - a,
+        )
     }
 
     /// Decides every frame start that can be decided with the bytes held.
@@ -314,19 +344,15 @@ impl Decoder {
             if avail.len() < total {
                 return;
             }
-            let body_crc = between(
-                self.regs[s + HEADER_LEN],
-                self.regs[s + total - 1],
-                body_len,
-            );
-            if body_crc != avail[total - 1] {
+            let crc_byte = avail[total - 1];
+            if self.data_crc(s + HEADER_LEN, s + total - 1) != crc_byte {
                 self.counters.data_crc_errors += 1;
                 sink(Item::Event(Event::DataCrcMismatch { offset }));
                 self.advance(1);
                 continue;
             }
-            let body = avail[HEADER_LEN..total - 1].to_vec();
-            let frame = Frame::from_body(PacketType::from(avail[4]), body, data_len);
+            let body = self.buf[s + HEADER_LEN..s + total - 1].to_vec();
+            let frame = Frame::from_body(PacketType::from(self.buf[s + 4]), body, data_len);
             self.counters.frames += 1;
             sink(Item::Frame { offset, frame });
             self.advance(total);
@@ -474,6 +500,7 @@ mod tests {
             });
             assert!(d.pending().len() < MAX_FRAME_LEN);
             assert!(d.buf.len() <= CAPACITY && d.regs.len() <= CAPACITY + 1);
+            assert!(d.regs_from + d.regs.len() <= d.buf.len() + 1);
         }
         d.expire(t0 + Duration::from_secs(1), |i| {
             if let Item::Frame { offset, .. } = i {
