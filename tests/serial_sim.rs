@@ -563,9 +563,10 @@ impl Drop for Peer {
 
 fn keepalive_config(path: PathBuf) -> PortConfig {
     PortConfig {
+        // Three tries of 400 ms: an answering stick is never dropped for a scheduling hiccup.
         keepalive: Duration::from_millis(300),
-        response_timeout: Duration::from_millis(150),
-        handshake_attempts: 2,
+        response_timeout: Duration::from_millis(400),
+        handshake_attempts: 3,
         ..fast_config(path)
     }
 }
