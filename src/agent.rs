@@ -4,19 +4,21 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::device::{DeviceError, Registry};
+use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::outbox::{Outbox, OutboxError};
+use crate::secure::SecureTeachIn;
 use crate::serial::{self, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
+use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Telemetry};
 use crate::webhook::{Sender, SenderOptions};
 
@@ -35,6 +37,12 @@ pub enum AgentError {
     /// The serial runtime ended with an error.
     #[error("serial: {0}")]
     Serial(#[from] serial::SerialError),
+    /// A thread could not be started.
+    #[error("starting a thread: {0}")]
+    Thread(std::io::Error),
+    /// The storage writer thread died; committed readings are safe, a restart resumes.
+    #[error("the storage writer thread died")]
+    StorageDied,
 }
 
 /// What the agent tells its supervisor (systemd's sd_notify in the binary).
@@ -88,8 +96,10 @@ pub struct Report {
     pub teach_ins: u64,
     /// Devices learned or re-learned from teach-ins.
     pub learned: u64,
-    /// Telemetry that could not be committed (the outbox said why in the log).
+    /// Records the outbox refused or could not commit before exit (the log says why).
     pub enqueue_errors: u64,
+    /// Records that did not fit in the hand-off to storage (the disk was too slow for too long).
+    pub handoff_dropped: u64,
     /// Times the stick was (re)connected.
     pub connects: u64,
     /// Repeated copies dropped (same sender and payload within the dedup window).
@@ -112,7 +122,9 @@ pub async fn run(
             moved.display()
         );
     }
-    let registry = Registry::open(&cfg.storage.path, &cfg.devices)?;
+    let max_devices = cfg.learn.max_devices;
+    let device_store = DeviceStore::open(&cfg.storage.path, max_devices)?;
+    let registry = Registry::open(&cfg.storage.path, &cfg.devices, max_devices)?;
     let stop_sender = Arc::new(AtomicBool::new(false));
     let sender = Sender::spawn(
         &cfg.webhooks,
@@ -124,6 +136,7 @@ pub async fn run(
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
+    let storage = Storage::start(outbox, device_store).map_err(AgentError::Thread)?;
 
     let sim = if cfg.serial.port == "sim" {
         let sim = SimStick::start(options.sim.clone())?;
@@ -143,13 +156,14 @@ pub async fn run(
         cfg,
         library,
         registry,
-        outbox,
+        storage,
         gateway: Gateway {
             id: cfg.gateway.id.clone(),
             base_id: None,
         },
         report: Report::default(),
         warned_eeps: Default::default(),
+        strangers: TeachInSummary::default(),
     };
     let webhooks = cfg.enabled_webhooks().len();
     notify(Notice::Ready(format!(
@@ -175,12 +189,9 @@ pub async fn run(
     let mut last_status = Instant::now();
     let mut last_watchdog = Instant::now();
 
-    // Runs until the serial side has stopped and every event it sent has been handled.
+    // Runs until the serial side has stopped and every event it sent has been handled. Nothing
+    // here touches the disk: records go to the storage writer thread through a bounded queue.
     while serial_result.is_none() || rx_open {
-        let commit_at = state
-            .outbox
-            .commit_due()
-            .unwrap_or_else(|| Instant::now() + tick);
         tokio::select! {
             res = &mut serial_run, if serial_result.is_none() => {
                 serial_result = Some(res);
@@ -189,6 +200,10 @@ pub async fn run(
                 Some(ev) => state.on_serial(ev),
                 None => rx_open = false,
             },
+            Some(id) = state.storage.forgets().recv() => {
+                state.registry.forget(id);
+                info!("device {id:08X} forgotten; it is learned again only from a new teach-in");
+            }
             () = &mut shutdown, if stop_tx.is_some() => {
                 info!("stopping: no more reading, committing what was received");
                 notify(Notice::Stopping);
@@ -196,32 +211,51 @@ pub async fn run(
                     let _ = tx.send(());
                 }
             }
-            () = tokio::time::sleep_until(commit_at.min(Instant::now() + tick).into()) => {}
+            () = tokio::time::sleep(tick) => {}
         }
-        state.commit(false);
+        if let Some(summary) = state.strangers.due(Instant::now()) {
+            info!("{summary}");
+        }
+        let stopping = stop_tx.is_none();
         if let Some(every) = options.watchdog
+            && !stopping
             && last_watchdog.elapsed() >= every
         {
             last_watchdog = Instant::now();
-            notify(Notice::Watchdog);
+            // A dead storage writer must not be hidden behind a healthy watchdog.
+            if state.storage.is_alive() {
+                notify(Notice::Watchdog);
+            }
+        }
+        if !state.storage.is_alive() {
+            error!(
+                "the storage writer thread died; stopping so the service manager restarts the agent"
+            );
+            if let Some(tx) = stop_tx.take() {
+                let _ = tx.send(());
+            }
         }
         if last_status.elapsed() >= options.status_interval {
             last_status = Instant::now();
-            if let Err(e) = state.registry.flush() {
-                warn!("could not record when devices were last heard: {e}");
+            let heard = state.registry.take_heard();
+            state.storage.send(Op::Heard(heard));
+            if !stopping {
+                notify(Notice::Status(state.status_line(webhooks)));
             }
-            notify(Notice::Status(state.status_line(webhooks)));
         }
     }
-    state.commit(true);
-    if let Err(e) = state.registry.flush() {
-        warn!("could not record when devices were last heard: {e}");
-    }
+    let heard = state.registry.take_heard();
+    state.storage.send(Op::Heard(heard));
     if let Some(sim) = sim {
         sim.stop().await;
     }
     let mut report = state.report;
-    drop(state);
+    let State { storage, .. } = state;
+    let figures = storage.shared_figures();
+    let storage_ok = storage.stop();
+    report.committed = figures.committed.load(Ordering::Relaxed);
+    report.enqueue_errors = figures.not_committed.load(Ordering::Relaxed);
+    report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
     // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
     sender.stop();
     match serial_result {
@@ -229,16 +263,22 @@ pub async fn run(
             report.connects = stats.connects;
             report.duplicates = stats.duplicates;
             info!(
-                "stopped: {} telegrams, {} duplicates dropped, {} committed, {} decoded, {} raw, {} teach-ins, {} connects",
+                "stopped: {} telegrams, {} duplicates dropped, {} committed, {} decoded, {} raw, {} teach-ins, {} connects, {} not committed, {} lost at hand-off",
                 report.telegrams,
                 report.duplicates,
                 report.committed,
                 report.decoded,
                 report.raw,
                 report.teach_ins,
-                report.connects
+                report.connects,
+                report.enqueue_errors,
+                report.handoff_dropped
             );
-            Ok(report)
+            if storage_ok {
+                Ok(report)
+            } else {
+                Err(AgentError::StorageDied)
+            }
         }
         Some(Err(e)) => Err(e.into()),
         None => Ok(report),
@@ -249,10 +289,56 @@ struct State<'a> {
     cfg: &'a Config,
     library: &'a Library,
     registry: Registry,
-    outbox: Outbox,
+    storage: Storage,
     gateway: Gateway,
     report: Report,
     warned_eeps: std::collections::HashSet<String>,
+    strangers: TeachInSummary,
+}
+
+/// Teach-ins from senders the gateway does not know (a neighbour's radio, a flood): the first after
+/// a quiet minute is logged at info at once, later ones are counted and summed up at most once a
+/// minute, so no radio can fill the journal.
+#[derive(Debug, Default)]
+struct TeachInSummary {
+    /// When the last info line was written.
+    last_line: Option<Instant>,
+    /// Teach-ins not yet in an info line: count, learned, the latest one's line.
+    pending: u64,
+    learned: u64,
+    latest: Option<String>,
+}
+
+impl TeachInSummary {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Notes one teach-in; returns the info line to write now, if one is due.
+    fn note(&mut self, now: Instant, line: String, learned: bool) -> Option<String> {
+        self.pending += 1;
+        self.learned += u64::from(learned);
+        self.latest = Some(line);
+        self.due(now)
+    }
+
+    /// The summary line when one is due (called on every tick too).
+    fn due(&mut self, now: Instant) -> Option<String> {
+        if self.pending == 0 || self.last_line.is_some_and(|t| now < t + Self::EVERY) {
+            return None;
+        }
+        self.last_line = Some(now);
+        let latest = self.latest.take().unwrap_or_default();
+        let line = if self.pending == 1 {
+            format!("{latest} (unknown sender)")
+        } else {
+            format!(
+                "{} teach-ins from unknown senders in the last minute, {} learned; latest: {latest}",
+                self.pending, self.learned
+            )
+        };
+        self.pending = 0;
+        self.learned = 0;
+        Some(line)
+    }
 }
 
 impl State<'_> {
@@ -282,6 +368,10 @@ impl State<'_> {
         self.report.telegrams += 1;
         self.registry
             .heard(t.sender, received_at.to_string(), t.dbm());
+        if let Some(info) = SecureTeachIn::parse(t) {
+            self.on_secure_teach_in(t, info, received_at);
+            return;
+        }
         if let Some(ti) = eep::teach_in(t) {
             self.on_teach_in(t, &ti, received_at);
             return;
@@ -319,13 +409,7 @@ impl State<'_> {
             }
             None => self.report.raw += 1,
         }
-        match self.outbox.enqueue(tm) {
-            Ok(done) => self.report.committed += done.len() as u64,
-            Err(e) => {
-                self.report.enqueue_errors += 1;
-                error!("telemetry could not be queued: {e}");
-            }
-        }
+        self.storage.send(Op::Record(Box::new(tm)));
     }
 
     fn on_teach_in(&mut self, t: &Telegram, ti: &TeachIn, at: jiff::Timestamp) {
@@ -342,7 +426,11 @@ impl State<'_> {
             ),
         };
         let id = t.sender_hex();
-        info!(
+        let known = self
+            .registry
+            .get(t.sender)
+            .is_some_and(|d| d.source != Source::Unknown);
+        let what = format!(
             "teach-in from {id}: EEP {}, manufacturer {}{}",
             eep.as_deref().unwrap_or("not announced"),
             manufacturer.map_or("unknown".into(), |m| format!("{m:03X}")),
@@ -352,45 +440,118 @@ impl State<'_> {
                 ""
             }
         );
-        let Some(eep) = eep.filter(|_| self.cfg.learn.enabled) else {
-            return;
-        };
-        match self
-            .registry
-            .learn(t.sender, &eep, manufacturer, &at.to_string())
-        {
-            Ok(true) => {
+        let learned = match eep.filter(|_| self.cfg.learn.enabled) {
+            Some(eep) if self.registry.learn(t.sender, &eep, manufacturer) => {
                 self.report.learned += 1;
-                info!("learned device {id} as {eep}");
+                self.storage.send(Op::Learned {
+                    id: t.sender,
+                    eep: eep.clone(),
+                    manufacturer,
+                    at: at.to_string(),
+                });
+                Some(eep)
             }
-            Ok(false) => {}
-            Err(e) => warn!("could not store learned device {id}: {e}"),
-        }
+            _ => None,
+        };
+        let line = match &learned {
+            Some(eep) => format!("{what}; learned as {eep}"),
+            None => what,
+        };
+        self.note_teach_in(known, line, learned.is_some());
     }
 
-    fn commit(&mut self, all: bool) {
-        let r = if all {
-            self.outbox.flush()
-        } else {
-            self.outbox.poll(Instant::now())
-        };
-        match r {
-            Ok(done) => self.report.committed += done.len() as u64,
-            Err(e) => error!("outbox commit failed: {e}; will retry"),
+    /// A secure teach-in becomes a `teach_in` record without its key (nothing else of it is kept
+    /// until secure decoding lands).
+    fn on_secure_teach_in(&mut self, t: &Telegram, info: SecureTeachIn, at: jiff::Timestamp) {
+        self.report.teach_ins += 1;
+        let id = t.sender_hex();
+        let known = self
+            .registry
+            .get(t.sender)
+            .is_some_and(|d| d.source != Source::Unknown);
+        let mut tm = Telemetry::secure_teach_in(t, info, at, self.gateway.clone());
+        if let Some(dev) = self.registry.get(t.sender) {
+            tm.sensor.name = dev.name.clone();
+            tm.sensor.tags = dev.tags.clone();
+            tm.sensor.eep = dev.eep.clone();
+        }
+        self.note_teach_in(
+            known,
+            format!(
+                "secure teach-in from {id} (part {} of {}{}); key withheld, forwarded as a teach_in record",
+                info.part + 1,
+                if info.parts == 0 { "?".to_owned() } else { info.parts.to_string() },
+                if info.ptm { ", PTM" } else { "" }
+            ),
+            false,
+        );
+        self.storage.send(Op::Record(Box::new(tm)));
+    }
+
+    /// Logs a teach-in: at info for a device this gateway knows (an installer pairing it), at
+    /// debug for a stranger, with at most one info summary of strangers a minute.
+    fn note_teach_in(&mut self, known: bool, line: String, learned: bool) {
+        if known {
+            info!("{line}");
+            return;
+        }
+        debug!("{line}");
+        if let Some(summary) = self.strangers.note(Instant::now(), line, learned) {
+            info!("{summary}");
         }
     }
 
     fn status_line(&self, webhooks: usize) -> String {
-        let backlog = self
-            .outbox
-            .store()
-            .status(&self.cfg.storage.path)
-            .map(|s| s.webhooks.iter().map(|w| w.depth).sum::<u64>())
-            .unwrap_or(0);
+        let f = self.storage.figures();
         format!(
-            "stick {}, {webhooks} webhook(s), backlog {backlog}, {} telegrams",
+            "stick {}, {webhooks} webhook(s), backlog {}, {} telegrams{}",
             self.gateway.base_id.as_deref().unwrap_or("unidentified"),
-            self.report.telegrams
+            f.backlog.load(Ordering::Relaxed),
+            self.report.telegrams,
+            if f.failing.load(Ordering::Relaxed) {
+                ", storage failing"
+            } else {
+                ""
+            }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strangers_teach_ins_give_at_most_one_line_a_minute() {
+        let mut s = TeachInSummary::default();
+        let t0 = Instant::now();
+        let first = s.note(t0, "teach-in from 01000001".into(), true);
+        assert_eq!(
+            first.as_deref(),
+            Some("teach-in from 01000001 (unknown sender)")
+        );
+        let mut lines = 0;
+        for i in 0..10_000u32 {
+            let at = t0 + Duration::from_millis(u64::from(i));
+            lines += usize::from(
+                s.note(at, format!("teach-in from {i:08X}"), i % 2 == 0)
+                    .is_some(),
+            );
+            lines += usize::from(s.due(at).is_some());
+        }
+        assert_eq!(lines, 0, "within the first minute only the first line");
+        let summary = s.due(t0 + Duration::from_secs(60)).unwrap();
+        assert!(
+            summary.starts_with(
+                "10000 teach-ins from unknown senders in the last minute, 5000 learned"
+            ),
+            "{summary}"
+        );
+        assert_eq!(s.due(t0 + Duration::from_secs(61)), None);
+        assert_eq!(
+            s.due(t0 + Duration::from_secs(200)),
+            None,
+            "nothing pending"
+        );
     }
 }

@@ -125,12 +125,29 @@ pub struct EepConfig {
 }
 
 /// `[learn]`: passive learning from teach-in telegrams.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnConfig {
     /// Register devices announcing their EEP in a teach-in.
     #[serde(default)]
     pub enabled: bool,
+    /// At most this many devices that are not configured (learned, or only heard) are kept in
+    /// memory and in the database; the least recently heard go first.
+    #[serde(default = "default_max_devices")]
+    pub max_devices: usize,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_devices: default_max_devices(),
+        }
+    }
+}
+
+fn default_max_devices() -> usize {
+    crate::device::DEFAULT_MAX_DEVICES
 }
 
 /// `[log]`.

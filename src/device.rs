@@ -1,6 +1,6 @@
 //! The device registry: configured devices, devices learned from teach-in telegrams, and when each
-//! was last heard. Learned devices live in the outbox database (table `devices`, owned by this
-//! module), so `enocean-agent devices` sees them while the daemon runs.
+//! was last heard. Learned devices live in the outbox database (table `devices`, created by the
+//! outbox's migrations), so `enocean-agent devices` sees them while the daemon runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -18,6 +18,9 @@ pub enum DeviceError {
     /// The database failed.
     #[error("device table: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The outbox database could not be opened (newer schema, file error).
+    #[error("device table: {0}")]
+    Outbox(String),
 }
 
 /// Where the registry knows a device from.
@@ -80,39 +83,51 @@ pub fn parse_id(s: &str) -> Result<u32, DeviceError> {
     u32::from_str_radix(t, 16).map_err(|_| DeviceError::BadId(s.to_string()))
 }
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY,
-    eep TEXT,
-    name TEXT,
-    source TEXT NOT NULL,
-    manufacturer INTEGER,
-    learned_at TEXT,
-    last_seen TEXT,
-    last_dbm INTEGER
-)";
+/// Default bound on devices that are not configured (learned and merely heard), kept in memory
+/// and in the database; the least recently heard go first.
+pub const DEFAULT_MAX_DEVICES: usize = 1000;
 
-/// The registry the daemon consults for every telegram.
+/// Last-heard facts of one device, collected by [`Registry::heard`] and written in batches by
+/// [`DeviceStore::write_heard`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    /// Sender ID.
+    pub id: u32,
+    /// Where the registry knows it from when it was heard.
+    pub source: Source,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Signal of that telegram.
+    pub dbm: Option<i16>,
+}
+
+/// What the daemon knows of devices, in memory: consulted for every telegram on the reader's
+/// side, never touching the disk there. Persistence is [`DeviceStore`]'s, on the storage thread.
+/// Devices that are not configured (learned ones) are bounded: beyond `max` the least recently
+/// heard is dropped, so no radio nearby can grow memory without end.
 pub struct Registry {
     devices: HashMap<u32, Device>,
-    /// Last-heard facts not yet written (written in batches to spare the SD card).
-    dirty: HashMap<u32, (String, Option<i16>)>,
-    conn: Connection,
+    /// The configuration's devices, to fall back on when a learned EEP is forgotten.
+    configured: HashMap<u32, DeviceConfig>,
+    /// Last-heard facts not yet handed to the store, bounded like the devices.
+    dirty: HashMap<u32, Heard>,
+    max: usize,
 }
 
 impl Registry {
-    /// Opens the table in the database at `db` and merges in the configured devices, which win
-    /// over learned ones.
-    pub fn open(db: &Path, configured: &[DeviceConfig]) -> Result<Self, DeviceError> {
-        let conn = Connection::open(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "cache_size", -128)?;
-        conn.execute_batch(SCHEMA)?;
+    /// Loads the configured and learned devices of the database at `db` (created when missing)
+    /// and merges in the configured ones, which win over learned ones. At most `max`
+    /// non-configured devices are loaded (the most recently heard).
+    pub fn open(db: &Path, configured: &[DeviceConfig], max: usize) -> Result<Self, DeviceError> {
+        let conn = open_conn(db)?;
         let mut devices = HashMap::new();
         for d in load(&conn)? {
             devices.insert(d.id, d);
         }
+        let mut by_id = HashMap::new();
         for c in configured {
             let id = parse_id(&c.id)?;
+            by_id.insert(id, c.clone());
             let prev = devices.remove(&id);
             devices.insert(
                 id,
@@ -128,40 +143,47 @@ impl Registry {
                 },
             );
         }
-        Ok(Self {
+        let mut reg = Self {
             devices,
+            configured: by_id,
             dirty: HashMap::new(),
-            conn,
-        })
+            max: max.max(1),
+        };
+        // Only configured and learned devices matter for decoding.
+        reg.devices.retain(|_, d| d.source != Source::Unknown);
+        reg.bound();
+        Ok(reg)
     }
 
-    /// The device with this sender ID, if known.
+    /// The device with this sender ID, if configured or learned.
     pub fn get(&self, id: u32) -> Option<&Device> {
         self.devices.get(&id)
     }
 
+    /// Number of devices held in memory (configured + learned).
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// True when no device is known.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
     /// Records a teach-in that announced `eep`. Returns true when this changed what the registry
-    /// knows (a new device or a new EEP). A configured device keeps its configured EEP.
-    pub fn learn(
-        &mut self,
-        id: u32,
-        eep: &str,
-        manufacturer: Option<u16>,
-        at: &str,
-    ) -> Result<bool, DeviceError> {
+    /// knows (a new device or a new EEP): the caller then persists it with
+    /// [`DeviceStore::save_learned`]. A configured device keeps its configured EEP.
+    pub fn learn(&mut self, id: u32, eep: &str, manufacturer: Option<u16>) -> bool {
         if let Some(d) = self.devices.get(&id) {
-            if d.source == Source::Configured && d.eep.is_some() {
-                return Ok(false);
+            if d.source == Source::Configured
+                && self.configured.get(&id).is_some_and(|c| c.eep.is_some())
+            {
+                return false;
             }
             if d.eep.as_deref() == Some(eep) && d.manufacturer == manufacturer {
-                return Ok(false);
+                return false;
             }
         }
-        self.conn.execute(
-            "INSERT INTO devices (id, eep, source, manufacturer, learned_at) VALUES (?1, ?2, 'learned', ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET eep = ?2, manufacturer = ?3, learned_at = ?4",
-            params![format!("{id:08X}"), eep, manufacturer, at],
-        )?;
         let d = self.devices.entry(id).or_insert(Device {
             id,
             eep: None,
@@ -174,38 +196,193 @@ impl Registry {
         });
         d.eep = Some(eep.to_string());
         d.manufacturer = manufacturer;
-        if d.source == Source::Unknown {
-            d.source = Source::Learned;
+        self.bound();
+        true
+    }
+
+    /// Forgets what was learned of `id`: a learned device is dropped, a configured one falls
+    /// back to its configured EEP.
+    pub fn forget(&mut self, id: u32) {
+        match self.configured.get(&id) {
+            Some(c) => {
+                if let Some(d) = self.devices.get_mut(&id) {
+                    d.eep = c.eep.clone();
+                    d.manufacturer = None;
+                }
+            }
+            None => {
+                self.devices.remove(&id);
+            }
         }
-        Ok(true)
     }
 
-    /// Notes that `id` was heard; written by [`Registry::flush`].
+    /// Notes that `id` was heard; handed to the store by [`Registry::take_heard`].
     pub fn heard(&mut self, id: u32, at: String, dbm: Option<i16>) {
-        self.dirty.insert(id, (at, dbm));
+        let source = self.devices.get(&id).map_or(Source::Unknown, |d| d.source);
+        if let Some(d) = self.devices.get_mut(&id) {
+            d.last_seen = Some(at.clone());
+            d.last_dbm = dbm;
+        }
+        let cap = self.max + self.configured.len();
+        if self.dirty.len() >= 2 * cap {
+            // A flood of strangers: keep the most recently heard, amortised over `cap` inserts.
+            let mut strangers: Vec<(String, u32)> = self
+                .dirty
+                .values()
+                .filter(|h| h.source == Source::Unknown)
+                .map(|h| (h.at.clone(), h.id))
+                .collect();
+            strangers.sort_unstable();
+            let excess = self.dirty.len().saturating_sub(cap).min(strangers.len());
+            for (_, old) in &strangers[..excess] {
+                self.dirty.remove(old);
+            }
+        }
+        self.dirty.insert(
+            id,
+            Heard {
+                id,
+                source,
+                at,
+                dbm,
+            },
+        );
     }
 
-    /// Writes the last-heard facts collected since the previous flush, in one transaction.
-    pub fn flush(&mut self) -> Result<(), DeviceError> {
-        if self.dirty.is_empty() {
+    /// The last-heard facts collected since the previous call.
+    pub fn take_heard(&mut self) -> Vec<Heard> {
+        self.dirty.drain().map(|(_, h)| h).collect()
+    }
+
+    /// Drops the least recently heard learned devices beyond the bound.
+    fn bound(&mut self) {
+        let learned = self.devices.len().saturating_sub(self.configured.len());
+        if learned <= self.max {
+            return;
+        }
+        let mut order: Vec<(Option<String>, u32)> = self
+            .devices
+            .values()
+            .filter(|d| d.source != Source::Configured)
+            .map(|d| (d.last_seen.clone(), d.id))
+            .collect();
+        order.sort();
+        for (_, id) in order.into_iter().take(learned - self.max) {
+            self.devices.remove(&id);
+        }
+    }
+}
+
+/// The device tables in the outbox database, written on the storage thread: learned devices,
+/// last-heard facts (bounded), and the forgets the CLI asks for.
+pub struct DeviceStore {
+    conn: Connection,
+    /// `PRAGMA data_version` when `device_forgets` was last read: it changes when another
+    /// connection (the CLI) commits.
+    data_version: i64,
+    max: usize,
+}
+
+impl DeviceStore {
+    /// Opens (and creates) the tables in the database at `db`. Forgets made while no daemon ran
+    /// are already applied (their rows are gone), so their markers are cleared.
+    pub fn open(db: &Path, max: usize) -> Result<Self, DeviceError> {
+        let conn = open_conn(db)?;
+        conn.execute("DELETE FROM device_forgets", [])?;
+        let data_version = data_version(&conn)?;
+        Ok(Self {
+            conn,
+            data_version,
+            max: max.max(1),
+        })
+    }
+
+    /// Persists a learned device.
+    pub fn save_learned(
+        &mut self,
+        id: u32,
+        eep: &str,
+        manufacturer: Option<u16>,
+        at: &str,
+    ) -> Result<(), DeviceError> {
+        self.conn.execute(
+            "INSERT INTO devices (id, eep, source, manufacturer, learned_at) VALUES (?1, ?2, 'learned', ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET eep = ?2, manufacturer = ?3, learned_at = ?4,
+               source = CASE source WHEN 'configured' THEN 'configured' ELSE 'learned' END",
+            params![format!("{id:08X}"), eep, manufacturer, at],
+        )?;
+        Ok(())
+    }
+
+    /// Writes last-heard facts in one transaction, then keeps at most `max` devices that are
+    /// not configured (the least recently heard go).
+    pub fn write_heard(&mut self, heard: &[Heard]) -> Result<(), DeviceError> {
+        if heard.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
-        for (id, (at, dbm)) in self.dirty.drain() {
-            let source = self.devices.get(&id).map_or(Source::Unknown, |d| d.source);
-            tx.execute(
+        {
+            let mut st = tx.prepare_cached(
                 "INSERT INTO devices (id, source, last_seen, last_dbm) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET last_seen = ?3, last_dbm = ?4",
-                params![format!("{id:08X}"), source.as_str(), at, dbm],
             )?;
-            if let Some(d) = self.devices.get_mut(&id) {
-                d.last_seen = Some(at);
-                d.last_dbm = dbm;
+            for h in heard {
+                st.execute(params![
+                    format!("{:08X}", h.id),
+                    h.source.as_str(),
+                    h.at,
+                    h.dbm
+                ])?;
             }
         }
+        tx.execute(
+            "DELETE FROM devices WHERE source != 'configured' AND id NOT IN (
+                SELECT id FROM devices WHERE source != 'configured'
+                ORDER BY last_seen DESC LIMIT ?1)",
+            params![self.max as i64],
+        )?;
         tx.commit()?;
         Ok(())
     }
+
+    /// Reads the forgets `enocean-agent devices forget` recorded since the last call (cheap when
+    /// the database did not change: one pragma read) and returns the IDs for the registry.
+    pub fn take_forgets(&mut self) -> Result<Vec<u32>, DeviceError> {
+        let version = data_version(&self.conn)?;
+        if version == self.data_version {
+            return Ok(Vec::new());
+        }
+        self.data_version = version;
+        let tx = self.conn.transaction()?;
+        let ids: Vec<(i64, String)> = {
+            let mut stmt = tx.prepare("SELECT n, id FROM device_forgets ORDER BY n")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut forgotten = Vec::new();
+        for (n, hex) in ids {
+            // A last-heard write may have stored the row again between the CLI's delete and now.
+            tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?;
+            tx.execute("DELETE FROM device_forgets WHERE n = ?1", params![n])?;
+            if let Ok(id) = parse_id(&hex) {
+                forgotten.push(id);
+            }
+        }
+        tx.commit()?;
+        // Our own commit moved the version on; do not read the table again for it.
+        self.data_version = data_version(&self.conn)?;
+        Ok(forgotten)
+    }
+}
+
+/// A connection to the outbox database; its migrations create the device tables.
+fn open_conn(db: &Path) -> Result<Connection, DeviceError> {
+    let conn = crate::outbox::schema::open(db).map_err(|e| match e {
+        crate::outbox::OutboxError::Sqlite(e) => DeviceError::Db(e),
+        other => DeviceError::Outbox(other.to_string()),
+    })?;
+    conn.pragma_update(None, "cache_size", -128)?;
+    Ok(conn)
 }
 
 fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
@@ -241,24 +418,37 @@ fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
     Ok(out)
 }
 
-/// Every device the database and the configuration know, for `enocean-agent devices`.
+/// Every device the database and the configuration know (heard-only ones too), for
+/// `enocean-agent devices`.
 pub fn list(db: &Path, configured: &[DeviceConfig]) -> Result<Vec<Device>, DeviceError> {
-    let reg = Registry::open(db, configured)?;
-    let mut all: Vec<Device> = reg.devices.into_values().collect();
+    let conn = open_conn(db)?;
+    let mut all: HashMap<u32, Device> = load(&conn)?.into_iter().map(|d| (d.id, d)).collect();
+    let reg = Registry::open(db, configured, usize::MAX)?;
+    for d in reg.devices.into_values() {
+        all.insert(d.id, d);
+    }
+    let mut all: Vec<Device> = all.into_values().collect();
     all.sort_by_key(|d| d.id);
     Ok(all)
 }
 
-/// Removes a learned device (and its last-heard facts). Returns false when it was not stored.
+/// Removes a learned device (and its last-heard facts); a configured device loses the EEP it
+/// learned. A running daemon applies it within a second ([`DeviceStore::take_forgets`]); the device is
+/// learned again only from a new teach-in. Returns false when it was not stored.
 pub fn forget(db: &Path, id: u32) -> Result<bool, DeviceError> {
-    let conn = Connection::open(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(SCHEMA)?;
-    let n = conn.execute(
-        "DELETE FROM devices WHERE id = ?1",
-        params![format!("{id:08X}")],
-    )?;
+    let mut conn = open_conn(db)?;
+    let hex = format!("{id:08X}");
+    let tx = conn.transaction()?;
+    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?;
+    if n > 0 {
+        tx.execute("INSERT INTO device_forgets (id) VALUES (?1)", params![hex])?;
+    }
+    tx.commit()?;
     Ok(n > 0)
+}
+
+fn data_version(conn: &Connection) -> Result<i64, DeviceError> {
+    Ok(conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
 }
 
 #[cfg(test)]
@@ -274,24 +464,27 @@ mod tests {
         }
     }
 
+    fn heard(reg: &mut Registry, store: &mut DeviceStore, id: u32, at: &str) {
+        reg.heard(id, at.into(), Some(-60));
+        store.write_heard(&reg.take_heard()).unwrap();
+    }
+
     #[test]
     fn learned_devices_persist_and_configured_ones_win() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("outbox.db");
-        let mut reg = Registry::open(&db, &[cfg("0180A3F2", Some("A5-04-01"))]).unwrap();
-        assert!(
-            reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D), "t1")
-                .unwrap()
-        );
-        assert!(
-            !reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D), "t2")
-                .unwrap()
-        );
-        assert!(!reg.learn(0x0180_A3F2, "A5-02-05", None, "t3").unwrap());
-        reg.heard(0x0194_E3B9, "2026-11-23T18:00:00Z".into(), Some(-60));
-        reg.flush().unwrap();
-        drop(reg);
-        let all = list(&db, &[cfg("0180A3F2", Some("A5-04-01"))]).unwrap();
+        let configured = [cfg("0180A3F2", Some("A5-04-01"))];
+        let mut store = DeviceStore::open(&db, 100).unwrap();
+        let mut reg = Registry::open(&db, &configured, 100).unwrap();
+        assert!(reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D)));
+        store
+            .save_learned(0x0194_E3B9, "A5-02-05", Some(0x00D), "t1")
+            .unwrap();
+        assert!(!reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D)));
+        assert!(!reg.learn(0x0180_A3F2, "A5-02-05", None));
+        heard(&mut reg, &mut store, 0x0194_E3B9, "2026-11-23T18:00:00Z");
+        drop((reg, store));
+        let all = list(&db, &configured).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].eep.as_deref(), Some("A5-04-01"));
         assert_eq!(all[0].source, Source::Configured);
@@ -302,9 +495,89 @@ mod tests {
         assert!(!forget(&db, 0x0194_E3B9).unwrap());
         // The learned device is gone; the configured one comes from the configuration.
         assert!(list(&db, &[]).unwrap().is_empty());
-        let left = list(&db, &[cfg("0180A3F2", Some("A5-04-01"))]).unwrap();
+        let left = list(&db, &configured).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, 0x0180_A3F2);
+    }
+
+    #[test]
+    fn a_forget_reaches_the_running_registry_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outbox.db");
+        let configured = [cfg("0180A3F2", None)];
+        let mut store = DeviceStore::open(&db, 100).unwrap();
+        let mut reg = Registry::open(&db, &configured, 100).unwrap();
+        for (id, eep) in [(0x0194_E3B9, "A5-02-05"), (0x0180_A3F2, "A5-04-01")] {
+            assert!(reg.learn(id, eep, None));
+            store.save_learned(id, eep, None, "t1").unwrap();
+        }
+        assert!(store.take_forgets().unwrap().is_empty());
+        // The CLI, on its own connection.
+        assert!(forget(&db, 0x0194_E3B9).unwrap());
+        assert!(forget(&db, 0x0180_A3F2).unwrap());
+        // A last-heard write racing the forget stores the rows again.
+        heard(&mut reg, &mut store, 0x0194_E3B9, "t2");
+        let mut gone = store.take_forgets().unwrap();
+        gone.sort_unstable();
+        assert_eq!(gone, [0x0180_A3F2, 0x0194_E3B9]);
+        for id in gone {
+            reg.forget(id);
+        }
+        assert!(reg.get(0x0194_E3B9).is_none());
+        assert_eq!(reg.get(0x0180_A3F2).unwrap().eep, None);
+        assert!(store.take_forgets().unwrap().is_empty());
+        // Heard again: an unknown sender, not a learned device, now and after a restart.
+        heard(&mut reg, &mut store, 0x0194_E3B9, "t3");
+        drop((reg, store));
+        let all = list(&db, &configured).unwrap();
+        let stranger = all.iter().find(|d| d.id == 0x0194_E3B9).unwrap();
+        assert_eq!(
+            (stranger.source, stranger.eep.as_deref()),
+            (Source::Unknown, None)
+        );
+        let own = all.iter().find(|d| d.id == 0x0180_A3F2).unwrap();
+        assert_eq!((own.source, own.eep.as_deref()), (Source::Configured, None));
+        let reg = Registry::open(&db, &configured, 100).unwrap();
+        assert!(reg.get(0x0194_E3B9).is_none());
+    }
+
+    #[test]
+    fn strangers_stay_within_the_bound_in_memory_and_on_disk() {
+        // 100 000 distinct sender IDs (a neighbour's radio, an attacker) against a bound of 50.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outbox.db");
+        let configured = [cfg("0180A3F2", Some("A5-04-01"))];
+        let mut store = DeviceStore::open(&db, 50).unwrap();
+        let mut reg = Registry::open(&db, &configured, 50).unwrap();
+        for round in 0..20u32 {
+            for i in 0..5000u32 {
+                let id = 0x0500_0000 + round * 5000 + i;
+                let at = jiff::Timestamp::from_second(1_790_000_000 + i64::from(round * 5000 + i))
+                    .unwrap()
+                    .to_string();
+                if i % 500 == 0 && reg.learn(id, "A5-02-05", None) {
+                    store.save_learned(id, "A5-02-05", None, &at).unwrap();
+                }
+                reg.heard(id, at, None);
+            }
+            reg.heard(0x0180_A3F2, "2026-01-01T00:00:00Z".into(), None);
+            store.write_heard(&reg.take_heard()).unwrap();
+            assert!(reg.len() <= 51, "{} devices in memory", reg.len());
+        }
+        let all = list(&db, &configured).unwrap();
+        assert!(all.len() <= 51, "{} devices stored", all.len());
+        assert!(
+            all.iter().any(|d| d.id == 0x0180_A3F2),
+            "the configured device stays"
+        );
+        // The most recently heard strangers are the ones kept.
+        assert!(
+            all.iter().any(|d| d.id == 0x0500_0000 + 19 * 5000 + 4999),
+            "{:?}",
+            all.iter()
+                .map(|d| (format!("{:08X}", d.id), d.last_seen.clone()))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub mod rorg {
     pub const CDM: u8 = 0x40;
     /// Addressed destination telegram.
     pub const ADT: u8 = 0xA6;
+    /// Secure teach-in: carries the device's AES-128 key.
+    pub const SEC_TI: u8 = 0x35;
 
     /// Short name of a RORG, e.g. "4BS", or None for an unknown one.
     pub fn name(rorg: u8) -> Option<&'static str> {
@@ -53,7 +55,7 @@ pub mod rorg {
             0x31 => "SEC_ENCAPS",
             0x32 => "SEC_MAN",
             0x33 => "SEC_CDM",
-            0x35 => "SEC_TI",
+            SEC_TI => "SEC_TI",
             0xC5 => "SYS_EX",
             0xC6 => "SM_LRN_REQ",
             0xC7 => "SM_LRN_ANS",
@@ -68,8 +70,9 @@ pub const STATUS_T21: u8 = 0x20;
 /// Status bit NU (RPS: N-message when set, U-message when clear).
 pub const STATUS_NU: u8 = 0x10;
 
-/// One received ERP1 radio telegram.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One received ERP1 radio telegram. Its `Debug` form withholds the payload of a telegram that
+/// carries key material (see [`Telegram::carries_key`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Telegram {
     /// The radio telegram type.
     pub rorg: u8,
@@ -146,6 +149,42 @@ impl Telegram {
     /// The sender ID as eight uppercase hex digits.
     pub fn sender_hex(&self) -> String {
         format!("{:08X}", self.sender)
+    }
+
+    /// True when the payload carries key material (a secure teach-in): such a payload never
+    /// leaves the process — not in a record, a listing, a log line or a hex dump.
+    pub fn carries_key(&self) -> bool {
+        self.rorg == rorg::SEC_TI
+    }
+
+    /// The payload as uppercase hex for records, listings and logs; empty for a telegram that
+    /// [carries key material](Telegram::carries_key).
+    pub fn payload_hex(&self) -> String {
+        if self.carries_key() {
+            String::new()
+        } else {
+            hex::encode_upper(&self.payload)
+        }
+    }
+}
+
+impl std::fmt::Debug for Telegram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let payload = if self.carries_key() {
+            "[withheld: key material]".to_owned()
+        } else {
+            hex::encode_upper(&self.payload)
+        };
+        f.debug_struct("Telegram")
+            .field("rorg", &format_args!("{:02X}", self.rorg))
+            .field("payload", &payload)
+            .field("sender", &format_args!("{:08X}", self.sender))
+            .field("status", &self.status)
+            .field("sub_telegrams", &self.sub_telegrams)
+            .field("destination", &self.destination)
+            .field("dbm_raw", &self.dbm_raw)
+            .field("security_level", &self.security_level)
+            .finish()
     }
 }
 

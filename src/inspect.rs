@@ -12,7 +12,14 @@ pub fn frame_json(frame: &Frame) -> Map<String, Value> {
     let pt = frame.packet_type();
     obj.insert("packet_type".into(), pt.code().into());
     obj.insert("packet_type_name".into(), pt.name().into());
-    obj.insert("data".into(), hex::encode_upper(frame.data()).into());
+    // A secure teach-in's data carries a device key: only its RORG and TEACH_IN_INFO are shown.
+    let data = match frame.data() {
+        [crate::erp1::rorg::SEC_TI, info, ..] if pt == PacketType::RadioErp1 => {
+            format!("{:02X}{info:02X}", crate::erp1::rorg::SEC_TI)
+        }
+        d => hex::encode_upper(d),
+    };
+    obj.insert("data".into(), data.into());
     obj.insert(
         "optional".into(),
         hex::encode_upper(frame.optional()).into(),
@@ -29,17 +36,21 @@ pub fn frame_json(frame: &Frame) -> Map<String, Value> {
 
 /// The JSON object for one radio telegram.
 pub fn telegram_json(t: &Telegram) -> Value {
-    json!({
+    let mut v = json!({
         "rorg": format!("{:02X}", t.rorg),
         "sender": t.sender_hex(),
         "status": t.status,
         "repeater_count": t.repeater_count(),
-        "payload": hex::encode_upper(&t.payload),
+        "payload": t.payload_hex(),
         "dbm": t.dbm(),
         "destination": t.destination.map(|d| format!("{d:08X}")),
         "sub_telegrams": t.sub_telegrams,
         "security_level": t.security_level,
-    })
+    });
+    if t.carries_key() {
+        v["withheld"] = "key material".into();
+    }
+    v
 }
 
 /// The JSON object for a decoder event: `event` (its name), `offset`, and `count` where it has one.

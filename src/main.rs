@@ -61,6 +61,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`| head`): end quietly, as `cat` and `grep` do.
+        Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("enocean-agent: {e:#}");
             ExitCode::from(1)

@@ -7,11 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::erp1::Telegram;
 
-/// One reading, decoded or raw, ready to be stored and delivered.
+/// One record, ready to be stored and delivered: a reading (decoded or raw) or a teach-in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Telemetry {
     /// Unique and stable across retries and resends (UUIDv7: sortable by creation time).
     pub id: String,
+    /// What the record is: a reading (`telemetry`) or a device announcing itself (`teach_in`).
+    #[serde(default)]
+    pub kind: Kind,
+    /// For a `teach_in` record: what the device announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teach_in: Option<TeachInRecord>,
     /// Per-gateway sequence number, strictly increasing; assigned when the outbox commits it
     /// (0 until then).
     pub seq: u64,
@@ -28,6 +34,31 @@ pub struct Telemetry {
     pub signal: Signal,
     /// The telegram as received, so nothing is lost even when decoding is not possible.
     pub raw: Raw,
+}
+
+/// The kinds of record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A reading, decoded or raw.
+    #[default]
+    Telemetry,
+    /// A teach-in telegram: a device announced itself (never a reading).
+    TeachIn,
+}
+
+/// What a teach-in record tells the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeachInRecord {
+    /// `secure` for a secure teach-in (RORG 0x35).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For a secure teach-in: its TEACH_IN_INFO facts. The key it carried is never kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<crate::secure::SecureTeachIn>,
+    /// Always `withheld` for a secure teach-in: the device key does not leave the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The gateway that received a telegram.
@@ -93,6 +124,10 @@ pub struct Raw {
     pub destination: Option<String>,
     /// Security level, when reported.
     pub security_level: Option<u8>,
+    /// Why the payload is empty although the telegram had one (`key material` for a secure
+    /// teach-in); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
 }
 
 impl Telemetry {
@@ -100,6 +135,8 @@ impl Telemetry {
     pub fn from_telegram(t: &Telegram, received_at: jiff::Timestamp, gateway: Gateway) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
+            kind: Kind::Telemetry,
+            teach_in: None,
             seq: 0,
             received_at,
             gateway,
@@ -115,12 +152,33 @@ impl Telemetry {
             },
             raw: Raw {
                 rorg: format!("{:02X}", t.rorg),
-                payload: hex::encode_upper(&t.payload),
+                payload: t.payload_hex(),
                 status: format!("{:02X}", t.status),
                 destination: t.destination.map(|d| format!("{d:08X}")),
                 security_level: t.security_level,
+                withheld: t.carries_key().then(|| "key material".to_owned()),
             },
         }
+    }
+}
+
+impl Telemetry {
+    /// The `teach_in` record of a secure teach-in telegram: sender, signal and the TEACH_IN_INFO
+    /// facts; no key material in any field.
+    pub fn secure_teach_in(
+        t: &Telegram,
+        info: crate::secure::SecureTeachIn,
+        received_at: jiff::Timestamp,
+        gateway: Gateway,
+    ) -> Self {
+        let mut tm = Self::from_telegram(t, received_at, gateway);
+        tm.kind = Kind::TeachIn;
+        tm.teach_in = Some(TeachInRecord {
+            kind: "secure".to_owned(),
+            secure: Some(info),
+            key: Some("withheld".to_owned()),
+        });
+        tm
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use enocean_agent::sim::building::{DEVICES, ScriptOptions, TrueValue};
+use enocean_agent::sim::building::{Chunk, DEVICES, Emission, Script, ScriptOptions, TrueValue};
 use enocean_agent::sim::{SimConfig, SimStick};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
@@ -25,9 +25,6 @@ struct Inbox(Arc<Mutex<Vec<(Value, bool)>>>);
 impl Inbox {
     fn records(&self) -> Vec<(Value, bool)> {
         self.0.lock().unwrap().clone()
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
     }
 }
 
@@ -91,15 +88,6 @@ fn start_agent(config: &Path, log: &Path) -> Child {
         .expect("agent starts")
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
-}
-
 /// Waits (bounded) for the child to exit and returns its exit code.
 async fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     let until = Instant::now() + limit;
@@ -138,11 +126,58 @@ fn stopped_line(log: &Path) -> HashMap<String, u64> {
         .collect()
 }
 
+/// The scenarios here run one at a time. The simulator's pty master is inherited by every child
+/// this process starts while it is open (tokio-serial does not set close-on-exec), so an agent
+/// started by one scenario would keep another scenario's stick "plugged in" across its replug.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SCENARIO: Mutex<()> = Mutex::new(());
+    SCENARIO.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Telegram limits at which the stream of `seed` ends cleanly, the first at or after each of
+/// `at_least`: the last original telegram is no teach-in, nothing follows it (no copy, noise or
+/// bad frame), and its sender never sent that payload before, so the agent cannot take it for a
+/// copy. Its delivery then proves that the agent has read everything the stick sent up to there:
+/// the condition to wait for, whatever the speed of the machine.
+fn clean_ends(seed: u64, at_least: &[u64]) -> Vec<(u64, Emission)> {
+    let mut script = Script::new(ScriptOptions {
+        seed,
+        ..ScriptOptions::default()
+    });
+    let mut heard = HashSet::new();
+    let mut ends = Vec::new();
+    while ends.len() < at_least.len() {
+        let Chunk::Telegram(e) = script.next_chunk() else {
+            continue;
+        };
+        let fresh = heard.insert((e.sender, e.rorg, e.payload.clone()));
+        let limit = e.seq + 1;
+        if !e.repeated
+            && !e.teach_in
+            && fresh
+            && !script.has_pending()
+            && limit >= at_least[ends.len()]
+        {
+            ends.push((limit, e));
+        }
+    }
+    ends
+}
+
+/// True when the receiver has the reading of telegram `e`.
+fn delivered(inbox: &Inbox, e: &Emission) -> bool {
+    let (id, payload) = (format!("{:08X}", e.sender), hex::encode_upper(&e.payload));
+    inbox.records().iter().any(|(r, _)| {
+        r["sensor"]["id"].as_str() == Some(id.as_str())
+            && r["raw"]["payload"].as_str() == Some(payload.as_str())
+    })
 }
 
 fn sim_config(link: &Path, count: u64, seed: u64) -> SimConfig {
@@ -164,24 +199,32 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
     if !common::pty_usable() {
         return;
     }
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("stick");
     let (port, inbox, _server) = receiver();
     let config = write_config(dir.path(), &link, port);
     let log = dir.path().join("agent.log");
     runtime().block_on(async {
+        // The stick sends the first part of the stream and pauses at a clean end; once the agent
+        // has delivered that last reading (so nothing is in flight), the stick is unplugged for
+        // half a second and plugged back at the same path, and the rest follows.
+        let ends = clean_ends(7, &[30, 80]);
+        let (pause, last_before) = &ends[0];
+        let (end, last) = &ends[1];
         // The agent starts first and waits for the stick to appear. Started after the sim, it
         // would inherit the pty master's descriptor from this process, and closing the master
         // in `replug` would not hang up its side.
         let mut agent = start_agent(&config, &log);
-        let mut sim = SimStick::start(sim_config(&link, 80, 7)).unwrap();
-        wait_until("the first deliveries", Duration::from_secs(30), || {
-            inbox.len() >= 15
+        let mut sim = SimStick::start(sim_config(&link, *pause, 7)).unwrap();
+        wait_until("the reading before the pause", common::WAIT, || {
+            delivered(&inbox, last_before)
         })
         .await;
-        // Unplug the stick for half a second and plug it back at the same path.
+        assert_eq!(sim.stats().telegrams, *pause);
         sim.replug(Duration::from_millis(500));
-        if tokio::time::timeout(Duration::from_secs(60), sim.wait_finished())
+        sim.set_max_telegrams(Some(*end));
+        if tokio::time::timeout(common::WAIT, sim.wait_finished())
             .await
             .is_err()
         {
@@ -193,22 +236,12 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
             );
         }
         let sent = sim.sent();
-        // Every telegram is now with the agent; wait until deliveries have been quiet for 3 s
-        // (bounded), then stop it and compare with what it says it committed.
-        let mut last = (inbox.len(), Instant::now());
-        wait_until("deliveries to settle", Duration::from_secs(60), || {
-            if inbox.len() != last.0 {
-                last = (inbox.len(), Instant::now());
-            }
-            last.1.elapsed() > Duration::from_secs(3)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        signal(&agent, "-TERM");
-        assert_eq!(
-            wait_exit(&mut agent, Duration::from_secs(20)).await,
-            Some(0)
-        );
+        assert_eq!(sim.stats().telegrams, *end);
+        // The last reading delivered: the agent has read every telegram; stop it and compare
+        // with what it says it committed.
+        wait_until("the last reading", common::WAIT, || delivered(&inbox, last)).await;
+        common::signal(&agent, "-TERM");
+        assert_eq!(wait_exit(&mut agent, common::WAIT).await, Some(0));
         sim.stop().await;
 
         let stats = stopped_line(&log);
@@ -328,39 +361,62 @@ fn killed_or_stopped_agent_loses_nothing_it_committed() {
     if !common::pty_usable() {
         return;
     }
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("stick");
     let (port, inbox, _server) = receiver();
     let config = write_config(dir.path(), &link, port);
     let db = dir.path().join("outbox.db");
     runtime().block_on(async {
-        let sim = SimStick::start(sim_config(&link, 150, 11)).unwrap();
+        // No telegram limit: every round finds new telegrams to commit, however fast or slow the
+        // machine is.
+        let sim = SimStick::start(SimConfig {
+            max_telegrams: None,
+            record: false,
+            ..sim_config(&link, 0, 11)
+        })
+        .unwrap();
         // SIGKILL mid-stream, then SIGTERM mid-stream, then a last run that drains the outbox.
+        let mut committed_before_kill = Vec::new();
         for (round, sig) in ["-KILL", "-TERM"].iter().enumerate() {
+            let before: HashSet<String> = if round == 0 {
+                HashSet::new()
+            } else {
+                common::committed_ids(&db)
+                    .expect("outbox readable")
+                    .into_iter()
+                    .collect()
+            };
             let log = dir.path().join(format!("agent-{round}.log"));
             let mut agent = start_agent(&config, &log);
-            let before = inbox.len();
-            wait_until("deliveries", Duration::from_secs(30), || {
-                inbox.len() >= before + 10
+            // What the round needs: readings committed by *this* run, read from the outbox file.
+            // Deliveries would not do: re-sends of the last run's readings count there too.
+            let mut fresh = 0;
+            wait_until("10 readings committed by this run", common::WAIT, || {
+                fresh = common::committed_ids(&db).map_or(0, |ids| {
+                    ids.iter().filter(|id| !before.contains(*id)).count()
+                });
+                fresh >= 10
             })
             .await;
-            signal(&agent, sig);
-            let code = wait_exit(&mut agent, Duration::from_secs(20)).await;
+            common::signal(&agent, sig);
+            let code = wait_exit(&mut agent, common::WAIT).await;
             if *sig == "-TERM" {
                 assert_eq!(code, Some(0));
                 let stats = stopped_line(&log);
                 assert_eq!(stats["committed"], stats["telegrams"] - stats["teach-ins"]);
+            } else {
+                committed_before_kill = common::committed_ids(&db).expect("outbox readable");
             }
         }
-        let committed: Vec<String> = {
-            let conn = rusqlite::Connection::open(&db).unwrap();
-            let mut stmt = conn.prepare("SELECT id FROM telemetry").unwrap();
-            stmt.query_map([], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        assert!(committed.len() >= 20);
+        let committed = common::committed_ids(&db).expect("outbox readable");
+        // Ten or more fresh ones per round, all distinct.
+        assert!(committed.len() >= 20, "{} committed", committed.len());
+        let now: HashSet<&String> = committed.iter().collect();
+        assert!(
+            committed_before_kill.iter().all(|id| now.contains(id)),
+            "a reading committed before SIGKILL is gone from the outbox"
+        );
         let log = dir.path().join("agent-final.log");
         let mut agent = start_agent(&config, &log);
         let delivered = || -> HashSet<String> {
@@ -370,22 +426,19 @@ fn killed_or_stopped_agent_loses_nothing_it_committed() {
                 .map(|(r, _)| r["id"].as_str().unwrap().to_string())
                 .collect()
         };
-        wait_until(
-            "every committed telemetry delivered",
-            Duration::from_secs(30),
-            || {
-                let d = delivered();
-                committed.iter().all(|id| d.contains(id))
-            },
-        )
+        // Everything committed before is delivered, and this run is past its start-up (it has
+        // committed a reading of its own) before it is told to stop.
+        wait_until("every committed telemetry delivered", common::WAIT, || {
+            let d = delivered();
+            committed.iter().all(|id| d.contains(id))
+                && common::committed_ids(&db).is_some_and(|ids| ids.len() > committed.len())
+        })
         .await;
-        signal(&agent, "-TERM");
-        assert_eq!(
-            wait_exit(&mut agent, Duration::from_secs(20)).await,
-            Some(0)
-        );
+        common::signal(&agent, "-TERM");
+        assert_eq!(wait_exit(&mut agent, common::WAIT).await, Some(0));
         sim.stop().await;
         assert!(inbox.records().iter().all(|(_, ok)| *ok));
+        assert!(!link.exists(), "the simulator removed its link");
     });
 }
 
@@ -401,7 +454,11 @@ fn bad_configurations_exit_78_with_the_place() {
         ),
         ("[[webhook]]\nname = \"a\"\nurl = \"not a url\"\n", "url"),
         (
-            "[[device]]\nid = \"0180A3F2\"\neep = \"A5-99-99\"\n",
+            "[[device]]\nid = \"0180A3F2\"\neep = \"A5-4-1\"\n",
+            "device[0].eep",
+        ),
+        (
+            "[[device]]\nid = \"0180A3F2\"\neep = \"X5-04-01\"\n",
             "device[0].eep",
         ),
     ];

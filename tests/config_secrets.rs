@@ -99,11 +99,11 @@ fn a_profiles_directory_adds_eeps_and_bad_files_are_configuration_errors() {
     )
     .unwrap();
     std::fs::write(
-        profiles.join("A5-3F-7F.toml"),
-        builtin.replace("A5-02-05", "A5-3F-7F"),
+        profiles.join("A5-FE-01.toml"),
+        builtin.replace("A5-02-05", "A5-FE-01"),
     )
     .unwrap();
-    let device = "[[device]]\nid = \"0180A3F2\"\neep = \"A5-3F-7F\"\n";
+    let device = "[[device]]\nid = \"0180A3F2\"\neep = \"A5-FE-01\"\n";
     let with_dir = dir.path().join("with.toml");
     std::fs::write(
         &with_dir,
@@ -114,19 +114,25 @@ fn a_profiles_directory_adds_eeps_and_bad_files_are_configuration_errors() {
     assert_eq!(code, 0, "{err}");
     let without = dir.path().join("without.toml");
     std::fs::write(&without, device).unwrap();
+    // Without the directory the EEP is unknown: a warning with the place, the device is kept.
     let (code, _, err) = check(&without, None);
-    assert_eq!(code, 78);
-    assert!(err.contains("device[0].eep"), "{err}");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning")
+            && err.contains("without.toml:3: device[0].eep")
+            && err.contains("forwarded raw"),
+        "{err}"
+    );
     // A malformed profile file: named, with the config key that brought it in.
     std::fs::write(
-        profiles.join("A5-3F-7E.toml"),
-        "eep = \"A5-3F-7E\"\ntitle = 3\n",
+        profiles.join("A5-FE-02.toml"),
+        "eep = \"A5-FE-02\"\ntitle = 3\n",
     )
     .unwrap();
     let (code, _, err) = check(&with_dir, None);
     assert_eq!(code, 78, "{err}");
     assert!(
-        err.contains("eep.profiles_dir") && err.contains("A5-3F-7E.toml"),
+        err.contains("eep.profiles_dir") && err.contains("A5-FE-02.toml"),
         "{err}"
     );
 }

@@ -1,75 +1,89 @@
-//! The built binary: `sim --link` in one process, `listen --port` in another, both bounded.
+//! The built binary: `sim --link` in one process, `listen --port` in another. No fixed durations:
+//! each test reads the output as it comes until it has what it needs, then stops the process with
+//! SIGTERM. Links live in a fresh temporary directory, so none can be left from an earlier run.
 
-use std::path::PathBuf;
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use common::{Lines, Reaper, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_enocean-agent");
 
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("enocean-agent-cli-{}-{name}", std::process::id()))
+/// Lines of `listen` output that show a telegram.
+fn telegram_lines(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| !l.starts_with('#') && l.contains(" dBm"))
+        .count()
 }
 
-/// Kills the child when the test ends, whatever happens.
-struct Reaper(std::process::Child);
+/// Starts `sim --link link` with `args` and waits until it says it is ready (its link made).
+fn start_sim(link: &Path, args: &[&str]) -> (Reaper, Lines) {
+    let mut child = Command::new(BIN)
+        .arg("sim")
+        .args(args)
+        .arg("--link")
+        .arg(link)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sim");
+    let mut stderr = Lines::new(child.stderr.take().unwrap());
+    let sim = Reaper(child);
+    assert!(
+        stderr.wait(WAIT, |l| l
+            .iter()
+            .any(|l| l.starts_with("simulated USB 300"))),
+        "sim did not start: {:?}",
+        stderr.seen()
+    );
+    assert!(std::fs::symlink_metadata(link).is_ok(), "no link");
+    (sim, stderr)
+}
 
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `listen` (without a duration) with `args`, stdout read as it comes.
+fn start_listen(args: &[&str]) -> (Reaper, Lines) {
+    let mut child = Command::new(BIN)
+        .arg("listen")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start listen");
+    let stdout = Lines::new(child.stdout.take().unwrap());
+    (Reaper(child), stdout)
 }
 
 #[test]
 fn sim_link_and_listen_port_in_two_processes() {
-    let link = temp_path("stick");
-    let sim = Command::new(BIN)
-        .args([
-            "sim",
-            "--rate",
-            "40",
-            "--seed",
-            "7",
-            "--duration",
-            "20",
-            "--link",
-        ])
-        .arg(&link)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sim");
-    let sim = Reaper(sim);
-    let t0 = Instant::now();
-    while std::fs::symlink_metadata(&link).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(15), "sim made no link");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = Command::new(BIN)
-        .args(["listen", "--duration", "2", "--port"])
-        .arg(&link)
-        .output()
-        .expect("run listen");
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("# stick: base ID FF8A1200"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("stick");
+    let (mut sim, _) = start_sim(&link, &["--rate", "40", "--seed", "7"]);
+    let (mut listen, mut out) = start_listen(&["--port", link.to_str().unwrap()]);
+    let got = out.wait(WAIT, |l| {
+        l.iter().any(|l| l.contains("# stick: base ID FF8A1200"))
+            && l.iter()
+                .any(|l| l.contains("TEACH-IN 4BS EEP A5-02-05 manufacturer 00D"))
+            && telegram_lines(l) >= 10
+    });
+    assert!(got, "{:#?}", out.seen());
+    assert!(listen.terminate().success(), "listen stops on SIGTERM");
+    assert!(sim.terminate().success(), "sim stops on SIGTERM");
     assert!(
-        stdout.contains("TEACH-IN 4BS EEP A5-02-05 manufacturer 00D"),
-        "{stdout}"
+        std::fs::symlink_metadata(&link).is_err(),
+        "the sim removes its link when stopped"
     );
-    let telegram_lines = stdout
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains(" dBm"))
-        .count();
-    assert!(telegram_lines >= 10, "{stdout}");
-    drop(sim);
 }
 
 #[test]
 fn listen_on_a_missing_port_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args(["listen", "--duration", "1", "--port"])
-        .arg(temp_path("absent"))
+        .arg(dir.path().join("absent"))
         .output()
         .expect("run listen");
     assert_eq!(out.status.code(), Some(1));
@@ -79,69 +93,82 @@ fn listen_on_a_missing_port_fails_clearly() {
 
 #[test]
 fn listen_with_the_built_in_simulator() {
-    let out = Command::new(BIN)
-        .args([
-            "listen",
-            "--port",
-            "sim",
-            "--sim-rate",
-            "50",
-            "--duration",
-            "1.5",
-        ])
-        .output()
-        .expect("run listen");
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("# stick: base ID FF8A1200"), "{stdout}");
-    assert!(stdout.contains("01867001"), "the teach-in device: {stdout}");
+    let (mut listen, mut out) = start_listen(&["--port", "sim", "--sim-rate", "50"]);
+    let got = out.wait(WAIT, |l| {
+        l.iter().any(|l| l.contains("# stick: base ID FF8A1200"))
+            && l.iter().any(|l| l.contains("01867001"))
+    });
+    assert!(got, "stick line and the teach-in device: {:#?}", out.seen());
+    assert!(listen.terminate().success());
 }
 
 #[test]
 fn sim_stops_after_count_and_removes_its_link() {
-    let link = temp_path("count");
-    let mut sim = Reaper(
-        Command::new(BIN)
-            .args([
-                "sim",
-                "--rate",
-                "0",
-                "--count",
-                "50",
-                "--duration",
-                "20",
-                "--link",
-            ])
-            .arg(&link)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sim"),
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("count");
+    let (mut sim, mut summary) = start_sim(&link, &["--rate", "0", "--count", "50"]);
+    // A host opens the port and the sim emits its 50 telegrams, copies included (--all).
+    let (mut listen, mut out) = start_listen(&["--all", "--port", link.to_str().unwrap()]);
+    assert!(
+        out.wait(WAIT, |l| telegram_lines(l) >= 50),
+        "{:#?}",
+        out.seen()
     );
-    let t0 = Instant::now();
-    while std::fs::symlink_metadata(&link).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(15), "sim made no link");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // A host opens the port, the sim emits its 50 telegrams and exits on its own.
-    let listen = Command::new(BIN)
-        .args(["listen", "--all", "--duration", "3", "--port"])
-        .arg(&link)
-        .output()
-        .expect("run listen");
-    let stdout = String::from_utf8_lossy(&listen.stdout);
-    let lines = stdout
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains(" dBm"))
-        .count();
-    assert!(lines >= 50, "{lines}: {stdout}");
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = sim.0.try_wait().expect("wait sim") {
-            assert!(status.success());
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(15), "sim did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The sim keeps the port open for the host; once the host has closed it, it exits on its
+    // own, with its summary, and removes its link.
+    assert!(listen.terminate().success());
+    let status = common::wait_exit(&mut sim.0, WAIT);
+    assert!(status.success());
+    let lines = summary.read_to_end(WAIT);
+    assert!(
+        lines.iter().any(|l| l.starts_with("sim: 50 telegrams")),
+        "{lines:#?}"
+    );
     assert!(std::fs::symlink_metadata(&link).is_err(), "link removed");
+}
+
+#[test]
+fn a_link_left_by_a_killed_sim_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("stale");
+    // What SIGKILL leaves behind: a link to a pty that is gone.
+    {
+        let (mut sim, _) = start_sim(&link, &["--rate", "5"]);
+        sim.0.kill().unwrap();
+        sim.0.wait().unwrap();
+    }
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "SIGKILL leaves the link"
+    );
+    let (mut sim, err) = start_sim(&link, &["--rate", "40"]);
+    assert!(
+        err.seen()
+            .iter()
+            .any(|l| l.contains("replacing the existing link")),
+        "{:#?}",
+        err.seen()
+    );
+    let (mut listen, mut out) = start_listen(&["--port", link.to_str().unwrap()]);
+    assert!(
+        out.wait(WAIT, |l| telegram_lines(l) >= 3),
+        "{:#?}",
+        out.seen()
+    );
+    assert!(listen.terminate().success());
+    assert!(sim.terminate().success());
+    assert!(std::fs::symlink_metadata(&link).is_err(), "link removed");
+
+    // Anything that is not a link is left alone, with a clear error.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"keep me").unwrap();
+    let out = Command::new(BIN)
+        .args(["sim", "--link"])
+        .arg(&file)
+        .output()
+        .expect("run sim");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
 }

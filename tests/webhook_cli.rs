@@ -32,10 +32,14 @@ fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
 fn cli_commands_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let failing = Arc::new(AtomicBool::new(true));
-    let f = failing.clone();
-    let rx = Receiver::start(move |_, _| {
+    let accept_bad = Arc::new(AtomicBool::new(false));
+    let (f, a) = (failing.clone(), accept_bad.clone());
+    let rx = Receiver::start(move |_, r| {
         if f.load(Ordering::SeqCst) {
             Reply::status(503).body("maintenance")
+        } else if String::from_utf8_lossy(&r.body).contains("0BADBAD0") && !a.load(Ordering::SeqCst)
+        {
+            Reply::status(422).body("unknown sensor")
         } else {
             Reply::ok()
         }
@@ -58,6 +62,9 @@ max_retries = 1
 backoff_base = "5ms"
 backoff_max = "10ms"
 deactivate_after = 2
+# Long enough that the deactivated state stays put while the commands look at it.
+probe_base = "1h"
+probe_max = "1h"
 signing = {{ type = "hmac", secret = "cli-secret" }}
 "#,
             dir.path().join("outbox.db"),
@@ -87,23 +94,37 @@ signing = {{ type = "hmac", secret = "cli-secret" }}
     }));
     enqueue_n(&mut ob, "0180A3F2", 3);
 
+    // Health at a glance: state, backlog (the 2 held + 3 queued), failures in a row, next
+    // probe, last failure with its reason.
     let (code, out, _) = cli(&cfg_path, &["webhook", "list"]);
     assert_eq!(code, 0);
+    let header = out.lines().next().unwrap();
+    for col in [
+        "STATE",
+        "BACKLOG",
+        "OLDEST",
+        "FAILED",
+        "CONSEC",
+        "NEXT",
+        "LAST-OK",
+        "LAST-FAILURE",
+    ] {
+        assert!(header.contains(col), "{out}");
+    }
     let line = out.lines().find(|l| l.starts_with("main")).unwrap();
-    assert!(line.contains("deactivated"), "{out}");
-    assert!(
-        line.split_whitespace().any(|w| w == "3"),
-        "backlog 3: {out}"
-    );
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[1], "deactivated-probing", "{out}");
+    assert_eq!(words[2], "5", "backlog: {out}");
+    assert_eq!(words[4], "0", "failed: {out}");
+    assert_eq!(words[5], "2", "consecutive: {out}");
+    // Next probe within the hour (probe_base "1h" with the default jitter, never beyond).
+    assert_eq!(words[6], "in", "{out}");
+    assert!(words[7].ends_with('m') || words[7] == "1h", "{out}");
+    assert!(line.contains("http_503"), "{out}");
 
     let (code, out, _) = cli(&cfg_path, &["outbox", "status"]);
     assert_eq!(code, 0);
     assert!(out.contains("main"), "{out}");
-
-    let (code, out, err) = cli(&cfg_path, &["outbox", "failed"]);
-    assert_eq!(code, 0);
-    assert!(err.contains("2 failed deliveries"), "{err}");
-    assert!(out.contains("http_503"), "{out}");
 
     let (code, out, _) = cli(&cfg_path, &["deliveries", "--failed", "--limit", "3"]);
     assert_eq!(code, 0);
@@ -125,9 +146,42 @@ signing = {{ type = "hmac", secret = "cli-secret" }}
     assert_eq!(test_req.json()["event"], "test");
     assert_eq!(test_req.json()["gateway"]["id"], "cli-gw");
 
-    // Resend one by id, then the rest with --failed.
-    let failed = store.failed(None, None).unwrap();
-    let first = failed[0].row.to_string();
+    // `webhook enable` does not wait for the next probe (an hour away): the backlog drains now.
+    let (code, _, _) = cli(&cfg_path, &["webhook", "enable", "main"]);
+    assert_eq!(code, 0);
+    let delivered = || {
+        rx.requests()
+            .iter()
+            .filter(|r| r.json()["event"] == "telemetry")
+            .flat_map(record_ids)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    assert!(wait_for(WAIT, || delivered() == 5));
+    let (_, out, _) = cli(&cfg_path, &["webhook", "list"]);
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap();
+    assert!(line.split_whitespace().nth(1) == Some("active"), "{out}");
+
+    // A rejected body: failed, listed, resendable.
+    let bad = telemetry("0BADBAD0", 7);
+    ob.enqueue(bad).unwrap();
+    ob.flush().unwrap();
+    assert!(wait_for(WAIT, || store.failed(None, None).unwrap().len() == 1));
+    let (code, out, err) = cli(&cfg_path, &["outbox", "failed"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("1 failed deliveries"), "{err}");
+    assert!(out.contains("http_422"), "{out}");
+    let (code, out, _) = cli(&cfg_path, &["webhook", "list"]);
+    assert_eq!(code, 0);
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap();
+    assert_eq!(line.split_whitespace().nth(4), Some("1"), "failed: {out}");
+    assert!(line.contains("http_422"), "{out}");
+
+    // Resend by id: still refused → exit 4; accepted → exit 0; again → exit 5 (not failed).
+    let first = store.failed(None, None).unwrap()[0].row.to_string();
+    let (code, out, _) = cli(&cfg_path, &["outbox", "resend", &first]);
+    assert_eq!(code, 4, "{out}");
+    accept_bad.store(true, Ordering::SeqCst);
     let (code, out, _) = cli(&cfg_path, &["outbox", "resend", &first]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("delivered"), "{out}");
@@ -150,12 +204,18 @@ signing = {{ type = "hmac", secret = "cli-secret" }}
     assert_eq!(code, 0, "{out}");
     assert!(store.failed(None, None).unwrap().is_empty());
 
-    // Disable keeps it off even after enable of the deactivation is cleared; enable drains.
+    // Disabled: telemetry queues, nothing is sent; enable drains.
     let (code, _, _) = cli(&cfg_path, &["webhook", "disable", "main"]);
     assert_eq!(code, 0);
+    let before = rx.count();
+    enqueue_n(&mut ob, "0180A3F2", 3);
+    let (_, out, _) = cli(&cfg_path, &["webhook", "list"]);
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!((words[1], words[2]), ("disabled", "3"), "{out}");
     let (code, _, err) = cli(&cfg_path, &["webhook", "enable", "nope"]);
     assert_eq!(code, 3, "{err}");
-    let before = rx.count();
+    assert_eq!(rx.count(), before, "nothing sent while disabled");
     let (code, _, _) = cli(&cfg_path, &["webhook", "enable", "main"]);
     assert_eq!(code, 0);
     assert!(wait_for(WAIT, || rx.count() == before + 3));

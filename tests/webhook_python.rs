@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::*;
 use enocean_agent::outbox::Store;
@@ -81,7 +80,7 @@ fn start() -> PyReceiver {
     let (mut port, mut sw) = (None, None);
     while port.is_none() {
         let (k, v) = rx
-            .recv_timeout(Duration::from_secs(20))
+            .recv_timeout(WAIT)
             .expect("Python receiver did not start");
         match k {
             "PORT" => port = v.parse().ok(),
@@ -149,9 +148,12 @@ fn python_receiver_verifies_hmac_and_standard_webhooks() {
     enqueue_n(&mut ob, "0180A3F2", 3);
     let store = Store::open(&s.path).unwrap();
     let expect_ok = if py.sw_available { 6 } else { 3 };
+    // The receiver's lines come through a pipe and a reader thread: they can arrive after the
+    // sender has recorded the outcome, so all of them are part of the condition.
     assert!(wait_for(WAIT, || {
         let l = py.lines.lock().unwrap();
         l.iter().filter(|v| v["ok"] == true).count() == expect_ok
+            && l.iter().filter(|v| v["ok"] == false).count() == 3
             && store.failed(Some("py-wrong"), None).unwrap().len() == 3
     }));
     sender.stop();

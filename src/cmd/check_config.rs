@@ -7,6 +7,8 @@ use anyhow::Result;
 
 use super::context::{ConfigArg, EXIT_CONFIG, load_config};
 
+use super::outln;
+
 /// Arguments of `check-config`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,9 +22,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    if let Err(msg) = super::run::library_for(&cfg, &args.config.config) {
-        eprintln!("enocean-agent: configuration error: {msg}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+    match super::run::library_for(&cfg, &args.config.config) {
+        Ok((_, warnings)) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        Err(msg) => {
+            eprintln!("enocean-agent: configuration error: {msg}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
     }
     if cfg.secrets_world_readable(&args.config.config) {
         eprintln!(
@@ -31,7 +40,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     // Secrets print as "<redacted>" (see enocean_agent::secret).
-    println!("{cfg:#?}");
+    outln!("{cfg:#?}");
     eprintln!("{}: configuration OK", args.config.config.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,8 @@ use anyhow::Result;
 
 use super::context::{self, ConfigArg, EXIT_NOT_FOUND};
 
+use super::outln;
+
 /// Arguments of `deliveries`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,9 +43,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let list = ctx
         .store
         .attempts(args.webhook.as_deref(), args.failed, args.limit)?;
-    println!(
+    outln!(
         "{:<24} {:<16} {:<7} {:<10} {:<20} {:>8} {:>6} {:<12} DELIVERY",
-        "TIME", "WEBHOOK", "TRIGGER", "OUTCOME", "STATUS/ERROR", "LATENCY", "ROW", "SEQ"
+        "TIME",
+        "WEBHOOK",
+        "TRIGGER",
+        "OUTCOME",
+        "STATUS/ERROR",
+        "LATENCY",
+        "ROW",
+        "SEQ"
     );
     for l in &list {
         let status = match (l.status, &l.error) {
@@ -56,7 +65,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             (Some(a), _) => a.to_string(),
             _ => "-".into(),
         };
-        println!(
+        outln!(
             "{:<24} {:<16} {:<7} {:<10} {:<20} {:>6}ms {:>6} {:<12} {}",
             l.at,
             l.webhook,
@@ -69,7 +78,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             l.delivery_id
         );
         if args.verbose && !l.response.is_empty() {
-            println!("    response: {}", l.response.replace('\n', " "));
+            outln!("    response: {}", l.response.replace('\n', " "));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -18,6 +18,8 @@ use enocean_agent::sim::building::DEVICES;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::outln;
+
 /// Arguments of `demo`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,15 +65,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let library = Library::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    println!(
+    outln!(
         "demo: simulated stick ({} devices), outbox {}, receiver http://127.0.0.1:{port}/enocean verifying HMAC-SHA256",
         DEVICES.len(),
         cfg.storage.path.display()
     );
-    println!(
-        "demo: running for {} s (Ctrl-C stops earlier)\n",
+    outln!(
+        "demo: running for {} s (Ctrl-C stops earlier). Each telegram: stick → decoded → committed (seq) → POST (status, ms since reception) → signature checked by the receiver\n",
         args.duration
     );
+    outln!("{HEADER}");
     let options = Options {
         sim: SimConfig {
             rate: args.rate,
@@ -104,7 +107,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let delivered = tally.records.load(Ordering::Relaxed);
     let verified = tally.verified.load(Ordering::Relaxed);
     let rejected = tally.rejected.load(Ordering::Relaxed);
-    println!(
+    outln!(
         "\ndemo summary: {} telegrams received ({} decoded, {} raw, {} teach-ins, {} devices learned), {} committed to the outbox",
         report.telegrams,
         report.decoded,
@@ -113,9 +116,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
         report.learned,
         report.committed
     );
-    println!(
+    outln!(
         "              {} deliveries with {delivered} records arrived; {verified} signatures verified, {rejected} rejected",
         tally.deliveries.load(Ordering::Relaxed)
+    );
+    let learned: Vec<String> = enocean_agent::device::list(&cfg.storage.path, &cfg.devices)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.source == enocean_agent::device::Source::Learned)
+        .map(|d| {
+            format!(
+                "{:08X} as {} (teach-in, manufacturer {})",
+                d.id,
+                d.eep.as_deref().unwrap_or("?"),
+                d.manufacturer.map_or("?".into(), |m| format!("{m:03X}"))
+            )
+        })
+        .collect();
+    if !learned.is_empty() {
+        outln!("              learned: {}", learned.join(", "));
+    }
+    outln!(
+        "\nnext steps:\n  with a USB 300 stick:  enocean-agent listen --port /dev/ttyUSB0   (press a sensor's learn button to see its EEP)\n  your configuration:   start from systemd/config.example.toml, then enocean-agent check-config --config FILE\n  on a Raspberry Pi:    README.md, section \"Install on a Raspberry Pi\""
     );
     if rejected > 0 {
         bail!("{rejected} deliveries had a bad signature");
@@ -192,15 +214,23 @@ fn spawn_receiver(server: tiny_http::Server, secret: String, tally: Arc<Tally>) 
             } else {
                 tally.rejected.fetch_add(1, Ordering::Relaxed);
             }
+            use std::io::Write as _;
             let _guard = print.lock();
             match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(v) => {
                     for r in v["records"].as_array().into_iter().flatten() {
                         tally.records.fetch_add(1, Ordering::Relaxed);
-                        println!("{}", describe(r, ok));
+                        let status = if ok { 200 } else { 401 };
+                        let _ = writeln!(std::io::stdout().lock(), "{}", describe(r, ok, status));
                     }
                 }
-                Err(_) => println!("!! delivery that is not JSON ({} bytes)", body.len()),
+                Err(_) => {
+                    let _ = writeln!(
+                        std::io::stdout().lock(),
+                        "!! delivery that is not JSON ({} bytes)",
+                        body.len()
+                    );
+                }
             }
             let status = if ok { 200 } else { 401 };
             let _ = req.respond(tiny_http::Response::empty(status));
@@ -224,25 +254,52 @@ fn verify(secret: &str, body: &[u8], signature_hex: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
-fn describe(r: &serde_json::Value, ok: bool) -> String {
+/// The column header of the per-telegram lines.
+const HEADER: &str =
+    "  seq  sensor    name                  EEP       dBm  POST            signature";
+
+/// Two lines for one delivered record: the chain (sensor, EEP, dBm → committed seq → POST status
+/// and milliseconds since reception → signature), then its decoded values.
+fn describe(r: &serde_json::Value, ok: bool, status: u16) -> String {
+    let name = r["sensor"]["name"].as_str().map_or_else(
+        || {
+            if r["sensor"]["eep"].is_string() {
+                "(learned)".to_owned()
+            } else {
+                "(unknown)".to_owned()
+            }
+        },
+        |n| n.chars().take(20).collect(),
+    );
+    let ms = r["received_at"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| jiff::Timestamp::now().duration_since(t).as_millis().max(0));
     let mut line = format!(
-        "{} {} {:<8} {:<14}",
+        "{:>5}  {:<8}  {:<20}  {:<8}  {:>4}  {status} {:<10}  {}",
+        r["seq"].as_u64().unwrap_or(0),
+        r["sensor"]["id"].as_str().unwrap_or("?"),
+        name,
+        r["sensor"]["eep"].as_str().unwrap_or("raw"),
+        r["signal"]["dbm"]
+            .as_i64()
+            .map_or("-".to_owned(), |d| d.to_string()),
+        ms.map_or(String::new(), |ms| format!("{ms} ms")),
         if ok {
-            "✓ signature ok"
+            "✓ verified"
         } else {
             "✗ BAD SIGNATURE"
         },
-        r["sensor"]["id"].as_str().unwrap_or("?"),
-        r["sensor"]["eep"].as_str().unwrap_or("raw"),
-        r["sensor"]["name"].as_str().unwrap_or("(unknown)"),
     );
     let values = r["values"].as_object();
-    if values.is_none_or(|v| v.is_empty()) {
-        let _ = write!(
-            line,
-            " payload {}",
+    let mut parts = Vec::new();
+    if r["kind"] == "teach_in" {
+        parts.push("teach-in (key withheld)".to_owned());
+    } else if values.is_none_or(|v| v.is_empty()) {
+        parts.push(format!(
+            "raw payload {}",
             r["raw"]["payload"].as_str().unwrap_or("")
-        );
+        ));
     }
     for (key, v) in values.into_iter().flatten() {
         let value = match &v["value"] {
@@ -253,14 +310,11 @@ fn describe(r: &serde_json::Value, ok: bool) -> String {
             other => other.to_string(),
         };
         let unit = v["unit"].as_str().unwrap_or("");
-        let _ = write!(
-            line,
-            " {key}={value}{}{unit}",
+        parts.push(format!(
+            "{key} {value}{}{unit}",
             if unit.is_empty() { "" } else { " " }
-        );
+        ));
     }
-    if let Some(dbm) = r["signal"]["dbm"].as_i64() {
-        let _ = write!(line, " ({dbm} dBm)");
-    }
+    let _ = write!(line, "\n       {}", parts.join(" · "));
     line
 }

@@ -8,6 +8,8 @@ use enocean_agent::device;
 
 use super::context::{ConfigArg, EXIT_NOT_FOUND, load_config};
 
+use super::outln;
+
 /// Arguments of `devices`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +39,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(Action::Forget { id }) => {
             let id = device::parse_id(&id)?;
             if device::forget(db, id)? {
-                println!("forgot {id:08X}");
+                outln!("forgot {id:08X}");
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("enocean-agent: no stored device {id:08X}");
@@ -45,12 +47,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
         None => {
-            println!(
+            outln!(
                 "{:<8}  {:<8}  {:<10}  {:<24}  {:<20}  DBM",
-                "ID", "EEP", "SOURCE", "NAME", "LAST SEEN"
+                "ID",
+                "EEP",
+                "SOURCE",
+                "NAME",
+                "LAST SEEN"
             );
             for d in device::list(db, &cfg.devices)? {
-                println!(
+                outln!(
                     "{:08X}  {:<8}  {:<10}  {:<24}  {:<20}  {}",
                     d.id,
                     d.eep.as_deref().unwrap_or("-"),

@@ -1,6 +1,12 @@
 //! `enocean-agent listen`: decoded telegrams live on the terminal, one line each, teach-ins
 //! highlighted, for installers pairing sensors. Nothing is stored or delivered.
+//!
+//! A telegram is decoded with the EEP of its sender as far as `listen` knows it: `--eep ID=EEP`
+//! first, then the configuration's `[[device]]` entries (when the configuration file exists), then
+//! a teach-in seen while listening. For an unknown sender the line says what can be told (the
+//! RORG) and how to learn more.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +38,117 @@ pub struct Args {
     /// With `--port sim`: seed of the simulated building.
     #[arg(long, default_value_t = 1)]
     sim_seed: u64,
+    /// Decode this sender's telegrams with this EEP, e.g. `--eep 0180A3F2=A5-04-01` (repeatable).
+    #[arg(long, value_name = "ID=EEP")]
+    eep: Vec<String>,
+    /// Configuration whose `[[device]]` EEPs are used (skipped when the default file is missing).
+    #[arg(long, short = 'c', default_value = super::context::DEFAULT_CONFIG)]
+    config: PathBuf,
+}
+
+/// What `listen` knows to decode with: the library and an EEP per sender.
+struct Knowledge {
+    library: enocean_agent::eep::Library,
+    eeps: HashMap<u32, String>,
+    names: HashMap<u32, String>,
+}
+
+impl Knowledge {
+    fn load(args: &Args) -> Result<Self> {
+        let mut eeps = HashMap::new();
+        let mut names = HashMap::new();
+        let explicit = args.config.as_os_str() != super::context::DEFAULT_CONFIG;
+        let mut library = None;
+        if explicit || args.config.exists() {
+            let cfg = enocean_agent::config::Config::load(&args.config)
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+            let (lib, warnings) = super::run::library_for(&cfg, &args.config)
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            library = Some(lib);
+            for d in &cfg.devices {
+                let id = enocean_agent::device::parse_id(&d.id)?;
+                if let Some(eep) = &d.eep {
+                    eeps.insert(id, eep.clone());
+                }
+                if let Some(name) = &d.name {
+                    names.insert(id, name.clone());
+                }
+            }
+        }
+        let library = match library {
+            Some(l) => l,
+            None => enocean_agent::eep::Library::builtin()
+                .map_err(|e| anyhow::anyhow!("built-in EEP profiles: {e}"))?,
+        };
+        for pair in &args.eep {
+            let (id, eep) = pair.split_once('=').with_context(|| {
+                format!("--eep {pair:?}: expected ID=EEP, e.g. 0180A3F2=A5-04-01")
+            })?;
+            let id =
+                enocean_agent::device::parse_id(id).with_context(|| format!("--eep {pair:?}"))?;
+            library
+                .get_str(eep)
+                .with_context(|| format!("--eep {pair:?}"))?;
+            eeps.insert(id, eep.trim().to_uppercase());
+        }
+        Ok(Self {
+            library,
+            eeps,
+            names,
+        })
+    }
+
+    /// The decoded part of a telegram's line: `A5-04-01: temperature 21.4 °C, humidity 48 %`,
+    /// or what can be told of an unknown sender.
+    fn decoded(&self, t: &Telegram) -> String {
+        if t.rorg == rorg::SIGNAL
+            && let Some(p) = self.library.get(eep::EepId::new(0xD0, 0, 0))
+            && let Ok(d) = eep::decode(p, t)
+        {
+            return format!("signal: {}", values(&d.readings()));
+        }
+        let Some(eep) = self.eeps.get(&t.sender) else {
+            return format!(
+                "unknown sender ({}); a teach-in tells its EEP, or give --eep {}=RR-FF-TT",
+                rorg::name(t.rorg).unwrap_or("?"),
+                t.sender_hex()
+            );
+        };
+        match self.library.get_str(eep) {
+            Err(e) => format!("{eep}: {e}"),
+            Ok(p) => match eep::decode(p, t) {
+                Ok(d) => format!("{eep}: {}", values(&d.readings())),
+                Err(e) => format!("{eep}: not decodable ({e})"),
+            },
+        }
+    }
+}
+
+/// `temperature 21.4 °C, humidity 48 %` from decoded readings.
+fn values(
+    readings: &std::collections::BTreeMap<String, enocean_agent::telemetry::Reading>,
+) -> String {
+    if readings.is_empty() {
+        return "no values".into();
+    }
+    readings
+        .iter()
+        .map(|(k, r)| {
+            let v = match &r.value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => r.status.clone().unwrap_or_else(|| "none".into()),
+                v => v.to_string(),
+            };
+            match &r.unit {
+                Some(u) => format!("{k} {v} {u}"),
+                None => format!("{k} {v}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs `listen` until Ctrl-C/SIGTERM or `--duration`.
@@ -42,6 +159,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
+    let mut know = Knowledge::load(&args)?;
     let sim = if args.port == "sim" {
         let sim = SimStick::start(SimConfig {
             rate: args.sim_rate,
@@ -66,27 +184,62 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
         config.dedup_window = Duration::ZERO;
     }
     let (tx, mut rx) = mpsc::channel(256);
+    // The printer says when stdout is gone (`| head`), which ends the listening too.
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
+        let gone = async {
+            let _ = gone_rx.await;
+        };
         match duration {
             Some(d) => tokio::select! {
                 _ = tokio::time::sleep(d) => {}
                 _ = super::signals::terminated() => {}
+                _ = gone => {}
             },
-            None => super::signals::terminated().await,
+            None => tokio::select! {
+                _ = super::signals::terminated() => {}
+                _ = gone => {}
+            },
         }
     };
     let runtime = serial::run(config, tx, stop);
     let printer = async {
         let color = std::io::stdout().is_terminal();
         let mut out = std::io::stdout().lock();
-        while let Some(ev) = rx.recv().await {
-            if let Some(line) = describe(&ev, color) {
+        // Telegram lines wait (a little) for the stick's identification, so the stick line
+        // comes first.
+        let mut identified = false;
+        let mut held: Vec<String> = Vec::new();
+        'events: while let Some(ev) = rx.recv().await {
+            if matches!(
+                ev,
+                SerialEvent::StickInfo(_) | SerialEvent::HandshakeFailed { .. }
+            ) {
+                identified = true;
+            }
+            let Some(line) = describe(&ev, color, &mut know) else {
+                continue;
+            };
+            let is_telegram = matches!(ev, SerialEvent::Telegram { .. });
+            if is_telegram && !identified && held.len() < 100 {
+                held.push(line);
+                continue;
+            }
+            for line in std::iter::once(line).chain(held.drain(..)) {
                 // A closed stdout (e.g. `| head`) ends the listing quietly.
                 if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                    break;
+                    break 'events;
                 }
             }
         }
+        for line in held.drain(..) {
+            if writeln!(out, "{line}").is_err() {
+                break;
+            }
+        }
+        drop(gone_tx);
+        // Keeps draining so the serial side never waits on a full channel while it stops.
+        while rx.recv().await.is_some() {}
     };
     let (result, ()) = tokio::join!(runtime, printer);
     if let Some(sim) = sim {
@@ -132,8 +285,9 @@ fn usb_serial_ports() -> Vec<String> {
         .collect()
 }
 
-/// One terminal line for an event, or nothing for events not worth a line.
-fn describe(ev: &SerialEvent, color: bool) -> Option<String> {
+/// One terminal line for an event, or nothing for events not worth a line. A teach-in teaches
+/// `know` the sender's EEP for the rest of the session.
+fn describe(ev: &SerialEvent, color: bool, know: &mut Knowledge) -> Option<String> {
     let (bold, reset) = if color {
         ("\x1b[1;33m", "\x1b[0m")
     } else {
@@ -159,12 +313,34 @@ fn describe(ev: &SerialEvent, color: bool) -> Option<String> {
                 t.sender_hex(),
                 t.rorg,
                 rorg::name(t.rorg).unwrap_or("?"),
-                hex::encode_upper(&t.payload),
+                if t.carries_key() {
+                    "(key withheld)".to_owned()
+                } else {
+                    t.payload_hex()
+                },
                 t.dbm().map_or("-".into(), |d| format!("{d} dBm")),
                 t.repeater_count(),
             );
             if let Some(teach) = teach_in(t) {
+                if let Some(eep::TeachIn::FourBs { eep: Some(e), .. }) = eep::teach_in(t) {
+                    know.eeps.entry(t.sender).or_insert_with(|| e.to_string());
+                } else if let Some(eep::TeachIn::Ute(q)) = eep::teach_in(t) {
+                    know.eeps
+                        .entry(t.sender)
+                        .or_insert_with(|| q.eep.to_string());
+                } else if let Some(eep::TeachIn::OneBs) = eep::teach_in(t) {
+                    know.eeps
+                        .entry(t.sender)
+                        .or_insert_with(|| "D5-00-01".into());
+                }
                 line = format!("{bold}{line}  TEACH-IN {teach}{reset}");
+            } else if t.carries_key() {
+                line = format!("{bold}{line}  SECURE TEACH-IN (key withheld){reset}");
+            } else {
+                if let Some(name) = know.names.get(&t.sender) {
+                    line = format!("{line}  {name}");
+                }
+                line = format!("{line}  {}", know.decoded(t));
             }
             Some(line)
         }

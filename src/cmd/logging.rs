@@ -27,5 +27,44 @@ pub fn init(level: Option<&str>) {
             writeln!(buf, "<{prio}>{}: {}", rec.target(), rec.args())
         });
     }
-    let _ = b.try_init();
+    let inner = b.build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(Guarded(inner))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Targets that print request lines, headers or hex dumps of the bytes sent at debug and trace
+/// level (URLs with query tokens, `authorization` headers, signatures): held at info whatever
+/// `RUST_LOG` or `[log] level` say, so no level makes the agent log a credential.
+const CHATTY_TARGETS: &[&str] = &["ureq", "ureq_proto", "rustls", "tiny_http"];
+
+/// The env_logger with [`CHATTY_TARGETS`] capped at info.
+struct Guarded(env_logger::Logger);
+
+impl Guarded {
+    fn allowed(meta: &log::Metadata<'_>) -> bool {
+        meta.level() <= Level::Info
+            || !CHATTY_TARGETS.iter().any(|t| {
+                meta.target()
+                    .strip_prefix(t)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            })
+    }
+}
+
+impl log::Log for Guarded {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        Self::allowed(meta) && self.0.enabled(meta)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if Self::allowed(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }

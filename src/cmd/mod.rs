@@ -34,3 +34,22 @@ pub fn seconds(value: Option<f64>, name: &str) -> Result<Option<Duration>> {
         None => Ok(None),
     }
 }
+
+/// Prints one line to stdout and returns from the calling function with an error when stdout is
+/// gone (`| head`); `main` ends such a run quietly (see [`is_broken_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+pub(crate) use outln;
+
+/// True when the error comes from writing to a reader that went away: the command ends quietly
+/// then, as `cat` and `grep` do.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,4 +1,4 @@
-//! `enocean-agent outbox status|failed|resend`.
+//! `enocean-agent outbox status|failed|resend|salvage`.
 
 use std::process::ExitCode;
 
@@ -6,6 +6,8 @@ use anyhow::{Result, anyhow};
 use enocean_agent::webhook::{self, ManualError, Outcome};
 
 use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE, age_ms};
+
+use super::outln;
 
 /// Arguments of `outbox`.
 #[derive(clap::Args)]
@@ -41,21 +43,48 @@ enum Action {
         #[arg(long, requires = "failed")]
         webhook: Option<String>,
     },
+    /// Import the undelivered readings still readable from an outbox moved aside as corrupt
+    /// (`outbox.db.corrupt-<time>`); they are delivered again with their ids.
+    Salvage {
+        /// The moved-aside database file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Runs `outbox`.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ctx = match context::open(&args.config)? {
+    let mut ctx = match context::open(&args.config)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     match args.action {
         Action::Status => status(&ctx),
+        Action::Salvage { file } => {
+            if !file.exists() {
+                eprintln!("enocean-agent: no file {}", file.display());
+                return Ok(ExitCode::from(EXIT_NOT_FOUND));
+            }
+            let r = ctx.store.salvage(&file)?;
+            outln!(
+                "salvaged {} readings from {} (after seq {}); {} already here, {} unreadable rows, {} damaged ranges stepped over",
+                r.imported,
+                file.display(),
+                r.from_seq,
+                r.already_here,
+                r.unreadable,
+                r.skipped_ranges
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Action::Failed { webhook } => {
             let list = ctx.store.failed(webhook.as_deref(), None)?;
-            println!(
+            outln!(
                 "{:>6} {:<20} {:<24} {:>8} {:<16} RECORDS",
-                "ID", "WEBHOOK", "CREATED", "ATTEMPTS", "LAST ERROR"
+                "ID",
+                "WEBHOOK",
+                "CREATED",
+                "ATTEMPTS",
+                "LAST ERROR"
             );
             for d in &list {
                 let seqs = match (d.seq_first, d.seq_last) {
@@ -63,7 +92,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     (Some(a), _) => format!("seq {a}"),
                     _ => "-".into(),
                 };
-                println!(
+                outln!(
                     "{:>6} {:<20} {:<24} {:>8} {:<16} {}",
                     d.row,
                     d.webhook,
@@ -127,23 +156,23 @@ fn resend(ctx: &context::Ctx, ids: &[i64]) -> Result<ExitCode> {
                 };
                 if r.outcome == Outcome::Delivered {
                     ok += 1;
-                    println!("{id}: delivered ({what})");
+                    outln!("{id}: delivered ({what})");
                 } else {
                     failed += 1;
-                    println!("{id}: failed ({what})");
+                    outln!("{id}: failed ({what})");
                 }
             }
             Err(ManualError::NotFound(_)) => {
                 missing += 1;
-                println!("{id}: not found");
+                outln!("{id}: not found");
             }
             Err(e @ (ManualError::NotFailed { .. } | ManualError::ClockNotSynchronised)) => {
                 refused += 1;
-                println!("{id}: not resent: {e}");
+                outln!("{id}: not resent: {e}");
             }
             Err(ManualError::UnknownWebhook { webhook, .. }) => {
                 missing += 1;
-                println!("{id}: webhook {webhook:?} is not in the configuration");
+                outln!("{id}: webhook {webhook:?} is not in the configuration");
             }
             Err(e) => return Err(e.into()),
         }
@@ -168,22 +197,30 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
         .store
         .status_routed(&ctx.config.storage.path, &context::routes(&ctx.config))?;
     let lim = &ctx.config.storage;
-    println!("database      {}", lim.path.display());
-    println!(
+    outln!("database      {}", lim.path.display());
+    outln!(
         "telemetry     {} rows (max {}), {} bytes (max {}), file {} bytes",
-        s.rows, lim.max_rows, s.bytes, lim.max_bytes, s.file_bytes
+        s.rows,
+        lim.max_rows,
+        s.bytes,
+        lim.max_bytes,
+        s.file_bytes
     );
-    println!(
+    outln!(
         "last seq      {}   oldest stored {}",
         s.max_seq,
         age_ms(s.oldest_committed_ms)
     );
-    println!(
+    outln!(
         "{:<20} {:>8} {:>8} {:>7} {:>14}",
-        "WEBHOOK", "DEPTH", "RETRYING", "FAILED", "OLDEST PENDING"
+        "WEBHOOK",
+        "DEPTH",
+        "RETRYING",
+        "FAILED",
+        "OLDEST PENDING"
     );
     for w in &s.webhooks {
-        println!(
+        outln!(
             "{:<20} {:>8} {:>8} {:>7} {:>14}",
             w.name,
             w.depth,
@@ -193,11 +230,56 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
         );
     }
     let counter = |n: &str| s.counters.iter().find(|c| c.0 == n).map_or(0, |c| c.1);
-    println!(
-        "dropped       {} undelivered telemetry, {} failed deliveries; disk full {} times",
+    outln!(
+        "dropped       {} undelivered telemetry, {} failed deliveries; disk full {} times (stored counters)",
         counter("dropped"),
         counter("failed_dropped"),
         counter("disk_full")
     );
+    let (unreadable, first) = ctx.store.unreadable(10)?;
+    if unreadable > 0 {
+        let seqs: Vec<String> = first.iter().map(|(seq, _, _)| seq.to_string()).collect();
+        outln!(
+            "unreadable    {unreadable} stored readings cannot be read and are not delivered: seq {}{}",
+            seqs.join(", "),
+            if unreadable > 10 { ", …" } else { "" }
+        );
+    }
+    // The running daemon's live figures: right even while the disk is full.
+    match enocean_agent::storage::status_path() {
+        Some(path) => match std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<enocean_agent::storage::RuntimeStatus>(&t).ok())
+        {
+            Some(r) => {
+                outln!(
+                    "daemon        pid {}, figures of {}{}",
+                    r.pid,
+                    r.updated_at,
+                    if r.disk_full_now {
+                        ", DISK FULL NOW"
+                    } else if r.failing {
+                        ", COMMITS FAILING NOW"
+                    } else {
+                        ""
+                    }
+                );
+                outln!(
+                    "              this run: {} committed, {} waiting in memory, {} dropped (policy), disk full {} times, {} failed commits, {} lost at hand-off, {} not committed",
+                    r.committed,
+                    r.buffered,
+                    r.dropped,
+                    r.disk_full_episodes,
+                    r.failed_commits,
+                    r.handoff_dropped,
+                    r.not_committed
+                );
+            }
+            None => outln!("daemon        no live figures in {}", path.display()),
+        },
+        None => {
+            outln!("daemon        no runtime directory (RUNTIME_DIRECTORY or /run/enocean-agent)")
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

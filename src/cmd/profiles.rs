@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use enocean_agent::eep::{self, Library, Profile, library::read_dir_profiles, model::Field};
 
+use super::outln;
+
 /// Arguments of `profiles`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -98,7 +100,7 @@ fn check(dir: &Path) -> Result<ExitCode> {
             Ok(p) => {
                 vectors += p.vectors.len();
                 if p.vectors.len() < 2 {
-                    println!(
+                    outln!(
                         "error: {path}: has {} golden vectors, needs 2",
                         p.vectors.len()
                     );

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use enocean_agent::agent::{self, Notice, Options};
 use enocean_agent::config::Config;
-use enocean_agent::eep::Library;
+use enocean_agent::eep::{Library, LookupError};
 use sd_notify::NotifyState;
 
 use super::context::{ConfigArg, EXIT_CONFIG, load_config};
@@ -33,7 +33,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     let library = match library_for(&cfg, &args.config.config) {
-        Ok(l) => l,
+        Ok((l, warnings)) => {
+            for w in warnings {
+                log::warn!("{w}");
+            }
+            l
+        }
         Err(msg) => {
             eprintln!("enocean-agent: configuration error: {msg}");
             return Ok(ExitCode::from(EXIT_CONFIG));
@@ -44,13 +49,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
         ..Options::default()
     };
-    let report = rt.block_on(agent::run(
-        &cfg,
-        &library,
-        options,
-        super::signals::terminated(),
-        &mut systemd_notify,
-    ));
+    let report = rt.block_on(async {
+        // Installed before any start-up work, so an early SIGTERM still stops cleanly.
+        let stop = super::signals::terminated();
+        agent::run(&cfg, &library, options, stop, &mut systemd_notify).await
+    });
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     report.context("agent stopped with an error")?;
     Ok(ExitCode::SUCCESS)
@@ -65,9 +68,13 @@ fn systemd_notify(n: Notice) {
     };
 }
 
-/// The built-in EEP profiles, checked against the configured devices: an unknown EEP or a bad
-/// device ID is a configuration error with the file, line and key.
-pub fn library_for(cfg: &Config, path: &Path) -> Result<Library, String> {
+/// The built-in EEP profiles, checked against the configured devices. A bad device ID or a
+/// malformed EEP is a configuration error with the file, line and key; a well-formed EEP that no
+/// profile decodes is a warning (returned beside the library): the device is kept and its
+/// telegrams are forwarded raw with that EEP named, so one config pushed to a fleet, or an older
+/// agent lacking one profile, never takes a gateway down.
+pub fn library_for(cfg: &Config, path: &Path) -> Result<(Library, Vec<String>), String> {
+    let mut warnings = Vec::new();
     let mut library = Library::builtin().map_err(|e| format!("built-in EEP profiles: {e}"))?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
     if let Some(dir) = &cfg.eep.profiles_dir {
@@ -95,15 +102,24 @@ pub fn library_for(cfg: &Config, path: &Path) -> Result<Library, String> {
                 at(&format!("\"{}\"", d.id))
             ));
         }
-        if let Some(eep) = &d.eep
-            && let Err(e) = library.get_str(eep)
-        {
-            return Err(format!(
-                "{}{}: device[{i}].eep: {e}",
-                path.display(),
-                at(&format!("\"{eep}\""))
-            ));
+        if let Some(eep) = &d.eep {
+            match library.get_str(eep) {
+                Ok(_) => {}
+                Err(e @ LookupError::Unknown(_)) => warnings.push(format!(
+                    "{}{}: device[{i}].eep: {e}; device {} is kept and its telegrams are forwarded raw",
+                    path.display(),
+                    at(&format!("\"{eep}\"")),
+                    d.id
+                )),
+                Err(e) => {
+                    return Err(format!(
+                        "{}{}: device[{i}].eep: {e}",
+                        path.display(),
+                        at(&format!("\"{eep}\""))
+                    ));
+                }
+            }
         }
     }
-    Ok(library)
+    Ok((library, warnings))
 }

@@ -24,10 +24,16 @@ pub struct Args {
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
-    /// Stop after this many original telegrams.
+    /// Stop after this many original telegrams, once the host has closed the port (at most 10 s
+    /// later), so closing the pty does not discard bytes the host has not read yet.
     #[arg(long)]
     count: Option<u64>,
 }
+
+/// How long `--count` keeps the port open for the host after the last telegram.
+const LINGER: Duration = Duration::from_secs(10);
+/// How often the host's presence is checked meanwhile.
+const LINGER_POLL: Duration = Duration::from_millis(20);
 
 /// Runs `sim` until Ctrl-C/SIGTERM, `--duration` or `--count`; prints a summary on stderr.
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -65,12 +71,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = super::signals::terminated() => {}
-            _ = deadline => {}
-            _ = sim.wait_finished() => {
-                // Give the reader a moment to take the last bytes out of the pty.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+        let stop = super::signals::terminated();
+        tokio::pin!(stop, deadline);
+        let finished = tokio::select! {
+            _ = &mut stop => false,
+            _ = &mut deadline => false,
+            _ = sim.wait_finished() => true,
+        };
+        if finished {
+            // A pty discards what its reader has not read when the master closes, and the master
+            // cannot tell what is still unread: wait for the host to close the port.
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            while sim.host_connected() {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = &mut deadline => break,
+                    _ = &mut linger => break,
+                    _ = tokio::time::sleep(LINGER_POLL) => {}
+                }
             }
         }
         let s = sim.stats();

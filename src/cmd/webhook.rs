@@ -8,6 +8,8 @@ use enocean_agent::webhook::{self, ManualError, Outcome};
 
 use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE};
 
+use super::outln;
+
 /// Arguments of `webhook`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,7 +21,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// State, consecutive failures, backlog and last success of every webhook.
+    /// Health of every webhook: state, backlog, oldest undelivered reading, failed deliveries,
+    /// failures in a row, next retry or probe, last success, last failure with its reason.
     List,
     /// Send one test delivery (`event: "test"`) through the real payload, auth and signing.
     Test {
@@ -40,7 +43,7 @@ enum Action {
 
 /// Runs `webhook`.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ctx = match context::open(&args.config)? {
+    let mut ctx = match context::open(&args.config)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -63,15 +66,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     };
                     let ms = r.latency.as_millis();
                     if r.outcome == Outcome::Delivered {
-                        println!("test delivery to {name}: delivered ({what}, {ms} ms)");
+                        outln!("test delivery to {name}: delivered ({what}, {ms} ms)");
                         Ok(ExitCode::SUCCESS)
                     } else {
-                        println!(
+                        outln!(
                             "test delivery to {name}: {} ({what}, {ms} ms)",
                             r.outcome.as_str()
                         );
                         if !r.response.is_empty() {
-                            println!("response: {}", r.response);
+                            outln!("response: {}", r.response);
                         }
                         Ok(ExitCode::from(EXIT_ATTEMPT_FAILED))
                     }
@@ -85,8 +88,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
-        Action::Enable { name } => switch(&ctx, &name, true),
-        Action::Disable { name } => switch(&ctx, &name, false),
+        Action::Enable { name } => switch(&mut ctx, &name, true),
+        Action::Disable { name } => switch(&mut ctx, &name, false),
     }
 }
 
@@ -95,51 +98,73 @@ fn unknown(name: &str) -> ExitCode {
     ExitCode::from(EXIT_NOT_FOUND)
 }
 
-fn switch(ctx: &context::Ctx, name: &str, on: bool) -> Result<ExitCode> {
+fn switch(ctx: &mut context::Ctx, name: &str, on: bool) -> Result<ExitCode> {
     if ctx.config.webhook(name).is_none() {
         return Ok(unknown(name));
     }
     ctx.store.ensure_webhook(name)?;
     if on {
         ctx.store.enable(name)?;
-        println!("webhook {name} enabled");
+        outln!("webhook {name} enabled (deactivation and failure count cleared)");
     } else {
         ctx.store.disable(name)?;
-        println!("webhook {name} disabled (telemetry keeps queueing)");
+        outln!("webhook {name} disabled (telemetry keeps queueing)");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn list(ctx: &context::Ctx) -> Result<ExitCode> {
-    let status = ctx
-        .store
-        .status_routed(&ctx.config.storage.path, &context::routes(&ctx.config))?;
-    println!(
-        "{:<20} {:<12} {:>8} {:>8} {:>7} {:<24} URL",
-        "NAME", "STATE", "FAILURES", "BACKLOG", "FAILED", "LAST SUCCESS"
+    let all = webhook::health::health(&ctx.store, &ctx.config.webhooks, &ctx.config.storage.path)?;
+    outln!(
+        "{:<16} {:<19} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7}  {:<20} URL",
+        "NAME",
+        "STATE",
+        "BACKLOG",
+        "OLDEST",
+        "FAILED",
+        "CONSEC",
+        "NEXT",
+        "LAST-OK",
+        "LAST-FAILURE"
     );
-    for w in &ctx.config.webhooks {
-        let st = ctx.store.webhook(&w.name)?;
-        let depth = status.webhooks.iter().find(|d| d.name == w.name);
-        let state = match &st {
-            _ if !w.enabled => "off-config",
-            None => "new",
-            Some(s) if s.deactivated_at.is_some() => "deactivated",
-            Some(s) if !s.enabled => "disabled",
-            Some(_) => "active",
+    for h in &all {
+        let failure = match (&h.last_failure, &h.last_failure_reason) {
+            (Some(at), Some(why)) => format!("{} {why}", ago(at)),
+            (Some(at), None) => ago(at),
+            _ => "-".into(),
         };
-        println!(
-            "{:<20} {:<12} {:>8} {:>8} {:>7} {:<24} {}",
-            w.name,
-            state,
-            st.as_ref().map_or(0, |s| s.consecutive_failures),
-            depth.map_or(0, |d| d.depth + d.retrying),
-            depth.map_or(0, |d| d.failed),
-            st.as_ref()
-                .and_then(|s| s.last_success.clone())
-                .unwrap_or_else(|| "-".into()),
-            w.display_url()
+        outln!(
+            "{:<16} {:<19} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7}  {:<20} {}",
+            h.name,
+            h.state.as_str(),
+            h.backlog,
+            context::age_ms(h.oldest_undelivered_ms),
+            h.failed,
+            h.consecutive_failures,
+            h.next_attempt_ms.map_or_else(|| "-".into(), until),
+            h.last_success.as_deref().map_or_else(|| "-".into(), ago),
+            failure,
+            h.url
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "42s"-style age of an RFC 3339 time.
+fn ago(t: &str) -> String {
+    context::age_ms(
+        t.parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| t.as_millisecond()),
+    )
+}
+
+/// "in 28s"-style delay until a unix-ms time ("now" when due).
+fn until(ms: i64) -> String {
+    let left = (ms - jiff::Timestamp::now().as_millisecond()) / 1000;
+    if left <= 0 {
+        "now".into()
+    } else {
+        format!("in {}", context::human(left))
+    }
 }

@@ -20,10 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{ErrorCode, params};
+use rusqlite::{ErrorCode, OptionalExtension, params};
 
 pub use config::{Overflow, StorageConfig};
-pub use store::{Delivery, LogEntry, Status, Store, Trigger, WebhookState};
+pub use store::{
+    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, Phase, Salvage, Status, Store,
+    StreakEnd, Trigger, WebhookState,
+};
 
 use crate::telemetry::Telemetry;
 
@@ -135,7 +138,47 @@ pub struct Outbox {
     last_maintenance: Instant,
     recovered_from: Option<PathBuf>,
     pending_counters: Vec<(&'static str, i64)>,
+    /// Test-only: every commit first sleeps this long (`ENOCEAN_AGENT_TEST_COMMIT_DELAY_MS`), to
+    /// prove that a slow SD card never stalls the serial reader.
+    commit_delay: Option<Duration>,
+    /// Counted since open, in memory: visible while the disk is full (when nothing can be
+    /// written to the database's counters).
+    counts: Counts,
+    /// When the current full-disk episode began, and `counts.dropped` then.
+    disk_full: Option<(Instant, u64)>,
+    /// Rate limit of drop log lines: when the last was written, and drops not yet logged.
+    drop_log: (Option<Instant>, u64),
+    /// Seqs below this are reserved in `<db>.seq` (may have been handed out).
+    seq_reserved: u64,
 }
+
+/// What the outbox counted since it was opened. Kept in memory, so the figures are right while
+/// the disk is full; the database's `counters` table has the lasting totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Undelivered readings dropped by the overflow policy (full disk, bounds, memory cap).
+    pub dropped: u64,
+    /// Full-disk episodes (a first failed commit after a good one).
+    pub disk_full_episodes: u64,
+    /// Commits that failed (each retried a window later).
+    pub failed_commits: u64,
+    /// True while the disk is full.
+    pub disk_full_now: bool,
+}
+
+/// Sequence numbers are reserved in blocks of this many in `<db>.seq`, a file beside the
+/// database: after a corrupt database is moved aside, the fresh one continues above every seq
+/// ever handed out. One small file write per block.
+const SEQ_BLOCK: u64 = 1_000_000;
+/// A new block is reserved when the last seq comes this close to the reservation.
+const SEQ_MARGIN: u64 = 100_000;
+
+/// A file of this many bytes at most (`<db>.reserve`) is kept beside the database and deleted
+/// when the disk fills, so that dropping the oldest readings (which writes to the WAL) has room.
+const RESERVE_MAX: u64 = 1 << 20;
+
+/// Environment variable of the test-only commit delay, in milliseconds.
+pub const TEST_COMMIT_DELAY_ENV: &str = "ENOCEAN_AGENT_TEST_COMMIT_DELAY_MS";
 
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
@@ -172,7 +215,17 @@ impl Outbox {
             last_maintenance: Instant::now(),
             recovered_from,
             pending_counters: Vec::new(),
+            commit_delay: std::env::var(TEST_COMMIT_DELAY_ENV)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis),
+            counts: Counts::default(),
+            disk_full: None,
+            drop_log: (None, 0),
+            seq_reserved: 0,
         };
+        me.keep_reserve();
+        me.continue_seq()?;
         if me.recovered_from.is_some() {
             me.pending_counters.push(("corrupt_recovered", 1));
         }
@@ -251,7 +304,9 @@ impl Outbox {
             self.oldest_buffered = Some(Instant::now());
         }
         self.buffer.push(t);
-        if self.buffer.len() >= self.cfg.commit_batch.max(1) {
+        // A full group commits at once, unless a commit failed within the window: a failing
+        // disk is retried once per window, not once per reading.
+        if self.buffer.len() >= self.cfg.commit_batch.max(1) && self.disk_full.is_none() {
             return self.flush();
         }
         Ok(Vec::new())
@@ -312,57 +367,216 @@ impl Outbox {
                 self.count_drop(excess as u64, "group larger than the outbox bounds");
             }
         }
-        let mut last_err = None;
-        for attempt in 0..3 {
-            match self.commit_batch(&encoded) {
-                Ok(c) => {
-                    if let Some(w) = &self.waker {
-                        w.wake();
-                    }
-                    return Ok(c);
-                }
-                Err(e) if e.is_disk_full() => {
-                    log::error!(
-                        "outbox: disk full while committing {} telemetry records (try {}): \
-                         applying the overflow policy",
-                        encoded.len(),
-                        attempt + 1
-                    );
-                    self.pending_counters.push(("disk_full", 1));
+        let mut result = self.commit_batch(&encoded);
+        if let Err(e) = &result
+            && e.is_disk_full()
+        {
+            self.counts.failed_commits += 1;
+            if self.disk_full.is_none() {
+                self.disk_full = Some((Instant::now(), self.counts.dropped));
+                self.counts.disk_full_episodes += 1;
+                self.counts.disk_full_now = true;
+                self.pending_counters.push(("disk_full", 1));
+                log::error!(
+                    "outbox: disk full ({e}); policy {}: {}; commits are retried once per {:?}; \
+                     one line when it ends, at most one summary a minute meanwhile",
+                    self.cfg.overflow.as_str(),
                     if self.cfg.overflow == Overflow::DropNewest {
-                        self.count_drop(encoded.len() as u64, "disk full");
-                        return Err(OutboxError::Refused(encoded.len()));
-                    }
-                    let target = (self.rows / 10).max(encoded.len() as u64 * 2);
-                    if let Err(e2) = self.drop_oldest(target, u64::MAX, "disk full") {
-                        log::error!("outbox: could not drop telemetry on a full disk: {e2}");
-                    }
-                    last_err = Some(e);
-                }
-                Err(e @ OutboxError::Refused(_)) => return Err(e),
-                Err(e) => {
-                    last_err = Some(e);
-                    break;
-                }
+                        "new readings are refused and counted"
+                    } else {
+                        "the oldest readings make room, one for each new one, counted"
+                    },
+                    self.cfg.commit_window
+                );
+                self.release_reserve();
+            }
+            if self.cfg.overflow == Overflow::DropNewest {
+                self.count_drop(encoded.len() as u64, "disk full, policy drop-newest");
+                return Err(OutboxError::Refused(encoded.len()));
+            }
+            // Only as many of the oldest as are added, then one more try in this window.
+            match self.drop_oldest(encoded.len() as u64, 0, "disk full") {
+                Ok(()) => result = self.commit_batch(&encoded),
+                Err(e2) => log::debug!("outbox: could not drop readings on a full disk: {e2}"),
             }
         }
-        // Keep the records for the next try, bounded so memory cannot grow without end.
-        let cap = self.cfg.commit_batch.max(1) * 10;
-        let mut kept = batch;
-        kept.append(&mut self.buffer);
-        if kept.len() > cap {
-            let excess = kept.len() - cap;
-            kept.drain(..excess);
-            self.count_drop(excess as u64, "commit failing, memory buffer full");
+        match result {
+            Ok(c) => {
+                if let Some((since, dropped_then)) = self.disk_full.take() {
+                    self.counts.disk_full_now = false;
+                    log::info!(
+                        "outbox: commits succeed again after {:.0?} of full disk; {} undelivered \
+                         reading(s) were dropped meanwhile",
+                        since.elapsed(),
+                        self.counts.dropped - dropped_then
+                    );
+                }
+                if let Some(w) = &self.waker {
+                    w.wake();
+                }
+                Ok(c)
+            }
+            Err(e @ OutboxError::Refused(_)) => Err(e),
+            Err(e) => {
+                // Keep the records for the next try, bounded so memory cannot grow without end.
+                let cap = self.cfg.commit_batch.max(1) * 10;
+                let mut kept = batch;
+                kept.append(&mut self.buffer);
+                if kept.len() > cap {
+                    let excess = kept.len() - cap;
+                    kept.drain(..excess);
+                    self.count_drop(excess as u64, "commit failing, memory buffer full");
+                }
+                self.buffer = kept;
+                self.oldest_buffered = oldest.or(Some(Instant::now()));
+                Err(e)
+            }
         }
-        self.buffer = kept;
-        self.oldest_buffered = oldest.or(Some(Instant::now()));
-        Err(last_err.unwrap_or(OutboxError::Refused(0)))
     }
 
+    fn seq_path(&self) -> PathBuf {
+        let mut p = self.cfg.path.as_os_str().to_owned();
+        p.push(".seq");
+        PathBuf::from(p)
+    }
+
+    /// Makes new seqs continue above the reservation in `<db>.seq` (a fresh database after a
+    /// corrupt one was moved aside starts there), then reserves the next block.
+    fn continue_seq(&mut self) -> Result<(), OutboxError> {
+        let floor = std::fs::read_to_string(self.seq_path())
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let current = self.last_seq()?;
+        if floor > current {
+            let tx = self.store.conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'telemetry'",
+                params![floor as i64],
+            )?;
+            if n == 0 {
+                tx.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('telemetry', ?1)",
+                    params![floor as i64],
+                )?;
+            }
+            tx.commit()?;
+            if current > 0 || self.recovered_from.is_some() {
+                log::warn!(
+                    "outbox: seq continues above {floor} (reserved in {}), never reusing a seq handed out before",
+                    self.seq_path().display()
+                );
+            }
+        }
+        self.seq_reserved = floor;
+        self.reserve_seq(floor.max(current))
+    }
+
+    /// Highest seq handed out by this database (SQLite's AUTOINCREMENT high-water mark).
+    fn last_seq(&self) -> Result<u64, OutboxError> {
+        let v: Option<i64> = self
+            .store
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'telemetry'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Reserves the next block when `last` comes within the margin of the reservation.
+    fn reserve_seq(&mut self, last: u64) -> Result<(), OutboxError> {
+        if last + SEQ_MARGIN < self.seq_reserved {
+            return Ok(());
+        }
+        let next = last + SEQ_BLOCK;
+        let path = self.seq_path();
+        let tmp = path.with_extension("seq.tmp");
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(f, "{next}")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        self.seq_reserved = next;
+        Ok(())
+    }
+
+    /// Figures counted since open (readable while the disk is full).
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        let mut p = self.cfg.path.as_os_str().to_owned();
+        p.push(".reserve");
+        PathBuf::from(p)
+    }
+
+    /// Creates the reserve file when it is missing and the disk has room for it comfortably.
+    fn keep_reserve(&mut self) {
+        let path = self.reserve_path();
+        if self.disk_full.is_some() || path.exists() {
+            return;
+        }
+        let dir = self.cfg.path.parent().filter(|p| !p.as_os_str().is_empty());
+        let Ok(st) = rustix::fs::statvfs(dir.unwrap_or(Path::new("."))) else {
+            return;
+        };
+        let total = st.f_blocks.saturating_mul(st.f_frsize);
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let size = (total / 64).clamp(64 << 10, RESERVE_MAX);
+        if free < self.cfg.min_free_bytes.saturating_add(size * 4) {
+            return;
+        }
+        let written = std::fs::File::create(&path).and_then(|f| {
+            use std::io::Write as _;
+            let mut f = std::io::BufWriter::new(f);
+            let zeros = vec![0u8; 64 << 10];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()
+        });
+        if let Err(e) = written {
+            log::debug!("outbox: no reserve file ({e})");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    fn release_reserve(&mut self) {
+        if std::fs::remove_file(self.reserve_path()).is_ok() {
+            log::info!("outbox: released the reserve file to make room for dropping readings");
+        }
+    }
+
+    /// Counts dropped readings; logs the first at once and then at most one line a minute.
     fn count_drop(&mut self, n: u64, why: &str) {
-        log::warn!("outbox: dropped {n} undelivered telemetry records ({why})");
+        self.counts.dropped += n;
         self.pending_counters.push(("dropped", n as i64));
+        self.drop_log.1 += n;
+        let now = Instant::now();
+        if self
+            .drop_log
+            .0
+            .is_none_or(|t| now >= t + Duration::from_secs(60))
+        {
+            log::warn!(
+                "outbox: dropped {} undelivered reading(s) ({why}); {} since the agent started",
+                self.drop_log.1,
+                self.counts.dropped
+            );
+            self.drop_log = (Some(now), 0);
+        }
     }
 
     fn free_disk(&self) -> Option<u64> {
@@ -403,6 +617,9 @@ impl Outbox {
             };
             self.drop_oldest(over_rows, bytes_goal, why)?;
         }
+        if let Some(d) = self.commit_delay {
+            std::thread::sleep(d);
+        }
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let tx = self.store.conn.transaction()?;
         let mut out = Vec::with_capacity(encoded.len());
@@ -425,6 +642,11 @@ impl Outbox {
         self.pending_counters.clear();
         self.rows += n;
         self.bytes += new_bytes;
+        if let Some(last) = out.last()
+            && let Err(e) = self.reserve_seq(last.seq)
+        {
+            log::warn!("outbox: could not reserve the next seqs: {e}");
+        }
         Ok(out)
     }
 
@@ -439,6 +661,18 @@ impl Outbox {
         tx.commit()?;
         self.pending_counters.clear();
         Ok(())
+    }
+
+    /// Readings committed but not yet handed to the slowest configured webhook (an upper bound:
+    /// readings a webhook does not route count too). Two index lookups, no table scan.
+    pub fn backlog(&self) -> Result<u64, OutboxError> {
+        let max_seq: i64 =
+            self.store
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
+                    r.get(0)
+                })?;
+        Ok((max_seq.max(0) as u64).saturating_sub(self.min_cursor()?))
     }
 
     fn min_cursor(&self) -> Result<u64, OutboxError> {
@@ -499,6 +733,8 @@ impl Outbox {
         self.bytes = self.bytes.saturating_sub(bytes);
         if undelivered > 0 {
             self.count_drop(undelivered, why);
+        } else if self.disk_full.is_some() {
+            log::debug!("outbox: pruned {rows} delivered telemetry records early ({why})");
         } else {
             log::info!("outbox: pruned {rows} delivered telemetry records early ({why})");
         }
@@ -559,6 +795,7 @@ impl Outbox {
             p.deliveries += surplus;
         }
         self.flush_counters()?;
+        self.keep_reserve();
         if p != Pruned::default() {
             log::info!(
                 "outbox: pruned {} delivered telemetry, {} log entries, {} deliveries",

@@ -70,6 +70,52 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     ",
+    // 2: deliveries that recover by themselves (docs/outbox-and-webhooks.md, Policy).
+    // webhook.phase: the delivery policy's phase as last persisted (active, retrying, offline,
+    //   probing, gone); an automatic deactivation is probed, a 410 Gone is not.
+    // webhook.next_attempt_at: unix ms of the next retry or probe (NULL: none scheduled).
+    // webhook.last_failure_reason: error class of the last failed attempt (`http_503`, `timeout`).
+    // webhook.batch_end: last seq of a partial batch posted but maybe not acknowledged; a
+    //   delivery rebuilt after a crash ends there, so its id and bytes do not change.
+    // webhook.resets: bumped by `webhook enable`; the sender starts its policy afresh when it
+    //   changes.
+    // delivery.requeue: 0 none, 1 rejected while the webhook kept failing (put back in the queue
+    //   once if the webhook ends up deactivated), 2 already put back once.
+    // Webhooks deactivated by an older version for consecutive failures are probed from now on.
+    "
+    ALTER TABLE webhook ADD COLUMN phase TEXT NOT NULL DEFAULT 'active';
+    ALTER TABLE webhook ADD COLUMN next_attempt_at INTEGER;
+    ALTER TABLE webhook ADD COLUMN last_failure_reason TEXT;
+    ALTER TABLE webhook ADD COLUMN batch_end INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE webhook ADD COLUMN resets INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE delivery ADD COLUMN requeue INTEGER NOT NULL DEFAULT 0;
+    UPDATE webhook SET phase = CASE WHEN deactivated_reason = '410 Gone' THEN 'gone' ELSE 'probing' END
+        WHERE deactivated_at IS NOT NULL;
+    ",
+    // 3: the device tables (created by the device module before; IF NOT EXISTS keeps those),
+    // the markers `devices forget` leaves for the running daemon, and telemetry rows found
+    // unreadable (counted and listed, never skipped silently).
+    "
+    CREATE TABLE IF NOT EXISTS devices (
+        id TEXT PRIMARY KEY,
+        eep TEXT,
+        name TEXT,
+        source TEXT NOT NULL,
+        manufacturer INTEGER,
+        learned_at TEXT,
+        last_seen TEXT,
+        last_dbm INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS device_forgets (
+        n INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL
+    );
+    CREATE TABLE unreadable (
+        seq      INTEGER PRIMARY KEY,
+        found_at INTEGER NOT NULL,
+        error    TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
@@ -144,4 +190,56 @@ pub fn move_aside(path: &Path) -> Result<PathBuf, OutboxError> {
         }
     }
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 file (as the first release wrote it) with one webhook deactivated for
+    /// consecutive failures and one for a 410: after the migration the first is probed, the
+    /// second stays gone, and deliveries get their `requeue` mark.
+    #[test]
+    fn version_1_deactivations_become_probing_or_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO webhook (name, deactivated_at, deactivated_reason, \
+                 consecutive_failures) VALUES \
+                 ('failing', '2026-11-20T10:00:00Z', '5 consecutive failed deliveries', 5), \
+                 ('gone', '2026-11-20T10:00:00Z', '410 Gone', 0), ('fine', NULL, NULL, 0); \
+                 INSERT INTO delivery (webhook, uuid, event, telemetry_ids, state, created_at, \
+                 updated_at, body) VALUES ('failing', 'u', 'telemetry', 'x', 'failed', 't', 't', x'7b7d');",
+            )
+            .unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let phases: Vec<(String, String)> = conn
+            .prepare("SELECT name, phase FROM webhook ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            phases,
+            vec![
+                ("failing".to_owned(), "probing".to_owned()),
+                ("fine".to_owned(), "active".to_owned()),
+                ("gone".to_owned(), "gone".to_owned()),
+            ]
+        );
+        let requeue: i64 = conn
+            .query_row("SELECT requeue FROM delivery", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(requeue, 0, "an old failed delivery stays failed");
+    }
 }

@@ -14,6 +14,46 @@ pub struct Store {
     pub(crate) conn: Connection,
 }
 
+/// The delivery policy's phase of a webhook, as persisted by the sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Delivering (or idle).
+    #[default]
+    Active,
+    /// The head of its queue failed and is being retried; nothing behind it is sent.
+    Retrying,
+    /// The gateway's own network is down (DNS, no route): attempts are held, not counted.
+    Offline,
+    /// Deactivated after consecutive failed deliveries; probed with backoff, resumes by itself.
+    Probing,
+    /// The endpoint answered 410 Gone: deactivated, not probed until `webhook enable`.
+    Gone,
+}
+
+impl Phase {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Active => "active",
+            Phase::Retrying => "retrying",
+            Phase::Offline => "offline",
+            Phase::Probing => "probing",
+            Phase::Gone => "gone",
+        }
+    }
+
+    /// From the stored name (unknown names read as active).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "retrying" => Phase::Retrying,
+            "offline" => Phase::Offline,
+            "probing" => Phase::Probing,
+            "gone" => Phase::Gone,
+            _ => Phase::Active,
+        }
+    }
+}
+
 /// A webhook's persisted state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookState {
@@ -35,6 +75,75 @@ pub struct WebhookState {
     pub last_success: Option<String>,
     /// Last failed attempt.
     pub last_failure: Option<String>,
+    /// The delivery policy's phase as last persisted by the sender.
+    pub phase: Phase,
+    /// Error class of the last failed attempt (`http_503`, `timeout`, …).
+    pub last_failure_reason: Option<String>,
+    /// When the next retry or probe is due (unix ms), if one is scheduled.
+    pub next_attempt_ms: Option<i64>,
+    /// Last seq of a partial batch that was posted and maybe not acknowledged (0: none); a
+    /// delivery rebuilt after a crash ends there.
+    pub batch_end: u64,
+    /// How often `webhook enable` was run (the sender restarts its policy when it changes).
+    pub resets: u64,
+}
+
+/// What one attempt (or one decision of the policy) changes in a webhook's persisted health.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthChange {
+    /// The phase now.
+    pub phase: Phase,
+    /// Failed deliveries in a row now.
+    pub consecutive_failures: u32,
+    /// Next retry or probe (unix ms), None when nothing is scheduled.
+    pub next_attempt_ms: Option<i64>,
+    /// A delivery got through: `last_success` is now.
+    pub success: bool,
+    /// An attempt failed with this error class: `last_failure` is now.
+    pub failure: Option<String>,
+    /// Deactivated now, for this reason (kept when already deactivated).
+    pub deactivate: Option<String>,
+    /// Deactivation cleared (resumed).
+    pub reactivate: bool,
+    /// What to do with the deliveries rejected during the failure streak that ended.
+    pub streak_end: Option<StreakEnd>,
+}
+
+/// The end of a failure streak, for the deliveries rejected during it (`delivery.requeue = 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreakEnd {
+    /// They stay failed (others got through: the rejections were about their bodies).
+    Finalize,
+    /// They go back into the queue once (the webhook resumed after a deactivation).
+    Requeue,
+}
+
+/// What an attempt changes in a stored delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryChange {
+    /// `pending`, `delivered` or `failed`.
+    pub state: &'static str,
+    /// Attempts counted so far (offline tries excluded).
+    pub attempts: u32,
+    /// Last HTTP status.
+    pub status: Option<u16>,
+    /// Last error class.
+    pub error: Option<String>,
+    /// New `requeue` mark (see the schema, version 2), None to keep it.
+    pub requeue: Option<u8>,
+}
+
+/// A delivery to store because its first attempt did not get through.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDelivery<'a> {
+    /// Delivery id.
+    pub uuid: &'a str,
+    /// `telemetry`.
+    pub event: &'a str,
+    /// Its records (seq set).
+    pub records: &'a [Telemetry],
+    /// The exact body.
+    pub body: &'a [u8],
 }
 
 /// A stored delivery: one that needed a retry, failed, or was resent.
@@ -68,6 +177,9 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// The exact body.
     pub body: Vec<u8>,
+    /// 0; 1 rejected during a failure streak (put back once if it ends in a deactivation);
+    /// 2 put back once already.
+    pub requeue: u8,
 }
 
 /// Why an attempt was made.
@@ -123,6 +235,24 @@ pub struct LogEntry {
     pub response: String,
 }
 
+/// A stored reading that cannot be read: (seq, unix ms when found, the error).
+pub type Unreadable = (u64, i64, String);
+
+/// What `outbox salvage` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Salvage {
+    /// Rows after this seq were considered (the old file's slowest cursor).
+    pub from_seq: u64,
+    /// Readings added to this outbox.
+    pub imported: u64,
+    /// Readings whose id this outbox already had.
+    pub already_here: u64,
+    /// Rows whose JSON could not be read.
+    pub unreadable: u64,
+    /// Damaged ranges stepped over.
+    pub skipped_ranges: u64,
+}
+
 /// Figures for `outbox status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
@@ -174,14 +304,20 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
         cursor: r.get::<_, i64>(6)?.max(0) as u64,
         last_success: r.get(7)?,
         last_failure: r.get(8)?,
+        phase: Phase::parse(&r.get::<_, String>(9)?),
+        last_failure_reason: r.get(10)?,
+        next_attempt_ms: r.get(11)?,
+        batch_end: r.get::<_, i64>(12)?.max(0) as u64,
+        resets: r.get::<_, i64>(13)?.max(0) as u64,
     })
 }
 
 const STATE_COLS: &str = "name, configured, enabled, deactivated_at, deactivated_reason, \
-     consecutive_failures, cursor, last_success, last_failure";
+     consecutive_failures, cursor, last_success, last_failure, phase, last_failure_reason, \
+     next_attempt_at, batch_end, resets";
 
 const DELIVERY_COLS: &str = "id, webhook, uuid, event, seq_first, seq_last, telemetry_ids, \
-     state, attempts, created_at, updated_at, last_status, last_error, body";
+     state, attempts, created_at, updated_at, last_status, last_error, body, requeue";
 
 fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -199,6 +335,7 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         last_status: r.get(11)?,
         last_error: r.get(12)?,
         body: r.get(13)?,
+        requeue: r.get::<_, i64>(14)?.clamp(0, 2) as u8,
     })
 }
 
@@ -254,6 +391,15 @@ impl Store {
         Ok(())
     }
 
+    /// A number that changes whenever another connection committed to the database (SQLite's
+    /// `PRAGMA data_version`): a cheap way to notice changes made by the command line.
+    pub fn data_version(&self) -> Result<i64, OutboxError> {
+        Ok(self
+            .conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     /// A webhook's state, None when it was never registered.
     pub fn webhook(&self, name: &str) -> Result<Option<WebhookState>, OutboxError> {
         Ok(self
@@ -275,14 +421,22 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// `webhook enable`: switch on, clear a deactivation and the failure count. False when the
-    /// webhook is unknown.
-    pub fn enable(&self, name: &str) -> Result<bool, OutboxError> {
-        Ok(self.conn.execute(
+    /// `webhook enable`: switch on, clear a deactivation (also a 410 Gone) and the failure
+    /// count, put the deliveries rejected during the failure streak back into the queue (once),
+    /// and tell the sender to start its policy afresh. False when the webhook is unknown.
+    pub fn enable(&mut self, name: &str) -> Result<bool, OutboxError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
             "UPDATE webhook SET enabled = 1, deactivated_at = NULL, deactivated_reason = NULL, \
-             consecutive_failures = 0 WHERE name = ?1",
+             consecutive_failures = 0, phase = 'active', next_attempt_at = NULL, \
+             resets = resets + 1 WHERE name = ?1",
             params![name],
-        )? > 0)
+        )?;
+        if n > 0 {
+            end_streak(&tx, name, StreakEnd::Requeue)?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     /// `webhook disable`: switch off (telemetry keeps queueing). False when unknown.
@@ -315,13 +469,112 @@ impl Store {
                     Some(t)
                 }
                 Err(e) => {
-                    log::error!("outbox: telemetry seq {seq} unreadable, skipped: {e}");
+                    // Counted and listed (`outbox status`), once, whichever sender finds it.
+                    let new = self.conn.execute(
+                        "INSERT OR IGNORE INTO unreadable (seq, found_at, error) VALUES (?1, ?2, ?3)",
+                        params![seq as i64, jiff::Timestamp::now().as_millisecond(), e.to_string()],
+                    );
+                    if new.is_ok_and(|n| n > 0) {
+                        log::error!(
+                            "outbox: telemetry seq {seq} is unreadable ({e}); it cannot be delivered and is listed by `outbox status`"
+                        );
+                    }
                     None
                 }
             };
             out.push((seq, device, t));
         }
         Ok(out)
+    }
+
+    /// Telemetry rows found unreadable: (seq, unix ms found, error), oldest first, at most
+    /// `limit`, and how many there are in all.
+    pub fn unreadable(&self, limit: usize) -> Result<(u64, Vec<Unreadable>), OutboxError> {
+        let total: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM unreadable", [], |r| r.get(0))?;
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, found_at, error FROM unreadable ORDER BY seq LIMIT ?1")?;
+        let rows = st
+            .query_map(params![limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((total.max(0) as u64, rows))
+    }
+
+    /// Imports the undelivered readings still readable from `file`, an outbox moved aside as
+    /// corrupt: rows after the slowest configured webhook's cursor there (all rows when its
+    /// webhook table cannot be read), with their ids and bodies, under new seqs. Readings whose
+    /// id is already here are skipped; ranges that cannot be read are stepped over and counted.
+    pub fn salvage(&mut self, file: &Path) -> Result<Salvage, OutboxError> {
+        let old = rusqlite::Connection::open_with_flags(
+            file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mut report = Salvage::default();
+        let from: i64 = old
+            .query_row(
+                "SELECT coalesce(min(cursor), 0) FROM webhook WHERE configured = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        let max_seq: i64 = old
+            .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(i64::MAX);
+        report.from_seq = from.max(0) as u64;
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let mut cur = from;
+        let mut step = 1i64;
+        while cur < max_seq {
+            let chunk: Result<Vec<(i64, String, String, String)>, rusqlite::Error> = old
+                .prepare("SELECT seq, id, device, body FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT 500")
+                .and_then(|mut st| {
+                    st.query_map(params![cur], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect()
+                });
+            match chunk {
+                Ok(rows) if rows.is_empty() => break,
+                Ok(rows) => {
+                    step = 1;
+                    let tx = self.conn.transaction()?;
+                    for (seq, id, device, body) in &rows {
+                        cur = *seq;
+                        if serde_json::from_str::<Telemetry>(body).is_err() {
+                            report.unreadable += 1;
+                            continue;
+                        }
+                        let present: bool = tx
+                            .query_row("SELECT 1 FROM telemetry WHERE id = ?1", params![id], |_| {
+                                Ok(())
+                            })
+                            .optional()?
+                            .is_some();
+                        if present {
+                            report.already_here += 1;
+                            continue;
+                        }
+                        tx.execute(
+                            "INSERT INTO telemetry (id, device, committed_at, body) VALUES (?1, ?2, ?3, ?4)",
+                            params![id, device, now_ms, body],
+                        )?;
+                        report.imported += 1;
+                    }
+                    tx.commit()?;
+                }
+                Err(_) => {
+                    // A damaged page: step over it, further each time it does not help.
+                    report.skipped_ranges += 1;
+                    cur = cur.saturating_add(step);
+                    step = step.saturating_mul(2).min(1 << 20);
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// The oldest delivery of `webhook` waiting for a retry.
@@ -331,6 +584,19 @@ impl Store {
             .prepare_cached(&format!(
                 "SELECT {DELIVERY_COLS} FROM delivery WHERE webhook = ?1 AND state = 'pending' \
                  ORDER BY id LIMIT 1"
+            ))?
+            .query_row(params![webhook], delivery_from_row)
+            .optional()?)
+    }
+
+    /// The oldest delivery of `webhook` rejected during the current failure streak (a probe
+    /// for a deactivated webhook that has nothing else to send).
+    pub fn streak_head(&self, webhook: &str) -> Result<Option<Delivery>, OutboxError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DELIVERY_COLS} FROM delivery WHERE webhook = ?1 AND state = 'failed' \
+                 AND requeue = 1 ORDER BY id LIMIT 1"
             ))?
             .query_row(params![webhook], delivery_from_row)
             .optional()?)
@@ -370,147 +636,143 @@ impl Store {
         cursor: u64,
         log: &[LogEntry],
     ) -> Result<(), OutboxError> {
+        self.commit_acks_with(webhook, cursor, log, None, None)
+    }
+
+    /// [`Store::commit_acks`], plus `batch_end` (the last seq of a partial batch about to be
+    /// posted, stored so a crash cannot change that batch) and a health change, in the same
+    /// transaction.
+    pub fn commit_acks_with(
+        &mut self,
+        webhook: &str,
+        cursor: u64,
+        log: &[LogEntry],
+        batch_end: Option<u64>,
+        health: Option<&HealthChange>,
+    ) -> Result<(), OutboxError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE webhook SET cursor = max(cursor, ?2), \
-             last_success = coalesce(?3, last_success) WHERE name = ?1",
+             last_success = coalesce(?3, last_success), batch_end = coalesce(?4, batch_end) \
+             WHERE name = ?1",
             params![
                 webhook,
                 cursor as i64,
                 log.iter()
                     .rev()
                     .find(|l| l.outcome == "delivered")
-                    .map(|l| l.at.clone())
+                    .map(|l| l.at.clone()),
+                batch_end.map(|v| v as i64),
             ],
         )?;
         for l in log {
             insert_log(&tx, l)?;
         }
+        if let Some(h) = health {
+            apply_health(&tx, webhook, h)?;
+        }
         tx.commit()?;
         Ok(())
     }
 
-    /// Stores a delivery whose first attempt did not succeed and advances the cursor past its
-    /// records, in one transaction; returns the row id.
-    #[allow(clippy::too_many_arguments)]
-    pub fn insert_delivery(
+    /// Records an automatic attempt on stored delivery `row` in one transaction: the
+    /// delivery's new state, the log entry, the webhook's health.
+    pub fn record_attempt(
         &mut self,
         webhook: &str,
-        uuid: &str,
-        event: &str,
-        records: &[Telemetry],
-        state: &str,
-        attempts: u32,
-        status: Option<u16>,
-        error: Option<&str>,
-        body: &[u8],
-        advance_cursor: bool,
+        row: i64,
+        change: &DeliveryChange,
+        log: &LogEntry,
+        health: &HealthChange,
+    ) -> Result<(), OutboxError> {
+        let tx = self.conn.transaction()?;
+        update_delivery(&tx, row, change)?;
+        insert_log(&tx, log)?;
+        apply_health(&tx, webhook, health)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a first attempt that did not get through, in one transaction: the pending
+    /// acknowledgements before it (`acks`, up to `cursor`), the delivery stored with its exact
+    /// body, the cursor moved past its records, the log entry (its row filled in) and the
+    /// webhook's health. Returns the delivery's row id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_first_attempt(
+        &mut self,
+        webhook: &str,
+        cursor: u64,
+        acks: &[LogEntry],
+        new: NewDelivery<'_>,
+        change: &DeliveryChange,
+        log: &LogEntry,
+        health: &HealthChange,
     ) -> Result<i64, OutboxError> {
         let tx = self.conn.transaction()?;
-        let now = now_text();
-        let first = records.first().map(|r| r.seq as i64);
-        let last = records.last().map(|r| r.seq as i64);
-        let ids = records
-            .iter()
-            .map(|r| r.id.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+        for l in acks {
+            insert_log(&tx, l)?;
+        }
+        let row = insert_delivery(&tx, webhook, new, change)?;
+        let last = new.records.last().map_or(0, |r| r.seq);
         tx.execute(
-            "INSERT INTO delivery (webhook, uuid, event, seq_first, seq_last, telemetry_ids, \
-             state, attempts, created_at, updated_at, last_status, last_error, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
+            "UPDATE webhook SET cursor = max(cursor, ?2, ?3), \
+             last_success = coalesce(?4, last_success) WHERE name = ?1",
             params![
-                webhook, uuid, event, first, last, ids, state, attempts, now, status, error, body
+                webhook,
+                cursor as i64,
+                last as i64,
+                acks.iter()
+                    .rev()
+                    .find(|l| l.outcome == "delivered")
+                    .map(|l| l.at.clone()),
             ],
         )?;
-        let row = tx.last_insert_rowid();
-        if advance_cursor && let Some(last) = last {
-            tx.execute(
-                "UPDATE webhook SET cursor = max(cursor, ?2) WHERE name = ?1",
-                params![webhook, last],
-            )?;
-        }
+        let mut log = log.clone();
+        log.delivery_row = Some(row);
+        insert_log(&tx, &log)?;
+        apply_health(&tx, webhook, health)?;
         tx.commit()?;
         Ok(row)
     }
 
-    /// Records an attempt on a stored delivery: new state, attempt count, last status/error.
+    /// Applies a health change on its own (tests, tools).
+    pub fn apply_health(
+        &mut self,
+        webhook: &str,
+        health: &HealthChange,
+    ) -> Result<(), OutboxError> {
+        let tx = self.conn.transaction()?;
+        apply_health(&tx, webhook, health)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records an attempt on a stored delivery: new state, attempt count, last status/error
+    /// (manual resends).
     pub fn update_delivery(
         &self,
         row: i64,
-        state: &str,
+        state: &'static str,
         attempts: u32,
         status: Option<u16>,
         error: Option<&str>,
     ) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE delivery SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5, \
-             updated_at = ?6 WHERE id = ?1",
-            params![row, state, attempts, status, error, now_text()],
-        )?;
-        Ok(())
+        update_delivery(
+            &self.conn,
+            row,
+            &DeliveryChange {
+                state,
+                attempts,
+                status,
+                error: error.map(str::to_owned),
+                requeue: None,
+            },
+        )
     }
 
     /// Appends one attempt to the log.
     pub fn log_attempt(&self, entry: &LogEntry) -> Result<(), OutboxError> {
         insert_log(&self.conn, entry)
-    }
-
-    /// A delivery failed for good: counts toward deactivation. Returns the new count and
-    /// whether this deactivated the webhook.
-    pub fn record_failed_delivery(
-        &self,
-        webhook: &str,
-        deactivate_after: u32,
-    ) -> Result<(u32, bool), OutboxError> {
-        let now = now_text();
-        self.conn.execute(
-            "UPDATE webhook SET consecutive_failures = consecutive_failures + 1, \
-             last_failure = ?2 WHERE name = ?1",
-            params![webhook, now],
-        )?;
-        let n: u32 = self.conn.query_row(
-            "SELECT consecutive_failures FROM webhook WHERE name = ?1",
-            params![webhook],
-            |r| r.get(0),
-        )?;
-        if deactivate_after > 0 && n >= deactivate_after {
-            let changed = self.conn.execute(
-                "UPDATE webhook SET deactivated_at = ?2, deactivated_reason = ?3 \
-                 WHERE name = ?1 AND deactivated_at IS NULL",
-                params![webhook, now, format!("{n} consecutive failed deliveries")],
-            )?;
-            return Ok((n, changed > 0));
-        }
-        Ok((n, false))
-    }
-
-    /// Notes a failed attempt's time without counting a failed delivery.
-    pub fn note_failure_time(&self, webhook: &str) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE webhook SET last_failure = ?2 WHERE name = ?1",
-            params![webhook, now_text()],
-        )?;
-        Ok(())
-    }
-
-    /// A delivery succeeded: the consecutive failure count starts again.
-    pub fn reset_failures(&self, webhook: &str) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE webhook SET consecutive_failures = 0, last_success = ?2 WHERE name = ?1",
-            params![webhook, now_text()],
-        )?;
-        Ok(())
-    }
-
-    /// Deactivates a webhook at once (410 Gone).
-    pub fn deactivate(&self, webhook: &str, reason: &str) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE webhook SET deactivated_at = ?2, deactivated_reason = ?3, \
-             last_failure = ?2 WHERE name = ?1",
-            params![webhook, now_text(), reason],
-        )?;
-        Ok(())
     }
 
     /// The delivery log, newest first.
@@ -622,9 +884,19 @@ impl Store {
                     params![w.name],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
-            let retry_ms = oldest_retry
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .map(|t| t.as_millisecond());
+            // The oldest waiting delivery's first reading, by its commit time while the
+            // telemetry row is still there, else by the delivery's creation.
+            let retry_committed: Option<i64> = self.conn.query_row(
+                "SELECT min(t.committed_at) FROM delivery d JOIN telemetry t ON t.seq = d.seq_first \
+                 WHERE d.webhook = ?1 AND d.state = 'pending'",
+                params![w.name],
+                |r| r.get(0),
+            )?;
+            let retry_ms = retry_committed.or_else(|| {
+                oldest_retry
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .map(|t| t.as_millisecond())
+            });
             let oldest_pending_ms = match (oldest_pending, retry_ms) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -656,7 +928,109 @@ impl Store {
 }
 
 const TRIGGERS: &[&str] = &["auto", "manual", "test"];
-const OUTCOMES: &[&str] = &["delivered", "failed", "gone", "offline"];
+const OUTCOMES: &[&str] = &["delivered", "failed", "gone", "offline", "rejected"];
+
+fn update_delivery(conn: &Connection, row: i64, c: &DeliveryChange) -> Result<(), OutboxError> {
+    conn.prepare_cached(
+        "UPDATE delivery SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5, \
+         updated_at = ?6, requeue = coalesce(?7, requeue) WHERE id = ?1",
+    )?
+    .execute(params![
+        row,
+        c.state,
+        c.attempts,
+        c.status,
+        c.error,
+        now_text(),
+        c.requeue
+    ])?;
+    Ok(())
+}
+
+fn insert_delivery(
+    conn: &Connection,
+    webhook: &str,
+    new: NewDelivery<'_>,
+    c: &DeliveryChange,
+) -> Result<i64, OutboxError> {
+    let now = now_text();
+    let first = new.records.first().map(|r| r.seq as i64);
+    let last = new.records.last().map(|r| r.seq as i64);
+    let ids = new
+        .records
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    conn.prepare_cached(
+        "INSERT INTO delivery (webhook, uuid, event, seq_first, seq_last, telemetry_ids, \
+         state, attempts, created_at, updated_at, last_status, last_error, body, requeue) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        webhook,
+        new.uuid,
+        new.event,
+        first,
+        last,
+        ids,
+        c.state,
+        c.attempts,
+        now,
+        c.status,
+        c.error,
+        new.body,
+        c.requeue.unwrap_or(0)
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn apply_health(conn: &Connection, webhook: &str, h: &HealthChange) -> Result<(), OutboxError> {
+    let now = now_text();
+    conn.prepare_cached(
+        "UPDATE webhook SET phase = ?2, consecutive_failures = ?3, next_attempt_at = ?4, \
+         last_success = CASE WHEN ?5 THEN ?6 ELSE last_success END, \
+         last_failure = CASE WHEN ?7 IS NOT NULL THEN ?6 ELSE last_failure END, \
+         last_failure_reason = coalesce(?7, last_failure_reason), \
+         deactivated_at = CASE WHEN ?9 THEN NULL WHEN ?8 IS NOT NULL \
+             THEN coalesce(deactivated_at, ?6) ELSE deactivated_at END, \
+         deactivated_reason = CASE WHEN ?9 THEN NULL WHEN ?8 IS NOT NULL \
+             THEN ?8 ELSE deactivated_reason END \
+         WHERE name = ?1",
+    )?
+    .execute(params![
+        webhook,
+        h.phase.as_str(),
+        h.consecutive_failures,
+        h.next_attempt_ms,
+        h.success,
+        now,
+        h.failure,
+        h.deactivate,
+        h.reactivate,
+    ])?;
+    if let Some(end) = h.streak_end {
+        end_streak(conn, webhook, end)?;
+    }
+    Ok(())
+}
+
+fn end_streak(conn: &Connection, webhook: &str, end: StreakEnd) -> Result<(), OutboxError> {
+    let sql = match end {
+        StreakEnd::Finalize => "UPDATE delivery SET requeue = 0 WHERE webhook = ?1 AND requeue = 1",
+        StreakEnd::Requeue => {
+            "UPDATE delivery SET state = 'pending', requeue = 2 \
+             WHERE webhook = ?1 AND requeue = 1 AND state = 'failed'"
+        }
+    };
+    let n = conn.prepare_cached(sql)?.execute(params![webhook])?;
+    if end == StreakEnd::Requeue && n > 0 {
+        log::info!(
+            "webhook {webhook}: {n} deliveries rejected while it kept failing are queued again"
+        );
+    }
+    Ok(())
+}
 
 fn encode(table: &[&str], v: &str) -> i64 {
     table.iter().position(|t| *t == v).unwrap_or(table.len()) as i64

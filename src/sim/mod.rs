@@ -11,8 +11,15 @@
 //! (the waits are counted in [`SimStats::write_blocked`]); what cannot be written at all (host
 //! gone, simulator stopped) is counted in [`SimStats::unwritten_telegrams`] and
 //! [`SimStats::unwritten_bytes`], never dropped silently. Every telegram written has its ground
-//! truth recorded when asked, so tests know what must arrive. [`SimStick::replug`] closes the pty and creates a new one at the same link, like
-//! pulling the stick out and plugging it back.
+//! truth recorded when asked, so tests know what must arrive. [`SimStick::replug`] closes the pty
+//! and creates a new one at the same link, like pulling the stick out and plugging it back.
+//! [`SimStick::set_max_telegrams`] pauses and resumes the radio at an exact telegram, so a test
+//! can replug while nothing is in flight.
+//!
+//! The link: an existing symbolic link at the path is replaced (a simulator killed with SIGKILL
+//! cannot remove its link, and the pty it points to may since belong to someone else); anything
+//! else at the path is refused. On stop, and when the simulator is dropped with its runtime, the
+//! link is removed only if it still points at this simulator's pty.
 
 pub mod building;
 
@@ -64,6 +71,12 @@ pub enum SimError {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// Something other than a symbolic link is at the link path; it is left alone.
+    #[error("{path} exists and is not a symbolic link; the simulator only replaces links")]
+    NotALink {
+        /// The link path.
+        path: PathBuf,
+    },
     /// The pty slave has no name (should not happen on Unix).
     #[error("the pseudo-terminal has no device name")]
     NoName,
@@ -80,7 +93,8 @@ pub struct SimConfig {
     pub script: ScriptOptions,
     /// Stop emitting after this long (counted from the first emission).
     pub duration: Option<Duration>,
-    /// Stop emitting after this many original telegrams.
+    /// Stop emitting after this many original telegrams ([`SimStick::set_max_telegrams`] changes
+    /// it while running).
     pub max_telegrams: Option<u64>,
     /// A symlink to create (and re-create on replug) pointing at the pty slave.
     pub link: Option<PathBuf>,
@@ -138,7 +152,8 @@ pub struct SimStats {
     pub longest_write_block: Duration,
     /// Pseudo-terminals created so far (1 + replugs).
     pub ptys: u32,
-    /// True once emission has finished (duration or telegram count reached).
+    /// True while emission is finished: duration reached, or telegram limit reached (until the
+    /// limit is raised).
     pub finished: bool,
 }
 
@@ -156,6 +171,14 @@ struct Shared {
     stats: SimStats,
     sent: Vec<Sent>,
     slave: PathBuf,
+    /// Bytes handed to [`SimStick::inject`], written before the next scripted chunk.
+    injected: Vec<u8>,
+    /// The telegram limit in force (starts as `SimConfig::max_telegrams`).
+    max_telegrams: Option<u64>,
+    /// The duration has run out: raising the telegram limit does not resume emission.
+    duration_over: bool,
+    /// A host has the current pty open.
+    host: bool,
 }
 
 #[derive(Debug)]
@@ -171,6 +194,7 @@ pub struct SimStick {
     control: mpsc::UnboundedSender<Control>,
     shared: Arc<Mutex<Shared>>,
     finished: watch::Receiver<bool>,
+    finished_tx: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -189,6 +213,7 @@ impl SimStick {
                 ptys: 1,
                 ..Default::default()
             },
+            max_telegrams: config.max_telegrams,
             ..Default::default()
         }));
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -198,7 +223,7 @@ impl SimStick {
                 config,
                 shared: shared.clone(),
                 control: control_rx,
-                finished: finished_tx,
+                finished: finished_tx.clone(),
                 script: None,
                 host_backlog: Vec::new(),
             }
@@ -209,6 +234,7 @@ impl SimStick {
             control,
             shared,
             finished,
+            finished_tx,
             task: Some(task),
         })
     }
@@ -228,9 +254,37 @@ impl SimStick {
         lock(&self.shared).stats
     }
 
+    /// True while a host has the current pty open (the simulator notices within a few ms).
+    pub fn host_connected(&self) -> bool {
+        lock(&self.shared).host
+    }
+
+    /// Changes the limit of original telegrams while running (`None`: no limit). A stick that
+    /// stopped at its limit resumes when the limit is raised above what it emitted, with its
+    /// schedule starting afresh; tests use this to pause the radio at an exact telegram. Does not
+    /// resume a stick whose `duration` has run out.
+    pub fn set_max_telegrams(&self, max: Option<u64>) {
+        let mut s = lock(&self.shared);
+        s.max_telegrams = max;
+        let below = max.is_none_or(|m| m > s.stats.telegrams);
+        if s.stats.finished && below && !s.duration_over {
+            s.stats.finished = false;
+            drop(s);
+            self.finished_tx.send_replace(false);
+            log::info!("sim: emission resumed");
+        }
+    }
+
     /// Ground truth of every telegram emitted so far (empty unless `record` was set).
     pub fn sent(&self) -> Vec<Sent> {
         lock(&self.shared).sent.clone()
+    }
+
+    /// Sends `bytes` to the host as they are (whole ESP3 frames, or noise), before the next
+    /// scripted telegram, once a host has the port open: for tests that need one particular
+    /// telegram (a secure teach-in, a sender the building does not have).
+    pub fn inject(&self, bytes: &[u8]) {
+        lock(&self.shared).injected.extend_from_slice(bytes);
     }
 
     /// Simulates unplugging the stick for `downtime` and plugging it back: the link is removed,
@@ -239,7 +293,7 @@ impl SimStick {
         let _ = self.control.send(Control::Replug(downtime));
     }
 
-    /// Waits until emission has finished (duration or telegram count reached).
+    /// Waits until emission has finished (duration or telegram limit reached).
     pub async fn wait_finished(&mut self) {
         let _ = self.finished.wait_for(|f| *f).await;
     }
@@ -270,23 +324,64 @@ fn new_pty() -> Result<(SerialStream, PathBuf), SimError> {
     Ok((master, PathBuf::from(name)))
 }
 
-/// Points `link` at `target`, replacing an existing link atomically.
+/// Points `link` at `target`, replacing an existing symbolic link atomically (one left behind by
+/// a simulator that was killed, whatever it points to now). Anything else at `link` is refused.
 fn set_link(link: &Path, target: &Path) -> Result<(), SimError> {
     let err = |source| SimError::Link {
         path: link.to_path_buf(),
         source,
     };
+    match std::fs::symlink_metadata(link) {
+        Ok(m) if !m.file_type().is_symlink() => {
+            return Err(SimError::NotALink {
+                path: link.to_path_buf(),
+            });
+        }
+        Ok(_) => log::warn!(
+            "sim: replacing the existing link {} -> {} (left by a simulator that did not stop \
+             cleanly, or another one at the same path)",
+            link.display(),
+            std::fs::read_link(link).map_or_else(|e| e.to_string(), |t| t.display().to_string())
+        ),
+        Err(_) => {}
+    }
     let mut tmp = link.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(err)?;
-    std::fs::rename(&tmp, link).map_err(err)
+    std::fs::rename(&tmp, link).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
 }
 
-fn remove_link(link: &Path) {
-    if std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
+/// Removes `link` if it is a symbolic link to `target` (not one another simulator has put there
+/// since).
+fn remove_link(link: &Path, target: &Path) {
+    if std::fs::read_link(link).is_ok_and(|t| t == target) {
         let _ = std::fs::remove_file(link);
+    }
+}
+
+/// The link and the pty it points to; removes the link when dropped, also when the simulator's
+/// task is dropped with its runtime instead of being stopped.
+struct LinkGuard {
+    link: Option<PathBuf>,
+    target: PathBuf,
+}
+
+impl LinkGuard {
+    fn remove(&self) {
+        if let Some(link) = &self.link {
+            remove_link(link, &self.target);
+        }
+    }
+}
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -341,13 +436,17 @@ enum Ended {
 impl Runner {
     async fn run(mut self, mut master: SerialStream) {
         let mut generation = 1;
+        let mut guard = LinkGuard {
+            link: self.config.link.clone(),
+            target: lock(&self.shared).slave.clone(),
+        };
         loop {
-            match self.serve(&mut master, generation).await {
+            let ended = self.serve(&mut master, generation).await;
+            lock(&self.shared).host = false;
+            match ended {
                 Ended::Stop => break,
                 Ended::Replug(downtime) => {
-                    if let Some(link) = &self.config.link {
-                        remove_link(link);
-                    }
+                    guard.remove();
                     drop(master);
                     log::info!("sim: stick unplugged for {downtime:?}");
                     tokio::select! {
@@ -364,6 +463,7 @@ impl Runner {
                         Ok((m, slave)) => {
                             master = m;
                             generation += 1;
+                            guard.target.clone_from(&slave);
                             let mut s = lock(&self.shared);
                             s.slave = slave;
                             s.stats.ptys = generation;
@@ -377,9 +477,7 @@ impl Runner {
                 }
             }
         }
-        if let Some(link) = &self.config.link {
-            remove_link(link);
-        }
+        drop(guard);
     }
 
     /// Serves one pty until it is stopped or replugged.
@@ -395,9 +493,11 @@ impl Runner {
         let mut out = Vec::with_capacity(WRITE_BATCH + 64);
         // End offset in `out` of each radio telegram, and whether it is a repeated copy.
         let mut marks: Vec<(usize, bool)> = Vec::new();
-        // Emission schedule: starts when the first host connects.
+        // Emission schedule: starts when the first host connects (and again on a resume).
         let mut started: Option<Instant> = None;
+        let mut schedule_from: Option<Instant> = None;
         let mut emitted_at_start = 0u64;
+        let mut was_finished = lock(&self.shared).stats.finished;
         loop {
             let was_present = present;
             if !self.host_backlog.is_empty() {
@@ -422,24 +522,47 @@ impl Runner {
                 log::debug!("sim: host {}", if present { "connected" } else { "gone" });
             }
             let now = Instant::now();
-            if present && started.is_none() {
-                started = Some(now);
+            let finished = {
+                let mut s = lock(&self.shared);
+                s.host = present;
+                s.stats.finished
+            };
+            if present && (started.is_none() || (was_finished && !finished)) {
+                started.get_or_insert(now);
+                schedule_from = Some(now);
                 emitted_at_start = self.script.as_ref().map_or(0, Script::telegrams);
             }
-            let finished = lock(&self.shared).stats.finished;
+            was_finished = finished;
             if let (Some(t0), Some(d), false) = (started, self.config.duration, finished)
                 && now >= t0 + d
             {
+                lock(&self.shared).duration_over = true;
                 self.finish();
                 continue;
             }
             let rate = self.config.rate;
-            let due_at = |n: u64| match started {
+            let due_at = |n: u64| match schedule_from {
                 Some(t0) if rate > 0.0 => {
                     t0 + Duration::from_secs_f64(n.saturating_sub(emitted_at_start) as f64 / rate)
                 }
                 _ => now,
             };
+            let injected = if present {
+                std::mem::take(&mut lock(&self.shared).injected)
+            } else {
+                Vec::new()
+            };
+            if !injected.is_empty() {
+                let (written, result) = self.write_out(master, &injected).await;
+                if written < injected.len() {
+                    self.unwritten(&injected[written..], &[], written);
+                }
+                match result {
+                    Err(end) => return end,
+                    Ok(true) => {}
+                    Ok(false) => present = false,
+                }
+            }
             let mut wake = now + HOST_POLL;
             if present && !finished {
                 let next = due_at(self.script.as_ref().map_or(0, Script::telegrams));
@@ -579,7 +702,7 @@ impl Runner {
         let mut shared = lock(&self.shared);
         loop {
             let n = script.telegrams();
-            if let Some(max) = self.config.max_telegrams
+            if let Some(max) = shared.max_telegrams
                 && n >= max
             {
                 return true;

@@ -51,6 +51,13 @@ pub struct WebhookConfig {
     /// Deactivate after this many consecutive failed deliveries (default 5; 0 = never).
     #[serde(default = "default_deactivate_after")]
     pub deactivate_after: u32,
+    /// Delay of the first probe of a deactivated webhook (default 30 s); doubled per failed probe.
+    #[serde(default = "default_probe_base", with = "duration")]
+    pub probe_base: Duration,
+    /// Upper bound of the probe delay (default 3 min): after an outage of any length the
+    /// backlog starts draining within this long of the endpoint's recovery.
+    #[serde(default = "default_probe_max", with = "duration")]
+    pub probe_max: Duration,
     /// Authentication sent with every request.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -204,6 +211,8 @@ impl WebhookConfig {
             jitter: default_jitter(),
             retry_after_max: default_retry_after_max(),
             deactivate_after: default_deactivate_after(),
+            probe_base: default_probe_base(),
+            probe_max: default_probe_max(),
             auth: AuthConfig::None,
             signing: None,
             payload: None,
@@ -242,6 +251,8 @@ impl WebhookConfig {
             ("backoff_base", self.backoff_base),
             ("backoff_max", self.backoff_max),
             ("retry_after_max", self.retry_after_max),
+            ("probe_base", self.probe_base),
+            ("probe_max", self.probe_max),
         ] {
             if d > MAX_DURATION {
                 return Err(err(key, "must be at most 7 days".into()));
@@ -249,6 +260,15 @@ impl WebhookConfig {
         }
         if self.timeout.is_zero() {
             return Err(err("timeout", "must be more than 0".into()));
+        }
+        if self.probe_base.is_zero() {
+            return Err(err("probe_base", "must be more than 0".into()));
+        }
+        if self.probe_max < self.probe_base {
+            return Err(err(
+                "probe_max",
+                "must not be less than `probe_base`".into(),
+            ));
         }
         if let Some(devices) = &mut self.devices {
             for d in devices.iter_mut() {
@@ -327,17 +347,9 @@ impl WebhookConfig {
         Ok(())
     }
 
-    /// The URL for display: user information (`user:pass@`) replaced by `***@`.
+    /// The URL for listings and logs, without user, password, query values or fragment.
     pub fn display_url(&self) -> String {
-        let Some(scheme_end) = self.url.find("://") else {
-            return self.url.clone();
-        };
-        let rest = &self.url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => format!("{}://***@{}", &self.url[..scheme_end], &rest[at + 1..]),
-            None => self.url.clone(),
-        }
+        crate::secret::redact_url(&self.url)
     }
 
     /// True when telemetry from this sender ID goes to this webhook.
@@ -451,6 +463,12 @@ fn default_retry_after_max() -> Duration {
 fn default_deactivate_after() -> u32 {
     5
 }
+fn default_probe_base() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_probe_max() -> Duration {
+    Duration::from_secs(180)
+}
 fn default_signature_header() -> String {
     "Signature".into()
 }
@@ -535,5 +553,35 @@ pub mod duration {
             assert!(parse("soon").is_err());
             assert!(parse("-5s").is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_schedule_defaults_and_checks() {
+        let dir = Path::new(".");
+        let mut w = WebhookConfig::new("w", "http://127.0.0.1/hook");
+        assert_eq!(
+            (w.probe_base, w.probe_max),
+            (Duration::from_secs(30), Duration::from_secs(180))
+        );
+        assert!(w.validate(dir).is_ok());
+        w.probe_max = Duration::from_secs(10);
+        let e = w.validate(dir).unwrap_err();
+        assert_eq!(e.key, "probe_max");
+        w.probe_max = Duration::from_secs(60);
+        w.probe_base = Duration::ZERO;
+        assert_eq!(w.validate(dir).unwrap_err().key, "probe_base");
+        let parsed: WebhookConfig = toml::from_str(
+            "name = \"w\"\nurl = \"http://127.0.0.1/\"\nprobe_base = \"5s\"\nprobe_max = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (parsed.probe_base, parsed.probe_max),
+            (Duration::from_secs(5), Duration::from_secs(60))
+        );
     }
 }

@@ -14,8 +14,12 @@ pub const RESPONSE_PREFIX_MAX: usize = 2048;
 pub enum Outcome {
     /// 2xx.
     Delivered,
-    /// The endpoint failed (non-2xx, refused, timeout, TLS, protocol…): counts as an attempt.
+    /// The endpoint failed (5xx, 408, 425, 429, 3xx, refused, reset, timeout, TLS, protocol…):
+    /// the delivery is retried.
     Failed,
+    /// The endpoint refused this body (a 4xx other than 408, 410, 425 and 429): retrying the
+    /// same bytes cannot help.
+    Rejected,
     /// 410 Gone: the endpoint asks to stop; deactivate at once.
     Gone,
     /// The gateway has no network (DNS failure, no route): not the endpoint's fault.
@@ -28,6 +32,7 @@ impl Outcome {
         match self {
             Outcome::Delivered => "delivered",
             Outcome::Failed => "failed",
+            Outcome::Rejected => "rejected",
             Outcome::Gone => "gone",
             Outcome::Offline => "offline",
         }
@@ -95,9 +100,8 @@ pub fn post(
             let latency = start.elapsed();
             let (outcome, error) = match status {
                 200..=299 => (Outcome::Delivered, None),
-                410 => (Outcome::Gone, Some("http_410".to_owned())),
                 300..=399 => (Outcome::Failed, Some("redirect".to_owned())),
-                s => (Outcome::Failed, Some(format!("http_{s}"))),
+                s => (classify_status(s), Some(format!("http_{s}"))),
             };
             AttemptResult {
                 outcome,
@@ -119,6 +123,19 @@ pub fn post(
                 retry_after: None,
             }
         }
+    }
+}
+
+/// The class of a non-2xx, non-3xx status: 410 is Gone; 408 (request timeout), 425 (too early)
+/// and 429 (too many requests) say "not now" and are retried like 5xx; any other 4xx refuses the
+/// body.
+pub fn classify_status(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        410 => Outcome::Gone,
+        408 | 425 | 429 => Outcome::Failed,
+        400..=499 => Outcome::Rejected,
+        _ => Outcome::Failed,
     }
 }
 
@@ -180,6 +197,27 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes() {
+        for (s, o) in [
+            (200, Outcome::Delivered),
+            (204, Outcome::Delivered),
+            (400, Outcome::Rejected),
+            (401, Outcome::Rejected),
+            (404, Outcome::Rejected),
+            (422, Outcome::Rejected),
+            (408, Outcome::Failed),
+            (425, Outcome::Failed),
+            (429, Outcome::Failed),
+            (410, Outcome::Gone),
+            (500, Outcome::Failed),
+            (503, Outcome::Failed),
+            (599, Outcome::Failed),
+        ] {
+            assert_eq!(classify_status(s), o, "{s}");
+        }
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -34,7 +34,9 @@
 //! ```
 
 pub mod config;
+pub mod health;
 pub mod http;
+pub mod policy;
 pub mod render;
 pub mod sender;
 pub mod sign;

@@ -130,6 +130,8 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
     );
     Telemetry {
         id: uuid::Uuid::now_v7().to_string(),
+        kind: Default::default(),
+        teach_in: None,
         seq: 0,
         received_at: now,
         gateway,
@@ -151,6 +153,7 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
             status: "00".into(),
             destination: Some("FFFFFFFF".into()),
             security_level: Some(0),
+            withheld: None,
         },
     }
 }

@@ -1,9 +1,14 @@
 //! The sender: one plain thread per webhook with blocking ureq, woken when the outbox has due work.
-//! One request in flight per webhook, FIFO by sequence; retries with exponential backoff and
-//! jitter on the monotonic clock; deactivation after consecutive failed deliveries; offline
-//! gateways hold deliveries without counting failures.
+//! One request in flight per webhook, FIFO by sequence. The thread drives the sans-IO delivery
+//! policy ([`super::policy::Policy`]: retries, deactivation, probes, resumption, offline) with
+//! the outcome of each attempt and persists what it decides in one transaction per attempt.
+//!
+//! Batches: with `batch_max > 1` a batch that is not full (the sender caught up with the
+//! committed telemetry) has its last seq stored with the acknowledgements before it is posted
+//! (one small row write per such batch), so a batch rebuilt after a crash ends at the same
+//! record and keeps its id and bytes. A full batch needs nothing: it is rebuilt the same.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +17,13 @@ use std::time::{Duration, Instant};
 
 use super::config::WebhookConfig;
 use super::http::{self, AttemptResult, Outcome};
-use super::render::{self, Event};
+use super::policy::{Action, Decision, Event, Fate, Policy, PolicyConfig};
+use super::render;
 use super::sign;
-use crate::outbox::{Delivery, LogEntry, OutboxError, Store, Trigger, Waker, WebhookState};
+use crate::outbox::{
+    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, OutboxError, Phase, Store,
+    Trigger, Waker, WebhookState,
+};
 use crate::telemetry::Telemetry;
 
 /// Says whether the wall clock is plausibly synchronised (Standard Webhooks timestamps need it).
@@ -154,18 +163,6 @@ impl Drop for SenderHandle {
     }
 }
 
-/// The delay before retry number `attempt` (1-based): `base · 2^(attempt-1)`, capped at `max`,
-/// spread by ±`jitter`.
-pub fn backoff(cfg: &WebhookConfig, attempt: u32) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let d = cfg
-        .backoff_base
-        .saturating_mul(1u32 << exp)
-        .min(cfg.backoff_max);
-    let spread = cfg.jitter * (fastrand::f64() * 2.0 - 1.0);
-    Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + spread).max(0.0)).unwrap_or(d)
-}
-
 /// The delivery-log row for one attempt (automatic, manual or test).
 pub(crate) fn log_entry(
     webhook: &str,
@@ -203,13 +200,6 @@ pub fn attempt(
     http::post(agent, cfg, &headers, body)
 }
 
-/// Now plus `d`, saturating far in the future instead of overflowing.
-fn later(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
-}
-
 enum Step {
     /// Did work; look again at once.
     Busy,
@@ -224,6 +214,9 @@ struct Worker {
     opts: SenderOptions,
     waker: Waker,
     shutdown: Arc<AtomicBool>,
+    policy: Policy,
+    /// `webhook enable` count last seen; a change restarts the policy.
+    resets: u64,
     cursor: u64,
     persisted_cursor: u64,
     acks: Vec<LogEntry>,
@@ -231,20 +224,24 @@ struct Worker {
     prefetched: VecDeque<(u64, String, Option<Telemetry>)>,
     /// Highest seq read into `prefetched` (reads continue after it).
     fetched: u64,
-    retry_due: HashMap<i64, Instant>,
-    offline_streak: u32,
+    /// Last seq of a partial batch stored before its POST: the batch starting at the cursor
+    /// ends there (it matters after a crash, when the acknowledgement was lost).
+    batch_end: u64,
     holding_for_clock: bool,
     last_idle_state: &'static str,
-    /// The webhook's state as last read, and when (re-read at least every `STATE_TTL`, and at
-    /// once after this thread changed it).
+    /// The webhook's state as last read, and when (re-read when another connection committed,
+    /// at least every `STATE_TTL`, and at once after this thread changed it).
     state: Option<(WebhookState, Instant)>,
+    /// `data_version` when `state` was read.
+    data_version: i64,
     /// False once the database said there is no delivery waiting for a retry; only this thread
-    /// creates such deliveries.
+    /// (and `webhook enable`, which bumps `resets`) creates such deliveries.
     maybe_pending: bool,
 }
 
-/// How long a cached webhook state (enabled, deactivated) is trusted; CLI changes show within it.
-const STATE_TTL: Duration = Duration::from_millis(200);
+/// How long a cached webhook state is trusted at most (changes by other connections are
+/// noticed at once through `data_version`).
+const STATE_TTL: Duration = Duration::from_secs(5);
 
 impl Worker {
     fn new(
@@ -255,7 +252,27 @@ impl Worker {
         shutdown: Arc<AtomicBool>,
     ) -> Result<Self, OutboxError> {
         let store = Store::open(&path)?;
-        let cursor = store.webhook(&cfg.name)?.map(|s| s.cursor).unwrap_or(0);
+        let st = store.webhook(&cfg.name)?;
+        let cursor = st.as_ref().map_or(0, |s| s.cursor);
+        let (phase, consecutive) = st
+            .as_ref()
+            .map_or((Phase::Active, 0), |s| (s.phase, s.consecutive_failures));
+        let policy = Policy::restore(
+            PolicyConfig::from_webhook(&cfg),
+            fastrand::u64(..),
+            phase,
+            consecutive,
+            Instant::now(),
+        );
+        if phase == Phase::Probing && st.as_ref().is_some_and(|s| s.enabled) {
+            log::warn!(
+                "webhook {}: deactivated ({}); probing it, telemetry keeps queueing",
+                cfg.name,
+                st.as_ref()
+                    .and_then(|s| s.deactivated_reason.clone())
+                    .unwrap_or_else(|| "consecutive failed deliveries".into())
+            );
+        }
         Ok(Self {
             agent: http::agent(&cfg),
             cfg,
@@ -263,17 +280,19 @@ impl Worker {
             opts,
             waker,
             shutdown,
+            policy,
+            resets: st.as_ref().map_or(0, |s| s.resets),
             cursor,
             persisted_cursor: cursor,
             acks: Vec::new(),
             ack_since: None,
             prefetched: VecDeque::new(),
             fetched: cursor,
-            retry_due: HashMap::new(),
-            offline_streak: 0,
+            batch_end: st.as_ref().map_or(0, |s| s.batch_end),
             holding_for_clock: false,
             last_idle_state: "",
             state: None,
+            data_version: 0,
             maybe_pending: true,
         })
     }
@@ -294,6 +313,7 @@ impl Worker {
                     log::error!("webhook {}: outbox error: {e}", self.cfg.name);
                     self.prefetched.clear();
                     self.fetched = self.cursor;
+                    self.state = None;
                     self.opts.poll_interval
                 }
             };
@@ -323,24 +343,28 @@ impl Worker {
         }
         self.store
             .commit_acks(&self.cfg.name, self.cursor, &self.acks)?;
+        self.acks_saved();
+        Ok(())
+    }
+
+    fn acks_saved(&mut self) {
         self.acks.clear();
         self.persisted_cursor = self.cursor;
         self.ack_since = None;
-        Ok(())
     }
 
     fn idle(&mut self, state: &'static str, d: Duration) -> Step {
         if self.last_idle_state != state {
             self.last_idle_state = state;
+            let name = &self.cfg.name;
             match state {
                 "disabled" => log::info!(
-                    "webhook {}: disabled, telemetry keeps queueing",
-                    self.cfg.name
+                    "webhook {name}: disabled by the operator, telemetry keeps queueing; \
+                     `enocean-agent webhook enable {name}` resumes it"
                 ),
-                "deactivated" => log::warn!(
-                    "webhook {}: deactivated, telemetry keeps queueing; `enocean-agent webhook enable {}` resumes it",
-                    self.cfg.name,
-                    self.cfg.name
+                "gone" => log::warn!(
+                    "webhook {name}: stopped after 410 Gone, telemetry keeps queueing; \
+                     `enocean-agent webhook enable {name}` resumes it"
                 ),
                 _ => {}
             }
@@ -348,12 +372,18 @@ impl Worker {
         Step::Idle(d)
     }
 
+    /// The webhook's persisted state: read again when another connection committed (the
+    /// command line's `disable`/`enable`, or a telemetry commit), so an operator's switch takes
+    /// effect before the next attempt that starts after it.
     fn current_state(&mut self) -> Result<Option<WebhookState>, OutboxError> {
+        let version = self.store.data_version()?;
         if let Some((s, at)) = &self.state
+            && version == self.data_version
             && at.elapsed() < STATE_TTL
         {
             return Ok(Some(s.clone()));
         }
+        self.data_version = version;
         let s = self.store.webhook(&self.cfg.name)?;
         self.state = s.clone().map(|s| (s, Instant::now()));
         Ok(s)
@@ -363,13 +393,15 @@ impl Worker {
         let Some(state) = self.current_state()? else {
             return Ok(Step::Idle(self.opts.poll_interval));
         };
+        if state.resets != self.resets {
+            self.resets = state.resets;
+            self.policy.reset();
+            self.maybe_pending = true;
+            log::info!("webhook {}: enabled by the operator", self.cfg.name);
+        }
         if !state.enabled {
             self.flush_acks()?;
             return Ok(self.idle("disabled", self.opts.poll_interval));
-        }
-        if state.deactivated_at.is_some() {
-            self.flush_acks()?;
-            return Ok(self.idle("deactivated", self.opts.poll_interval));
         }
         if self.cfg.needs_clock() && !(self.opts.clock)() {
             if !self.holding_for_clock {
@@ -385,24 +417,42 @@ impl Worker {
             self.holding_for_clock = false;
             log::info!("webhook {}: clock synchronised, delivering", self.cfg.name);
         }
+        let now = Instant::now();
+        let probe = match self.policy.next(now) {
+            Action::Stop => {
+                self.flush_acks()?;
+                return Ok(self.idle("gone", self.opts.poll_interval));
+            }
+            // Look at the database now and then while waiting (operator commands).
+            Action::WaitUntil(t) => return Ok(Step::Idle((t - now).min(self.opts.poll_interval))),
+            Action::Send => false,
+            Action::Probe => true,
+        };
         self.last_idle_state = "";
         if self.maybe_pending {
             match self.store.pending_head(&self.cfg.name)? {
-                Some(head) => return self.retry(head, state.consecutive_failures),
+                Some(head) => return self.retry(head, probe),
                 None => self.maybe_pending = false,
             }
         }
-        self.first_attempt(state.consecutive_failures)
+        match self.first_attempt(probe)? {
+            // Nothing queued but deliveries rejected while the webhook kept failing: probe with
+            // the oldest of them, so a webhook that refused everything can still resume.
+            Step::Idle(d) if probe => match self.store.streak_head(&self.cfg.name)? {
+                Some(head) => self.retry(head, true),
+                None => Ok(Step::Idle(d)),
+            },
+            step => Ok(step),
+        }
     }
 
-    fn retry(&mut self, d: Delivery, consecutive: u32) -> Result<Step, OutboxError> {
-        let now = Instant::now();
-        let due = *self.retry_due.entry(d.row).or_insert(now);
-        if now < due {
-            return Ok(Step::Idle(due - now));
-        }
+    /// One attempt (retry or probe) of the stored delivery at the head of the queue.
+    fn retry(&mut self, d: Delivery, probe: bool) -> Result<Step, OutboxError> {
         self.flush_acks()?;
         let r = attempt(&self.agent, &self.cfg, &d.uuid, &d.body);
+        let decision = self
+            .policy
+            .on_attempt(Instant::now(), r.outcome, r.retry_after);
         let entry = log_entry(
             &self.cfg.name,
             &d.uuid,
@@ -411,116 +461,27 @@ impl Worker {
             Trigger::Auto,
             &r,
         );
-        self.store.log_attempt(&entry)?;
-        self.after_attempt(d.row, d.attempts, &r, consecutive)
-    }
-
-    /// Applies the policy after an attempt on stored delivery `row` that had `before` attempts.
-    fn after_attempt(
-        &mut self,
-        row: i64,
-        before: u32,
-        r: &AttemptResult,
-        consecutive: u32,
-    ) -> Result<Step, OutboxError> {
-        let name = self.cfg.name.clone();
-        // This changes the webhook's state: read it afresh next time.
+        let change = delivery_change(&decision, &r, d.attempts, d.requeue);
+        let health = self.health(&decision, &r);
+        self.store
+            .record_attempt(&self.cfg.name, d.row, &change, &entry, &health)?;
         self.state = None;
-        match r.outcome {
-            Outcome::Delivered => {
-                self.back_online();
-                self.retry_due.remove(&row);
-                self.store
-                    .update_delivery(row, "delivered", before + 1, r.status, None)?;
-                self.store.reset_failures(&name)?;
-                if consecutive > 0 {
-                    log::info!(
-                        "webhook {name}: delivering again after {consecutive} failed deliveries"
-                    );
-                }
-                Ok(Step::Busy)
-            }
-            Outcome::Offline => {
-                self.offline_streak += 1;
-                if self.offline_streak == 1 {
-                    log::warn!(
-                        "webhook {name}: gateway offline ({}), holding deliveries",
-                        r.error.as_deref().unwrap_or("network")
-                    );
-                }
-                self.store
-                    .update_delivery(row, "pending", before, None, r.error.as_deref())?;
-                let d = backoff(&self.cfg, self.offline_streak);
-                self.retry_due.insert(row, later(d));
-                Ok(Step::Idle(d))
-            }
-            Outcome::Gone => {
-                self.back_online();
-                self.retry_due.remove(&row);
-                self.store.update_delivery(
-                    row,
-                    "failed",
-                    before + 1,
-                    r.status,
-                    r.error.as_deref(),
-                )?;
-                self.store.deactivate(&name, "410 Gone")?;
-                log::error!("webhook {name}: endpoint answered 410 Gone; webhook deactivated");
-                Ok(Step::Busy)
-            }
-            Outcome::Failed => {
-                self.back_online();
-                let attempts = before + 1;
-                if attempts > self.cfg.max_retries {
-                    self.retry_due.remove(&row);
-                    self.store.update_delivery(
-                        row,
-                        "failed",
-                        attempts,
-                        r.status,
-                        r.error.as_deref(),
-                    )?;
-                    let (n, deactivated) = self
-                        .store
-                        .record_failed_delivery(&name, self.cfg.deactivate_after)?;
-                    log::warn!(
-                        "webhook {name}: delivery {row} failed after {attempts} attempts ({}); kept for resend",
-                        r.error.as_deref().unwrap_or("error")
-                    );
-                    if deactivated {
-                        log::error!(
-                            "webhook {name}: deactivated after {n} consecutive failed deliveries; telemetry keeps queueing"
-                        );
-                    }
-                    Ok(Step::Busy)
-                } else {
-                    self.store.update_delivery(
-                        row,
-                        "pending",
-                        attempts,
-                        r.status,
-                        r.error.as_deref(),
-                    )?;
-                    self.store.note_failure_time(&name)?;
-                    let mut d = backoff(&self.cfg, attempts);
-                    if let Some(ra) = r.retry_after {
-                        d = d.max(ra);
-                    }
-                    self.retry_due.insert(row, later(d));
-                    Ok(Step::Idle(d))
-                }
-            }
+        self.requeued(&decision);
+        self.report(&decision, &r, Some(d.row), probe);
+        Ok(Step::Busy)
+    }
+
+    /// Deliveries put back into the queue are pending ones to look for.
+    fn requeued(&mut self, d: &Decision) {
+        if d.streak_end == Some(crate::outbox::StreakEnd::Requeue) {
+            self.maybe_pending = true;
         }
     }
 
-    fn back_online(&mut self) {
-        if self.offline_streak > 0 {
-            log::info!("webhook {}: gateway back online", self.cfg.name);
-            self.offline_streak = 0;
-        }
-    }
-
-    fn first_attempt(&mut self, consecutive: u32) -> Result<Step, OutboxError> {
+    /// The first attempt of the next batch after the cursor.
+    fn first_attempt(&mut self, probe: bool) -> Result<Step, OutboxError> {
+        let bound = (self.batch_end > self.cursor).then_some(self.batch_end);
+        let mut at_bound = false;
         let mut records: Vec<Telemetry> = Vec::new();
         loop {
             if self.prefetched.is_empty() {
@@ -551,15 +512,36 @@ impl Worker {
             if records.len() >= self.cfg.batch_max {
                 break;
             }
+            if let Some(b) = bound
+                && seq > b
+                && !records.is_empty()
+            {
+                at_bound = true;
+                break;
+            }
             if let Some((_, _, Some(t))) = self.prefetched.pop_front() {
                 records.push(t);
             }
         }
-        if records.is_empty() {
+        let (Some(first), Some(last)) = (
+            records.first().map(|r| r.seq),
+            records.last().map(|r| r.seq),
+        ) else {
             return Ok(Step::Idle(self.opts.poll_interval));
+        };
+        if self.cfg.batch_max > 1 && records.len() < self.cfg.batch_max && !at_bound {
+            // A partial batch: more records may be committed before a crash, and the batch
+            // rebuilt then must still end here. Stored with the acknowledgements so far.
+            self.store.commit_acks_with(
+                &self.cfg.name,
+                self.cursor,
+                &self.acks,
+                Some(last),
+                None,
+            )?;
+            self.acks_saved();
+            self.batch_end = last;
         }
-        let first = records.first().map(|r| r.seq);
-        let last = records.last().map(|r| r.seq);
         let id = render::delivery_id(&self.cfg.name, &records);
         // Id and timestamp derive from the records, so a delivery re-rendered after a crash (its
         // acknowledgement lost) is byte-identical to the one sent before.
@@ -567,65 +549,184 @@ impl Worker {
             .last()
             .map(|r| r.received_at)
             .unwrap_or_else(jiff::Timestamp::now);
-        let body = render::render(&self.cfg, Event::Telemetry, &id, created, &records)?;
+        let body = render::render(&self.cfg, render::Event::Telemetry, &id, created, &records)?;
         let r = attempt(&self.agent, &self.cfg, &id, &body);
-        let entry = log_entry(&self.cfg.name, &id, None, (first, last), Trigger::Auto, &r);
-        if r.outcome == Outcome::Delivered {
-            self.back_online();
-            self.cursor = self.cursor.max(last.unwrap_or(0));
+        let decision = self
+            .policy
+            .on_attempt(Instant::now(), r.outcome, r.retry_after);
+        let entry = log_entry(
+            &self.cfg.name,
+            &id,
+            None,
+            (Some(first), Some(last)),
+            Trigger::Auto,
+            &r,
+        );
+        if decision.fate == Fate::Delivered {
+            self.cursor = self.cursor.max(last);
             self.acks.push(entry);
             self.ack_since.get_or_insert_with(Instant::now);
-            if consecutive > 0 {
-                self.flush_acks()?;
-                self.store.reset_failures(&self.cfg.name)?;
+            if !decision.events.is_empty() || decision.streak_end.is_some() {
+                // A streak of failures ended: the health is saved now, with the acks.
+                let health = self.health(&decision, &r);
+                self.store.commit_acks_with(
+                    &self.cfg.name,
+                    self.cursor,
+                    &self.acks,
+                    None,
+                    Some(&health),
+                )?;
+                self.acks_saved();
                 self.state = None;
-                log::info!(
-                    "webhook {}: delivering again after {consecutive} failed deliveries",
-                    self.cfg.name
-                );
+                self.requeued(&decision);
+                self.report(&decision, &r, None, probe);
             }
             return Ok(Step::Busy);
         }
-        // Not delivered: store the delivery with its exact body and move the cursor past it.
-        self.cursor = self.cursor.max(last.unwrap_or(0));
-        self.flush_acks()?;
-        let row = self.store.insert_delivery(
+        // Not delivered: store the delivery with its exact body and move the cursor past it (in
+        // memory only once that is on disk: if the write fails, the records are read again).
+        let change = delivery_change(&decision, &r, 0, 0);
+        let health = self.health(&decision, &r);
+        let cursor = self.cursor.max(last);
+        let row = self.store.record_first_attempt(
             &self.cfg.name,
-            &id,
-            Event::Telemetry.as_str(),
-            &records,
-            "pending",
-            0,
-            None,
-            None,
-            &body,
-            true,
+            cursor,
+            &self.acks,
+            NewDelivery {
+                uuid: &id,
+                event: render::Event::Telemetry.as_str(),
+                records: &records,
+                body: &body,
+            },
+            &change,
+            &entry,
+            &health,
         )?;
-        self.maybe_pending = true;
-        let mut entry = entry;
-        entry.delivery_row = Some(row);
-        self.store.log_attempt(&entry)?;
-        self.after_attempt(row, 0, &r, consecutive)
+        self.cursor = cursor;
+        self.acks_saved();
+        self.state = None;
+        if decision.fate == Fate::Retry {
+            self.maybe_pending = true;
+        }
+        self.report(&decision, &r, Some(row), probe);
+        Ok(Step::Busy)
+    }
+
+    /// The webhook's health after `d`, to persist with the attempt.
+    fn health(&self, d: &Decision, r: &AttemptResult) -> HealthChange {
+        let mut deactivate = None;
+        let mut reactivate = false;
+        for e in &d.events {
+            match e {
+                Event::Deactivated { consecutive } => {
+                    deactivate = Some(format!("{consecutive} consecutive failed deliveries"));
+                }
+                Event::Gone => deactivate = Some("410 Gone".to_owned()),
+                Event::Resumed { .. } => reactivate = true,
+                _ => {}
+            }
+        }
+        let counted = matches!(
+            r.outcome,
+            Outcome::Failed | Outcome::Rejected | Outcome::Gone
+        );
+        HealthChange {
+            phase: self.policy.phase(),
+            consecutive_failures: self.policy.consecutive(),
+            next_attempt_ms: self.policy.not_before().map(wall_ms),
+            success: d.fate == Fate::Delivered,
+            failure: counted.then(|| r.error.clone().unwrap_or_else(|| "error".into())),
+            deactivate,
+            reactivate,
+            streak_end: d.streak_end,
+        }
+    }
+
+    /// Log lines for what the policy decided.
+    fn report(&self, d: &Decision, r: &AttemptResult, row: Option<i64>, probe: bool) {
+        let name = &self.cfg.name;
+        let why = r.error.as_deref().unwrap_or("error");
+        let delivery = row.map_or_else(|| "delivery".to_owned(), |r| format!("delivery {r}"));
+        let next = self
+            .policy
+            .not_before()
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        let next_text = next.map_or_else(String::new, |d| format!("; next attempt in {d:.1?}"));
+        if probe && d.events.is_empty() && d.fate != Fate::Delivered {
+            log::info!("webhook {name}: probe with {delivery} failed ({why}){next_text}");
+        }
+        for e in &d.events {
+            match e {
+                Event::Retrying => {
+                    log::warn!("webhook {name}: {delivery} not delivered ({why}), retrying")
+                }
+                Event::DeliveryFailed { consecutive } if r.outcome == Outcome::Rejected => {
+                    log::warn!(
+                        "webhook {name}: {delivery} rejected ({why}); kept for `outbox resend`, \
+                         the queue moves on ({consecutive} failed in a row)"
+                    )
+                }
+                Event::DeliveryFailed { consecutive } => log::warn!(
+                    "webhook {name}: {delivery} failed {} attempts in a row ({why}); it stays at \
+                     the head of the queue ({consecutive} failed in a row){next_text}",
+                    1 + self.cfg.max_retries
+                ),
+                Event::Deactivated { consecutive } => log::error!(
+                    "webhook {name}: deactivated after {consecutive} consecutive failed \
+                     deliveries (last: {why}); probing it, first probe in {:.1?}; telemetry keeps \
+                     queueing",
+                    next.unwrap_or_default()
+                ),
+                Event::Resumed { after } => log::warn!(
+                    "webhook {name}: probe delivered, webhook resumed after {after} failed \
+                     deliveries; the backlog drains in order"
+                ),
+                Event::Recovered { after } => {
+                    log::info!(
+                        "webhook {name}: delivering again ({after} failed deliveries before)"
+                    )
+                }
+                Event::Gone => log::error!(
+                    "webhook {name}: endpoint answered 410 Gone; webhook deactivated and not \
+                     probed; `enocean-agent webhook enable {name}` resumes it"
+                ),
+                Event::WentOffline => log::warn!(
+                    "webhook {name}: gateway offline ({why}), holding deliveries (not counted \
+                     as failures)"
+                ),
+                Event::BackOnline => log::info!("webhook {name}: gateway back online"),
+            }
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_caps_and_jitters_within_bounds() {
-        let mut cfg = WebhookConfig::new("t", "http://127.0.0.1/");
-        cfg.backoff_base = Duration::from_millis(100);
-        cfg.backoff_max = Duration::from_millis(350);
-        cfg.jitter = 0.0;
-        let d: Vec<u128> = (1..=4).map(|n| backoff(&cfg, n).as_millis()).collect();
-        assert_eq!(d, vec![100, 200, 350, 350]);
-        cfg.jitter = 0.5;
-        for _ in 0..100 {
-            let ms = backoff(&cfg, 1).as_millis();
-            assert!((50..=150).contains(&ms), "{ms}");
-        }
-        assert!(backoff(&cfg, u32::MAX).as_millis() <= 525);
+/// What an attempt with `d` changes in the stored delivery that had `before` attempts.
+fn delivery_change(d: &Decision, r: &AttemptResult, before: u32, requeue: u8) -> DeliveryChange {
+    DeliveryChange {
+        state: match d.fate {
+            Fate::Delivered => "delivered",
+            Fate::Retry => "pending",
+            Fate::Failed => "failed",
+        },
+        attempts: if r.outcome == Outcome::Offline {
+            before
+        } else {
+            before + 1
+        },
+        status: r.status,
+        error: r.error.clone(),
+        // A delivery already put back once is final when rejected again.
+        requeue: d.in_streak.then_some(if requeue == 2 { 2 } else { 1 }),
     }
+}
+
+/// The wall-clock time (unix ms) of a monotonic instant.
+fn wall_ms(t: Instant) -> i64 {
+    let now = Instant::now();
+    let ms = if t >= now {
+        (t - now).as_millis() as i64
+    } else {
+        -((now - t).as_millis() as i64)
+    };
+    jiff::Timestamp::now().as_millisecond().saturating_add(ms)
 }

@@ -1,11 +1,18 @@
 //! Shared test helpers: vector files, the agent binary (also under qemu), a scripted HTTP receiver
-//! on 127.0.0.1 (tiny_http), telemetry builders, fast webhook settings and bounded waiting.
+//! on 127.0.0.1 (tiny_http), telemetry builders, fast webhook settings, bounded waiting, child
+//! processes stopped gracefully and their output read line by line as it comes.
+//!
+//! Waiting rule of the suite: a test waits for the condition it needs ([`wait_for`],
+//! [`Lines::wait`], [`committed_ids`]) within a generous bound ([`WAIT`]), never for a fixed time,
+//! and never asserts a count that depends on how fast the machine is.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +23,8 @@ use enocean_agent::webhook::{SenderOptions, WebhookConfig};
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When the receiver read it (monotonic clock).
+    pub at: Instant,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -82,7 +91,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) -> Self {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::start_on("127.0.0.1:0", script)
+    }
+
+    /// A receiver on a given address (e.g. a port an endpoint comes back on).
+    pub fn start_on(
+        addr: &str,
+        script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let server = tiny_http::Server::http(addr).expect("bind the receiver's address");
+        let ip = server.server_addr().to_ip().expect("ip").ip();
         let port = server.server_addr().to_ip().expect("ip").port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Mutex<Arc<Script>>> = Arc::new(Mutex::new(Arc::new(script)));
@@ -96,6 +114,7 @@ impl Receiver {
                 let mut body = Vec::new();
                 let _ = std::io::Read::read_to_end(req.as_reader(), &mut body);
                 let rec = Received {
+                    at: Instant::now(),
                     path: req.url().to_owned(),
                     headers: req
                         .headers()
@@ -125,7 +144,7 @@ impl Receiver {
             }
         });
         Self {
-            url: format!("http://127.0.0.1:{port}/hook"),
+            url: format!("http://{ip}:{port}/hook"),
             port,
             log,
             script,
@@ -157,6 +176,78 @@ impl Drop for Receiver {
     }
 }
 
+/// A receiver whose answer the test switches: every request gets the current status, except
+/// that `rule` may answer a request itself (e.g. refuse one body). Remembers what it answered.
+pub struct Endpoint {
+    pub rx: Receiver,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    answers: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Endpoint {
+    pub fn start(status: u16) -> Self {
+        Self::with_rule(status, |_| None)
+    }
+
+    pub fn with_rule(
+        status: u16,
+        rule: impl Fn(&Received) -> Option<u16> + Send + Sync + 'static,
+    ) -> Self {
+        let current = Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (c, a) = (current.clone(), answers.clone());
+        let rx = Receiver::start(move |n, r| {
+            let s = rule(r).unwrap_or_else(|| c.load(Ordering::SeqCst));
+            let mut g = a.lock().unwrap();
+            if g.len() <= n {
+                g.resize(n + 1, 0);
+            }
+            g[n] = s;
+            Reply::status(s)
+        });
+        Self {
+            rx,
+            status: current,
+            answers,
+        }
+    }
+
+    /// Answers `status` from now on.
+    pub fn set(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn count(&self) -> usize {
+        self.rx.count()
+    }
+
+    /// The requests with the status each got (requests still being answered are left out).
+    pub fn answered(&self) -> Vec<(Received, u16)> {
+        let reqs = self.rx.requests();
+        let answers = self.answers.lock().unwrap().clone();
+        reqs.into_iter()
+            .zip(answers)
+            .filter(|(_, s)| *s != 0)
+            .collect()
+    }
+
+    /// Telemetry ids in the order they were first accepted (2xx), each once.
+    pub fn first_accepted(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (r, s) in self.answered() {
+            if (200..300).contains(&s) {
+                for id in record_ids(&r) {
+                    if seen.insert(id.clone()) {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Waits (polling every 10 ms, at most `limit`) until `cond` holds; returns whether it did.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -171,7 +262,148 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-pub const WAIT: Duration = Duration::from_secs(20);
+/// The bound of every wait: generous, because a wait ends as soon as its condition holds and a
+/// loaded machine (two cores shared by several builds) can be many times slower than an idle one.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Ids of the telemetry committed to the outbox file at `db`, read as another process would
+/// (read-only, while the agent writes it). `None` while the file or its tables do not exist yet
+/// or the database is busy: the caller polls again.
+pub fn committed_ids(db: &Path) -> Option<Vec<String>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.busy_timeout(Duration::from_secs(5)).ok()?;
+    let mut stmt = conn.prepare("SELECT id FROM telemetry ORDER BY seq").ok()?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))
+        .ok()?
+        .collect::<Result<Vec<String>, _>>()
+        .ok()?;
+    Some(ids)
+}
+
+/// The lines a child process writes to a pipe, collected by a thread as they come, so a test
+/// can wait for the line it needs instead of sleeping or giving the child a fixed duration.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    ended: bool,
+}
+
+impl Lines {
+    /// Starts reading `pipe` (a child's stdout or stderr).
+    pub fn new(pipe: impl Read + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            rx,
+            seen: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Every line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// Waits (at most `limit`) until `done(lines so far)` holds; false when the limit passed or
+    /// the pipe was closed first.
+    pub fn wait(&mut self, limit: Duration, mut done: impl FnMut(&[String]) -> bool) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            if done(&self.seen) {
+                return true;
+            }
+            if self.ended {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.ended = true,
+            }
+        }
+    }
+
+    /// Reads until the pipe is closed (the child exited), at most `limit`; returns every line.
+    pub fn read_to_end(&mut self, limit: Duration) -> &[String] {
+        let ended = self.wait(limit, |_| false) || self.ended;
+        assert!(ended, "the child's output did not end within {limit:?}");
+        &self.seen
+    }
+}
+
+/// Sends `sig` (e.g. `-TERM`) to a child process with kill(1).
+pub fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {}", child.id());
+}
+
+/// Waits (at most `limit`) for a child to exit; kills it and panics if it does not.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child process that is stopped when the test ends, however it ends: SIGTERM first, so it can
+/// clean up (the simulator removes its link), SIGKILL only if it does not exit within 20 s.
+pub struct Reaper(pub Child);
+
+impl Reaper {
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        if let Some(status) = self.0.try_wait().expect("wait for child") {
+            return status;
+        }
+        signal(&self.0, "-TERM");
+        wait_exit(&mut self.0, WAIT)
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
 
 pub fn gateway() -> Gateway {
     Gateway {
@@ -195,6 +427,8 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
     );
     Telemetry {
         id: uuid::Uuid::now_v7().to_string(),
+        kind: Default::default(),
+        teach_in: None,
         seq: 0,
         received_at: jiff::Timestamp::now(),
         gateway: gateway(),
@@ -216,15 +450,18 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
             status: "00".into(),
             destination: Some("FFFFFFFF".into()),
             security_level: Some(0),
+            withheld: None,
         },
     }
 }
 
-/// A webhook with millisecond backoff for tests.
+/// A webhook with millisecond backoff and probes for tests.
 pub fn fast_webhook(name: &str, url: &str) -> WebhookConfig {
     let mut w = WebhookConfig::new(name, url);
     w.backoff_base = Duration::from_millis(5);
     w.backoff_max = Duration::from_millis(20);
+    w.probe_base = Duration::from_millis(50);
+    w.probe_max = Duration::from_millis(200);
     w.jitter = 0.0;
     w.timeout = Duration::from_secs(5);
     w.connect_timeout = Duration::from_secs(2);

@@ -1,0 +1,379 @@
+//! The storage writer: one thread that owns every write to the outbox database on the daemon's
+//! behalf — group commits, pruning and checkpoints, learned devices, last-heard facts and the
+//! forgets the CLI records. The serial reader hands records over through a bounded queue and
+//! never waits on the disk: a slow or stalled SD card fills the queue, and what does not fit is
+//! counted (never silently lost), while the reader keeps draining the stick.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::device::{DeviceStore, Heard};
+use crate::outbox::Outbox;
+use crate::telemetry::Telemetry;
+
+/// Records the hand-off holds while the disk is busy: at the stick's top rate (about 240
+/// telegrams/s) that is 17 s of a stalled SD card; a building's usual 1–20/s is minutes.
+pub const HANDOFF_CAPACITY: usize = 4096;
+
+/// How often the writer looks for forgets and refreshes its figures.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the runtime status file is rewritten (it lives on tmpfs, under `/run`).
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Where the daemon writes its live figures: `$RUNTIME_DIRECTORY/status.json` (systemd's
+/// `RuntimeDirectory=`), else `/run/enocean-agent/status.json` when that directory exists. Never
+/// on the SD card: it is rewritten every few seconds.
+pub fn status_path() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") {
+        let first = std::env::split_paths(&dir).next()?;
+        return Some(first.join("status.json"));
+    }
+    let dir = std::path::Path::new("/run/enocean-agent");
+    dir.is_dir().then(|| dir.join("status.json"))
+}
+
+/// The runtime status file's content.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeStatus {
+    /// The daemon's process ID.
+    pub pid: u32,
+    /// When this was written (RFC 3339).
+    pub updated_at: String,
+    /// Records committed by this run.
+    pub committed: u64,
+    /// Records waiting in memory for the next commit.
+    pub buffered: u64,
+    /// Committed readings not yet handed to the slowest webhook (upper bound).
+    pub backlog: u64,
+    /// Records lost because the hand-off to storage was full.
+    pub handoff_dropped: u64,
+    /// Records the outbox refused or could not commit.
+    pub not_committed: u64,
+    /// Undelivered readings dropped by the overflow policy since start.
+    pub dropped: u64,
+    /// Full-disk episodes since start.
+    pub disk_full_episodes: u64,
+    /// Failed commits since start.
+    pub failed_commits: u64,
+    /// True while the disk is full.
+    pub disk_full_now: bool,
+    /// True while commits fail.
+    pub failing: bool,
+}
+
+/// One piece of work for the storage writer.
+#[derive(Debug)]
+pub enum Op {
+    /// A record to commit (a reading or a teach-in record).
+    Record(Box<Telemetry>),
+    /// A device learned from a teach-in, to persist.
+    Learned {
+        /// Sender ID.
+        id: u32,
+        /// The announced EEP.
+        eep: String,
+        /// The announced manufacturer.
+        manufacturer: Option<u16>,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// Last-heard facts collected by the reader.
+    Heard(Vec<Heard>),
+}
+
+/// Figures the writer keeps in memory for the status line and the shutdown report: read at any
+/// time without touching the database.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Records durably committed by this run.
+    pub committed: AtomicU64,
+    /// Records the outbox refused or could not keep (overflow policy, failed commits at exit).
+    pub not_committed: AtomicU64,
+    /// Records that did not fit in the hand-off (the disk was too slow for too long).
+    pub handoff_dropped: AtomicU64,
+    /// Committed readings not yet handed to the slowest webhook (an upper bound).
+    pub backlog: AtomicU64,
+    /// Records waiting in memory for the next group commit.
+    pub buffered: AtomicU64,
+    /// True while commits fail (a full disk or a failing card).
+    pub failing: AtomicBool,
+}
+
+/// The handle the daemon holds: send work, read figures, receive forgets, stop.
+pub struct Storage {
+    tx: Option<SyncSender<Op>>,
+    figures: Arc<Figures>,
+    forgets: UnboundedReceiver<u32>,
+    thread: Option<JoinHandle<()>>,
+    /// When a hand-off overflow was last logged, and how many since.
+    overflow_log: (Option<Instant>, u64),
+}
+
+impl Storage {
+    /// Starts the writer thread with the open outbox and device tables.
+    pub fn start(outbox: Outbox, devices: DeviceStore) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel(HANDOFF_CAPACITY);
+        let (forget_tx, forgets) = unbounded_channel();
+        let figures = Arc::new(Figures::default());
+        let writer = Writer {
+            outbox,
+            devices,
+            figures: figures.clone(),
+            forgets: forget_tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("storage".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Self {
+            tx: Some(tx),
+            figures,
+            forgets,
+            thread: Some(thread),
+            overflow_log: (None, 0),
+        })
+    }
+
+    /// Hands `op` over without waiting. False when the queue is full (the record is counted in
+    /// [`Figures::handoff_dropped`] and logged at most once a minute) or the writer is gone.
+    pub fn send(&mut self, op: Op) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let is_record = matches!(op, Op::Record(_));
+        match tx.try_send(op) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                if is_record {
+                    self.figures.handoff_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.overflow_log.1 += 1;
+                    let now = Instant::now();
+                    if self
+                        .overflow_log
+                        .0
+                        .is_none_or(|t| now >= t + Duration::from_secs(60))
+                    {
+                        error!(
+                            "storage is not keeping up (disk too slow or stalled): {} record(s) could not be handed over and are lost (counted)",
+                            self.overflow_log.1
+                        );
+                        self.overflow_log = (Some(now), 0);
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// The writer's figures.
+    pub fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
+    /// The writer's figures, to read after [`Storage::stop`].
+    pub fn shared_figures(&self) -> Arc<Figures> {
+        self.figures.clone()
+    }
+
+    /// Device IDs `enocean-agent devices forget` asked to forget.
+    pub fn forgets(&mut self) -> &mut UnboundedReceiver<u32> {
+        &mut self.forgets
+    }
+
+    /// Commits everything handed over, stops the writer and waits for it. False when the writer
+    /// thread died (it logged why).
+    pub fn stop(mut self) -> bool {
+        self.tx.take();
+        match self.thread.take() {
+            Some(t) => t.join().is_ok(),
+            None => true,
+        }
+    }
+
+    /// True while the writer thread runs.
+    pub fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Writer {
+    outbox: Outbox,
+    devices: DeviceStore,
+    figures: Arc<Figures>,
+    forgets: UnboundedSender<u32>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Op>) {
+        let status_file = status_path();
+        let mut last_status = Instant::now() - STATUS_EVERY;
+        let mut last_housekeeping = Instant::now() - HOUSEKEEPING_EVERY;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let wake = self
+                .outbox
+                .commit_due()
+                .unwrap_or(now + HOUSEKEEPING_EVERY)
+                .min(last_housekeeping + HOUSEKEEPING_EVERY);
+            let open = match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(op) => {
+                    self.handle(op);
+                    // Take whatever else is waiting, so a busy reader gets one commit per window.
+                    while let Ok(op) = rx.try_recv() {
+                        self.handle(op);
+                    }
+                    true
+                }
+                Err(RecvTimeoutError::Timeout) => true,
+                Err(RecvTimeoutError::Disconnected) => false,
+            };
+            let result = if open {
+                self.outbox.poll(Instant::now())
+            } else {
+                self.outbox.flush()
+            };
+            match result {
+                Ok(done) => {
+                    self.committed(done.len());
+                    if let Some(since) = failing_since.take()
+                        && self.outbox.counts().disk_full_episodes == 0
+                    {
+                        info!(
+                            "storage: commits succeed again after {:.0?}",
+                            since.elapsed()
+                        );
+                    }
+                }
+                Err(e) => {
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
+                        // A full disk is the outbox's to report (start, summary, end).
+                        if !e.is_disk_full() {
+                            error!("storage: commit failed: {e}; retrying once per commit window");
+                        }
+                    }
+                }
+            }
+            self.figures
+                .failing
+                .store(failing_since.is_some(), Ordering::Relaxed);
+            self.figures
+                .buffered
+                .store(self.outbox.buffered() as u64, Ordering::Relaxed);
+            if !open {
+                break;
+            }
+            if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+                last_housekeeping = Instant::now();
+                self.housekeeping();
+            }
+            if let Some(path) = &status_file
+                && last_status.elapsed() >= STATUS_EVERY
+            {
+                last_status = Instant::now();
+                self.write_status(path);
+            }
+        }
+        if let Some(path) = &status_file {
+            self.write_status(path);
+        }
+        let left = self.outbox.buffered();
+        if left > 0 {
+            self.figures
+                .not_committed
+                .fetch_add(left as u64, Ordering::Relaxed);
+            error!(
+                "storage: {left} record(s) could not be committed before exit and are lost (counted)"
+            );
+        }
+    }
+
+    /// Writes the runtime status file (atomically: a temporary file renamed over it).
+    fn write_status(&self, path: &std::path::Path) {
+        let f = &self.figures;
+        let c = self.outbox.counts();
+        let status = RuntimeStatus {
+            pid: std::process::id(),
+            updated_at: jiff::Timestamp::now().to_string(),
+            committed: f.committed.load(Ordering::Relaxed),
+            buffered: self.outbox.buffered() as u64,
+            backlog: f.backlog.load(Ordering::Relaxed),
+            handoff_dropped: f.handoff_dropped.load(Ordering::Relaxed),
+            not_committed: f.not_committed.load(Ordering::Relaxed),
+            dropped: c.dropped,
+            disk_full_episodes: c.disk_full_episodes,
+            failed_commits: c.failed_commits,
+            disk_full_now: c.disk_full_now,
+            failing: f.failing.load(Ordering::Relaxed),
+        };
+        let Ok(text) = serde_json::to_string_pretty(&status) else {
+            return;
+        };
+        let tmp = path.with_extension("json.tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            log::debug!("storage: status file {}: {e}", path.display());
+        }
+    }
+
+    fn committed(&self, n: usize) {
+        self.figures
+            .committed
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn handle(&mut self, op: Op) {
+        match op {
+            Op::Record(t) => {
+                // On error the records stay buffered for the next try; what the policy refused
+                // is counted by the outbox as dropped.
+                if let Ok(done) = self.outbox.enqueue(*t) {
+                    self.committed(done.len());
+                }
+            }
+            Op::Learned {
+                id,
+                eep,
+                manufacturer,
+                at,
+            } => {
+                if let Err(e) = self.devices.save_learned(id, &eep, manufacturer, &at) {
+                    warn!("could not store learned device {id:08X}: {e}");
+                }
+            }
+            Op::Heard(heard) => {
+                if let Err(e) = self.devices.write_heard(&heard) {
+                    warn!("could not record when devices were last heard: {e}");
+                }
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        match self.devices.take_forgets() {
+            Ok(ids) => {
+                for id in ids {
+                    let _ = self.forgets.send(id);
+                }
+            }
+            Err(e) => warn!("could not read forgotten devices: {e}"),
+        }
+        match self.outbox.backlog() {
+            Ok(n) => self.figures.backlog.store(n, Ordering::Relaxed),
+            Err(e) => log::debug!("storage: backlog figure: {e}"),
+        }
+    }
+}
