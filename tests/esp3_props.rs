@@ -125,14 +125,13 @@ proptest! {
             d.feed(&chunk, t0 + Duration::from_millis(n as u64 * 40), |item| {
                 accounted += match item {
                     Item::Frame { frame, .. } => frame.encoded_len() as u64,
-                    Item::Event(enocean_agent::esp3::Event::DiscardedBytes { count, .. })
-                    | Item::Event(enocean_agent::esp3::Event::GapTimeout { count, .. }) => count as u64,
-                    Item::Event(_) => 1,
+                    Item::Event(e) => e.consumed() as u64,
                 };
             });
             prop_assert!(d.pending().len() < MAX_FRAME_LEN);
         }
-        // Every byte is either in a frame, discarded, a rejected sync byte, or still pending.
+        // Every byte is either in a frame, discarded, a rejected sync byte (a gap timeout consumes
+        // only its sync byte too), or still pending.
         prop_assert_eq!(accounted + d.pending().len() as u64, total);
         prop_assert_eq!(d.counters().bytes, total);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use enocean_agent::dedup::Dedup;
 use enocean_agent::esp3::Event;
-use enocean_agent::serial::{self, OpenError, PortConfig, RunStats, SerialEvent};
+use enocean_agent::serial::{self, Monitor, OpenError, PortConfig, RunStats, SerialEvent};
 use enocean_agent::sim::building::{Emission, ScriptOptions};
 use enocean_agent::sim::{SIM_BASE_ID, SIM_CHIP_ID, SimConfig, SimStick};
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +40,7 @@ struct Agent {
     rx: mpsc::Receiver<SerialEvent>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<RunStats, serial::SerialError>>,
+    monitor: Monitor,
 }
 
 impl Agent {
@@ -47,13 +48,20 @@ impl Agent {
         let _ = env_logger::builder().is_test(true).try_init();
         let (tx, rx) = mpsc::channel(1024);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serial::run(config, tx, async move {
-            let _ = stopped.await;
-        }));
+        let monitor = Monitor::new();
+        let task = tokio::spawn(serial::run_with_monitor(
+            config,
+            tx,
+            async move {
+                let _ = stopped.await;
+            },
+            monitor.clone(),
+        ));
         Self {
             rx,
             stop: Some(stop),
             task,
+            monitor,
         }
     }
 
@@ -323,6 +331,18 @@ async fn garbage_and_bad_crcs_are_counted() {
             && s.discarded >= expected_discard
     })
     .await;
+    // The totals are visible while the run goes on, as the agent's status shows them (the
+    // monitor is updated right after the events of a read are handed over).
+    let monitor = agent.monitor.clone();
+    eventually("the monitor's totals", || {
+        monitor.snapshot().telegrams as usize >= sent.len()
+    })
+    .await;
+    let live = agent.monitor.snapshot();
+    assert!(agent.monitor.connected());
+    assert_eq!(live.decoder.data_crc_errors, stats.bad_crc_frames);
+    assert_eq!(live.decoder.discarded_bytes as usize, expected_discard);
+    assert_eq!(live.telegrams as usize, sent.len());
     let run = agent.stop().await;
     assert_eq!(seen.telegrams.len(), sent.len(), "noise cost no telegram");
     assert_eq!(seen.data_crc as u64, stats.bad_crc_frames);
@@ -457,11 +477,195 @@ async fn dropping_the_receiver_ends_the_run() {
     let mut agent = Agent::start(fast_config(link.clone()));
     let mut seen = Seen::default();
     until(&mut agent, &mut seen, |s| s.telegrams.len() >= 5).await;
-    let Agent { rx, stop, task } = agent;
+    let Agent { rx, stop, task, .. } = agent;
     drop(rx);
     let stats = timeout(LIMIT, task).await.unwrap().unwrap().unwrap();
     assert_eq!(stats.connects, 1);
     assert!(stats.decoder.frames >= 5);
     drop(stop);
     sim.stop().await;
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after [`LIMIT`].
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_sim_counts_what_the_pty_would_not_take() {
+    let (_dir, link) = temp_link("unread");
+    let sim = SimStick::start(sim_config(&link, 1_000_000, 0.0)).unwrap();
+    // A host that opens the port and never reads: the pty fills up and the sim waits.
+    let host = serial::open(&link).unwrap();
+    eventually("the sim waits for room", || {
+        sim.stats().longest_write_block >= Duration::from_millis(50)
+    })
+    .await;
+    let waiting = sim.stats();
+    assert_eq!(waiting.unwritten_telegrams, 0, "waiting loses nothing");
+    assert!(waiting.write_blocked >= waiting.longest_write_block);
+    // The host goes away while the sim waits: the rest of its batch cannot be written.
+    drop(host);
+    eventually("the unwritten rest is counted", || {
+        sim.stats().unwritten_bytes > 0
+    })
+    .await;
+    let st = sim.stats();
+    assert!(st.unwritten_telegrams > 0, "{st:?}");
+    // What was generated is either in the ground truth (written) or counted as unwritten.
+    let written = sim.sent().iter().filter(|s| !s.emission.repeated).count() as u64;
+    assert_eq!(written + st.unwritten_telegrams, st.telegrams, "{st:?}");
+    sim.stop().await;
+}
+
+/// A stand-in stick on a real pty that answers commands and sends the telegrams it is given,
+/// until it is told to stall: then it keeps the pty open and neither reads nor writes, like a
+/// stick whose firmware hung (or a link whose reader side stopped).
+struct Peer {
+    path: PathBuf,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    telegrams: mpsc::UnboundedSender<Vec<u8>>,
+    task: JoinHandle<()>,
+}
+
+impl Peer {
+    fn start() -> Self {
+        use std::sync::atomic::AtomicBool;
+        let (mut master, slave) = tokio_serial::SerialStream::pair().unwrap();
+        let path = PathBuf::from(tokio_serial::SerialPort::name(&slave).unwrap());
+        drop(slave);
+        let stalled = std::sync::Arc::new(AtomicBool::new(false));
+        let (telegrams, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+        let flag = stalled.clone();
+        // Polled like the simulator's master side (see `sim`): never through readiness.
+        let task = tokio::spawn(async move {
+            let mut decoder = enocean_agent::esp3::Decoder::new();
+            let mut buf = [0u8; 512];
+            let mut out: Vec<u8> = Vec::new();
+            loop {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                if let Ok(n) = master.try_read(&mut buf) {
+                    decoder.feed(&buf[..n], std::time::Instant::now(), |item| {
+                        if let enocean_agent::esp3::Item::Frame { frame, .. } = item {
+                            out.extend(enocean_agent::sim::response_to(&frame).encode());
+                        }
+                    });
+                }
+                while let Ok(t) = queue.try_recv() {
+                    out.extend(t);
+                }
+                while !out.is_empty() {
+                    match master.try_write(&out) {
+                        Ok(n) => {
+                            out.drain(..n);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        });
+        Self {
+            path,
+            stalled,
+            telegrams,
+            task,
+        }
+    }
+
+    fn send_telegrams(&self, n: u32) {
+        for i in 0..n {
+            let data = [
+                0xA5, 0x00, 0x00, i as u8, 0x08, 0x01, 0x80, 0xA3, 0xF2, 0x00,
+            ];
+            let optional = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x44, 0x00];
+            let frame = enocean_agent::esp3::Frame::new(
+                enocean_agent::esp3::PacketType::RadioErp1,
+                &data,
+                &optional,
+            )
+            .unwrap();
+            self.telegrams.send(frame.encode()).unwrap();
+        }
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn keepalive_config(path: PathBuf) -> PortConfig {
+    PortConfig {
+        // Three tries of 400 ms: an answering stick is never dropped for a scheduling hiccup.
+        keepalive: Duration::from_millis(300),
+        response_timeout: Duration::from_millis(400),
+        handshake_attempts: 3,
+        ..fast_config(path)
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_stick_is_noticed_and_the_port_reopened() {
+    let peer = Peer::start();
+    let mut agent = Agent::start(keepalive_config(peer.path.clone()));
+    let mut seen = Seen::default();
+    until(&mut agent, &mut seen, |s| !s.infos.is_empty()).await;
+    peer.send_telegrams(5);
+    until(&mut agent, &mut seen, |s| s.telegrams.len() >= 5).await;
+
+    // A quiet radio: the stick is asked for its version and answers; nothing else happens.
+    let probes_before = agent.monitor.snapshot().keepalive_probes;
+    let monitor = agent.monitor.clone();
+    eventually("two answered keep-alive probes", || {
+        monitor.snapshot().keepalive_probes >= probes_before + 2
+    })
+    .await;
+    assert_eq!(agent.monitor.snapshot().unresponsive, 0);
+    while let Ok(ev) = agent.rx.try_recv() {
+        assert!(
+            !matches!(ev, SerialEvent::Disconnected { .. }),
+            "an answering stick is never dropped"
+        );
+        seen.take(ev);
+    }
+
+    // The stick hangs: the probes go unanswered, the runtime says so and reopens the port.
+    peer.stall(true);
+    let reason = loop {
+        match agent.next().await {
+            SerialEvent::Disconnected { reason } => break reason,
+            ev => seen.take(ev),
+        }
+    };
+    assert!(reason.contains("keep-alive"), "{reason}");
+    assert!(agent.monitor.snapshot().unresponsive >= 1);
+    let connects = seen.connects;
+    until(&mut agent, &mut seen, |s| s.connects > connects).await;
+
+    // It comes back: the next connection completes its handshake and telegrams flow again.
+    peer.stall(false);
+    let infos = seen.infos.len();
+    until(&mut agent, &mut seen, |s| s.infos.len() > infos).await;
+    let received = seen.telegrams.len();
+    peer.send_telegrams(5);
+    until(&mut agent, &mut seen, |s| s.telegrams.len() >= received + 5).await;
+    let run = agent.stop().await;
+    assert!(
+        run.unresponsive >= 1 && run.keepalive_probes >= 4,
+        "{run:?}"
+    );
+    assert!(run.connects >= 2);
 }

@@ -94,8 +94,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         let s = sim.stats();
         eprintln!(
-            "sim: {} telegrams ({} teach-in), {} repeated copies, {} noise bursts, {} bad-CRC frames",
-            s.telegrams, s.teach_ins, s.copies, s.noise_chunks, s.bad_crc_frames
+            "sim: {} telegrams ({} teach-in), {} repeated copies, {} noise bursts, {} bad-CRC frames; \
+             {} telegrams ({} bytes) could not be written; writes waited {:.1} s for a reader \
+             (longest {:.1} s)",
+            s.telegrams,
+            s.teach_ins,
+            s.copies,
+            s.noise_chunks,
+            s.bad_crc_frames,
+            s.unwritten_telegrams,
+            s.unwritten_bytes,
+            s.write_blocked.as_secs_f64(),
+            s.longest_write_block.as_secs_f64()
         );
         sim.stop().await;
         Ok(ExitCode::SUCCESS)

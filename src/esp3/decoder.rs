@@ -1,14 +1,31 @@
 //! The streaming frame decoder: bytes in, frames and diagnostic events out.
+//!
+//! The search rule never hides a valid frame: whatever rejects a frame start (a header CRC that
+//! does not match, a header announcing nothing, a data CRC that does not match, or bytes that
+//! stopped arriving for longer than [`GAP_TIMEOUT`]) consumes only its sync byte, and the search
+//! restarts at the next byte, rescanning everything already received. A false sync byte announcing
+//! a 64 KiB frame therefore delays the frames behind it until it is rejected, but never loses them.
+//!
+//! Cost and memory are bounded whatever the input. The bytes held are those of one incomplete
+//! frame start, at most [`MAX_FRAME_LEN`] − 1. On a clean stream each data CRC is one pass over its
+//! body. A rescan makes candidate frames overlap, and checking each one with a pass over its body
+//! would cost up to 64 KiB per false sync byte: an attacker could make that quadratic. So once
+//! bodies overlap, the decoder keeps the running CRC register after each byte, and the data CRC of
+//! any candidate costs a few table lookups. Every byte goes through the CRC at most twice and is
+//! passed by the search once, so the work per byte received is constant, even for a stream made
+//! of nothing but false frame starts each announcing the longest frame.
 
 use std::time::{Duration, Instant};
 
+use super::crc::{between, update};
 use super::{Frame, HEADER_LEN, MAX_FRAME_LEN, PacketType, SYNC, crc8};
 
 /// A frame whose bytes stop arriving for longer than this is abandoned (ESP3 timing rule).
 pub const GAP_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// The most bytes the decoder buffers at once: one incomplete frame plus one frame's worth of input.
-const BUFFER_LIMIT: usize = 2 * MAX_FRAME_LEN;
+/// Largest physical buffer: the held bytes (< one maximum frame) plus the input appended in one
+/// step (at most the rest of a maximum frame), twice over so compaction is rare.
+const CAPACITY: usize = 2 * MAX_FRAME_LEN;
 
 /// Something the decoder noticed in the stream besides a good frame. Offsets count bytes from the
 /// start of the stream fed to this decoder.
@@ -26,21 +43,25 @@ pub enum Event {
         /// Stream offset of the false sync byte.
         offset: u64,
     },
-    /// A frame whose data CRC did not match; the search went on after its sync byte.
+    /// A frame whose data CRC did not match; the search went on one byte after its sync byte,
+    /// rescanning the bytes its header had claimed.
     DataCrcMismatch {
         /// Stream offset of the frame's sync byte.
         offset: u64,
     },
-    /// A header announcing no data and no optional bytes; not a frame, the search went on.
+    /// A header announcing no data and no optional bytes; not a frame, the search went on at the
+    /// next byte.
     EmptyFrame {
         /// Stream offset of the sync byte.
         offset: u64,
     },
-    /// An incomplete frame whose next bytes came too late was abandoned.
+    /// An incomplete frame whose next bytes came too late (more than [`GAP_TIMEOUT`] of silence)
+    /// was abandoned; the search went on one byte after its sync byte, rescanning the bytes held.
     GapTimeout {
-        /// Stream offset of the abandoned bytes.
+        /// Stream offset of the abandoned frame's sync byte.
         offset: u64,
-        /// How many bytes were abandoned.
+        /// How many of its bytes had arrived (only the sync byte is consumed; the others are
+        /// rescanned and may still hold frames).
         count: usize,
     },
 }
@@ -67,6 +88,14 @@ impl Event {
             | Self::GapTimeout { offset, .. } => offset,
         }
     }
+
+    /// Stream bytes this event consumed: the skipped bytes, or the one rejected sync byte.
+    pub fn consumed(&self) -> usize {
+        match *self {
+            Self::DiscardedBytes { count, .. } => count,
+            _ => 1,
+        }
+    }
 }
 
 /// What the decoder yields, in stream order.
@@ -83,7 +112,9 @@ pub enum Item {
     Event(Event),
 }
 
-/// Running totals of what the decoder has seen, for health reporting.
+/// Running totals of what the decoder has seen, for health reporting. Every byte fed is in
+/// exactly one of: a frame, `discarded_bytes`, a rejected sync byte (one per header CRC error,
+/// data CRC error, empty frame or gap timeout), or [`Decoder::pending`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Bytes fed in.
@@ -94,23 +125,51 @@ pub struct Counters {
     pub discarded_bytes: u64,
     /// False sync bytes (header CRC mismatches).
     pub header_crc_errors: u64,
-    /// Frames dropped for a data CRC mismatch.
+    /// Frame starts rejected for a data CRC mismatch.
     pub data_crc_errors: u64,
     /// Headers announcing an empty frame.
     pub empty_frames: u64,
-    /// Incomplete frames abandoned after a gap.
+    /// Incomplete frame starts abandoned after a gap.
     pub gap_timeouts: u64,
 }
 
-/// Incremental ESP3 decoder. Feed it whatever the serial port returns; it keeps at most about two
-/// maximum-size frames in memory whatever the input.
+impl Counters {
+    /// Rejected frame starts of every kind (header CRC, data CRC, empty, gap).
+    pub fn rejections(&self) -> u64 {
+        self.header_crc_errors + self.data_crc_errors + self.empty_frames + self.gap_timeouts
+    }
+
+    /// Adds `other` to these totals (e.g. one connection's totals to a run's).
+    pub fn add(&mut self, other: &Counters) {
+        self.bytes += other.bytes;
+        self.frames += other.frames;
+        self.discarded_bytes += other.discarded_bytes;
+        self.header_crc_errors += other.header_crc_errors;
+        self.data_crc_errors += other.data_crc_errors;
+        self.empty_frames += other.empty_frames;
+        self.gap_timeouts += other.gap_timeouts;
+    }
+}
+
+/// Incremental ESP3 decoder. Feed it whatever the serial port returns with the time it arrived;
+/// it is sans-IO (no clock, no port), holds fewer than [`MAX_FRAME_LEN`] unconsumed bytes, and
+/// its work per byte is bounded whatever the input.
 #[derive(Debug, Default)]
 pub struct Decoder {
+    /// Received bytes; `buf[start..]` are not consumed yet.
     buf: Vec<u8>,
     /// Index in `buf` of the first byte not yet consumed.
     start: usize,
     /// Stream offset of `buf[start]`.
     offset: u64,
+    /// Index in `buf` up to which a data CRC has been computed; a body starting there or later
+    /// overlaps no earlier check and gets a direct pass.
+    checked: usize,
+    /// Running CRC registers for overlapping checks: `regs[k]` is the register before
+    /// `buf[regs_from + k]` (empty when no check overlapped).
+    regs: Vec<u8>,
+    /// Index in `buf` of the byte `regs[0]` stands before.
+    regs_from: usize,
     last_arrival: Option<Instant>,
     counters: Counters,
 }
@@ -121,7 +180,7 @@ impl Decoder {
         Self::default()
     }
 
-    /// Bytes held for an incomplete frame.
+    /// Bytes held for an incomplete frame (fewer than [`MAX_FRAME_LEN`]).
     pub fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
     }
@@ -132,6 +191,10 @@ impl Decoder {
     }
 
     /// Feeds bytes that arrived at `now`, passing every frame and event to `sink` in stream order.
+    ///
+    /// `now` is when the bytes reached the line, as well as the caller can tell: the gap rule
+    /// compares it with the previous call's. A reader that was busy elsewhere should not pass the
+    /// time it got round to reading (see [`crate::serial`], which counts only the time it waited).
     pub fn feed(&mut self, input: &[u8], now: Instant, mut sink: impl FnMut(Item)) {
         if input.is_empty() {
             return;
@@ -141,9 +204,10 @@ impl Decoder {
         self.counters.bytes += input.len() as u64;
         let mut rest = input;
         while !rest.is_empty() {
-            self.compact();
-            let take = (BUFFER_LIMIT - self.buf.len()).min(rest.len());
-            self.buf.extend_from_slice(&rest[..take]);
+            // After `parse` the bytes held are one incomplete frame start, shorter than a whole
+            // frame: at least one more byte always fits.
+            let take = (MAX_FRAME_LEN - self.pending().len()).min(rest.len());
+            self.append(&rest[..take]);
             rest = &rest[take..];
             self.parse(&mut sink);
         }
@@ -156,28 +220,48 @@ impl Decoder {
         items
     }
 
-    /// Abandons an incomplete frame if its last byte arrived more than [`GAP_TIMEOUT`] before
-    /// `now`. Call it when a read times out; `feed` calls it itself.
+    /// Applies the gap rule at `now`: if the last bytes arrived more than [`GAP_TIMEOUT`] before,
+    /// nothing more can complete the frame start held, so it is abandoned and the bytes after its
+    /// sync byte are rescanned; frames among them come out, and every further incomplete start is
+    /// abandoned the same way. Call it when a read times out; `feed` calls it itself.
     pub fn expire(&mut self, now: Instant, mut sink: impl FnMut(Item)) {
         let Some(last) = self.last_arrival else {
             return;
         };
-        let count = self.buf.len() - self.start;
-        if count > 0 && now.saturating_duration_since(last) > GAP_TIMEOUT {
+        if self.pending().is_empty() || now.saturating_duration_since(last) <= GAP_TIMEOUT {
+            return;
+        }
+        while !self.pending().is_empty() {
+            let count = self.pending().len();
             sink(Item::Event(Event::GapTimeout {
                 offset: self.offset,
                 count,
             }));
             self.counters.gap_timeouts += 1;
-            self.advance(count);
+            self.advance(1);
+            self.parse(&mut sink);
         }
     }
 
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
+    /// Appends received bytes, compacting first when the bytes already consumed outweigh the ones
+    /// held (so moving them is paid for by consumption).
+    fn append(&mut self, bytes: &[u8]) {
+        let s = self.start;
+        if s > 0 && (s >= self.pending().len() || self.buf.len() + bytes.len() > CAPACITY) {
+            self.buf.drain(..s);
+            self.checked = self.checked.saturating_sub(s);
+            // Registers before the first byte held are never needed again.
+            if self.regs_from + self.regs.len() <= s {
+                self.regs.clear();
+            } else if self.regs_from < s {
+                self.regs.drain(..s - self.regs_from);
+                self.regs_from = 0;
+            } else {
+                self.regs_from -= s;
+            }
             self.start = 0;
         }
+        self.buf.extend_from_slice(bytes);
     }
 
     fn advance(&mut self, n: usize) {
@@ -186,12 +270,48 @@ impl Decoder {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            self.checked = 0;
+            self.regs.clear();
         }
     }
 
+    /// The CRC8 of `buf[a..b]`, a candidate's body. A body that no earlier check covered gets a
+    /// direct pass (each byte once over the stream); an overlapping one, only possible while
+    /// rescanning after a rejection, is answered from running registers that are extended
+    /// forward, each byte once.
+    fn data_crc(&mut self, a: usize, b: usize) -> u8 {
+        let regs_end = self.regs_from + self.regs.len().saturating_sub(1);
+        if a >= self.checked && (self.regs.is_empty() || a >= regs_end) {
+            self.regs.clear();
+            self.checked = b;
+            return crc8(&self.buf[a..b]);
+        }
+        if self.regs.is_empty() || a < self.regs_from {
+            self.regs.clear();
+            self.regs.push(0);
+            self.regs_from = a;
+        }
+        let have = self.regs_from + self.regs.len() - 1;
+        if have < b {
+            let mut reg = self.regs[self.regs.len() - 1];
+            self.regs.extend(self.buf[have..b].iter().map(|&x| {
+                reg = update(reg, x);
+                reg
+            }));
+        }
+        self.checked = self.checked.max(b);
+        between(
+            self.regs[a - self.regs_from],
+            self.regs[b - self.regs_from],
+            b - a,
+        )
+    }
+
+    /// Decides every frame start that can be decided with the bytes held.
     fn parse(&mut self, sink: &mut impl FnMut(Item)) {
         loop {
-            let avail = &self.buf[self.start..];
+            let s = self.start;
+            let avail = &self.buf[s..];
             let Some(&first) = avail.first() else {
                 return;
             };
@@ -224,14 +344,15 @@ impl Decoder {
             if avail.len() < total {
                 return;
             }
-            let body = &avail[HEADER_LEN..total - 1];
-            if crc8(body) != avail[total - 1] {
+            let crc_byte = avail[total - 1];
+            if self.data_crc(s + HEADER_LEN, s + total - 1) != crc_byte {
                 self.counters.data_crc_errors += 1;
                 sink(Item::Event(Event::DataCrcMismatch { offset }));
                 self.advance(1);
                 continue;
             }
-            let frame = Frame::from_body(PacketType::from(avail[4]), body.to_vec(), data_len);
+            let body = self.buf[s + HEADER_LEN..s + total - 1].to_vec();
+            let frame = Frame::from_body(PacketType::from(self.buf[s + 4]), body, data_len);
             self.counters.frames += 1;
             sink(Item::Frame { offset, frame });
             self.advance(total);
@@ -249,8 +370,17 @@ mod tests {
             .encode()
     }
 
+    /// A header that passes CRC8H and announces `data` data bytes and `opt` optional bytes.
+    fn fake_header(data: u16, opt: u8) -> Vec<u8> {
+        let mut h = vec![SYNC];
+        h.extend_from_slice(&data.to_be_bytes());
+        h.extend_from_slice(&[opt, 0x01]);
+        h.push(crc8(&h[1..5]));
+        h
+    }
+
     #[test]
-    fn gap_abandons_incomplete_frame() {
+    fn gap_abandons_only_the_sync_byte_of_an_incomplete_frame() {
         let bytes = frame_bytes();
         let mut d = Decoder::new();
         let t0 = Instant::now();
@@ -262,6 +392,10 @@ mod tests {
                 Item::Event(Event::GapTimeout {
                     offset: 0,
                     count: 3
+                }),
+                Item::Event(Event::DiscardedBytes {
+                    offset: 1,
+                    count: 2
                 }),
                 Item::Event(Event::DiscardedBytes {
                     offset: 3,
@@ -292,7 +426,34 @@ mod tests {
         d.expire(t0 + Duration::from_millis(50), |i| items.push(i));
         assert!(items.is_empty());
         d.expire(t0 + Duration::from_millis(150), |i| items.push(i));
-        assert_eq!(items.len(), 1);
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert!(d.pending().is_empty());
+    }
+
+    #[test]
+    fn gap_rescans_frames_held_behind_a_false_start() {
+        let mut stream = fake_header(600, 0);
+        let good = frame_bytes();
+        stream.extend_from_slice(&good);
+        stream.extend_from_slice(&good);
+        let mut d = Decoder::new();
+        let t0 = Instant::now();
+        assert!(
+            d.feed_collect(&stream, t0)
+                .iter()
+                .all(|i| !matches!(i, Item::Frame { .. })),
+            "held behind the false start"
+        );
+        let mut items = Vec::new();
+        d.expire(t0 + Duration::from_millis(101), |i| items.push(i));
+        let frames: Vec<u64> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Frame { offset, .. } => Some(*offset),
+                Item::Event(_) => None,
+            })
+            .collect();
+        assert_eq!(frames, [6, 6 + good.len() as u64]);
         assert!(d.pending().is_empty());
     }
 
@@ -300,17 +461,54 @@ mod tests {
     fn huge_garbage_keeps_buffer_bounded() {
         let mut d = Decoder::new();
         // A valid header announcing the largest frame, then never its body.
-        let mut header = vec![SYNC, 0xFF, 0xFF, 0xFF, 0x01];
-        header.push(crc8(&header[1..5]));
-        let mut input = header.clone();
+        let mut input = fake_header(0xFFFF, 0xFF);
         input.extend(std::iter::repeat_n(0xAAu8, 3 * MAX_FRAME_LEN));
         let items = d.feed_collect(&input, Instant::now());
-        assert!(d.pending().len() <= BUFFER_LIMIT);
+        assert!(d.pending().len() < MAX_FRAME_LEN);
+        assert!(d.buf.len() <= CAPACITY);
         // The announced frame's CRC8D cannot match 0xAA filler of this length, so it is dropped
         // and the rest is discarded as non-sync bytes.
         assert!(matches!(
             items[0],
             Item::Event(Event::DataCrcMismatch { offset: 0 })
         ));
+        let c = d.counters();
+        assert_eq!(c.discarded_bytes + 1, input.len() as u64);
+    }
+
+    #[test]
+    fn false_starts_everywhere_cost_linear_work_and_bounded_memory() {
+        // Nothing but valid headers announcing the longest frame, back to back, then one good
+        // frame: every start is rejected by its data CRC, one byte at a time, the good frame
+        // comes out, and the buffer stays bounded throughout.
+        let header = fake_header(0xFFFF, 0xFF);
+        let mut stream = Vec::new();
+        while stream.len() < 3 * MAX_FRAME_LEN {
+            stream.extend_from_slice(&header);
+        }
+        let good = frame_bytes();
+        let good_at = stream.len() as u64;
+        stream.extend_from_slice(&good);
+        let mut d = Decoder::new();
+        let t0 = Instant::now();
+        let mut frames = Vec::new();
+        for chunk in stream.chunks(61) {
+            d.feed(chunk, t0, |i| {
+                if let Item::Frame { offset, .. } = i {
+                    frames.push(offset);
+                }
+            });
+            assert!(d.pending().len() < MAX_FRAME_LEN);
+            assert!(d.buf.len() <= CAPACITY && d.regs.len() <= CAPACITY + 1);
+            assert!(d.regs_from + d.regs.len() <= d.buf.len() + 1);
+        }
+        d.expire(t0 + Duration::from_secs(1), |i| {
+            if let Item::Frame { offset, .. } = i {
+                frames.push(offset);
+            }
+        });
+        // A false start whose announced body happened to pass CRC8D would be a frame by the
+        // rules; with this filler none does, so only the good frame comes out.
+        assert_eq!(frames, [good_at]);
     }
 }

@@ -141,6 +141,11 @@ impl Handshake {
         }
     }
 
+    /// True once both commands are done (answered, refused or out of tries).
+    pub(super) fn finished(&self) -> bool {
+        self.step == Step::Done
+    }
+
     /// When the outstanding command times out.
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.awaiting

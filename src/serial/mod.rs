@@ -1,5 +1,5 @@
 //! The serial runtime: opens the USB 300 by path, reads and decodes its byte stream, performs the
-//! start-up handshake and survives unplugging.
+//! start-up handshake, proves the stick alive while the radio is quiet and survives unplugging.
 //!
 //! [`run`] is what the daemon calls. It keeps the port open (57 600 baud 8N1, exclusive), feeds
 //! every read to an [`esp3::Decoder`] and sends what comes out as
@@ -8,28 +8,45 @@
 //! telegram are dropped by [`Dedup`]. When the stick disappears it retries
 //! with a growing backoff and watches for the device path to come back.
 //!
-//! The agent never transmits radio telegrams: the two handshake commands are the only bytes
-//! written to the stick.
+//! A stick that stops talking is noticed: when no frame has arrived for
+//! [`PortConfig::keepalive`], the runtime sends CO_RD_VERSION; with no frame back after
+//! [`PortConfig::handshake_attempts`] tries of [`PortConfig::response_timeout`] each, it logs a
+//! warning and reopens the port (a [`SerialEvent::Disconnected`] whose reason says so).
+//!
+//! Rejected input (discarded bytes, CRC errors, gap timeouts) is reported as
+//! [`SerialEvent::Decoder`] events, counted in [`RunStats::decoder`] (live through [`Monitor`]) and
+//! summarised in the log at most once a minute.
+//!
+//! The agent never transmits radio telegrams: the two handshake commands and the keep-alive
+//! CO_RD_VERSION are the only bytes written to the stick.
 
 mod handshake;
+mod keepalive;
 mod open;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_serial::SerialStream;
 
 use crate::dedup::Dedup;
 use crate::erp1::Telegram;
+use crate::esp3::command::CommonCommand;
 use crate::esp3::event::StickEvent;
 use crate::esp3::{self, Counters, Decoder, Frame, GAP_TIMEOUT, Item, PacketType};
 
 pub use handshake::StickInfo;
 pub use open::{BAUD_RATE, OpenError, open};
+
+/// Shortest time between two log summaries of rejected input.
+pub const LINE_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How the runtime opens and watches the port. [`PortConfig::new`] gives the production values;
 /// tests shorten the durations.
@@ -48,8 +65,12 @@ pub struct PortConfig {
     pub presence_poll: Duration,
     /// How long to wait for the stick's answer to a command (ESP3: 500 ms).
     pub response_timeout: Duration,
-    /// Attempts per handshake command (default 3).
+    /// Attempts per handshake command and per keep-alive probe (default 3).
     pub handshake_attempts: u32,
+    /// After this long without a frame from the stick (default 60 s), send CO_RD_VERSION; if no
+    /// frame comes back after `handshake_attempts` tries of `response_timeout`, the stick (or
+    /// the port) is considered dead and reopened. `Duration::ZERO` turns the probe off.
+    pub keepalive: Duration,
     /// Window in which identical telegrams from one sender count as copies (default 2 s);
     /// `Duration::ZERO` delivers every copy.
     pub dedup_window: Duration,
@@ -68,6 +89,7 @@ impl PortConfig {
             presence_poll: Duration::from_millis(250),
             response_timeout: Duration::from_millis(500),
             handshake_attempts: 3,
+            keepalive: Duration::from_secs(60),
             dedup_window: Duration::from_secs(2),
             fail_on_first_open: false,
         }
@@ -104,24 +126,81 @@ pub enum SerialEvent {
     Frame(Frame),
     /// Something the decoder noticed: discarded bytes, CRC mismatches, gap timeouts.
     Decoder(esp3::Event),
-    /// The port was lost (unplugged, read error); reconnecting follows.
+    /// The port was lost (unplugged, read error, or a stick that answered no keep-alive
+    /// probe); reconnecting follows.
     Disconnected {
         /// Why, for the log.
         reason: String,
     },
 }
 
-/// Totals of a whole [`run`], returned when it ends.
+/// Totals of a whole [`run`]: returned when it ends, and readable live through [`Monitor`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunStats {
     /// Successful opens.
     pub connects: u64,
-    /// Decoder totals over all connections.
+    /// Decoder totals over all connections (discarded bytes, CRC errors, gap timeouts …).
     pub decoder: Counters,
     /// Telegrams delivered.
     pub telegrams: u64,
     /// Copies dropped by deduplication.
     pub duplicates: u64,
+    /// Keep-alive CO_RD_VERSION commands sent because the line was quiet.
+    pub keepalive_probes: u64,
+    /// Connections given up because the stick answered no keep-alive probe.
+    pub unresponsive: u64,
+}
+
+/// A live view of a running [`run_with_monitor`]: its totals and whether the port is open, for a
+/// status line, a status file or a watchdog. Clones share the same figures; reading takes a short
+/// lock and never waits for the serial side.
+#[derive(Debug, Clone, Default)]
+pub struct Monitor(Arc<Mutex<MonitorState>>);
+
+#[derive(Debug, Default)]
+struct MonitorState {
+    stats: RunStats,
+    connected: bool,
+    active: Option<std::time::Instant>,
+}
+
+impl Monitor {
+    /// A monitor to hand to [`run_with_monitor`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The totals so far, the connection in progress included.
+    pub fn snapshot(&self) -> RunStats {
+        self.lock().stats
+    }
+
+    /// True while the port is open.
+    pub fn connected(&self) -> bool {
+        self.lock().connected
+    }
+
+    /// When the serial loop last made progress (read, timer, reconnect attempt). It wakes at
+    /// least every [`PortConfig::keepalive`] plus the probe's tries while connected, and every
+    /// backoff or presence poll while not, so an instant much older than that means the reader
+    /// itself is stuck (a watchdog should then stop being fed). `None` before the run starts.
+    pub fn last_activity(&self) -> Option<std::time::Instant> {
+        self.lock().active
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MonitorState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, stats: &RunStats, live: Option<&Counters>) {
+        let mut s = self.lock();
+        s.stats = *stats;
+        if let Some(c) = live {
+            s.stats.decoder.add(c);
+        }
+        s.connected = live.is_some();
+        s.active = Some(std::time::Instant::now());
+    }
 }
 
 /// Errors that end [`run`].
@@ -140,8 +219,8 @@ enum End {
 }
 
 /// Runs the serial side until `shutdown` completes or `tx`'s receiver is dropped: open, read,
-/// handshake, reconnect. Returns the totals. Only fails when `fail_on_first_open` is set and the
-/// first open fails.
+/// handshake, keep-alive, reconnect. Returns the totals. Only fails when `fail_on_first_open` is
+/// set and the first open fails.
 ///
 /// Events are sent with back-pressure: while the channel is full, reading pauses and the bytes
 /// wait in the kernel's tty buffer (a few KiB, about a second of a busy radio channel). Give the
@@ -152,19 +231,32 @@ pub async fn run(
     tx: mpsc::Sender<SerialEvent>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunStats, SerialError> {
+    run_with_monitor(config, tx, shutdown, Monitor::new()).await
+}
+
+/// [`run`], keeping `monitor` up to date with the totals as they change.
+pub async fn run_with_monitor(
+    config: PortConfig,
+    tx: mpsc::Sender<SerialEvent>,
+    shutdown: impl Future<Output = ()>,
+    monitor: Monitor,
+) -> Result<RunStats, SerialError> {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut stats = RunStats::default();
     let mut dedup = Dedup::new(config.dedup_window);
+    let mut report = LineReport::new(LINE_REPORT_INTERVAL);
     let mut backoff = config.backoff_initial;
     let mut first = true;
     let mut last_error: Option<String> = None;
     let path = config.path.clone();
+    monitor.publish(&stats, None);
     loop {
         match open(&path) {
             Ok(stream) => {
                 first = false;
                 last_error = None;
                 stats.connects += 1;
+                monitor.publish(&stats, Some(&Counters::default()));
                 let opened = Instant::now();
                 log::info!("serial: {} opened, receiving", path.display());
                 if tx
@@ -174,8 +266,16 @@ pub async fn run(
                 {
                     return Ok(stats);
                 }
-                let end =
-                    session(stream, &config, &tx, &mut dedup, &mut stats, &mut shutdown).await;
+                let mut session = Session {
+                    config: &config,
+                    tx: &tx,
+                    dedup: &mut dedup,
+                    stats: &mut stats,
+                    report: &mut report,
+                    monitor: &monitor,
+                };
+                let end = session.run(stream, &mut shutdown).await;
+                monitor.publish(&stats, None);
                 match end {
                     End::Shutdown | End::ReceiverGone => {
                         log::info!("serial: {} closed", path.display());
@@ -216,12 +316,13 @@ pub async fn run(
                 }
                 let stopped = if e.is_missing() {
                     backoff = config.backoff_initial;
-                    wait_for_path(&config, &mut shutdown).await
+                    wait_for_path(&config, &monitor, &stats, &mut shutdown).await
                 } else {
                     let d = backoff;
                     backoff = next_backoff(backoff, config.backoff_max);
                     sleep_or_shutdown(d, &mut shutdown).await
                 };
+                monitor.publish(&stats, None);
                 if stopped || tx.is_closed() {
                     return Ok(stats);
                 }
@@ -236,7 +337,7 @@ fn next_backoff(current: Duration, max: Duration) -> Duration {
 }
 
 /// Sleeps for `d`; true when shutdown came first.
-async fn sleep_or_shutdown(d: Duration, shutdown: &mut std::pin::Pin<&mut impl Future>) -> bool {
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut Pin<&mut impl Future>) -> bool {
     tokio::select! {
         _ = shutdown.as_mut() => true,
         _ = tokio::time::sleep(d) => false,
@@ -246,107 +347,179 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut std::pin::Pin<&mut impl F
 /// Polls until the device path exists; true when shutdown came first.
 async fn wait_for_path(
     config: &PortConfig,
-    shutdown: &mut std::pin::Pin<&mut impl Future>,
+    monitor: &Monitor,
+    stats: &RunStats,
+    shutdown: &mut Pin<&mut impl Future>,
 ) -> bool {
     loop {
         if sleep_or_shutdown(config.presence_poll, shutdown).await {
             return true;
         }
+        monitor.publish(stats, None);
         if config.path.exists() {
             return false;
         }
     }
 }
 
-/// One connection: read and decode until the port is lost or the run ends.
-async fn session(
-    mut stream: SerialStream,
-    config: &PortConfig,
-    tx: &mpsc::Sender<SerialEvent>,
-    dedup: &mut Dedup,
-    stats: &mut RunStats,
-    shutdown: &mut std::pin::Pin<&mut impl Future>,
-) -> End {
-    // A fresh decoder per connection: bytes of a frame cut by an unplug never join new ones.
-    let mut decoder = Decoder::new();
-    let mut hs = handshake::Handshake::new(config.response_timeout, config.handshake_attempts);
-    let mut buf = vec![0u8; 4096];
-    let mut items = Vec::new();
-    let end = loop {
-        let now = Instant::now();
-        if let Some(cmd) = hs.poll_send(now) {
-            // No flush(): on a tty it is tcdrain(), a blocking call that would stall the runtime.
-            let bytes = cmd.frame().encode();
-            let write = tokio::time::timeout(config.response_timeout, stream.write_all(&bytes));
-            match write.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => break End::Lost(format!("write failed: {e}")),
-                Err(_) => break End::Lost("write timed out".into()),
+/// One connection's borrowed state.
+struct Session<'a> {
+    config: &'a PortConfig,
+    tx: &'a mpsc::Sender<SerialEvent>,
+    dedup: &'a mut Dedup,
+    stats: &'a mut RunStats,
+    report: &'a mut LineReport,
+    monitor: &'a Monitor,
+}
+
+impl Session<'_> {
+    /// Reads and decodes until the port is lost or the run ends.
+    async fn run(&mut self, mut stream: SerialStream, shutdown: &mut Pin<&mut impl Future>) -> End {
+        let config = self.config;
+        // A fresh decoder per connection: bytes of a frame cut by an unplug never join new ones.
+        let mut decoder = Decoder::new();
+        let mut hs = handshake::Handshake::new(config.response_timeout, config.handshake_attempts);
+        let mut alive = keepalive::KeepAlive::new(
+            config.keepalive,
+            config.response_timeout,
+            config.handshake_attempts,
+            Instant::now(),
+        );
+        let mut clock = LineClock::new();
+        let mut buf = vec![0u8; 4096];
+        let mut items = Vec::new();
+        let end = loop {
+            let now = Instant::now();
+            if let Some(cmd) = hs.poll_send(now)
+                && let Err(end) = send(&mut stream, cmd, config.response_timeout).await
+            {
+                break end;
             }
-        }
-        if let Some(outcome) = hs.take_outcome() {
-            let event = match outcome {
-                Ok(info) => {
-                    log::info!("serial: stick {info}");
-                    SerialEvent::StickInfo(info)
+            if let Some(outcome) = hs.take_outcome() {
+                let event = match outcome {
+                    Ok(info) => {
+                        log::info!("serial: stick {info}");
+                        SerialEvent::StickInfo(info)
+                    }
+                    Err(reason) => {
+                        log::warn!("serial: handshake failed ({reason}); receiving anyway");
+                        SerialEvent::HandshakeFailed { reason }
+                    }
+                };
+                if self.tx.send(event).await.is_err() {
+                    break End::ReceiverGone;
                 }
-                Err(reason) => {
-                    log::warn!("serial: handshake failed ({reason}); receiving anyway");
-                    SerialEvent::HandshakeFailed { reason }
+            }
+            // The keep-alive starts once the handshake is over (it has its own tries).
+            if hs.finished() {
+                match alive.poll(now) {
+                    keepalive::Action::Wait => {}
+                    keepalive::Action::Probe { attempt } => {
+                        self.stats.keepalive_probes += 1;
+                        log::debug!(
+                            "serial: no frame for a while; CO_RD_VERSION keep-alive, try {attempt}"
+                        );
+                        let cmd = CommonCommand::ReadVersion;
+                        if let Err(end) = send(&mut stream, cmd, config.response_timeout).await {
+                            break end;
+                        }
+                    }
+                    keepalive::Action::Dead { silent_for } => {
+                        self.stats.unresponsive += 1;
+                        break End::Lost(format!(
+                            "the stick sent nothing for {:.1} s and answered none of {} \
+                             CO_RD_VERSION keep-alive tries",
+                            silent_for.as_secs_f64(),
+                            config.handshake_attempts.max(1)
+                        ));
+                    }
                 }
-            };
-            if tx.send(event).await.is_err() {
+            }
+            if let Some((message, serious)) = self.report.poll(now, &self.totals(&decoder)) {
+                if serious {
+                    log::warn!("serial: {message}");
+                } else {
+                    log::info!("serial: {message}");
+                }
+            }
+            let gap = (!decoder.pending().is_empty()).then(|| clock.gap_deadline());
+            let wake = [
+                hs.deadline(),
+                gap,
+                hs.finished().then(|| alive.deadline()).flatten(),
+                self.report.deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => break End::Shutdown,
+                (r, empty) = read_noting_empty(&mut stream, &mut buf) => match r {
+                    Ok(0) => break End::Lost("end of file (device gone)".into()),
+                    Ok(n) => {
+                        clock.saw_empty(empty);
+                        decoder.feed(&buf[..n], clock.read(), |item| items.push(item));
+                    }
+                    Err(e) => break End::Lost(e.to_string()),
+                },
+                // The read was polled just before and found nothing: the port is empty now.
+                _ = sleep_opt(wake), if wake.is_some() => {
+                    clock.saw_empty(Some(std::time::Instant::now()));
+                    decoder.expire(clock.idle(), |item| items.push(item));
+                }
+            }
+            let now = Instant::now();
+            let mut receiver_gone = false;
+            for item in items.drain(..) {
+                let event = match item {
+                    Item::Event(e) => Some(SerialEvent::Decoder(e)),
+                    Item::Frame { frame, .. } => {
+                        let keepalive_answer = frame.packet_type() == PacketType::Response
+                            && hs.finished()
+                            && alive.take_answer();
+                        alive.frame_received(now);
+                        if keepalive_answer {
+                            log::debug!("serial: the stick answered the keep-alive");
+                            None
+                        } else {
+                            route(frame, &mut hs, self.dedup, self.stats)
+                        }
+                    }
+                };
+                if let Some(event) = event
+                    && self.tx.send(event).await.is_err()
+                {
+                    receiver_gone = true;
+                    break;
+                }
+            }
+            self.monitor.publish(self.stats, Some(&decoder.counters()));
+            if receiver_gone {
                 break End::ReceiverGone;
             }
-        }
-        let gap =
-            (!decoder.pending().is_empty()).then(|| now + GAP_TIMEOUT + Duration::from_millis(1));
-        let wake = match (hs.deadline(), gap) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
         };
-        tokio::select! {
-            biased;
-            _ = shutdown.as_mut() => break End::Shutdown,
-            r = stream.read(&mut buf) => match r {
-                Ok(0) => break End::Lost("end of file (device gone)".into()),
-                Ok(n) => {
-                    let arrived = std::time::Instant::now();
-                    decoder.feed(&buf[..n], arrived, |item| items.push(item));
-                }
-                Err(e) => break End::Lost(e.to_string()),
-            },
-            _ = sleep_opt(wake), if wake.is_some() => {
-                decoder.expire(std::time::Instant::now(), |item| items.push(item));
-            }
-        }
-        let mut receiver_gone = false;
-        for item in items.drain(..) {
-            let event = match item {
-                Item::Event(e) => Some(SerialEvent::Decoder(e)),
-                Item::Frame { frame, .. } => route(frame, &mut hs, dedup, stats),
-            };
-            if let Some(event) = event
-                && tx.send(event).await.is_err()
-            {
-                receiver_gone = true;
-                break;
-            }
-        }
-        if receiver_gone {
-            break End::ReceiverGone;
-        }
-    };
-    let c = decoder.counters();
-    let d = &mut stats.decoder;
-    d.bytes += c.bytes;
-    d.frames += c.frames;
-    d.discarded_bytes += c.discarded_bytes;
-    d.header_crc_errors += c.header_crc_errors;
-    d.data_crc_errors += c.data_crc_errors;
-    d.empty_frames += c.empty_frames;
-    d.gap_timeouts += c.gap_timeouts;
-    end
+        self.stats.decoder.add(&decoder.counters());
+        end
+    }
+
+    /// Decoder totals of the run with this connection's so far.
+    fn totals(&self, decoder: &Decoder) -> Counters {
+        let mut t = self.stats.decoder;
+        t.add(&decoder.counters());
+        t
+    }
+}
+
+/// Writes one command to the stick. No flush(): on a tty it is tcdrain(), a blocking call that
+/// would stall the runtime.
+async fn send(stream: &mut SerialStream, cmd: CommonCommand, timeout: Duration) -> Result<(), End> {
+    let bytes = cmd.frame().encode();
+    match tokio::time::timeout(timeout, stream.write_all(&bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(End::Lost(format!("write failed: {e}"))),
+        Err(_) => Err(End::Lost("write timed out".into())),
+    }
 }
 
 /// Turns one decoded frame into the event to send, if any.
@@ -389,6 +562,148 @@ async fn sleep_opt(at: Option<Instant>) {
     }
 }
 
+/// Reads from the port like `AsyncReadExt::read`, also returning the last moment it found no
+/// bytes waiting (`None` when bytes were there at once).
+fn read_noting_empty<'a>(
+    stream: &'a mut SerialStream,
+    buf: &'a mut [u8],
+) -> impl Future<Output = (std::io::Result<usize>, Option<std::time::Instant>)> + 'a {
+    let mut empty = None;
+    std::future::poll_fn(move |cx: &mut Context<'_>| {
+        let mut rb = tokio::io::ReadBuf::new(buf);
+        match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+            Poll::Ready(r) => Poll::Ready((r.map(|()| rb.filled().len()), empty)),
+            Poll::Pending => {
+                empty = Some(std::time::Instant::now());
+                Poll::Pending
+            }
+        }
+    })
+}
+
+/// The time the gap rule sees. Only silence the reader has witnessed counts: from the end of the
+/// previous read to the last moment the port had no bytes waiting. Time the reader spent
+/// elsewhere (sending events to a slow consumer, a busy CPU, another task holding the thread)
+/// never looks like a pause on the line, so a late read cannot break a frame; a real pause of
+/// the stick is seen as soon as the reader waits through it.
+struct LineClock {
+    /// The line time given to the decoder with the last read.
+    line: std::time::Instant,
+    /// When the last read returned.
+    last_read: std::time::Instant,
+    /// The last moment since then the port was found empty.
+    empty: Option<std::time::Instant>,
+}
+
+impl LineClock {
+    fn new() -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            line: now,
+            last_read: now,
+            empty: None,
+        }
+    }
+
+    /// Notes that the port had no bytes waiting at `at`.
+    fn saw_empty(&mut self, at: Option<std::time::Instant>) {
+        self.empty = self.empty.max(at);
+    }
+
+    /// Witnessed silence since the last read.
+    fn silence(&self) -> Duration {
+        self.empty.map_or(Duration::ZERO, |e| {
+            e.saturating_duration_since(self.last_read)
+        })
+    }
+
+    /// Line time of bytes just read.
+    fn read(&mut self) -> std::time::Instant {
+        self.line += self.silence();
+        self.last_read = std::time::Instant::now();
+        self.empty = None;
+        self.line
+    }
+
+    /// Line time now, while no bytes came.
+    fn idle(&self) -> std::time::Instant {
+        self.line + self.silence()
+    }
+
+    /// When a pending frame runs out of time if the port stays empty.
+    fn gap_deadline(&self) -> Instant {
+        Instant::from_std(self.last_read) + GAP_TIMEOUT + Duration::from_millis(1)
+    }
+}
+
+/// Log summaries of rejected input: the first as soon as it happens, then at most one per
+/// interval with what came in between (never a line per byte or per frame).
+#[derive(Debug)]
+struct LineReport {
+    interval: Duration,
+    /// Totals at the last summary.
+    logged: Counters,
+    last_log: Option<Instant>,
+    /// Totals seen at the last poll.
+    seen: Counters,
+}
+
+impl LineReport {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            logged: Counters::default(),
+            last_log: None,
+            seen: Counters::default(),
+        }
+    }
+
+    fn unreported(&self) -> bool {
+        self.seen.discarded_bytes > self.logged.discarded_bytes
+            || self.seen.rejections() > self.logged.rejections()
+    }
+
+    /// Takes the current totals; returns the summary to log now, if one is due, and whether it
+    /// is serious (CRC errors or gap timeouts: frames may have been lost) or only skipped bytes.
+    fn poll(&mut self, now: Instant, totals: &Counters) -> Option<(String, bool)> {
+        self.seen = *totals;
+        if !self.unreported() || self.last_log.is_some_and(|t| now < t + self.interval) {
+            return None;
+        }
+        let (t, l) = (&self.seen, &self.logged);
+        let since = self.last_log.map_or(String::new(), |at| {
+            format!(
+                " in the last {} s",
+                now.saturating_duration_since(at).as_secs()
+            )
+        });
+        let message = format!(
+            "rejected input on the line{since}: {} bytes skipped, {} false sync bytes (header \
+             CRC), {} data CRC errors, {} empty headers, {} gap timeouts; {} good frames",
+            t.discarded_bytes - l.discarded_bytes,
+            t.header_crc_errors - l.header_crc_errors,
+            t.data_crc_errors - l.data_crc_errors,
+            t.empty_frames - l.empty_frames,
+            t.gap_timeouts - l.gap_timeouts,
+            t.frames - l.frames,
+        );
+        let serious = t.data_crc_errors > l.data_crc_errors
+            || t.gap_timeouts > l.gap_timeouts
+            || t.header_crc_errors > l.header_crc_errors;
+        self.logged = self.seen;
+        self.last_log = Some(now);
+        Some((message, serious))
+    }
+
+    /// When a summary of what is not reported yet becomes due.
+    fn deadline(&self) -> Option<Instant> {
+        if !self.unreported() {
+            return None;
+        }
+        self.last_log.map(|t| t + self.interval)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,5 +720,61 @@ mod tests {
         assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30, 30]);
         assert_eq!(c.response_timeout, Duration::from_millis(500));
         assert_eq!(c.dedup_window, Duration::from_secs(2));
+        assert_eq!(c.keepalive, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn rejections_are_summarised_at_most_once_per_interval() {
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut r = LineReport::new(minute);
+        let mut c = Counters {
+            frames: 10,
+            ..Counters::default()
+        };
+        assert_eq!(r.poll(t0, &c), None, "nothing rejected, nothing logged");
+        assert_eq!(r.deadline(), None);
+        // The first burst is logged at once.
+        c.discarded_bytes += 7;
+        let (first, serious) = r.poll(t0, &c).unwrap();
+        assert!(first.contains("7 bytes skipped"), "{first}");
+        assert!(!serious, "skipped bytes alone lose no frame");
+        // A flood within the minute: silent, but due at the end of the minute.
+        for i in 1..=1000u64 {
+            c.data_crc_errors += 1;
+            c.discarded_bytes += 3;
+            assert_eq!(r.poll(t0 + Duration::from_millis(i * 50), &c), None);
+        }
+        assert_eq!(r.deadline(), Some(t0 + minute));
+        let (second, serious) = r.poll(t0 + minute, &c).unwrap();
+        assert!(serious);
+        assert!(
+            second.contains("3000 bytes skipped") && second.contains("1000 data CRC errors"),
+            "{second}"
+        );
+        assert!(second.contains("in the last 60 s"), "{second}");
+        // Quiet again: no deadline, no line.
+        assert_eq!(r.deadline(), None);
+        assert_eq!(r.poll(t0 + 10 * minute, &c), None);
+    }
+
+    #[test]
+    fn the_line_clock_counts_only_witnessed_silence() {
+        let mut clock = LineClock::new();
+        let start = clock.line;
+        // The reader was busy for a while and found bytes waiting: no silence.
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(clock.read(), start);
+        // It found the port empty 3 ms after that read (twice, the later counts), then bytes.
+        let after_read = clock.last_read;
+        clock.saw_empty(Some(after_read + Duration::from_millis(3)));
+        clock.saw_empty(Some(after_read + Duration::from_millis(1)));
+        clock.saw_empty(None);
+        assert_eq!(clock.idle(), start + Duration::from_millis(3));
+        let at = clock.read();
+        assert_eq!(at, start + Duration::from_millis(3));
+        // An "empty" from before the last read counts nothing.
+        clock.saw_empty(Some(clock.last_read - Duration::from_millis(1)));
+        assert_eq!(clock.idle(), at);
     }
 }

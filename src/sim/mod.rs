@@ -7,10 +7,14 @@
 //! ([`building`]): readings, a teach-in, repeated copies, line noise and frames with a bad CRC.
 //!
 //! Telegrams are only emitted while a host has the port open (a real stick's bytes go nowhere
-//! otherwise). Every emitted telegram's ground truth is recorded when asked, so tests know what
-//! must arrive. [`SimStick::replug`] closes the pty and creates a new one at the same link, like
-//! pulling the stick out and plugging it back. [`SimStick::set_max_telegrams`] pauses and resumes
-//! the radio at an exact telegram, so a test can replug while nothing is in flight.
+//! otherwise). While the host does not read, writes wait for room in the pty and emission pauses
+//! (the waits are counted in [`SimStats::write_blocked`]); what cannot be written at all (host
+//! gone, simulator stopped) is counted in [`SimStats::unwritten_telegrams`] and
+//! [`SimStats::unwritten_bytes`], never dropped silently. Every telegram written has its ground
+//! truth recorded when asked, so tests know what must arrive. [`SimStick::replug`] closes the pty
+//! and creates a new one at the same link, like pulling the stick out and plugging it back.
+//! [`SimStick::set_max_telegrams`] pauses and resumes the radio at an exact telegram, so a test
+//! can replug while nothing is in flight.
 //!
 //! The link: an existing symbolic link at the path is replaced (a simulator killed with SIGKILL
 //! cannot remove its link, and the pty it points to may since belong to someone else); anything
@@ -135,6 +139,17 @@ pub struct SimStats {
     pub commands: u64,
     /// RADIO_ERP1 frames the host asked to transmit (the agent must never do this).
     pub radio_transmit_requests: u64,
+    /// Original telegrams that could not be written to the pty (the host closed it, or the
+    /// simulator was stopped or replugged while waiting for room); they are not in
+    /// [`SimStick::sent`]. Counted in `telegrams` too, which counts what was generated.
+    pub unwritten_telegrams: u64,
+    /// Bytes that could not be written, for the same reasons (copies, noise and answers included).
+    pub unwritten_bytes: u64,
+    /// Total time writes waited because the pty took no more bytes (the host was not reading).
+    /// Emission pauses meanwhile and catches up afterwards; nothing is lost by waiting.
+    pub write_blocked: Duration,
+    /// The longest single such wait.
+    pub longest_write_block: Duration,
     /// Pseudo-terminals created so far (1 + replugs).
     pub ptys: u32,
     /// True while emission is finished: duration reached, or telegram limit reached (until the
@@ -210,6 +225,7 @@ impl SimStick {
                 control: control_rx,
                 finished: finished_tx.clone(),
                 script: None,
+                host_backlog: Vec::new(),
             }
             .run(master),
         );
@@ -408,6 +424,8 @@ struct Runner {
     control: mpsc::UnboundedReceiver<Control>,
     finished: watch::Sender<bool>,
     script: Option<Script>,
+    /// Bytes from the host read while waiting to write, not handled yet.
+    host_backlog: Vec<u8>,
 }
 
 enum Ended {
@@ -473,6 +491,8 @@ impl Runner {
         let mut rbuf = [0u8; 1024];
         let mut commands = Decoder::new();
         let mut out = Vec::with_capacity(WRITE_BATCH + 64);
+        // End offset in `out` of each radio telegram, and whether it is a repeated copy.
+        let mut marks: Vec<(usize, bool)> = Vec::new();
         // Emission schedule: starts when the first host connects (and again on a resume).
         let mut started: Option<Instant> = None;
         let mut schedule_from: Option<Instant> = None;
@@ -480,6 +500,12 @@ impl Runner {
         let mut was_finished = lock(&self.shared).stats.finished;
         loop {
             let was_present = present;
+            if !self.host_backlog.is_empty() {
+                let bytes = std::mem::take(&mut self.host_backlog);
+                if let Err(end) = self.on_host_bytes(master, &mut commands, &bytes).await {
+                    return end;
+                }
+            }
             match master.try_read(&mut rbuf) {
                 Ok(n) if n > 0 => {
                     present = true;
@@ -527,7 +553,11 @@ impl Runner {
                 Vec::new()
             };
             if !injected.is_empty() {
-                match self.write_out(master, &injected).await {
+                let (written, result) = self.write_out(master, &injected).await;
+                if written < injected.len() {
+                    self.unwritten(&injected[written..], &[], written);
+                }
+                match result {
                     Err(end) => return end,
                     Ok(true) => {}
                     Ok(false) => present = false,
@@ -538,11 +568,17 @@ impl Runner {
                 let next = due_at(self.script.as_ref().map_or(0, Script::telegrams));
                 if next <= now {
                     out.clear();
-                    let reached_max = self.fill(&mut out, generation, |n| due_at(n) <= now);
+                    marks.clear();
+                    let reached_max =
+                        self.fill(&mut out, &mut marks, generation, |n| due_at(n) <= now);
                     if reached_max {
                         self.finish();
                     }
-                    match self.write_out(master, &out).await {
+                    let (written, result) = self.write_out(master, &out).await;
+                    if written < out.len() {
+                        self.unwritten(&out[written..], &marks, written);
+                    }
+                    match result {
                         Err(end) => return end,
                         Ok(true) => {}
                         Ok(false) => present = false,
@@ -564,24 +600,82 @@ impl Runner {
         }
     }
 
-    /// Writes all of `out`, waiting while the pty buffer is full. `Ok(false)` when the host
-    /// went away, `Err` when told to stop or replug meanwhile.
-    async fn write_out(&mut self, master: &mut SerialStream, out: &[u8]) -> Result<bool, Ended> {
+    /// Writes all of `out`, waiting while the pty buffer is full. Returns how many bytes went
+    /// out and `Ok(false)` when the host went away, `Err` when told to stop or replug meanwhile.
+    async fn write_out(
+        &mut self,
+        master: &mut SerialStream,
+        out: &[u8],
+    ) -> (usize, Result<bool, Ended>) {
         let mut off = 0;
-        while off < out.len() {
+        // The wait in progress: when it started and when it was last counted.
+        let mut wait: Option<(Instant, Instant)> = None;
+        let result = loop {
+            if off == out.len() {
+                break Ok(true);
+            }
             match master.try_write(&out[off..]) {
-                Ok(n) => off += n,
+                Ok(n) => {
+                    off += n;
+                    wait = None;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // A full pty still takes writes after the host closed it: look for the
+                    // host (its commands are kept for later) so a gone host is noticed.
+                    let mut probe = [0u8; 256];
+                    match master.try_read(&mut probe) {
+                        Ok(n) if n > 0 => self.host_backlog.extend_from_slice(&probe[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        _ => break Ok(false),
+                    }
+                    let now = Instant::now();
+                    let (since, counted) = wait.unwrap_or((now, now));
+                    self.blocked(now - counted, now - since);
+                    wait = Some((since, now));
                     tokio::select! {
                         biased;
-                        c = self.control.recv() => return Err(ended(c)),
+                        c = self.control.recv() => break Err(ended(c)),
                         _ = tokio::time::sleep(WRITE_RETRY) => {}
                     }
                 }
-                Err(_) => return Ok(false),
+                Err(e) => {
+                    log::debug!("sim: write failed: {e}");
+                    break Ok(false);
+                }
             }
+        };
+        (off, result)
+    }
+
+    /// Counts `more` waiting time, in a wait that has lasted `so_far` (live, so a reader that
+    /// stopped shows while it lasts).
+    fn blocked(&mut self, more: Duration, so_far: Duration) {
+        let mut s = lock(&self.shared);
+        s.stats.write_blocked += more;
+        s.stats.longest_write_block = s.stats.longest_write_block.max(so_far);
+    }
+
+    /// Counts the bytes of a batch that could not be written (`rest`, from offset `written`) and
+    /// the telegrams among them (`marks`: end offsets in the batch), and takes those telegrams
+    /// out of the ground truth.
+    fn unwritten(&mut self, rest: &[u8], marks: &[(usize, bool)], written: usize) {
+        let lost: Vec<bool> = marks
+            .iter()
+            .filter(|(end, _)| *end > written)
+            .map(|(_, repeated)| *repeated)
+            .collect();
+        let mut s = lock(&self.shared);
+        s.stats.unwritten_bytes += rest.len() as u64;
+        s.stats.unwritten_telegrams += lost.iter().filter(|r| !**r).count() as u64;
+        if self.config.record {
+            let keep = s.sent.len().saturating_sub(lost.len());
+            s.sent.truncate(keep);
         }
-        Ok(true)
+        log::warn!(
+            "sim: {} bytes ({} telegrams) could not be written to the pty",
+            rest.len(),
+            lost.len()
+        );
     }
 
     fn finish(&mut self) {
@@ -596,7 +690,13 @@ impl Runner {
 
     /// Appends chunks to `out` while `due(next telegram number)` holds, up to one write batch.
     /// Returns true when the telegram limit is reached.
-    fn fill(&mut self, out: &mut Vec<u8>, generation: u32, due: impl Fn(u64) -> bool) -> bool {
+    fn fill(
+        &mut self,
+        out: &mut Vec<u8>,
+        marks: &mut Vec<(usize, bool)>,
+        generation: u32,
+        due: impl Fn(u64) -> bool,
+    ) -> bool {
         let options = self.config.script;
         let script = self.script.get_or_insert_with(|| Script::new(options));
         let mut shared = lock(&self.shared);
@@ -617,6 +717,7 @@ impl Runner {
                 let st = &mut shared.stats;
                 match &chunk {
                     Chunk::Telegram(e) => {
+                        marks.push((out.len(), e.repeated));
                         if e.repeated {
                             st.copies += 1;
                         } else {
@@ -671,8 +772,12 @@ impl Runner {
                 }
             }
             if self.config.answer_commands {
-                self.write_out(master, &response_to(&frame).encode())
-                    .await?;
+                let answer = response_to(&frame).encode();
+                let (written, result) = self.write_out(master, &answer).await;
+                if written < answer.len() {
+                    self.unwritten(&answer[written..], &[], written);
+                }
+                result?;
             }
         }
         Ok(())
