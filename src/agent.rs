@@ -100,6 +100,11 @@ pub struct Report {
     pub enqueue_errors: u64,
     /// Records that did not fit in the hand-off to storage (the disk was too slow for too long).
     pub handoff_dropped: u64,
+    /// Parts of chained messages (RORG 0x40) taken in; each complete message counts once as a
+    /// telegram.
+    pub chain_parts: u64,
+    /// Chained messages that never completed (a part missing past the timeout, or evicted).
+    pub chains_incomplete: u64,
     /// Times the stick was (re)connected.
     pub connects: u64,
     /// Repeated copies dropped (same sender and payload within the dedup window).
@@ -168,6 +173,7 @@ pub async fn run(
         warned_eeps: Default::default(),
         strangers: TeachInSummary::default(),
         clock,
+        chains: crate::chain::Reassembler::default(),
     };
     let webhooks = cfg.enabled_webhooks().len();
     notify(Notice::Ready(format!(
@@ -220,6 +226,7 @@ pub async fn run(
         if let Some(summary) = state.strangers.due(Instant::now()) {
             info!("{summary}");
         }
+        state.chains.expire(Instant::now());
         let stopping = stop_tx.is_none();
         if let Some(every) = options.watchdog
             && !stopping
@@ -254,6 +261,7 @@ pub async fn run(
         sim.stop().await;
     }
     let mut report = state.report;
+    report.chains_incomplete = state.chains.counters().incomplete();
     let State { storage, .. } = state;
     let figures = storage.shared_figures();
     let storage_ok = storage.stop();
@@ -300,6 +308,8 @@ struct State<'a> {
     strangers: TeachInSummary,
     /// Stamps readings: monotonic time and boot, wall time only from a synchronised clock.
     clock: crate::webhook::ClockCheck,
+    /// Chained messages (RORG 0x40) being put back together.
+    chains: crate::chain::Reassembler,
 }
 
 /// Teach-ins from senders the gateway does not know (a neighbour's radio, a flood): the first after
@@ -350,6 +360,28 @@ impl TeachInSummary {
 impl State<'_> {
     fn on_serial(&mut self, ev: SerialEvent) {
         match ev {
+            SerialEvent::Telegram {
+                telegram,
+                received_at,
+                ..
+            } if telegram.rorg == crate::erp1::rorg::CDM => {
+                // A part of a chained message: the whole message is handled once complete, as
+                // if it had come in one telegram.
+                self.report.telegrams += 1;
+                match self.chains.push(&telegram, Instant::now()) {
+                    crate::chain::Outcome::Complete(inner) => {
+                        self.report.telegrams -= 1;
+                        self.on_telegram(&inner, received_at);
+                    }
+                    crate::chain::Outcome::Pending | crate::chain::Outcome::Duplicate => {
+                        self.report.chain_parts += 1;
+                    }
+                    crate::chain::Outcome::Rejected(e) => {
+                        self.report.chain_parts += 1;
+                        debug!("{}: chained part dropped: {e}", telegram.sender_hex());
+                    }
+                }
+            }
             SerialEvent::Telegram {
                 telegram,
                 received_at,

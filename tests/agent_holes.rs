@@ -441,3 +441,54 @@ fn a_teach_in_flood_from_strangers_writes_a_line_or_two() {
         .unwrap();
     assert!(seen >= FLOOD, "teach-ins were lost: {stopped}");
 }
+
+#[test]
+fn a_chained_message_is_delivered_decoded_as_one_telegram() {
+    if !common::pty_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("stick");
+    let (url, hook, _s) = receiver();
+    let config = write_config(
+        dir.path(),
+        &link,
+        &[&url],
+        "\n[[device]]\nid = \"01D00001\"\neep = \"D2-01-12\"\nname = \"Actuator\"\n",
+    );
+    let log = dir.path().join("agent.log");
+    runtime().block_on(async {
+        let agent = start_agent(&config, &log, "info");
+        let sim = quiet_sim(&link);
+        // D2-01 measurement "07000036EE80" (1 kWh on channel 0) in two parts, the second first
+        // (repeaters reorder), the first part repeated.
+        let first = [0x40, 0x00, 0x06, 0xD2, 0x07, 0x00, 0x00];
+        let second = [0x41, 0x36, 0xEE, 0x80];
+        sim.inject(&erp1(0x40, &second, 0x01D0_0001));
+        sim.inject(&erp1(0x40, &first, 0x01D0_0001));
+        sim.inject(&erp1(0x40, &first, 0x01D0_0001));
+        // A chain that never completes (its second part is lost).
+        sim.inject(&erp1(
+            0x40,
+            &[0x80, 0x00, 0x06, 0xD2, 0x07, 0x00, 0x00],
+            0x01D0_0001,
+        ));
+        wait_until("the reassembled reading", &log, || {
+            !hook.of("01D00001").is_empty()
+        })
+        .await;
+        stop_agent(agent);
+        sim.stop().await;
+    });
+    let records = hook.of("01D00001");
+    assert_eq!(
+        records.len(),
+        1,
+        "one reading for the whole chain: {records:?}"
+    );
+    let r = &records[0];
+    assert_eq!(r["sensor"]["eep"], "D2-01-12");
+    assert_eq!(r["raw"]["rorg"], "D2");
+    assert_eq!(r["raw"]["payload"], "07000036EE80");
+    assert_eq!(r["values"]["energy"]["value"], 1.0, "{r}");
+}
