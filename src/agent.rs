@@ -43,6 +43,9 @@ pub enum AgentError {
     /// The storage writer thread died; committed readings are safe, a restart resumes.
     #[error("the storage writer thread died")]
     StorageDied,
+    /// A webhook sender thread died; committed readings are safe, a restart resumes.
+    #[error("a webhook sender thread died")]
+    SenderDied,
 }
 
 /// What the agent tells its supervisor (systemd's sd_notify in the binary).
@@ -198,6 +201,7 @@ pub async fn run(
         .min(Duration::from_secs(1));
     let mut last_status = Instant::now();
     let mut last_watchdog = Instant::now();
+    let mut sender_died = false;
 
     // Runs until the serial side has stopped and every event it sent has been handled. Nothing
     // here touches the disk: records go to the storage writer thread through a bounded queue.
@@ -233,9 +237,19 @@ pub async fn run(
             && last_watchdog.elapsed() >= every
         {
             last_watchdog = Instant::now();
-            // A dead storage writer must not be hidden behind a healthy watchdog.
-            if state.storage.is_alive() {
+            // A dead storage writer or sender must not be hidden behind a healthy watchdog.
+            if state.storage.is_alive() && sender.dead() == 0 {
                 notify(Notice::Watchdog);
+            }
+        }
+        if sender.dead() > 0 && stop_tx.is_some() {
+            error!(
+                "{} webhook sender thread(s) died; stopping so the service manager restarts the agent",
+                sender.dead()
+            );
+            sender_died = true;
+            if let Some(tx) = stop_tx.take() {
+                let _ = tx.send(());
             }
         }
         if !state.storage.is_alive() {
@@ -286,10 +300,12 @@ pub async fn run(
                 report.enqueue_errors,
                 report.handoff_dropped
             );
-            if storage_ok {
-                Ok(report)
-            } else {
+            if !storage_ok {
                 Err(AgentError::StorageDied)
+            } else if sender_died {
+                Err(AgentError::SenderDied)
+            } else {
+                Ok(report)
             }
         }
         Some(Err(e)) => Err(e.into()),

@@ -492,3 +492,43 @@ fn a_chained_message_is_delivered_decoded_as_one_telegram() {
     assert_eq!(r["raw"]["payload"], "07000036EE80");
     assert_eq!(r["values"]["energy"]["value"], 1.0, "{r}");
 }
+
+#[test]
+fn a_dead_sender_thread_stops_the_daemon_with_an_error() {
+    if !common::pty_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("stick");
+    let (url, _hook, _s) = receiver();
+    let config = write_config(dir.path(), &link, &[&url], "");
+    let log = dir.path().join("agent.log");
+    runtime().block_on(async {
+        let mut agent = common::agent_command()
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env("ENOCEAN_AGENT_TEST_SENDER_PANIC", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let sim = quiet_sim(&link);
+        let until = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = agent.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < until,
+                "the daemon went on with a dead sender:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        sim.stop().await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(status.code(), Some(1), "{text}");
+        assert!(text.contains("sender thread(s) died"), "{text}");
+    });
+}

@@ -77,7 +77,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Action::Failed { webhook } => {
-            let list = ctx.store.failed(webhook.as_deref(), None)?;
             outln!(
                 "{:>6} {:<20} {:<24} {:>8} {:<16} RECORDS",
                 "ID",
@@ -86,23 +85,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 "ATTEMPTS",
                 "LAST ERROR"
             );
-            for d in &list {
-                let seqs = match (d.seq_first, d.seq_last) {
-                    (Some(a), Some(b)) if a != b => format!("seq {a}-{b}"),
-                    (Some(a), _) => format!("seq {a}"),
-                    _ => "-".into(),
-                };
-                outln!(
-                    "{:>6} {:<20} {:<24} {:>8} {:<16} {}",
-                    d.row,
-                    d.webhook,
-                    d.created_at,
-                    d.attempts,
-                    d.last_error.as_deref().unwrap_or("-"),
-                    seqs
-                );
-            }
-            eprintln!("{} failed deliveries", list.len());
+            // Streamed: one row (without its body) in memory at a time.
+            let n = ctx
+                .store
+                .for_each_failed(webhook.as_deref(), None, |d| -> Result<()> {
+                    let seqs = match (d.seq_first, d.seq_last) {
+                        (Some(a), Some(b)) if a != b => format!("seq {a}-{b}"),
+                        (Some(a), _) => format!("seq {a}"),
+                        _ => "-".into(),
+                    };
+                    outln!(
+                        "{:>6} {:<20} {:<24} {:>8} {:<16} {}",
+                        d.row,
+                        d.webhook,
+                        d.created_at,
+                        d.attempts,
+                        d.last_error.as_deref().unwrap_or("-"),
+                        seqs
+                    );
+                    Ok(())
+                })?;
+            eprintln!("{n} failed deliveries");
             Ok(ExitCode::SUCCESS)
         }
         Action::Resend {
@@ -119,11 +122,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     eprintln!("enocean-agent: no webhook named {w:?} in the configuration");
                     return Ok(ExitCode::from(EXIT_NOT_FOUND));
                 }
-                ctx.store
-                    .failed(webhook.as_deref(), since.as_deref())?
-                    .into_iter()
-                    .map(|d| d.row)
-                    .collect()
+                // Ids only; each body is read when its turn comes.
+                ctx.store.failed_ids(webhook.as_deref(), since.as_deref())?
             } else {
                 ids
             };

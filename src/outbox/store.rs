@@ -628,6 +628,49 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The row ids of failed deliveries (no bodies loaded), for a bulk resend.
+    pub fn failed_ids(
+        &self,
+        webhook: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Vec<i64>, OutboxError> {
+        let mut st = self.conn.prepare(
+            "SELECT id FROM delivery WHERE state = 'failed' \
+             AND (?1 IS NULL OR webhook = ?1) AND (?2 IS NULL OR created_at >= ?2) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![webhook, since], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Calls `f` for each failed delivery, oldest first, one row in memory at a time and without
+    /// its body (`body` is empty): for listings of any length. Stops at the first error `f`
+    /// returns.
+    pub fn for_each_failed<E: From<OutboxError>>(
+        &self,
+        webhook: Option<&str>,
+        since: Option<&str>,
+        mut f: impl FnMut(&Delivery) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let cols = DELIVERY_COLS.replace(", body,", ", X'' AS body,");
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT {cols} FROM delivery WHERE state = 'failed' \
+                 AND (?1 IS NULL OR webhook = ?1) AND (?2 IS NULL OR created_at >= ?2) ORDER BY id"
+            ))
+            .map_err(OutboxError::from)?;
+        let mut rows = st
+            .query(params![webhook, since])
+            .map_err(OutboxError::from)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(OutboxError::from)? {
+            let d = delivery_from_row(r).map_err(OutboxError::from)?;
+            f(&d)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Persists acknowledgements: advances the cursor, appends log entries, notes the last
     /// success, in one transaction.
     pub fn commit_acks(

@@ -144,7 +144,21 @@ impl SenderHandle {
     pub fn stop(self) {
         drop(self);
     }
+
+    /// Sender threads that ended although no shutdown was asked for (a panic): the daemon
+    /// stops then, so that systemd restarts it, instead of feeding its watchdog with a webhook
+    /// that no longer delivers.
+    pub fn dead(&self) -> usize {
+        if self.shutdown.load(Ordering::SeqCst) {
+            return 0;
+        }
+        self.threads.iter().filter(|t| t.is_finished()).count()
+    }
 }
+
+/// Test-only: a sender thread panics at its first step when this variable is set, to prove that
+/// a dead sender stops the daemon.
+pub const TEST_PANIC_ENV: &str = "ENOCEAN_AGENT_TEST_SENDER_PANIC";
 
 impl Drop for SenderHandle {
     fn drop(&mut self) {
@@ -405,6 +419,12 @@ impl Worker {
     }
 
     fn step(&mut self) -> Result<Step, OutboxError> {
+        if std::env::var_os(TEST_PANIC_ENV).is_some() {
+            panic!(
+                "{TEST_PANIC_ENV} is set: the sender thread of {} dies",
+                self.cfg.name
+            );
+        }
         let Some(state) = self.current_state()? else {
             return Ok(Step::Idle(self.opts.poll_interval));
         };
