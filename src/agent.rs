@@ -147,7 +147,13 @@ pub async fn run(
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
-    let storage = Storage::start(outbox, device_store).map_err(AgentError::Thread)?;
+    let storage = Storage::start(
+        outbox,
+        device_store,
+        cfg.webhooks.clone(),
+        cfg.storage.path.clone(),
+    )
+    .map_err(AgentError::Thread)?;
 
     let sim = if cfg.serial.port == "sim" {
         let sim = SimStick::start(options.sim.clone())?;

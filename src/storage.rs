@@ -66,7 +66,37 @@ pub struct RuntimeStatus {
     pub disk_full_now: bool,
     /// True while commits fail.
     pub failing: bool,
+    /// Per webhook: state, backlog, oldest undelivered, last success and failure, next probe
+    /// (refreshed every minute; the same figures as `webhook list`).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookStatus>,
 }
+
+/// One webhook's health in the runtime status file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WebhookStatus {
+    /// Name.
+    pub name: String,
+    /// `active`, `retrying`, `offline`, `deactivated-probing`, `disabled`, `gone`, …
+    pub state: String,
+    /// Readings waiting for this webhook.
+    pub backlog: u64,
+    /// Commit time (unix ms) of the oldest reading not delivered yet.
+    pub oldest_undelivered_ms: Option<i64>,
+    /// Last success (RFC 3339).
+    pub last_success: Option<String>,
+    /// Last failure (RFC 3339) and its reason.
+    pub last_failure: Option<String>,
+    /// Error class of the last failure.
+    pub last_failure_reason: Option<String>,
+    /// Failed deliveries in a row.
+    pub consecutive_failures: u32,
+    /// Next retry or probe (unix ms).
+    pub next_attempt_ms: Option<i64>,
+}
+
+/// How often the per-webhook figures of the status file are recomputed (they read the database).
+const HEALTH_EVERY: Duration = Duration::from_secs(60);
 
 /// One piece of work for the storage writer.
 #[derive(Debug)]
@@ -117,8 +147,14 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Starts the writer thread with the open outbox and device tables.
-    pub fn start(outbox: Outbox, devices: DeviceStore) -> std::io::Result<Self> {
+    /// Starts the writer thread with the open outbox and device tables; `webhooks` are reported
+    /// in the runtime status file.
+    pub fn start(
+        outbox: Outbox,
+        devices: DeviceStore,
+        webhooks: Vec<crate::webhook::WebhookConfig>,
+        db_path: std::path::PathBuf,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(HANDOFF_CAPACITY);
         let (forget_tx, forgets) = unbounded_channel();
         let figures = Arc::new(Figures::default());
@@ -127,6 +163,9 @@ impl Storage {
             devices,
             figures: figures.clone(),
             forgets: forget_tx,
+            webhooks,
+            db_path,
+            health: (None, Vec::new()),
         };
         let thread = std::thread::Builder::new()
             .name("storage".into())
@@ -214,6 +253,10 @@ struct Writer {
     devices: DeviceStore,
     figures: Arc<Figures>,
     forgets: UnboundedSender<u32>,
+    webhooks: Vec<crate::webhook::WebhookConfig>,
+    db_path: std::path::PathBuf,
+    /// Per-webhook figures and when they were computed.
+    health: (Option<Instant>, Vec<WebhookStatus>),
 }
 
 impl Writer {
@@ -289,6 +332,7 @@ impl Writer {
             }
         }
         if let Some(path) = &status_file {
+            self.health.0 = None; // fresh per-webhook figures in the last status
             self.write_status(path);
         }
         let left = self.outbox.buffered();
@@ -303,7 +347,30 @@ impl Writer {
     }
 
     /// Writes the runtime status file (atomically: a temporary file renamed over it).
-    fn write_status(&self, path: &std::path::Path) {
+    fn write_status(&mut self, path: &std::path::Path) {
+        if self.health.0.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
+            self.health.0 = Some(Instant::now());
+            match crate::webhook::health::health(self.outbox.store(), &self.webhooks, &self.db_path)
+            {
+                Ok(list) => {
+                    self.health.1 = list
+                        .into_iter()
+                        .map(|h| WebhookStatus {
+                            name: h.name,
+                            state: h.state.as_str().to_owned(),
+                            backlog: h.backlog,
+                            oldest_undelivered_ms: h.oldest_undelivered_ms,
+                            last_success: h.last_success,
+                            last_failure: h.last_failure,
+                            last_failure_reason: h.last_failure_reason,
+                            consecutive_failures: h.consecutive_failures,
+                            next_attempt_ms: h.next_attempt_ms,
+                        })
+                        .collect();
+                }
+                Err(e) => log::debug!("storage: webhook figures: {e}"),
+            }
+        }
         let f = &self.figures;
         let c = self.outbox.counts();
         let status = RuntimeStatus {
@@ -319,6 +386,7 @@ impl Writer {
             failed_commits: c.failed_commits,
             disk_full_now: c.disk_full_now,
             failing: f.failing.load(Ordering::Relaxed),
+            webhooks: self.health.1.clone(),
         };
         let Ok(text) = serde_json::to_string_pretty(&status) else {
             return;

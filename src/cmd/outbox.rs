@@ -274,6 +274,18 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
                     r.handoff_dropped,
                     r.not_committed
                 );
+                for w in &r.webhooks {
+                    outln!(
+                        "              webhook {}: {}, backlog {}, {} failed in a row{}",
+                        w.name,
+                        w.state,
+                        w.backlog,
+                        w.consecutive_failures,
+                        w.last_failure_reason
+                            .as_deref()
+                            .map_or(String::new(), |r| format!(", last failure {r}"))
+                    );
+                }
             }
             None => outln!("daemon        no live figures in {}", path.display()),
         },
