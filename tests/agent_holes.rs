@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,23 +75,25 @@ fn write_config(dir: &Path, link: &Path, urls: &[&str], devices: &str) -> PathBu
     path
 }
 
-fn start_agent(config: &Path, log: &Path, level: &str) -> Child {
-    common::agent_command()
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", level)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("agent starts")
+fn start_agent(config: &Path, log: &Path, level: &str) -> common::Reaper {
+    common::Reaper(
+        common::agent_command()
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", level)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("agent starts"),
+    )
 }
 
-fn stop_agent(mut agent: Child) {
+fn stop_agent(mut agent: common::Reaper) {
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
+        .args(["-TERM", &agent.0.id().to_string()])
         .status();
     let until = Instant::now() + Duration::from_secs(60);
-    while agent.try_wait().unwrap().is_none() {
+    while agent.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < until, "agent did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -504,19 +506,21 @@ fn a_dead_sender_thread_stops_the_daemon_with_an_error() {
     let config = write_config(dir.path(), &link, &[&url], "");
     let log = dir.path().join("agent.log");
     runtime().block_on(async {
-        let mut agent = common::agent_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("ENOCEAN_AGENT_TEST_SENDER_PANIC", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut agent = common::Reaper(
+            common::agent_command()
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .env("ENOCEAN_AGENT_TEST_SENDER_PANIC", "1")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
         let sim = quiet_sim(&link);
         let until = Instant::now() + Duration::from_secs(60);
         let status = loop {
-            if let Some(s) = agent.try_wait().unwrap() {
+            if let Some(s) = agent.0.try_wait().unwrap() {
                 break s;
             }
             assert!(

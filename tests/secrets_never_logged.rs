@@ -79,15 +79,17 @@ signing = {{ type = "hmac", secret = "{}" }}
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut agent = common::agent_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "trace")
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut agent = common::Reaper(
+            common::agent_command()
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "trace")
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let sim = SimStick::start(SimConfig {
             rate: 20.0,
             link: Some(link.clone()),
@@ -108,10 +110,10 @@ signing = {{ type = "hmac", secret = "{}" }}
                 .all(|a| a.as_deref() == Some(&format!("Bearer {}", SECRETS[2]))),
         );
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &agent.id().to_string()])
+            .args(["-TERM", &agent.0.id().to_string()])
             .status();
         let until = Instant::now() + Duration::from_secs(60);
-        while agent.try_wait().unwrap().is_none() {
+        while agent.0.try_wait().unwrap().is_none() {
             assert!(Instant::now() < until, "the agent did not stop");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -116,15 +116,17 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut agent = common::agent_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("RUNTIME_DIRECTORY", &run)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut agent = common::Reaper(
+            common::agent_command()
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .env("RUNTIME_DIRECTORY", &run)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
         let sim = SimStick::start(SimConfig {
             rate: 500.0,
             script: ScriptOptions {
@@ -196,10 +198,10 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         .await;
         sim.stop().await;
         let _ = Command::new("kill")
-            .args(["-TERM", &agent.id().to_string()])
+            .args(["-TERM", &agent.0.id().to_string()])
             .status();
         let until = Instant::now() + Duration::from_secs(60);
-        while agent.try_wait().unwrap().is_none() {
+        while agent.0.try_wait().unwrap().is_none() {
             assert!(Instant::now() < until, "the agent did not stop");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -50,15 +50,17 @@ fn a_commit_that_takes_a_second_loses_no_telegram_at_240_per_second() {
         .unwrap();
     rt.block_on(async {
         // The agent first: started after the sim it would inherit the pty master.
-        let mut agent = common::agent_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("ENOCEAN_AGENT_TEST_COMMIT_DELAY_MS", "1000")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut agent = common::Reaper(
+            common::agent_command()
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .env("ENOCEAN_AGENT_TEST_COMMIT_DELAY_MS", "1000")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
         let mut sim = SimStick::start(SimConfig {
             rate: RATE,
             script: ScriptOptions {
@@ -76,7 +78,7 @@ fn a_commit_that_takes_a_second_loses_no_telegram_at_240_per_second() {
             .await
             .is_err()
         {
-            let _ = agent.kill();
+            let _ = agent.0.kill();
             panic!("the sim did not finish: {:?}\n{}", sim.stats(), log_text());
         }
         let stats = sim.stats();
@@ -94,10 +96,10 @@ fn a_commit_that_takes_a_second_loses_no_telegram_at_240_per_second() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &agent.id().to_string()])
+            .args(["-TERM", &agent.0.id().to_string()])
             .status();
         let until = Instant::now() + Duration::from_secs(60);
-        while agent.try_wait().unwrap().is_none() {
+        while agent.0.try_wait().unwrap().is_none() {
             assert!(Instant::now() < until, "the agent did not stop");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

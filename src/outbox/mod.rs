@@ -150,6 +150,8 @@ pub struct Outbox {
     drop_log: (Option<Instant>, u64),
     /// Seqs below this are reserved in `<db>.seq` (may have been handed out).
     seq_reserved: u64,
+    /// Records of a failed commit, encoded (id, device, body), first in the next try.
+    retry: Vec<(String, String, String)>,
 }
 
 /// What the outbox counted since it was opened. Kept in memory, so the figures are right while
@@ -223,6 +225,7 @@ impl Outbox {
             disk_full: None,
             drop_log: (None, 0),
             seq_reserved: 0,
+            retry: Vec::new(),
         };
         me.keep_reserve();
         me.continue_seq()?;
@@ -293,14 +296,14 @@ impl Outbox {
 
     /// Telemetry waiting in memory for the next commit.
     pub fn buffered(&self) -> usize {
-        self.buffer.len()
+        self.buffer.len() + self.retry.len()
     }
 
     /// Adds telemetry to the next group commit. Commits at once when `commit_batch` records are
     /// waiting and returns what was committed (empty while the group is still open). On error
     /// the records stay buffered for the next try.
     pub fn enqueue(&mut self, t: Telemetry) -> Result<Vec<Committed>, OutboxError> {
-        if self.buffer.is_empty() {
+        if self.oldest_buffered.is_none() {
             self.oldest_buffered = Some(Instant::now());
         }
         self.buffer.push(t);
@@ -343,16 +346,19 @@ impl Outbox {
 
     /// Commits everything waiting now (shutdown, tests). Returns the committed records.
     pub fn flush(&mut self) -> Result<Vec<Committed>, OutboxError> {
-        if self.buffer.is_empty() {
+        if self.buffer.is_empty() && self.retry.is_empty() {
             return Ok(Vec::new());
         }
         self.last_commit = Some(Instant::now());
-        let mut batch = std::mem::take(&mut self.buffer);
+        let batch = std::mem::take(&mut self.buffer);
         let oldest = self.oldest_buffered.take();
-        let mut encoded = Vec::with_capacity(batch.len());
+        // Records of a failed commit wait encoded: a failing disk costs no re-encoding per try.
+        let mut encoded = std::mem::take(&mut self.retry);
+        encoded.reserve(batch.len());
         for t in &batch {
             encoded.push((t.id.clone(), t.sensor.id.clone(), serde_json::to_string(t)?));
         }
+        drop(batch);
         // A group larger than the bounds themselves keeps only its newest records.
         if self.cfg.overflow == Overflow::DropOldest {
             let mut excess = encoded.len().saturating_sub(self.cfg.max_rows as usize);
@@ -363,7 +369,6 @@ impl Outbox {
             }
             if excess > 0 {
                 encoded.drain(..excess);
-                batch.drain(..excess);
                 self.count_drop(excess as u64, "group larger than the outbox bounds");
             }
         }
@@ -428,14 +433,13 @@ impl Outbox {
             Err(e) => {
                 // Keep the records for the next try, bounded so memory cannot grow without end.
                 let cap = self.cfg.commit_batch.max(1) * 10;
-                let mut kept = batch;
-                kept.append(&mut self.buffer);
+                let mut kept = encoded;
                 if kept.len() > cap {
                     let excess = kept.len() - cap;
                     kept.drain(..excess);
                     self.count_drop(excess as u64, "commit failing, memory buffer full");
                 }
-                self.buffer = kept;
+                self.retry = kept;
                 self.oldest_buffered = oldest.or(Some(Instant::now()));
                 Err(e)
             }
@@ -819,12 +823,12 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        if !self.buffer.is_empty()
+        if self.buffered() > 0
             && let Err(e) = self.flush()
         {
             log::error!(
                 "outbox: {} telemetry records not committed at shutdown: {e}",
-                self.buffer.len()
+                self.buffered()
             );
         }
     }
