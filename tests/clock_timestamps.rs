@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,18 +19,28 @@ const DEV: &str = "0180A3F2";
 
 /// A clock the test sets.
 #[derive(Clone)]
-struct TestClock(Arc<Mutex<(bool, jiff::Timestamp, BootTime)>>);
+struct TestClock(
+    Arc<Mutex<(bool, jiff::Timestamp, BootTime)>>,
+    /// How often the sender asked whether the clock is synchronised.
+    Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl TestClock {
     fn new(synced: bool, wall: &str, boot: &str, ms: u64) -> Self {
-        Self(Arc::new(Mutex::new((
-            synced,
-            wall.parse().unwrap(),
-            BootTime {
-                boot_id: boot.into(),
-                since_boot_ms: ms,
-            },
-        ))))
+        Self(
+            Arc::new(Mutex::new((
+                synced,
+                wall.parse().unwrap(),
+                BootTime {
+                    boot_id: boot.into(),
+                    since_boot_ms: ms,
+                },
+            ))),
+            Arc::default(),
+        )
+    }
+    fn checks(&self) -> u64 {
+        self.1.load(Ordering::SeqCst)
     }
     fn set(&self, synced: bool, wall: &str, ms: u64) {
         let mut g = self.0.lock().unwrap();
@@ -48,6 +58,7 @@ impl Clock for TestClock {
         self.0.lock().unwrap().2.clone()
     }
     fn synchronized(&self) -> bool {
+        self.1.fetch_add(1, Ordering::SeqCst);
         self.0.lock().unwrap().0
     }
 }
@@ -107,8 +118,10 @@ fn readings_before_sync_wait_then_get_a_derived_or_unknown_time() {
     )
     .unwrap();
     ob.set_waker(sender.waker());
-    // Observation window: nothing may leave while the clock is not synchronised.
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing may leave while the clock is not synchronised: wait until the sender has asked
+    // the clock a few times (it holds the readings each time), then look.
+    let asked = clock.checks();
+    assert!(wait_for(WAIT, || clock.checks() >= asked + 3));
     assert_eq!(rx.count(), 0, "a reading left with an unsynchronised clock");
 
     // NTP sets the clock 100 s after boot: the boot started at 20:00:00.
