@@ -69,30 +69,7 @@ pub struct RuntimeStatus {
     /// Per webhook: state, backlog, oldest undelivered, last success and failure, next probe
     /// (refreshed every minute; the same figures as `webhook list`).
     #[serde(default)]
-    pub webhooks: Vec<WebhookStatus>,
-}
-
-/// One webhook's health in the runtime status file.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct WebhookStatus {
-    /// Name.
-    pub name: String,
-    /// `active`, `retrying`, `offline`, `deactivated-probing`, `disabled`, `gone`, …
-    pub state: String,
-    /// Readings waiting for this webhook.
-    pub backlog: u64,
-    /// Commit time (unix ms) of the oldest reading not delivered yet.
-    pub oldest_undelivered_ms: Option<i64>,
-    /// Last success (RFC 3339).
-    pub last_success: Option<String>,
-    /// Last failure (RFC 3339) and its reason.
-    pub last_failure: Option<String>,
-    /// Error class of the last failure.
-    pub last_failure_reason: Option<String>,
-    /// Failed deliveries in a row.
-    pub consecutive_failures: u32,
-    /// Next retry or probe (unix ms).
-    pub next_attempt_ms: Option<i64>,
+    pub webhooks: Vec<crate::webhook::health::WebhookHealth>,
 }
 
 /// How often the per-webhook figures of the status file are recomputed (they read the database).
@@ -256,7 +233,7 @@ struct Writer {
     webhooks: Vec<crate::webhook::WebhookConfig>,
     db_path: std::path::PathBuf,
     /// Per-webhook figures and when they were computed.
-    health: (Option<Instant>, Vec<WebhookStatus>),
+    health: (Option<Instant>, Vec<crate::webhook::health::WebhookHealth>),
 }
 
 impl Writer {
@@ -352,22 +329,7 @@ impl Writer {
             self.health.0 = Some(Instant::now());
             match crate::webhook::health::health(self.outbox.store(), &self.webhooks, &self.db_path)
             {
-                Ok(list) => {
-                    self.health.1 = list
-                        .into_iter()
-                        .map(|h| WebhookStatus {
-                            name: h.name,
-                            state: h.state.as_str().to_owned(),
-                            backlog: h.backlog,
-                            oldest_undelivered_ms: h.oldest_undelivered_ms,
-                            last_success: h.last_success,
-                            last_failure: h.last_failure,
-                            last_failure_reason: h.last_failure_reason,
-                            consecutive_failures: h.consecutive_failures,
-                            next_attempt_ms: h.next_attempt_ms,
-                        })
-                        .collect();
-                }
+                Ok(list) => self.health.1 = list,
                 Err(e) => log::debug!("storage: webhook figures: {e}"),
             }
         }

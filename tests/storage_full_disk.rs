@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use enocean_agent::sim::building::ScriptOptions;
 use enocean_agent::sim::{SimConfig, SimStick};
 use enocean_agent::storage::RuntimeStatus;
+use enocean_agent::webhook::health::State;
 
 struct Mount(std::path::PathBuf);
 
@@ -240,5 +241,14 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         end.disk_full_episodes == 1 && end.failed_commits >= 10,
         "{end:?}"
     );
+    // The status file carries each webhook's health too.
+    let down = &end.webhooks[0];
+    assert_eq!(down.name, "down");
+    assert_eq!(
+        down.last_failure_reason.as_deref(),
+        Some("connection_refused"),
+        "{down:?}"
+    );
+    assert!(down.backlog > 0 && down.state != State::Active, "{down:?}");
     drop(mount);
 }

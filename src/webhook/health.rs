@@ -9,8 +9,9 @@ use std::path::Path;
 use super::config::WebhookConfig;
 use crate::outbox::{OutboxError, Phase, Store};
 
-/// The state of a webhook as an operator sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The state of a webhook as an operator sees it (serialised as [`State::as_str`] writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum State {
     /// Delivering (or nothing to deliver).
     Active,
@@ -52,8 +53,8 @@ impl fmt::Display for State {
     }
 }
 
-/// The health of one webhook.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The health of one webhook (also written to the runtime status file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WebhookHealth {
     /// Name.
     pub name: String,
