@@ -1,0 +1,288 @@
+//! The end-to-end rows of the README's bench table (issue 12), driven by `scripts/bench.sh`:
+//! `enocean-agent sim` and `enocean-agent run` as separate processes (release build, as a
+//! gateway runs them), a receiver on 127.0.0.1 that answers 200 at once.
+//!
+//! - `bench_table capture N FILE`: N RADIO_ERP1 frames of the simulated building (seed 1) as a
+//!   raw ESP3 capture, for the `decode` instruction counts.
+//! - `bench_table e2e RATE SECS BATCH`: the simulator at RATE telegrams/s for SECS seconds, one
+//!   webhook with HMAC signing and `batch_max = BATCH`. Prints one line `key=value …`: telegrams
+//!   delivered in the measured span, the agent's CPU (utime + stime from /proc) per delivered
+//!   telegram, bytes written per telegram (`write_bytes` and `wchar` of /proc/PID/io), peak RSS
+//!   (VmHWM). The span starts when the first telegram has been delivered (start-up is not
+//!   counted) and ends when the last one has and nothing more arrived for 3 s.
+//! - `bench_table backlog N SECS`: an outbox file with N undelivered readings (written through
+//!   the library, as the daemon would have committed them), then the agent started on it with a
+//!   batched webhook for SECS seconds; prints its peak RSS and how many it delivered meanwhile.
+//!
+//! Temporary files go under `BENCH_DIR` (default: the system temp directory), which must be on
+//! a real disk for `write_bytes` to mean anything.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use enocean_agent::sim::building::{DEVICES, Script, ScriptOptions};
+
+fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("enocean-agent")
+}
+
+fn tempdir() -> tempfile::TempDir {
+    match std::env::var_os("BENCH_DIR") {
+        Some(d) => {
+            std::fs::create_dir_all(&d).unwrap();
+            tempfile::tempdir_in(d).unwrap()
+        }
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+/// Receiver: counts the records it was sent.
+fn receiver() -> (u16, Arc<AtomicU64>, Arc<tiny_http::Server>) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let count = Arc::new(AtomicU64::new(0));
+    for _ in 0..2 {
+        let (s, c) = (server.clone(), count.clone());
+        std::thread::spawn(move || {
+            for mut req in s.incoming_requests() {
+                let mut body = Vec::new();
+                let _ = req.as_reader().read_to_end(&mut body);
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                    let n = v["records"].as_array().map_or(0, |a| a.len());
+                    c.fetch_add(n as u64, Ordering::SeqCst);
+                }
+                let _ = req.respond(tiny_http::Response::empty(200));
+            }
+        });
+    }
+    (port, count, server)
+}
+
+fn config(dir: &Path, link: &Path, port: u16, batch: usize) -> PathBuf {
+    let mut text = format!(
+        "[gateway]\nid = \"bench\"\n[serial]\nport = \"{}\"\ndedup_window = \"0s\"\n\
+         [storage]\npath = \"{}\"\nmax_rows = 2000000\nmax_bytes = 2000000000\n\
+         [learn]\nenabled = true\n",
+        link.display(),
+        dir.join("outbox.db").display()
+    );
+    for d in DEVICES {
+        text += &format!("[[device]]\nid = \"{:08X}\"\neep = \"{}\"\n", d.id, d.eep);
+    }
+    text += &format!(
+        "[[webhook]]\nname = \"bench\"\nurl = \"http://127.0.0.1:{port}/in\"\nbatch_max = {batch}\n\
+         signing = {{ type = \"hmac\", secret = \"bench-secret\" }}\n"
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(agent_bin())
+        .args(args)
+        // As the systemd unit runs it (MALLOC_ARENA_MAX keeps glibc from an arena per thread).
+        .env("RUST_LOG", "warn")
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// What /proc says about a live process.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    cpu_s: f64,
+    write_bytes: u64,
+    wchar: u64,
+    hwm_kib: u64,
+}
+
+fn usage(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let hz = 100.0; // USER_HZ on Linux
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    Usage {
+        cpu_s: ticks / hz,
+        write_bytes: field(&io, "write_bytes:"),
+        wchar: field(&io, "wchar:"),
+        hwm_kib: field(&status, "VmHWM:"),
+    }
+}
+
+fn stop(mut c: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if c.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+fn capture(n: u64, path: &Path) {
+    let mut script = Script::new(ScriptOptions::default());
+    let mut out = Vec::new();
+    for _ in 0..n {
+        script.next_telegram().frame().encode_into(&mut out);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn e2e(rate: f64, secs: f64, batch: usize) {
+    let dir = tempdir();
+    let link = dir.path().join("stick");
+    let (port, delivered, _server) = receiver();
+    let cfg = config(dir.path(), &link, port, batch);
+    let agent = spawn(&["run".into(), "--config".into(), cfg.display().to_string()]);
+    let count = ((rate * secs).round() as u64).max(2);
+    let mut sim = spawn(&[
+        "sim".into(),
+        "--rate".into(),
+        rate.to_string(),
+        "--count".into(),
+        count.to_string(),
+        "--link".into(),
+        link.display().to_string(),
+    ]);
+    // The span starts at the first delivery (the agent is up and warm).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while delivered.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "nothing delivered in 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (n0, u0, t0) = (
+        delivered.load(Ordering::SeqCst),
+        usage(agent.id()),
+        Instant::now(),
+    );
+    // The end: the simulator has sent everything, and no record arrived for 3 s.
+    let mut last = (n0, Instant::now());
+    let mut sim_done = false;
+    let limit = Instant::now() + Duration::from_secs_f64(secs * 3.0 + 120.0);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        sim_done = sim_done || sim.try_wait().unwrap().is_some();
+        let n = delivered.load(Ordering::SeqCst);
+        if n != last.0 {
+            last = (n, Instant::now());
+        } else if sim_done && last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        if Instant::now() > limit {
+            eprintln!("bench_table: time limit reached");
+            break;
+        }
+    }
+    let u1 = usage(agent.id());
+    let span = last.1.duration_since(t0).as_secs_f64();
+    stop(sim);
+    stop(agent);
+    let n = (last.0 - n0).max(1);
+    println!(
+        "rate={rate} batch={batch} secs={span:.1} delivered={n} cpu_us={:.1} write_bytes={:.0} wchar={:.0} hwm_kib={}",
+        (u1.cpu_s - u0.cpu_s) * 1e6 / n as f64,
+        (u1.write_bytes - u0.write_bytes) as f64 / n as f64,
+        (u1.wchar - u0.wchar) as f64 / n as f64,
+        u1.hwm_kib
+    );
+}
+
+fn backlog(n: u64, secs: f64) {
+    use enocean_agent::eep::{self, Library};
+    use enocean_agent::erp1::Telegram;
+    use enocean_agent::outbox::{Outbox, StorageConfig};
+    use enocean_agent::telemetry::{Gateway, Telemetry};
+
+    let dir = tempdir();
+    let link = dir.path().join("stick");
+    let (port, delivered, _server) = receiver();
+    let cfg_path = config(dir.path(), &link, port, 100);
+    {
+        let mut cfg = StorageConfig::at(dir.path().join("outbox.db"));
+        cfg.max_rows = 2_000_000;
+        cfg.max_bytes = 2_000_000_000;
+        cfg.commit_batch = 10_000;
+        let mut outbox = Outbox::open(&cfg, &["bench"]).unwrap();
+        let lib = Library::builtin().unwrap();
+        let mut script = Script::new(ScriptOptions::default());
+        let gateway = Gateway {
+            id: "bench".into(),
+            ..Gateway::default()
+        };
+        let now = jiff::Timestamp::now();
+        for _ in 0..n {
+            let e = script.next_telegram();
+            let t = Telegram::from_frame(&e.frame()).unwrap();
+            let mut tm = Telemetry::from_telegram(&t, now, gateway.clone());
+            tm.sensor.eep = Some(e.eep.to_string());
+            if let Ok(p) = lib.get_str(e.eep)
+                && let Ok(d) = eep::decode(p, &t)
+            {
+                tm.values = d.readings();
+            }
+            outbox.enqueue(tm).unwrap();
+        }
+        outbox.flush().unwrap();
+    }
+    let agent = spawn(&[
+        "run".into(),
+        "--config".into(),
+        cfg_path.display().to_string(),
+    ]);
+    let start = Instant::now();
+    let mut hwm = 0;
+    while start.elapsed() < Duration::from_secs_f64(secs) {
+        std::thread::sleep(Duration::from_millis(200));
+        hwm = usage(agent.id()).hwm_kib;
+    }
+    stop(agent);
+    println!(
+        "backlog={n} secs={secs} delivered={} hwm_kib={hwm}",
+        delivered.load(Ordering::SeqCst)
+    );
+}
+
+fn main() {
+    assert!(
+        agent_bin().exists(),
+        "build first: cargo build --release --bins --examples"
+    );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> f64 { args[i].parse().expect("a number") };
+    match args.first().map(String::as_str) {
+        Some("capture") => capture(num(1) as u64, Path::new(&args[2])),
+        Some("e2e") => e2e(num(1), num(2), num(3) as usize),
+        Some("backlog") => backlog(num(1) as u64, num(2)),
+        _ => {
+            eprintln!(
+                "usage: bench_table capture N FILE | e2e RATE SECS BATCH | backlog N SECS"
+            );
+            std::process::exit(2);
+        }
+    }
+}

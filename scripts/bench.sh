@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Prints the whole bench table of issue 12 in one run (README, "Bench"):
+#   bash scripts/bench.sh            all rows
+#   BENCH_QUICK=1 bash scripts/bench.sh   shorter runs (rough figures)
+# Instruction counts come from callgrind (valgrind), which counts the same on an idle and on a
+# loaded machine; the end-to-end rows come from `sim` + `run` + a loopback receiver
+# (examples/bench_table.rs), CPU from the agent's own utime+stime, writes from /proc/PID/io,
+# memory from VmHWM. Temporary files go under target/bench-tmp (a real disk: write_bytes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=${BENCH_QUICK:-}
+export BENCH_DIR=${BENCH_DIR:-$PWD/target/bench-tmp}
+mkdir -p "$BENCH_DIR"
+tmp=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+cargo build --release --bins --example bench_table >&2
+bin=target/release/enocean-agent
+ex=target/release/examples/bench_table
+
+echo "## enocean-agent bench, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml build.rs || echo +changes)"
+echo "machine: $(nproc) cores, $(uname -m), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| figure | value | how |"
+echo "|---|---|---|"
+
+# decode: instructions per frame = (total(N) - total(0)) / N, so start-up is not counted;
+# start-up alone = total(0).
+n=2000
+"$ex" capture 0 "$tmp/c0.esp3"
+"$ex" capture "$n" "$tmp/cN.esp3"
+instr() { # args: capture, extra decode args
+  local out="$tmp/cg.out"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" decode "$@" >/dev/null 2>"$tmp/cg.err" || true
+  grep -m1 '^summary:' "$out" | awk '{print $2}'
+  rm -f "$out"
+}
+if command -v valgrind >/dev/null; then
+  e0=$(instr "$tmp/c0.esp3" --eep A5-04-01); eN=$(instr "$tmp/cN.esp3" --eep A5-04-01)
+  p0=$(instr "$tmp/c0.esp3"); pN=$(instr "$tmp/cN.esp3")
+  echo "| \`decode --eep A5-04-01\` instructions per frame (JSON out) | $(( (eN - e0) / n )) ($(( (pN - p0) / n )) without \`--eep\`) | callgrind, (total($n frames) - total(0)) / $n, simulator capture |"
+  echo "| \`decode --eep A5-04-01\` start-up instructions | $e0 | callgrind, empty capture |"
+else
+  echo "| decode instructions per frame | (valgrind not installed) | |"
+fi
+
+row() { # label, output line of bench_table e2e
+  local line=$2
+  get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
+  echo "| $1 | CPU $(get cpu_us) µs, write_bytes $(get write_bytes) B, wchar $(get wchar) B, peak RSS $(( $(get hwm_kib) / 1024 )).$(( $(get hwm_kib) % 1024 * 10 / 1024 )) MB | $(get delivered) telegrams over $(get secs) s |"
+}
+if [ -n "$quick" ]; then s200=10; s2000=5; slow=20; backlog=100000; bsecs=10
+else s200=30; s2000=15; slow=60; backlog=1000000; bsecs=30; fi
+echo "| **per delivered telegram** (sim → run → loopback receiver, HMAC) | | |"
+row "200/s, one POST per telegram" "$("$ex" e2e 200 "$s200" 1)"
+row "2 000/s, batched (batch_max 100)" "$("$ex" e2e 2000 "$s2000" 100)"
+row "2 000/s, one POST per telegram" "$("$ex" e2e 2000 "$s2000" 1)"
+for r in 0.8 5 20; do
+  row "$r/s, one POST per telegram" "$("$ex" e2e "$r" "$slow" 1)"
+done
+b=$("$ex" backlog "$backlog" "$bsecs")
+hb=$(sed -n 's/.*hwm_kib=\([0-9]*\).*/\1/p' <<<"$b")
+echo "| peak RSS with a $backlog-reading backlog | $(( hb / 1024 )).$(( hb % 1024 * 10 / 1024 )) MB | agent started on it, batch_max 100, ${bsecs} s: $(sed -n 's/.*delivered=\([0-9]*\).*/\1/p' <<<"$b") delivered |"
+
+cp "$bin" "$tmp/agent" && strip "$tmp/agent"
+echo "| stripped binary, $(uname -m) | $(stat -c %s "$tmp/agent") B | target/release (profile.release) |"
+for t in armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu; do
+  f=target/$t/release/enocean-agent
+  if [ -f "$f" ]; then
+    echo "| stripped binary, $t | $(stat -c %s "$f") B | scripts/cross.sh $t (built $(date -u -r "$f" +%Y-%m-%dT%H:%MZ)) |"
+  else
+    echo "| stripped binary, $t | not built | run scripts/cross.sh $t first |"
+  fi
+done
