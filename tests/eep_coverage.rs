@@ -180,6 +180,7 @@ fn every_reference_field_is_read_from_the_same_bits() {
         let found = p.cases.iter().any(|c| {
             c.fields
                 .iter()
+                .map(|pf| &pf.spec)
                 .any(|pf| pf.offset == offset && (pf.total_size() == size || pf.size == first))
                 || c.select
                     .iter()
@@ -228,10 +229,10 @@ fn every_reference_scale_is_the_profiles_scale() {
             .cases
             .iter()
             .flat_map(|c| &c.fields)
-            .filter(|pf| pf.offset == offset)
+            .filter(|pf| pf.spec.offset == offset)
             .any(|pf| {
-                let k = convert(pf.resolved.key.and_then(|k| k.unit));
-                match pf.resolved.linear {
+                let k = convert(pf.key.unit);
+                match pf.linear() {
                     Some(l) => close(l.slope, slope * k) && close(l.intercept, intercept * k),
                     // A raw integer field is the identity scale.
                     None => close(slope * k, 1.0) && close(intercept, 0.0),

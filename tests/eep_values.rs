@@ -59,9 +59,10 @@ fn rounding_never_merges_raw_steps_in_any_profile() {
     let mut fields = 0;
     for p in lib.iter() {
         for f in p.cases.iter().flat_map(|c| &c.fields) {
-            let (Some(lin), None) = (f.resolved.linear, &f.multiplier) else {
+            let (Some(lin), None) = (f.linear(), &f.multiplier) else {
                 continue;
             };
+            let f = &f.spec;
             let Some(d) = lin.decimals else { continue };
             let max_raw = if f.size >= 16 {
                 4096

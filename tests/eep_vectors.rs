@@ -247,7 +247,7 @@ fn check_data_vector(v: &Json) -> Result<usize, String> {
                     let conditional = profile.cases[d.case]
                         .fields
                         .iter()
-                        .any(|f| f.shortcut == ours && !f.when.is_empty());
+                        .any(|f| f.spec.shortcut == ours && !f.conditions.is_empty());
                     if conditional {
                         continue;
                     }

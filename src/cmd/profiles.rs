@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use enocean_agent::eep::{self, Library, Profile, library::read_dir_profiles, model::Field};
+use enocean_agent::eep::{self, Library, Profile, library::read_dir_profiles, model::FieldSpec};
 
 use super::outln;
 
@@ -73,8 +73,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 for p in lib.iter() {
                     let mut keys: Vec<&str> = Vec::new();
                     for f in p.cases.iter().flat_map(|c| &c.fields) {
-                        if !keys.contains(&f.key.as_str()) {
-                            keys.push(&f.key);
+                        if !keys.contains(&f.spec.key.as_str()) {
+                            keys.push(&f.spec.key);
                         }
                     }
                     let _ = writeln!(out, "{}\t{}\t{}", p.eep, p.title, keys.join(","));
@@ -155,7 +155,7 @@ fn check(dir: &Path) -> Result<ExitCode> {
 
 /// Byte and bit of a payload bit offset in the spec's notation (DB3.7 is offset 0 of 4 bytes);
 /// shown as plain offsets because VLD lengths vary.
-fn bits(f: &Field) -> String {
+fn bits(f: &FieldSpec) -> String {
     let range = |offset: usize, size: usize| {
         if size == 1 {
             format!("bit {offset}")
@@ -220,11 +220,11 @@ fn show(p: &Profile, origin: &str) -> String {
                 format!(" when {}", sel.join(", "))
             }
         );
-        for f in &c.fields {
-            let unit = f
-                .resolved
+        for field in &c.fields {
+            let f = &field.spec;
+            let unit = field
                 .key
-                .and_then(|k| k.unit)
+                .unit
                 .map(|u| format!(" [{u}]"))
                 .unwrap_or_default();
             let mut how = Vec::new();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::bits::{extract, sign_extend};
-use super::model::{Case, Field, Profile, round_pow};
+use super::model::{Case, Field, FieldKind, Profile, round_pow};
 use super::teach_in;
 use crate::erp1::{STATUS_NU, STATUS_T21, Telegram};
 use crate::telemetry::Reading;
@@ -303,7 +303,7 @@ fn case_matches(case: &Case, payload: &[u8], status: u8, direction: u8) -> bool 
 
 /// A field's raw bits: its first range, then each of `more_bits` appended below.
 #[inline]
-fn field_raw(payload: &[u8], field: &Field) -> Option<u64> {
+fn field_raw(payload: &[u8], field: &super::model::FieldSpec) -> Option<u64> {
     let mut raw = extract(payload, field.offset, field.size)?;
     for b in &field.more_bits {
         raw = raw.checked_shl(b.size as u32).unwrap_or(0) | extract(payload, b.offset, b.size)?;
@@ -316,89 +316,87 @@ fn decode_field<'p>(
     field: &'p Field,
     payload: &[u8],
 ) -> Result<Option<Value<'p>>, DecodeError> {
-    for (cond, &(o, s)) in field.when.iter().zip(&field.resolved.when_bits) {
-        match extract(payload, o, s) {
+    for ((o, s), cond) in &field.conditions {
+        match extract(payload, *o, *s) {
             Some(raw) if cond.accepts(raw) => {}
             _ => return Ok(None),
         }
     }
-    let Some(raw) = field_raw(payload, field) else {
+    let spec = &field.spec;
+    let Some(raw) = field_raw(payload, spec) else {
         return Err(DecodeError::Truncated {
             eep: profile.eep.clone(),
-            shortcut: field.shortcut.clone(),
-            offset: field.offset,
-            end: field.end(),
+            shortcut: spec.shortcut.clone(),
+            offset: spec.offset,
+            end: spec.end(),
             len: payload.len(),
         });
     };
-    let Some(key) = field.resolved.key else {
-        // Only a profile that skipped validation gets here; it yields nothing rather than panics.
-        return Ok(None);
-    };
     let mut out = Value {
-        key: key.name,
-        unit: key.unit,
-        shortcut: &field.shortcut,
+        key: field.key.name,
+        unit: field.key.unit,
+        shortcut: &spec.shortcut,
         raw,
         value: Val::None,
         status: None,
         decimals: None,
     };
-    if let Some(s) = field.sentinels.iter().find(|s| s.matches(raw)) {
+    if let Some(s) = spec.sentinels.iter().find(|s| s.matches(raw)) {
         out.status = Some(&s.status);
         return Ok(Some(out));
     }
-    if field.bool {
-        out.value = Val::Bool((raw != 0) != field.invert);
-    } else if !field.items.is_empty() {
-        match field.items.iter().find(|i| i.matches(raw)) {
+    match field.kind {
+        FieldKind::Bool { invert } => out.value = Val::Bool((raw != 0) != invert),
+        FieldKind::Label => match spec.items.iter().find(|i| i.matches(raw)) {
             Some(item) => out.value = Val::Label(&item.label),
             None => out.status = Some("reserved"),
-        }
-    } else {
-        let x = if field.signed {
-            sign_extend(raw, field.total_size()) as f64
-        } else {
-            raw as f64
-        };
-        let mut round = None;
-        let mut number = match field.resolved.linear {
-            Some(lin) => {
-                if lin.raw_min.is_some_and(|m| x < m) || lin.raw_max.is_some_and(|m| x > m) {
-                    out.status = Some("out_of_range");
-                    return Ok(Some(out));
+        },
+        FieldKind::Linear(_) | FieldKind::Raw => {
+            let x = if spec.signed {
+                sign_extend(raw, spec.total_size()) as f64
+            } else {
+                raw as f64
+            };
+            let mut round = None;
+            let mut number = match field.kind {
+                FieldKind::Linear(lin) => {
+                    if lin.raw_min.is_some_and(|m| x < m) || lin.raw_max.is_some_and(|m| x > m) {
+                        out.status = Some("out_of_range");
+                        return Ok(Some(out));
+                    }
+                    out.decimals = lin.decimals;
+                    round = lin.round_pow;
+                    Some(x * lin.slope + lin.intercept)
                 }
-                out.decimals = lin.decimals;
-                round = lin.round_pow;
-                Some(x * lin.slope + lin.intercept)
+                _ => None,
+            };
+            if let Some(m) = &field.multiplier {
+                let (o, s) = m.bits;
+                let index = extract(payload, o, s).and_then(|sel| usize::try_from(sel).ok());
+                match index.and_then(|i| Some((m.values.get(i)?, i))) {
+                    Some((f, i)) => {
+                        number = Some(number.unwrap_or(x) * f);
+                        out.decimals = m.decimals.get(i).copied().flatten();
+                        round = m.round_pow.get(i).copied().flatten();
+                    }
+                    None => {
+                        out.status = Some("invalid");
+                        return Ok(Some(out));
+                    }
+                }
             }
-            None => None,
-        };
-        if let (Some(m), Some((o, s))) = (&field.multiplier, field.resolved.multiplier_bits) {
-            let index = extract(payload, o, s).and_then(|sel| usize::try_from(sel).ok());
-            match index.and_then(|i| Some((m.values.get(i)?, i))) {
-                Some((f, i)) => {
-                    number = Some(number.unwrap_or(x) * f);
-                    out.decimals = field.resolved.multiplier_decimals.get(i).copied().flatten();
-                    round = out.decimals.map(|d| 10f64.powi(i32::from(d)));
-                }
-                None => {
-                    out.status = Some("invalid");
-                    return Ok(Some(out));
-                }
-            }
+            out.value = match number {
+                Some(v) => Val::Number(match round {
+                    Some(p) => round_pow(v, p),
+                    None => v,
+                }),
+                None if spec.signed => Val::Int(sign_extend(raw, spec.total_size())),
+                None => match i64::try_from(raw) {
+                    Ok(i) => Val::Int(i),
+                    Err(_) => Val::Number(raw as f64),
+                },
+            };
         }
-        out.value = match number {
-            Some(v) => Val::Number(match round {
-                Some(p) => round_pow(v, p),
-                None => v,
-            }),
-            None if field.signed => Val::Int(sign_extend(raw, field.total_size())),
-            None => match i64::try_from(raw) {
-                Ok(i) => Val::Int(i),
-                Err(_) => Val::Number(raw as f64),
-            },
-        };
     }
     Ok(Some(out))
 }

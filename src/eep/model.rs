@@ -1,9 +1,11 @@
-//! The profile model: what one `eep-profiles/*.toml` file says, and its validation.
+//! The profile model: what one `eep-profiles/*.toml` file says ([`ProfileSpec`], the serde
+//! input), and the compiled, validated [`Profile`] decoding uses.
 //!
 //! The file format is documented in `eep-profiles/README.md`. Deserialisation rejects unknown keys;
-//! [`Profile::validate`] then checks everything serde cannot (bit ranges, one value kind per field,
-//! semantic keys from [`super::keys`], references between fields) and resolves those references
-//! so decoding never has to search by name.
+//! [`parse_profile`] then checks everything serde cannot (bit ranges, one value kind per field,
+//! semantic keys from [`super::keys`], references between fields) and compiles the spec: keys,
+//! references and scales are resolved once, so decoding never searches by name nor meets a
+//! profile that skipped validation (a [`Profile`] can only be made by [`parse_profile`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,10 +65,10 @@ impl FromStr for EepId {
     }
 }
 
-/// One EEP profile as written in its TOML file.
+/// One EEP profile as written in its TOML file (not yet validated: see [`parse_profile`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Profile {
+pub struct ProfileSpec {
     /// The EEP, `RR-FF-TT`; must match the file name.
     pub eep: String,
     /// Short human title of the device class.
@@ -76,23 +78,16 @@ pub struct Profile {
     pub description: Option<String>,
     /// The telegram layouts; the first case whose selectors match is used.
     #[serde(rename = "case")]
-    pub cases: Vec<Case>,
+    pub cases: Vec<CaseSpec>,
     /// Golden vectors: payloads and the values they must decode to.
     #[serde(rename = "vector", default)]
     pub vectors: Vec<Vector>,
-    /// The parsed `eep`, set by validation.
-    #[serde(skip, default = "unset_id")]
-    pub id: EepId,
 }
 
-fn unset_id() -> EepId {
-    EepId::new(0, 0, 0)
-}
-
-/// One telegram layout of a profile and the conditions that select it.
+/// One telegram layout of a profile as written, and the conditions that select it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Case {
+pub struct CaseSpec {
     /// Name shown by `profiles show` and in errors (e.g. `status`, `cmd 4`).
     #[serde(default)]
     pub name: Option<String>,
@@ -116,7 +111,7 @@ pub struct Case {
     pub select: Vec<BitCondition>,
     /// The values this layout carries.
     #[serde(rename = "field", default)]
-    pub fields: Vec<Field>,
+    pub fields: Vec<FieldSpec>,
 }
 
 /// Status-byte condition for RPS cases.
@@ -155,10 +150,10 @@ impl BitCondition {
     }
 }
 
-/// One value carried by a case.
+/// One value carried by a case, as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Field {
+pub struct FieldSpec {
     /// The spec's shortcut (`TMP`, `HUM`, …).
     pub shortcut: String,
     /// Semantic key from the documented list (`temperature`, …); names the value in telemetry.
@@ -206,9 +201,6 @@ pub struct Field {
     /// (`when = [{ field = "PM", is = 2 }, { field = "UNIT", is = 5 }]`).
     #[serde(default, deserialize_with = "one_or_many")]
     pub when: Vec<FieldCondition>,
-    /// Resolved references, set by validation.
-    #[serde(skip)]
-    pub resolved: Resolved,
 }
 
 /// A bit range of a payload.
@@ -221,7 +213,7 @@ pub struct BitRange {
     pub size: usize,
 }
 
-impl Field {
+impl FieldSpec {
     /// The field's size in bits, including `more_bits`.
     pub fn total_size(&self) -> usize {
         self.size + self.more_bits.iter().map(|b| b.size).sum::<usize>()
@@ -236,19 +228,105 @@ impl Field {
     }
 }
 
-/// References of a field resolved at validation time.
-#[derive(Debug, Clone, Default)]
-pub struct Resolved {
+/// A validated profile, ready for decoding: made only by [`parse_profile`].
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The EEP.
+    pub id: EepId,
+    /// The EEP as written in the file, `RR-FF-TT`.
+    pub eep: String,
+    /// Short human title of the device class.
+    pub title: String,
+    /// Longer notes (spec references, quirks).
+    pub description: Option<String>,
+    /// The telegram layouts; the first case whose selectors match is used.
+    pub cases: Vec<Case>,
+    /// Golden vectors: payloads and the values they must decode to.
+    pub vectors: Vec<Vector>,
+    _validated: (),
+}
+
+/// A validated telegram layout and the conditions that select it.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Name shown by `profiles show` and in errors (e.g. `status`, `cmd 4`).
+    pub name: Option<String>,
+    /// Notes on the case.
+    pub description: Option<String>,
+    /// Communication direction this case belongs to, as written (None: 1, from the device).
+    pub direction: Option<u8>,
+    /// RPS status bits that must have these values.
+    pub status: Option<StatusCondition>,
+    /// Exact payload length in bytes this case requires.
+    pub length: Option<usize>,
+    /// Minimum payload length in bytes this case requires.
+    pub min_length: Option<usize>,
+    /// Payload bit fields that must hold given values.
+    pub select: Vec<BitCondition>,
+    /// The values this layout carries.
+    pub fields: Vec<Field>,
+    _validated: (),
+}
+
+/// A validated field: its spec with every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// The field as written (shortcut, bits, scale, enum, sentinels, …).
+    pub spec: FieldSpec,
     /// The semantic key's registry entry.
-    pub key: Option<&'static SemanticKey>,
-    /// Bits of the fields named by `when`, in the same order.
-    pub when_bits: Vec<(usize, usize)>,
-    /// Bits of the field named by `multiplier`.
-    pub multiplier_bits: Option<(usize, usize)>,
-    /// The linear map as `value = raw * slope + intercept`, with the accepted raw range.
-    pub linear: Option<Linear>,
-    /// Decimal places for each `multiplier` value (the step is the linear slope, or 1, times it).
-    pub multiplier_decimals: Vec<Option<u8>>,
+    pub key: &'static SemanticKey,
+    /// How the raw bits become a value.
+    pub kind: FieldKind,
+    /// `when` conditions with the bits of the fields they name, in the same order.
+    pub conditions: Vec<((usize, usize), FieldCondition)>,
+    /// The `multiplier`, resolved.
+    pub multiplier: Option<ResolvedMultiplier>,
+    _validated: (),
+}
+
+impl Field {
+    /// The spec's shortcut (`TMP`, …).
+    pub fn shortcut(&self) -> &str {
+        &self.spec.shortcut
+    }
+
+    /// The linear map, for scaled fields.
+    pub fn linear(&self) -> Option<Linear> {
+        match self.kind {
+            FieldKind::Linear(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// How a field's raw bits become its value.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldKind {
+    /// A flag: raw ≠ 0 is true (raw = 0 with `invert`).
+    Bool {
+        /// Raw 0 is true.
+        invert: bool,
+    },
+    /// A label from the field's enum items.
+    Label,
+    /// A linearly scaled number.
+    Linear(Linear),
+    /// The raw integer (two's complement when `signed`).
+    Raw,
+}
+
+/// A `multiplier` with the selecting field's bits and the decimals of each factor.
+#[derive(Debug, Clone)]
+pub struct ResolvedMultiplier {
+    /// Bits of the selecting field.
+    pub bits: (usize, usize),
+    /// Factor for raw 0, 1, 2, ….
+    pub values: Vec<f64>,
+    /// `10^decimals` for each factor (the step is the linear slope, or 1, times it), None
+    /// when that factor's values need no rounding.
+    pub round_pow: Vec<Option<f64>>,
+    /// Decimal places for each factor.
+    pub decimals: Vec<Option<u8>>,
 }
 
 /// A resolved linear map.
@@ -523,24 +601,24 @@ pub struct ProfileError {
 
 /// Parses and validates one profile file's text. `file` names it in errors.
 pub fn parse_profile(text: &str, file: &str) -> Result<Profile, ProfileError> {
-    let mut profile: Profile = toml::from_str(text).map_err(|e| ProfileError {
+    let spec: ProfileSpec = toml::from_str(text).map_err(|e| ProfileError {
         file: file.to_string(),
         location: None,
         message: e.to_string(),
     })?;
-    profile.validate(file)?;
-    Ok(profile)
+    spec.compile(file)
 }
 
-impl Profile {
-    /// Checks the profile and resolves keys and field references. `file` names it in errors.
-    pub fn validate(&mut self, file: &str) -> Result<(), ProfileError> {
+impl ProfileSpec {
+    /// Checks the profile and resolves keys and field references into a [`Profile`]. `file`
+    /// names it in errors.
+    pub fn compile(self, file: &str) -> Result<Profile, ProfileError> {
         let err = |location: Option<String>, message: String| ProfileError {
             file: file.to_string(),
             location,
             message,
         };
-        self.id = self
+        let id: EepId = self
             .eep
             .parse()
             .map_err(|e: BadEepId| err(Some("eep".into()), e.to_string()))?;
@@ -560,7 +638,8 @@ impl Profile {
         if self.cases.is_empty() {
             return Err(err(None, "a profile needs at least one [[case]]".into()));
         }
-        for (ci, case) in self.cases.iter_mut().enumerate() {
+        let mut cases = Vec::with_capacity(self.cases.len());
+        for (ci, case) in self.cases.into_iter().enumerate() {
             let cname = match &case.name {
                 Some(n) => format!("case[{ci}] ({n})"),
                 None => format!("case[{ci}]"),
@@ -593,25 +672,36 @@ impl Profile {
                     .map(|&(_, o, z)| (o, z))
             };
             let mut seen: Vec<(&str, bool)> = Vec::new();
-            for field in case.fields.iter_mut() {
-                let loc = Some(format!("{cname} field {}", field.shortcut));
-                validate_field(field, &find).map_err(|m| err(loc.clone(), m))?;
-                let conditional = !field.when.is_empty();
-                if let Some(&(_, other_cond)) = seen.iter().find(|(k, _)| *k == field.key)
+            let mut fields = Vec::with_capacity(case.fields.len());
+            for spec in case.fields.iter() {
+                let loc = Some(format!("{cname} field {}", spec.shortcut));
+                let field = compile_field(spec, &find).map_err(|m| err(loc.clone(), m))?;
+                let conditional = !spec.when.is_empty();
+                if let Some(&(_, other_cond)) = seen.iter().find(|(k, _)| *k == spec.key)
                     && !(conditional && other_cond)
                 {
                     return Err(err(
                         loc,
                         format!(
                             "key {} is used twice in this case (allowed only when both fields have `when`)",
-                            field.key
+                            spec.key
                         ),
                     ));
                 }
-                if let Some(k) = field.resolved.key {
-                    seen.push((k.name, conditional));
-                }
+                seen.push((field.key.name, conditional));
+                fields.push(field);
             }
+            cases.push(Case {
+                name: case.name,
+                description: case.description,
+                direction: case.direction,
+                status: case.status,
+                length: case.length,
+                min_length: case.min_length,
+                select: case.select,
+                fields,
+                _validated: (),
+            });
         }
         for (vi, v) in self.vectors.iter().enumerate() {
             let loc = Some(format!("vector[{vi}]"));
@@ -635,9 +725,19 @@ impl Profile {
                 }
             }
         }
-        Ok(())
+        Ok(Profile {
+            id,
+            eep: self.eep,
+            title: self.title,
+            description: self.description,
+            cases,
+            vectors: self.vectors,
+            _validated: (),
+        })
     }
+}
 
+impl Profile {
     /// True when some case is for direction 2 (the profile has two directions).
     pub fn has_directions(&self) -> bool {
         self.cases.iter().any(|c| c.direction == Some(2))
@@ -654,10 +754,10 @@ fn check_bits(offset: usize, size: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_field(
-    field: &mut Field,
+fn compile_field(
+    field: &FieldSpec,
     find: &dyn Fn(&str) -> Option<(usize, usize)>,
-) -> Result<(), String> {
+) -> Result<Field, String> {
     check_bits(field.offset, field.size)?;
     for b in &field.more_bits {
         check_bits(b.offset, b.size)?;
@@ -677,7 +777,6 @@ fn validate_field(
             field.key
         )
     })?;
-    field.resolved.key = Some(key);
     let kinds = [
         field.scale.is_some() || field.factor.is_some(),
         !field.items.is_empty(),
@@ -749,6 +848,7 @@ fn validate_field(
             ));
         }
     }
+    let mut linear = None;
     if let Some(sc) = field.scale {
         let [r0, r1] = sc.raw;
         let [v0, v1] = sc.value;
@@ -756,7 +856,7 @@ fn validate_field(
             return Err("scale needs finite ends and two different raw ends".into());
         }
         let slope = (v1 - v0) / (r1 - r0);
-        field.resolved.linear = Some(Linear::new(
+        linear = Some(Linear::new(
             slope,
             v0 - r0 * slope,
             Some(r0.min(r1)),
@@ -767,12 +867,12 @@ fn validate_field(
         if !f.is_finite() || !add.is_finite() {
             return Err("factor and add must be finite".into());
         }
-        field.resolved.linear = Some(Linear::new(f, add, None, None));
+        linear = Some(Linear::new(f, add, None, None));
     }
     if field.signed && kind != KeyKind::Number {
         return Err("`signed` applies only to numeric fields".into());
     }
-    field.resolved.when_bits.clear();
+    let mut conditions = Vec::with_capacity(field.when.len());
     for w in &field.when {
         if w.is.is_none() && w.any_of.is_empty() {
             return Err("`when` needs `is` or `in`".into());
@@ -780,10 +880,11 @@ fn validate_field(
         if w.field == field.shortcut {
             return Err("`when` refers to the field itself".into());
         }
-        field.resolved.when_bits.push(
-            find(&w.field).ok_or_else(|| format!("`when` refers to unknown field {}", w.field))?,
-        );
+        let bits =
+            find(&w.field).ok_or_else(|| format!("`when` refers to unknown field {}", w.field))?;
+        conditions.push((bits, w.clone()));
     }
+    let mut multiplier = None;
     if let Some(m) = &field.multiplier {
         if kind != KeyKind::Number {
             return Err("`multiplier` applies only to numeric fields".into());
@@ -791,21 +892,43 @@ fn validate_field(
         if m.values.is_empty() || m.values.iter().any(|v| !v.is_finite()) {
             return Err("`multiplier.values` must be finite numbers".into());
         }
-        field.resolved.multiplier_bits = Some(
-            find(&m.field)
-                .ok_or_else(|| format!("`multiplier` refers to unknown field {}", m.field))?,
-        );
-        let (slope, intercept) = field
-            .resolved
-            .linear
-            .map_or((1.0, 0.0), |l| (l.slope, l.intercept));
-        field.resolved.multiplier_decimals = m
+        let bits = find(&m.field)
+            .ok_or_else(|| format!("`multiplier` refers to unknown field {}", m.field))?;
+        let (slope, intercept) = linear.map_or((1.0, 0.0), |l| (l.slope, l.intercept));
+        let decimals: Vec<Option<u8>> = m
             .values
             .iter()
             .map(|f| decimals_for(slope * f, intercept * f))
             .collect();
+        multiplier = Some(ResolvedMultiplier {
+            bits,
+            values: m.values.clone(),
+            round_pow: decimals
+                .iter()
+                .map(|d| d.map(|d| 10f64.powi(i32::from(d))))
+                .collect(),
+            decimals,
+        });
     }
-    Ok(())
+    let kind = if field.bool {
+        FieldKind::Bool {
+            invert: field.invert,
+        }
+    } else if !field.items.is_empty() {
+        FieldKind::Label
+    } else if let Some(l) = linear {
+        FieldKind::Linear(l)
+    } else {
+        FieldKind::Raw
+    };
+    Ok(Field {
+        spec: field.clone(),
+        key,
+        kind,
+        conditions,
+        multiplier,
+        _validated: (),
+    })
 }
 
 #[cfg(test)]
