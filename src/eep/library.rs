@@ -1,8 +1,13 @@
 //! The set of known profiles: the built-in ones (embedded at compile time from `eep-profiles/`)
 //! plus any directory given at run time, whose files add to or override them.
+//!
+//! A built-in profile is compiled the first time it is looked up, once: a daemon or a `decode`
+//! run pays for the few profiles it uses, not for all of them at start-up (parsing every file
+//! cost about 45 M instructions per start). The test suite compiles every built-in file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use super::model::{EepId, Profile, ProfileError, parse_profile};
 
@@ -41,13 +46,53 @@ pub enum LookupError {
     /// No profile has this EEP.
     #[error("no profile for EEP {0}")]
     Unknown(EepId),
+    /// The built-in file of this EEP does not compile (the test suite rules this out).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Known profiles by EEP.
 #[derive(Debug, Clone, Default)]
 pub struct Library {
-    profiles: BTreeMap<EepId, Profile>,
-    origins: BTreeMap<EepId, String>,
+    entries: BTreeMap<EepId, Entry>,
+}
+
+/// One EEP of a library: where it came from and its profile.
+#[derive(Debug, Clone)]
+struct Entry {
+    origin: String,
+    slot: Slot,
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    /// Compiled when it was added.
+    Ready(Box<Profile>),
+    /// A built-in file, compiled on first use.
+    Embedded {
+        name: &'static str,
+        text: &'static str,
+        compiled: OnceLock<Result<Profile, ProfileError>>,
+    },
+}
+
+impl Entry {
+    fn profile(&self) -> Result<&Profile, &ProfileError> {
+        match &self.slot {
+            Slot::Ready(p) => Ok(p),
+            Slot::Embedded {
+                name,
+                text,
+                compiled,
+            } => compiled
+                .get_or_init(|| {
+                    parse_profile(text, name).inspect_err(|e| {
+                        log::error!("built-in profile {name} does not compile: {e}");
+                    })
+                })
+                .as_ref(),
+        }
+    }
 }
 
 impl Library {
@@ -56,20 +101,42 @@ impl Library {
         Self::default()
     }
 
-    /// The built-in profiles. Fails only if an embedded file is malformed, which the test suite
-    /// rules out before a release.
+    /// The built-in profiles, each compiled on first use. Fails only if an embedded file is
+    /// not named after its EEP, which the test suite rules out before a release (as it does
+    /// files that do not compile).
     pub fn builtin() -> Result<Self, ProfileError> {
         let mut lib = Self::new();
-        for (name, text) in builtin_files() {
-            lib.insert(parse_profile(text, name)?, format!("built-in {name}"));
+        for &(name, text) in builtin_files() {
+            let stem = name.strip_suffix(".toml").unwrap_or(name);
+            let Ok(id) = stem.parse::<EepId>() else {
+                // Compiling it names the problem (the file name is not an EEP).
+                lib.insert(parse_profile(text, name)?, format!("built-in {name}"));
+                continue;
+            };
+            lib.entries.insert(
+                id,
+                Entry {
+                    origin: format!("built-in {name}"),
+                    slot: Slot::Embedded {
+                        name,
+                        text,
+                        compiled: OnceLock::new(),
+                    },
+                },
+            );
         }
         Ok(lib)
     }
 
     /// Adds a profile (replacing one with the same EEP); `origin` is shown by `profiles list`.
     pub fn insert(&mut self, profile: Profile, origin: String) {
-        self.origins.insert(profile.id, origin);
-        self.profiles.insert(profile.id, profile);
+        self.entries.insert(
+            profile.id,
+            Entry {
+                origin,
+                slot: Slot::Ready(Box::new(profile)),
+            },
+        );
     }
 
     /// Loads every `*.toml` file of a directory, adding or overriding profiles. Returns the EEPs
@@ -84,42 +151,46 @@ impl Library {
         Ok(loaded)
     }
 
-    /// The profile for an EEP.
+    /// The profile for an EEP (None also for a built-in file that does not compile, logged).
     pub fn get(&self, id: EepId) -> Option<&Profile> {
-        self.profiles.get(&id)
+        self.entries.get(&id)?.profile().ok()
     }
 
     /// The profile for an EEP written `RR-FF-TT`.
     pub fn get_str(&self, eep: &str) -> Result<&Profile, LookupError> {
         let id: EepId = eep.parse()?;
-        self.get(id).ok_or(LookupError::Unknown(id))
+        self.entries
+            .get(&id)
+            .ok_or(LookupError::Unknown(id))?
+            .profile()
+            .map_err(|e| LookupError::Invalid(e.to_string()))
     }
 
     /// Where a profile came from (`built-in A5-02-05.toml` or a path).
     pub fn origin(&self, id: EepId) -> Option<&str> {
-        self.origins.get(&id).map(String::as_str)
+        self.entries.get(&id).map(|e| e.origin.as_str())
     }
 
-    /// All profiles in EEP order.
+    /// All profiles in EEP order (compiling any built-in one not compiled yet).
     pub fn iter(&self) -> impl Iterator<Item = &Profile> {
-        self.profiles.values()
+        self.entries.values().filter_map(|e| e.profile().ok())
     }
 
     /// Number of profiles.
     pub fn len(&self) -> usize {
-        self.profiles.len()
+        self.entries.len()
     }
 
     /// True when there are no profiles.
     pub fn is_empty(&self) -> bool {
-        self.profiles.is_empty()
+        self.entries.is_empty()
     }
 
     /// The families (RORG and FUNC) of the profiles with how many profiles and golden vectors
     /// each has, in EEP order.
     pub fn families(&self) -> Vec<Family> {
         let mut out: Vec<Family> = Vec::new();
-        for p in self.profiles.values() {
+        for p in self.iter() {
             match out.last_mut() {
                 Some(f) if f.rorg == p.id.rorg && f.func == p.id.func => {
                     f.profiles += 1;
@@ -191,4 +262,27 @@ pub fn read_dir_profiles(dir: &Path) -> Result<Vec<DirEntryResult>, LoadError> {
             (shown, result)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_compile_on_first_lookup_once() {
+        let lib = Library::builtin().unwrap();
+        assert_eq!(lib.len(), builtin_files().len());
+        let a: *const Profile = lib.get_str("A5-02-05").unwrap();
+        let b: *const Profile = lib.get_str("a5-02-05").unwrap();
+        assert_eq!(a, b, "compiled once, then the same profile");
+        assert_eq!(lib.iter().count(), lib.len(), "every built-in compiles");
+        assert!(matches!(
+            lib.get_str("A5-FF-FF"),
+            Err(LookupError::Unknown(_))
+        ));
+        assert_eq!(
+            lib.origin(EepId::new(0xA5, 2, 5)),
+            Some("built-in A5-02-05.toml")
+        );
+    }
 }
