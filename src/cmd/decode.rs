@@ -52,36 +52,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_err = None;
+    // Every other frame is written straight from its decoded fields into one reused line.
+    let mut writer = inspect::FrameWriter::new(profile, signal, args.direction);
+    let mut line = Vec::with_capacity(1024);
     // Whole captures are decoded as one arrival: timing gaps are unknown in a file.
     decoder.feed(&bytes, Instant::now(), |item| {
         if write_err.is_some() {
             return;
         }
-        let line = match item {
-            Item::Frame { frame, .. } => {
+        line.clear();
+        match item {
+            Item::Frame { frame, .. } if is_chain_part(&frame) => {
                 let mut obj = inspect::frame_json(&frame);
                 if let (Ok(t), Some(tj)) = (Telegram::from_frame(&frame), obj.get_mut("telegram")) {
-                    let p = if t.rorg == rorg::SIGNAL {
-                        signal
-                    } else {
-                        profile
-                    };
-                    inspect::add_eep_json(tj, &t, p, args.direction);
-                    if t.rorg == rorg::CDM {
-                        let outcome = chains.push(&t, Instant::now());
-                        add_chain_json(tj, &t, outcome, profile, args.direction);
-                    }
+                    inspect::add_eep_json(tj, &t, writer.profile_for(t.rorg), args.direction);
+                    let outcome = chains.push(&t, Instant::now());
+                    add_chain_json(tj, &t, outcome, profile, args.direction);
                 }
-                serde_json::Value::Object(obj).to_string()
+                let _ = serde_json::to_writer(&mut line, &serde_json::Value::Object(obj));
             }
+            Item::Frame { frame, .. } => writer.write(&mut line, &frame),
             Item::Event(ev) => {
                 if !args.events {
                     return;
                 }
-                inspect::event_json(&ev).to_string()
+                let _ = serde_json::to_writer(&mut line, &inspect::event_json(&ev));
             }
         };
-        if let Err(e) = writeln!(out, "{line}") {
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
             write_err = Some(e);
         }
     });
@@ -120,6 +119,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// True for a RADIO_ERP1 frame carrying a chained-message part (RORG 0x40).
+fn is_chain_part(frame: &enocean_agent::esp3::Frame) -> bool {
+    frame.packet_type() == enocean_agent::esp3::PacketType::RadioErp1
+        && frame.data().first() == Some(&rorg::CDM)
 }
 
 /// Adds `chain` to the JSON of a 0x40 part: its SEQ and IDX and what the reassembler made of it

@@ -221,6 +221,27 @@ pub fn decode_payload<'p>(
     status: u8,
     direction: Option<u8>,
 ) -> Result<Decoded<'p>, DecodeError> {
+    let mut values = Vec::new();
+    let case = decode_payload_into(profile, rorg, payload, status, direction, &mut values)?;
+    Ok(Decoded {
+        profile,
+        case,
+        values,
+    })
+}
+
+/// [`decode_payload`] into a buffer the caller reuses (no allocation per telegram once it has
+/// grown): `values` is cleared, then receives the values in field order. Returns the index of
+/// the case that matched.
+pub fn decode_payload_into<'p>(
+    profile: &'p Profile,
+    rorg: u8,
+    payload: &[u8],
+    status: u8,
+    direction: Option<u8>,
+    values: &mut Vec<Value<'p>>,
+) -> Result<usize, DecodeError> {
+    values.clear();
     if rorg != profile.id.rorg {
         return Err(DecodeError::WrongRorg {
             eep: profile.eep.clone(),
@@ -254,17 +275,12 @@ pub fn decode_payload<'p>(
         });
     };
     let case = &profile.cases[case_index];
-    let mut values = Vec::with_capacity(case.fields.len());
     for field in &case.fields {
         if let Some(v) = decode_field(profile, field, payload)? {
             values.push(v);
         }
     }
-    Ok(Decoded {
-        profile,
-        case: case_index,
-        values,
-    })
+    Ok(case_index)
 }
 
 /// The payload length of the telegram types that have one fixed length.

@@ -21,7 +21,9 @@ pub mod library;
 pub mod model;
 pub mod teach_in;
 
-pub use decode::{DecodeError, Decoded, Val, Value, decode, decode_direction, decode_payload};
+pub use decode::{
+    DecodeError, Decoded, Val, Value, decode, decode_direction, decode_payload, decode_payload_into,
+};
 pub use golden::{VectorFailure, check_vectors};
 pub use library::{Family, Library, LoadError, LookupError};
 pub use model::{EepId, Profile, ProfileError, parse_profile};
