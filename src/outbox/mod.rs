@@ -24,8 +24,8 @@ use rusqlite::{ErrorCode, OptionalExtension, params};
 
 pub use config::{Overflow, StorageConfig};
 pub use store::{
-    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, Phase, Salvage, Status, Store,
-    StreakEnd, Trigger, WebhookState,
+    Delivery, DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, Outcome, Phase,
+    Salvage, Status, Store, StreakEnd, Trigger, UnknownValue, WebhookState,
 };
 
 use crate::telemetry::Telemetry;
@@ -56,6 +56,17 @@ pub enum OutboxError {
 }
 
 impl OutboxError {
+    /// The stored name or code no variant has, when reading one is what failed (see
+    /// [`UnknownValue`]).
+    pub fn unknown_value(&self) -> Option<&UnknownValue> {
+        match self {
+            OutboxError::Sqlite(rusqlite::Error::FromSqlConversionFailure(_, _, e)) => {
+                e.downcast_ref()
+            }
+            _ => None,
+        }
+    }
+
     /// True for a full disk or database (`SQLITE_FULL`, ENOSPC).
     pub fn is_disk_full(&self) -> bool {
         match self {

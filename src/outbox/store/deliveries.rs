@@ -5,15 +5,32 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
 use super::webhooks::apply_health;
-use super::{HealthChange, LogEntry, Store, now_text};
+use super::{HealthChange, LogEntry, Outcome, Store, now_text};
 use crate::outbox::OutboxError;
 use crate::telemetry::Telemetry;
+
+/// Where a stored delivery stands (stored by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for a retry (or a probe) at the head of its webhook's queue.
+    Pending,
+    /// Got through.
+    Delivered,
+    /// Given up (a rejected body, 410 Gone, a failed manual resend): kept for `outbox resend`.
+    Failed,
+}
+
+stored_enum!(DeliveryState, "delivery state", text {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+});
 
 /// What an attempt changes in a stored delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryChange {
-    /// `pending`, `delivered` or `failed`.
-    pub state: &'static str,
+    /// The delivery's state after the attempt.
+    pub state: DeliveryState,
     /// Attempts counted so far (offline tries excluded).
     pub attempts: u32,
     /// Last HTTP status.
@@ -59,8 +76,8 @@ pub struct Delivery {
     pub seq_last: Option<u64>,
     /// Telemetry ids, comma separated.
     pub telemetry_ids: String,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: DeliveryState,
     /// Attempts so far (offline tries excluded).
     pub attempts: u32,
     /// Creation time (RFC 3339).
@@ -242,7 +259,7 @@ impl Store {
                 last as i64,
                 acks.iter()
                     .rev()
-                    .find(|l| l.outcome == "delivered")
+                    .find(|l| l.outcome == Outcome::Delivered)
                     .map(|l| l.at.clone()),
             ],
         )?;
@@ -259,7 +276,7 @@ impl Store {
     pub fn update_delivery(
         &self,
         row: i64,
-        state: &'static str,
+        state: DeliveryState,
         attempts: u32,
         status: Option<u16>,
         error: Option<&str>,

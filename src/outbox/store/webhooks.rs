@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
-use super::{LogEntry, Store, now_text};
+use super::{LogEntry, Outcome, Store, now_text};
 use crate::outbox::OutboxError;
 
 /// The delivery policy's phase of a webhook, as persisted by the sender.
@@ -23,29 +23,13 @@ pub enum Phase {
     Gone,
 }
 
-impl Phase {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Active => "active",
-            Phase::Retrying => "retrying",
-            Phase::Offline => "offline",
-            Phase::Probing => "probing",
-            Phase::Gone => "gone",
-        }
-    }
-
-    /// From the stored name (unknown names read as active).
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "retrying" => Phase::Retrying,
-            "offline" => Phase::Offline,
-            "probing" => Phase::Probing,
-            "gone" => Phase::Gone,
-            _ => Phase::Active,
-        }
-    }
-}
+stored_enum!(Phase, "webhook phase", text {
+    Active => "active",
+    Retrying => "retrying",
+    Offline => "offline",
+    Probing => "probing",
+    Gone => "gone",
+});
 
 /// A webhook's persisted state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +106,7 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
         cursor: r.get::<_, i64>(6)?.max(0) as u64,
         last_success: r.get(7)?,
         last_failure: r.get(8)?,
-        phase: Phase::parse(&r.get::<_, String>(9)?),
+        phase: r.get(9)?,
         last_failure_reason: r.get(10)?,
         next_attempt_ms: r.get(11)?,
         batch_end: r.get::<_, i64>(12)?.max(0) as u64,
@@ -257,7 +241,7 @@ impl Store {
                 cursor as i64,
                 log.iter()
                     .rev()
-                    .find(|l| l.outcome == "delivered")
+                    .find(|l| l.outcome == Outcome::Delivered)
                     .map(|l| l.at.clone()),
                 batch_end.map(|v| v as i64),
             ],
@@ -304,7 +288,7 @@ pub(super) fn apply_health(
     )?
     .execute(params![
         webhook,
-        h.phase.as_str(),
+        h.phase,
         h.consecutive_failures,
         h.next_attempt_ms,
         h.success,
