@@ -15,8 +15,8 @@ use super::config::WebhookConfig;
 /// How much of a response body the delivery log keeps.
 pub const RESPONSE_PREFIX_MAX: usize = 2048;
 
-/// What one attempt came to; defined with the attempt log that stores it.
-pub use crate::outbox::Outcome;
+/// What one attempt came to (shared with every output; see [`crate::delivery`]).
+pub use crate::delivery::Outcome;
 
 /// The result of one attempt.
 #[derive(Debug, Clone)]

@@ -23,30 +23,17 @@ stored_enum!(Trigger, "attempt trigger", code {
     Test => 2 / "test",
 });
 
-/// What one attempt came to (stored as a code: 0 delivered, 1 failed, 2 gone, 3 offline,
-/// 4 rejected; `deliveries --failed` lists every code but 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// 2xx.
-    Delivered,
-    /// The endpoint failed (5xx, 408, 425, 429, 3xx, refused, reset, timeout, TLS, protocol…):
-    /// the delivery is retried.
-    Failed,
-    /// The endpoint refused this body (a 4xx other than 408, 410, 425 and 429): retrying the
-    /// same bytes cannot help.
-    Rejected,
-    /// 410 Gone: the endpoint asks to stop; deactivate at once.
-    Gone,
-    /// The gateway has no network (DNS failure, no route): not the endpoint's fault.
-    Offline,
-}
+/// What one attempt came to (defined in [`crate::delivery`], shared by every output).
+pub use crate::delivery::Outcome;
 
-stored_enum!(Outcome, "attempt outcome", code {
-    Delivered => 0 / "delivered",
-    Failed => 1 / "failed",
-    Gone => 2 / "gone",
-    Offline => 3 / "offline",
-    Rejected => 4 / "rejected",
+// Stored as a code: 0 delivered, 1 failed, 2 gone, 3 offline, 4 rejected; `deliveries --failed`
+// lists every code but 0.
+stored_enum!(Outcome, "attempt outcome", code_of_named {
+    Delivered => 0,
+    Failed => 1,
+    Gone => 2,
+    Offline => 3,
+    Rejected => 4,
 });
 
 /// One delivery log entry (one attempt).

@@ -44,6 +44,18 @@ macro_rules! stored_enum {
     };
     ($ty:ident, $what:literal, code { $($var:ident => $code:literal / $name:literal),+ $(,)? }) => {
         stored_enum!(@common $ty { $($var => $name),+ });
+        stored_enum!(@code $ty, $what { $($var => $code),+ });
+    };
+    // An enum defined elsewhere with its own `as_str`: the code and `Display` only.
+    ($ty:ident, $what:literal, code_of_named { $($var:ident => $code:literal),+ $(,)? }) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+        stored_enum!(@code $ty, $what { $($var => $code),+ });
+    };
+    (@code $ty:ident, $what:literal { $($var:ident => $code:literal),+ }) => {
         impl $ty {
             /// The integer code stored in the database.
             pub fn code(self) -> i64 {
