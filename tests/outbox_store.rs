@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use enocean_agent::outbox::{
     DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, Outbox, Outcome, Overflow,
-    Phase, Store, Trigger, UnknownValue,
+    Phase, Store, Trigger, UnixMs, UnknownValue,
 };
 
 #[test]
@@ -190,7 +190,7 @@ fn delivered_telemetry_and_log_are_pruned_by_age() {
     let log: Vec<_> = (0..4)
         .map(|i| enocean_agent::outbox::LogEntry {
             id: 0,
-            at: format!("{:.3}", jiff::Timestamp::now()),
+            at: UnixMs::now(),
             webhook: "w".into(),
             delivery_id: format!("d{i}"),
             delivery_row: None,
@@ -226,7 +226,7 @@ fn stored_states_round_trip_and_unknown_values_are_errors() {
     let records = [telemetry("0180A3F2", 1)];
     let entry = |trigger, outcome| LogEntry {
         id: 0,
-        at: format!("{:.3}", jiff::Timestamp::now()),
+        at: UnixMs::now(),
         webhook: "w".into(),
         delivery_id: uuid::Uuid::now_v7().to_string(),
         delivery_row: None,

@@ -23,7 +23,7 @@ use super::sign;
 use crate::clock::{Clock, ClockRule, SystemClock};
 use crate::outbox::{
     Delivery, DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, OutboxError,
-    Phase, Store, Trigger, Waker, WebhookState,
+    Phase, Store, Trigger, UnixMs, Waker, WebhookState,
 };
 use crate::telemetry::Telemetry;
 
@@ -181,7 +181,7 @@ pub(crate) fn log_entry(
 ) -> LogEntry {
     LogEntry {
         id: 0,
-        at: format!("{:.3}", jiff::Timestamp::now()),
+        at: UnixMs::now(),
         webhook: webhook.to_owned(),
         delivery_id: delivery_id.to_owned(),
         delivery_row: row,

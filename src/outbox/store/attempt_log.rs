@@ -5,6 +5,7 @@ use rusqlite::{Connection, params};
 
 use super::Store;
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 
 /// Why an attempt was made (stored as a code: 0 auto, 1 manual, 2 test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +42,8 @@ stored_enum!(Outcome, "attempt outcome", code_of_named {
 pub struct LogEntry {
     /// Log row id (0 before insertion).
     pub id: i64,
-    /// When (RFC 3339).
-    pub at: String,
+    /// When.
+    pub at: UnixMs,
     /// Webhook name.
     pub webhook: String,
     /// Delivery id.
@@ -92,7 +93,7 @@ impl Store {
                 let seq_first = r.get::<_, Option<i64>>(5)?.map(|v| v as u64);
                 Ok(LogEntry {
                     id: r.get(0)?,
-                    at: ms_text(r.get(1)?),
+                    at: r.get(1)?,
                     webhook: r.get(2)?,
                     delivery_id: uuid_text(&r.get::<_, Vec<u8>>(3)?),
                     delivery_row: r.get(4)?,
@@ -109,18 +110,6 @@ impl Store {
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-}
-
-fn text_ms(t: &str) -> i64 {
-    t.parse::<jiff::Timestamp>()
-        .map(|t| t.as_millisecond())
-        .unwrap_or(0)
-}
-
-fn ms_text(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_default()
 }
 
 fn uuid_bytes(id: &str) -> Vec<u8> {
@@ -144,7 +133,7 @@ pub(super) fn insert_log(conn: &Connection, l: &LogEntry) -> Result<(), OutboxEr
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
-        text_ms(&l.at),
+        l.at,
         l.webhook,
         uuid_bytes(&l.delivery_id),
         l.delivery_row,

@@ -5,8 +5,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
 use super::webhooks::apply_health;
-use super::{HealthChange, LogEntry, Outcome, Store, now_text};
+use super::{HealthChange, LogEntry, Outcome, Store};
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 use crate::telemetry::Telemetry;
 
 /// Where a stored delivery stands (stored by name).
@@ -80,10 +81,10 @@ pub struct Delivery {
     pub state: DeliveryState,
     /// Attempts so far (offline tries excluded).
     pub attempts: u32,
-    /// Creation time (RFC 3339).
-    pub created_at: String,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
+    /// Creation time.
+    pub created_at: UnixMs,
+    /// Last change.
+    pub updated_at: UnixMs,
     /// Last HTTP status.
     pub last_status: Option<u16>,
     /// Last error class.
@@ -156,11 +157,11 @@ impl Store {
             .optional()?)
     }
 
-    /// Failed deliveries, oldest first, optionally for one webhook and since a time (RFC 3339).
+    /// Failed deliveries, oldest first, optionally for one webhook and created since a time.
     pub fn failed(
         &self,
         webhook: Option<&str>,
-        since: Option<&str>,
+        since: Option<UnixMs>,
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut st = self.conn.prepare(&format!(
             "SELECT {DELIVERY_COLS} FROM delivery WHERE state = 'failed' \
@@ -174,7 +175,7 @@ impl Store {
     pub fn failed_ids(
         &self,
         webhook: Option<&str>,
-        since: Option<&str>,
+        since: Option<UnixMs>,
     ) -> Result<Vec<i64>, OutboxError> {
         let mut st = self.conn.prepare(
             "SELECT id FROM delivery WHERE state = 'failed' \
@@ -190,7 +191,7 @@ impl Store {
     pub fn for_each_failed<E: From<OutboxError>>(
         &self,
         webhook: Option<&str>,
-        since: Option<&str>,
+        since: Option<UnixMs>,
         mut f: impl FnMut(&Delivery) -> Result<(), E>,
     ) -> Result<u64, E> {
         let cols = DELIVERY_COLS.replace(", body,", ", X'' AS body,");
@@ -260,7 +261,7 @@ impl Store {
                 acks.iter()
                     .rev()
                     .find(|l| l.outcome == Outcome::Delivered)
-                    .map(|l| l.at.clone()),
+                    .map(|l| l.at),
             ],
         )?;
         let mut log = log.clone();
@@ -306,7 +307,7 @@ fn update_delivery(conn: &Connection, row: i64, c: &DeliveryChange) -> Result<()
         c.attempts,
         c.status,
         c.error,
-        now_text(),
+        UnixMs::now(),
         c.requeue
     ])?;
     Ok(())
@@ -314,7 +315,7 @@ fn update_delivery(conn: &Connection, row: i64, c: &DeliveryChange) -> Result<()
 
 fn insert_delivery(conn: &Connection, new: NewDelivery<'_>) -> Result<i64, OutboxError> {
     let c = new.first_attempt;
-    let now = now_text();
+    let now = UnixMs::now();
     let first = new.records.first().map(|r| r.seq as i64);
     let last = new.records.last().map(|r| r.seq as i64);
     let ids = new

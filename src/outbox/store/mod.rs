@@ -122,10 +122,6 @@ pub struct Store {
     pub(crate) conn: Connection,
 }
 
-pub(super) fn now_text() -> String {
-    format!("{:.3}", jiff::Timestamp::now())
-}
-
 impl Store {
     /// Opens an existing or new database at `path` (no corruption recovery: that is the
     /// daemon's [`super::Outbox::open`]).

@@ -4,8 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
-use super::{LogEntry, Outcome, Store, now_text};
+use super::{LogEntry, Outcome, Store};
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 
 /// The delivery policy's phase of a webhook, as persisted by the sender.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub struct WebhookState {
     /// Operator switch (`webhook enable`/`disable`).
     pub enabled: bool,
     /// When the policy deactivated it, if it did.
-    pub deactivated_at: Option<String>,
+    pub deactivated_at: Option<UnixMs>,
     /// Why it was deactivated.
     pub deactivated_reason: Option<String>,
     /// Consecutive failed deliveries.
@@ -49,9 +50,9 @@ pub struct WebhookState {
     /// Highest telemetry seq handed to a delivery.
     pub cursor: u64,
     /// Last successful attempt.
-    pub last_success: Option<String>,
+    pub last_success: Option<UnixMs>,
     /// Last failed attempt.
-    pub last_failure: Option<String>,
+    pub last_failure: Option<UnixMs>,
     /// The delivery policy's phase as last persisted by the sender.
     pub phase: Phase,
     /// Error class of the last failed attempt (`http_503`, `timeout`, …).
@@ -242,7 +243,7 @@ impl Store {
                 log.iter()
                     .rev()
                     .find(|l| l.outcome == Outcome::Delivered)
-                    .map(|l| l.at.clone()),
+                    .map(|l| l.at),
                 batch_end.map(|v| v as i64),
             ],
         )?;
@@ -274,7 +275,7 @@ pub(super) fn apply_health(
     webhook: &str,
     h: &HealthChange,
 ) -> Result<(), OutboxError> {
-    let now = now_text();
+    let now = UnixMs::now();
     conn.prepare_cached(
         "UPDATE webhook SET phase = ?2, consecutive_failures = ?3, next_attempt_at = ?4, \
          last_success = CASE WHEN ?5 THEN ?6 ELSE last_success END, \
