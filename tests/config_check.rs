@@ -20,8 +20,10 @@ fn check_config(config: &Path) -> (i32, String, String) {
 }
 
 fn example() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/config.example.toml"))
-        .unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/config.example.toml"),
+    )
+    .unwrap()
 }
 
 /// `FILE:LINE:COLUMN` of the line of `text` holding `needle`, at `key`'s column.
@@ -46,7 +48,12 @@ fn shipped_example_reports_both_missing_secrets_then_validates() {
     assert_eq!(code, 78, "{err}");
     assert!(out.is_empty(), "{out}");
     let token = place_of(&path, &text, "token_file = \"webhook-token\"", "token_file");
-    let hmac = place_of(&path, &text, "secret_file = \"webhook-hmac\"", "secret_file");
+    let hmac = place_of(
+        &path,
+        &text,
+        "secret_file = \"webhook-hmac\"",
+        "secret_file",
+    );
     for (at, key, file) in [
         (&token, "webhook[0].auth.token_file", "webhook-token"),
         (&hmac, "webhook[0].signing.secret_file", "webhook-hmac"),
@@ -66,7 +73,10 @@ fn shipped_example_reports_both_missing_secrets_then_validates() {
     let (code, out, err) = check_config(&path);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("configuration OK"), "{err}");
-    assert!(!out.contains("token-3f9a") && !out.contains("hmac-81c2"), "{out}");
+    assert!(
+        !out.contains("token-3f9a") && !out.contains("hmac-81c2"),
+        "{out}"
+    );
     let printed: enocean_agent::config::Config = toml::from_str(&out).unwrap();
     assert_eq!(printed.gateway.id, "lobby-pi");
     assert_eq!(printed.devices.len(), 2);
@@ -117,9 +127,18 @@ batch_max = 0
         .unwrap();
     let run_err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{run_err}");
-    assert!(run_err.contains(&format!("{p}:11:1: key `webhook[0].batch_max`")), "{run_err}");
-    assert!(run_err.contains(&format!("{p}:15:1: key `webhook[1].batch_max`")), "{run_err}");
-    assert!(run_err.contains(&format!("{p}:5:1: key `device[0].eep`")), "{run_err}");
+    assert!(
+        run_err.contains(&format!("{p}:11:1: key `webhook[0].batch_max`")),
+        "{run_err}"
+    );
+    assert!(
+        run_err.contains(&format!("{p}:15:1: key `webhook[1].batch_max`")),
+        "{run_err}"
+    );
+    assert!(
+        run_err.contains(&format!("{p}:5:1: key `device[0].eep`")),
+        "{run_err}"
+    );
 }
 
 #[test]

@@ -175,7 +175,10 @@ signing = { type = "hmac", secret_file = "/nonexistent/hmac-c" }
     };
     let expected: Vec<(String, (usize, usize))> = vec![
         ("storage.max_rowz".into(), place(text, "max_rowz", 0)),
-        ("storage.commit_batch".into(), place(text, "commit_batch", 0)),
+        (
+            "storage.commit_batch".into(),
+            place(text, "commit_batch", 0),
+        ),
         ("device[0].id".into(), place(text, "id = \"XYZ\"", 0)),
         ("webhook[0].timeout".into(), timeout(0)),
         ("webhook[1].timeout".into(), timeout(1)),
@@ -193,10 +196,8 @@ signing = { type = "hmac", secret_file = "/nonexistent/hmac-c" }
             place(text, "secret_file", 0),
         ),
     ];
-    let expected: Vec<(String, usize, usize)> = expected
-        .into_iter()
-        .map(|(k, (l, c))| (k, l, c))
-        .collect();
+    let expected: Vec<(String, usize, usize)> =
+        expected.into_iter().map(|(k, (l, c))| (k, l, c)).collect();
     assert_eq!(got, expected, "{errors:#?}");
     // Each error says what to do.
     let joined: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -237,7 +238,10 @@ url = "ftp://c"
         ],
         "{errors:#?}"
     );
-    assert!(errors[2].message.contains("missing field `name`"), "{errors:#?}");
+    assert!(
+        errors[2].message.contains("missing field `name`"),
+        "{errors:#?}"
+    );
     // The third webhook is still named by its place in the file after the second was dropped.
     assert!(errors[3].message.contains("http://"), "{errors:#?}");
 }
@@ -247,9 +251,15 @@ url = "ftp://c"
 fn positions_kept_for_later_checks() {
     let c = parse(GOOD).unwrap();
     assert_eq!(c.position("device[0].eep"), place(GOOD, "eep = ", 0));
-    assert_eq!(c.position("webhook[0].signing.secret"), place(GOOD, "secret = ", 0));
+    assert_eq!(
+        c.position("webhook[0].signing.secret"),
+        place(GOOD, "secret = ", 0)
+    );
     // A key that is not written points at its closest enclosing key.
-    assert_eq!(c.position("webhook[0].signing.header"), place(GOOD, "signing = ", 0));
+    assert_eq!(
+        c.position("webhook[0].signing.header"),
+        place(GOOD, "signing = ", 0)
+    );
 }
 
 /// A syntax error stops reading but still has its place.

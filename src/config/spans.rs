@@ -33,8 +33,7 @@ fn path_text(steps: &[Step]) -> String {
                     s.push('.');
                 }
                 if !k.is_empty()
-                    && k
-                        .chars()
+                    && k.chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 {
                     s.push_str(k);
@@ -436,7 +435,8 @@ mod tests {
 
     #[test]
     fn positions_of_keys_in_repeated_tables() {
-        let text = "[[webhook]]\nname = \"a\"\n[[webhook]]\nname = \"b\"\nauth = { type = \"x\" }\n";
+        let text =
+            "[[webhook]]\nname = \"a\"\n[[webhook]]\nname = \"b\"\nauth = { type = \"x\" }\n";
         let doc = Document::parse(text).unwrap();
         let p = &doc.positions;
         assert_eq!(p.get("webhook[0].name"), Some((2, 1)));

@@ -452,9 +452,11 @@ impl WebhookConfig {
         }
         let lower = self.url.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            check(Err(err("url", "must start with http:// or https://".into())));
-        } else if self.url.parse::<ureq::http::Uri>().is_err()
-            || self.url.len() <= "https://".len()
+            check(Err(err(
+                "url",
+                "must start with http:// or https://".into(),
+            )));
+        } else if self.url.parse::<ureq::http::Uri>().is_err() || self.url.len() <= "https://".len()
         {
             check(Err(err("url", "not a valid URL".into())));
         }
@@ -507,7 +509,13 @@ impl WebhookConfig {
                 password,
                 password_file,
                 ..
-            } => check(resolve(password, password_file, "auth.password", base_dir, &err)),
+            } => check(resolve(
+                password,
+                password_file,
+                "auth.password",
+                base_dir,
+                &err,
+            )),
             AuthConfig::Bearer { token, token_file } => {
                 check(resolve(token, token_file, "auth.token", base_dir, &err))
             }
@@ -517,7 +525,10 @@ impl WebhookConfig {
                 value_file,
             } => {
                 if ureq::http::HeaderName::from_bytes(hname.as_bytes()).is_err() {
-                    check(Err(err("auth.name", format!("{hname:?} is not a header name"))));
+                    check(Err(err(
+                        "auth.name",
+                        format!("{hname:?} is not a header name"),
+                    )));
                 }
                 check(resolve(value, value_file, "auth.value", base_dir, &err))
             }
@@ -536,7 +547,13 @@ impl WebhookConfig {
                         format!("{header:?} is not a header name"),
                     )));
                 }
-                check(resolve(secret, secret_file, "signing.secret", base_dir, &err))
+                check(resolve(
+                    secret,
+                    secret_file,
+                    "signing.secret",
+                    base_dir,
+                    &err,
+                ))
             }
             Some(SigningConfig::StandardWebhooks {
                 secret,
@@ -746,9 +763,7 @@ fn resolve(
             let path = credential(path).unwrap_or_else(|| base_dir.join(path));
             let s = Secret::from_file(&path).map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                    format!(
-                        "; create it holding the secret (chmod 600), or set `{key}` inline"
-                    )
+                    format!("; create it holding the secret (chmod 600), or set `{key}` inline")
                 } else {
                     String::new()
                 };
