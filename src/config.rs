@@ -46,6 +46,12 @@ pub struct Config {
     /// `[log]`.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[health]`: the periodic `gateway.status` event.
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
+    /// `[metrics]`: the Prometheus endpoint and the node-exporter textfile.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     /// `[[webhook]]` entries.
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
@@ -128,6 +134,51 @@ pub struct DeviceConfig {
     /// Tags copied into telemetry.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Report `device.silent` when not heard for this long (`"0s"`: never); default
+    /// `[learn] silent_after`, except for rockers (RORG F6), which send only when pressed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_duration"
+    )]
+    pub silent_after: Option<std::time::Duration>,
+}
+
+impl DeviceConfig {
+    /// How long the device may stay unheard before `device.silent`; None when it is not
+    /// watched (`"0s"`, or a rocker without its own setting).
+    pub fn silence_threshold(&self, default: std::time::Duration) -> Option<std::time::Duration> {
+        let rocker = self
+            .eep
+            .as_deref()
+            .is_some_and(|e| e.to_ascii_uppercase().starts_with("F6"));
+        let after = match self.silent_after {
+            Some(d) => d,
+            None if rocker => return None,
+            None => default,
+        };
+        (!after.is_zero()).then_some(after)
+    }
+}
+
+/// Serde helper: an optional duration written like [`crate::webhook::config::duration`].
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => crate::webhook::config::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "crate::webhook::config::duration")] Duration);
+        Ok(Some(Wrap::deserialize(d)?.0))
+    }
 }
 
 /// `[eep]`: where profiles come from besides the built-in ones.
@@ -151,6 +202,14 @@ pub struct LearnConfig {
     /// memory and in the database; the least recently heard go first.
     #[serde(default = "default_max_devices")]
     pub max_devices: usize,
+    /// Configured devices not heard for this long are reported `device.silent` (each
+    /// `[[device]]` may set its own; `"0s"`: never). Learned devices are not watched: learning
+    /// is passive and also takes in a neighbour's sensors. Default 2 h.
+    #[serde(
+        default = "default_silent_after",
+        with = "crate::webhook::config::duration"
+    )]
+    pub silent_after: std::time::Duration,
 }
 
 impl Default for LearnConfig {
@@ -158,8 +217,13 @@ impl Default for LearnConfig {
         Self {
             enabled: false,
             max_devices: default_max_devices(),
+            silent_after: default_silent_after(),
         }
     }
+}
+
+fn default_silent_after() -> std::time::Duration {
+    crate::health::DEFAULT_SILENT_AFTER
 }
 
 fn default_max_devices() -> usize {

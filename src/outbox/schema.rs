@@ -127,6 +127,15 @@ const MIGRATIONS: &[&str] = &[
         recorded_at INTEGER NOT NULL
     );
     ",
+    // 5: devices reported `device.silent` and not heard since (src/health.rs): after a restart
+    // they are not reported again, and `device.back` follows when they are heard. since_ms: unix
+    // ms of the report.
+    "
+    CREATE TABLE device_silence (
+        id       TEXT PRIMARY KEY,
+        since_ms INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

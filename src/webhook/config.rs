@@ -27,6 +27,14 @@ pub struct WebhookConfig {
     /// Routes: sender IDs (8 hex digits) this webhook receives; every device when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
+    /// Record kinds this webhook receives, by `event` name (`telemetry`, `teach_in`,
+    /// `gateway.status`, `device.silent`, `device.back`, or `all`); default `telemetry` and
+    /// `teach_in` (see [`crate::health::EventFilter`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// The parsed `events`, set by [`WebhookConfig::validate`].
+    #[serde(skip)]
+    pub filter: crate::health::EventFilter,
     /// Whole-request timeout.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
@@ -119,6 +127,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("url", &self.display_url())
             .field("enabled", &self.enabled)
             .field("devices", &self.devices)
+            .field("events", &self.events)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("batch_max", &self.batch_max)
@@ -400,6 +409,8 @@ impl WebhookConfig {
             url: url.to_owned(),
             enabled: true,
             devices: None,
+            events: None,
+            filter: Default::default(),
             timeout: default_timeout(),
             connect_timeout: default_connect_timeout(),
             batch_max: default_batch_max(),
@@ -501,6 +512,12 @@ impl WebhookConfig {
                 } else {
                     *d = up;
                 }
+            }
+        }
+        if let Some(list) = &self.events {
+            match crate::health::EventFilter::parse(list) {
+                Ok(f) => self.filter = f,
+                Err(m) => check(Err(err("events", m))),
             }
         }
         match &mut self.auth {
@@ -704,6 +721,14 @@ impl WebhookConfig {
     /// The URL for listings and logs, without user, password, query values or fragment.
     pub fn display_url(&self) -> String {
         crate::secret::redact_url(&self.url)
+    }
+
+    /// True when this record goes to this webhook: its kind is in `events`, and its device in
+    /// `devices` (a `gateway.status` concerns no device and goes to every webhook that asks for
+    /// it).
+    pub fn accepts(&self, t: &crate::telemetry::Telemetry) -> bool {
+        self.filter.accepts(t.kind.as_str())
+            && (t.kind == crate::telemetry::Kind::GatewayStatus || self.routes(&t.sensor.id))
     }
 
     /// True when telemetry from this sender ID goes to this webhook.
