@@ -41,6 +41,9 @@ pub enum AgentError {
     /// A thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
+    /// The metrics endpoint could not start.
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// The storage writer thread died; committed readings are safe, a restart resumes.
     #[error("the storage writer thread died")]
     StorageDied,
@@ -204,7 +207,28 @@ pub async fn run(
         started: Instant::now(),
         stick: crate::health::StickFacts::default(),
         next_status: None,
+        live: Arc::new(crate::metrics::Live::default()),
     };
+    let metrics = match crate::metrics::MetricsServer::start(
+        &cfg.metrics,
+        crate::metrics::Sources {
+            config: cfg.clone(),
+            live: state.live.clone(),
+            storage: state.storage.shared_figures(),
+            started: state.started,
+        },
+        options.status_interval,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            // A taken port must not keep readings from being received and delivered.
+            error!("{e}; running without the metrics endpoint");
+            None
+        }
+    };
+    if let Some(addr) = metrics.as_ref().and_then(|m| m.addr()) {
+        info!("metrics on http://{addr}/metrics");
+    }
     let webhooks = cfg.enabled_webhooks().len();
     notify(Notice::Ready(format!(
         "started, {webhooks} webhook(s), port {}",
@@ -265,6 +289,7 @@ pub async fn run(
         state.chains.expire(Instant::now());
         let stopping = stop_tx.is_none();
         let now = Instant::now();
+        state.publish();
         for t in state.watch.due(now) {
             state.on_silence(t, None);
         }
@@ -332,6 +357,8 @@ pub async fn run(
     report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
     // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
     sender.stop();
+    // The textfile's last write, with the final figures.
+    drop(metrics);
     match serial_result {
         Some(Ok(stats)) => {
             report.connects = stats.connects;
@@ -388,6 +415,8 @@ struct State<'a> {
     stick: crate::health::StickFacts,
     /// When the next periodic `gateway.status` is due; None until the start's was sent.
     next_status: Option<Instant>,
+    /// What the metrics thread shows, refreshed every tick.
+    live: Arc<crate::metrics::Live>,
 }
 
 /// The configured devices to watch for silence, with what the database remembers: those
@@ -720,22 +749,10 @@ impl State<'_> {
         self.storage.send(Op::Record(Box::new(tm)));
     }
 
-    /// Hands a `gateway.status` record to storage (which adds the webhook and disk figures) and
-    /// schedules the next one `interval` later (none when zero).
-    fn send_status(&mut self, reason: StatusReason, interval: Duration) {
-        let now = Instant::now();
-        self.next_status = Some(if interval.is_zero() {
-            now + Duration::from_secs(100 * 365 * 86_400)
-        } else {
-            now + interval
-        });
-        if !self.want_status {
-            return;
-        }
+    /// The counters since start, as `gateway.status` and the metrics show them.
+    fn counters(&self) -> crate::health::Counters {
         let stats = self.monitor.snapshot();
-        let mut stick = self.stick.clone();
-        stick.connected = self.monitor.connected();
-        let counters = crate::health::Counters {
+        crate::health::Counters {
             telegrams: self.report.telegrams,
             decoded: self.report.decoded,
             raw: self.report.raw,
@@ -748,7 +765,33 @@ impl State<'_> {
                 .handoff_dropped
                 .load(Ordering::Relaxed),
             connects: stats.connects,
-        };
+        }
+    }
+
+    /// Publishes the counters and the stick for the metrics thread.
+    fn publish(&self) {
+        let counters = self.counters();
+        *self.live.counters.lock().unwrap_or_else(|e| e.into_inner()) = counters;
+        let mut stick = self.stick.clone();
+        stick.connected = self.monitor.connected();
+        *self.live.stick.lock().unwrap_or_else(|e| e.into_inner()) = stick;
+    }
+
+    /// Hands a `gateway.status` record to storage (which adds the webhook and disk figures) and
+    /// schedules the next one `interval` later (none when zero).
+    fn send_status(&mut self, reason: StatusReason, interval: Duration) {
+        let now = Instant::now();
+        self.next_status = Some(if interval.is_zero() {
+            now + Duration::from_secs(100 * 365 * 86_400)
+        } else {
+            now + interval
+        });
+        if !self.want_status {
+            return;
+        }
+        let mut stick = self.stick.clone();
+        stick.connected = self.monitor.connected();
+        let counters = self.counters();
         let mut tm = Telemetry::health_event(
             Kind::GatewayStatus,
             self.clock.now(),

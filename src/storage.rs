@@ -123,6 +123,9 @@ pub struct Figures {
     pub buffered: AtomicU64,
     /// True while commits fail (a full disk or a failing card).
     pub failing: AtomicBool,
+    /// Undelivered readings dropped by the outbox's overflow policy since start (refreshed
+    /// every second).
+    pub dropped: AtomicU64,
 }
 
 /// The handle the daemon holds: send work, read figures, receive forgets, stop.
@@ -454,6 +457,9 @@ impl Writer {
             }
             Err(e) => warn!("could not read forgotten devices: {e}"),
         }
+        self.figures
+            .dropped
+            .store(self.outbox.counts().dropped, Ordering::Relaxed);
         match self.outbox.backlog() {
             Ok(n) => self.figures.backlog.store(n, Ordering::Relaxed),
             Err(e) => log::debug!("storage: backlog figure: {e}"),
