@@ -346,8 +346,6 @@ fn write_serialized<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn registry_keys_and_units_need_no_json_escape() {
         let plain = |s: &str| s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');

@@ -230,6 +230,7 @@ impl FieldSpec {
 
 /// A validated profile, ready for decoding: made only by [`parse_profile`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Profile {
     /// The EEP.
     pub id: EepId,
@@ -243,11 +244,11 @@ pub struct Profile {
     pub cases: Vec<Case>,
     /// Golden vectors: payloads and the values they must decode to.
     pub vectors: Vec<Vector>,
-    _validated: (),
 }
 
 /// A validated telegram layout and the conditions that select it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Case {
     /// Name shown by `profiles show` and in errors (e.g. `status`, `cmd 4`).
     pub name: Option<String>,
@@ -265,11 +266,11 @@ pub struct Case {
     pub select: Vec<BitCondition>,
     /// The values this layout carries.
     pub fields: Vec<Field>,
-    _validated: (),
 }
 
 /// A validated field: its spec with every reference resolved.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Field {
     /// The field as written (shortcut, bits, scale, enum, sentinels, …).
     pub spec: FieldSpec,
@@ -281,7 +282,6 @@ pub struct Field {
     pub conditions: Vec<((usize, usize), FieldCondition)>,
     /// The `multiplier`, resolved.
     pub multiplier: Option<ResolvedMultiplier>,
-    _validated: (),
 }
 
 impl Field {
@@ -700,7 +700,6 @@ impl ProfileSpec {
                 min_length: case.min_length,
                 select: case.select,
                 fields,
-                _validated: (),
             });
         }
         for (vi, v) in self.vectors.iter().enumerate() {
@@ -732,7 +731,6 @@ impl ProfileSpec {
             description: self.description,
             cases,
             vectors: self.vectors,
-            _validated: (),
         })
     }
 }
@@ -927,7 +925,6 @@ fn compile_field(
         kind,
         conditions,
         multiplier,
-        _validated: (),
     })
 }
 
