@@ -102,11 +102,11 @@ fn full_database_is_survived_by_dropping_oldest() {
     let dir = tempfile::tempdir().unwrap();
     let s = storage(dir.path());
     let mut ob = Outbox::open(&s, &["w"]).unwrap();
-    // Enough pages for the schema and a little telemetry.
+    // Enough pages for the schema and a little telemetry (160 KiB).
     let pages: i64 = {
         let store = Store::open(&s.path).unwrap();
         drop(store);
-        40
+        160 * 1024 / i64::from(enocean_agent::outbox::schema::PAGE_SIZE)
     };
     ob.set_page_limit(pages as u64).unwrap();
     let mut committed = Vec::new();
