@@ -275,6 +275,7 @@ pub fn decode_payload_into<'p>(
         });
     };
     let case = &profile.cases[case_index];
+    values.reserve(case.fields.len());
     for field in &case.fields {
         if let Some(v) = decode_field(profile, field, payload)? {
             values.push(v);
