@@ -104,7 +104,7 @@ fn default_port() -> String {
 }
 
 /// `[[device]]`: a configured device.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Sender ID (8 hex digits).
@@ -118,6 +118,20 @@ pub struct DeviceConfig {
     /// Tags copied into telemetry.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// A secure device taught in elsewhere: the file holding its AES-128 key as 32 hex digits
+    /// (relative to the configuration file). Read at load, never logged or printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// With `key_file`: the security level format byte (e.g. `0x4B`, see [`crate::secure::Slf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slf: Option<u8>,
+    /// With `key_file`: the rolling code the device uses next (needed when it does not send
+    /// it); a rolling code stored by an earlier run for the same key wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlc: Option<u32>,
+    /// The key read from `key_file`.
+    #[serde(skip)]
+    pub key: Option<crate::secure::DeviceKey>,
 }
 
 /// `[eep]`: where profiles come from besides the built-in ones.
@@ -253,6 +267,18 @@ impl Config {
                 return Err(at("name", format!("duplicate webhook name {:?}", w.name)));
             }
             w.validate(base).map_err(|e| at(&e.key, e.message))?;
+        }
+        for (i, d) in cfg.devices.iter_mut().enumerate() {
+            crate::secure::config::load_device_key(d, base).map_err(|(key, message)| {
+                let (line, column) = find_key(text, key).unwrap_or((0, 0));
+                ConfigError {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    key: Some(format!("device[{i}].{key}")),
+                    message,
+                }
+            })?;
         }
         for (key, d, max) in [
             ("commit_window", cfg.storage.commit_window, 3600),

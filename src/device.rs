@@ -461,6 +461,7 @@ mod tests {
             eep: eep.map(Into::into),
             name: Some("Office".into()),
             tags: BTreeMap::new(),
+            ..DeviceConfig::default()
         }
     }
 
