@@ -439,7 +439,12 @@ pub fn forget(db: &Path, id: u32) -> Result<bool, DeviceError> {
     let mut conn = open_conn(db)?;
     let hex = format!("{id:08X}");
     let tx = conn.transaction()?;
-    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?;
+    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?
+        // A secure device's key taught in by radio goes too (a configured key stays).
+        + tx.execute(
+            "DELETE FROM secure_devices WHERE id = ?1 AND sealed_key IS NOT NULL",
+            params![hex],
+        )?;
     if n > 0 {
         tx.execute("INSERT INTO device_forgets (id) VALUES (?1)", params![hex])?;
     }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::device::{DeviceStore, Heard};
 use crate::outbox::Outbox;
+use crate::secure::store::SecureStore;
 use crate::telemetry::Telemetry;
 
 /// Records the hand-off holds while the disk is busy: at the stick's top rate (about 240
@@ -93,6 +94,22 @@ pub enum Op {
     },
     /// Last-heard facts collected by the reader.
     Heard(Vec<Heard>),
+    /// A secure device taught in by radio: its key (sealed when stored), SLF and rolling code.
+    SecureTaught {
+        /// Sender ID.
+        id: u32,
+        /// The device (its `Debug` shows no key).
+        device: Box<crate::secure::SecureDevice>,
+    },
+    /// A secure device's new rolling-code state (coalesced; written after the next commit).
+    SecureRlc {
+        /// Sender ID.
+        id: u32,
+        /// The lowest rolling code accepted next.
+        next_rlc: u32,
+        /// Key check value of the key it belongs to.
+        kcv: [u8; 4],
+    },
 }
 
 /// Figures the writer keeps in memory for the status line and the shutdown report: read at any
@@ -129,6 +146,7 @@ impl Storage {
     pub fn start(
         outbox: Outbox,
         devices: DeviceStore,
+        secure: SecureStore,
         webhooks: Vec<crate::webhook::WebhookConfig>,
         db_path: std::path::PathBuf,
     ) -> std::io::Result<Self> {
@@ -138,6 +156,7 @@ impl Storage {
         let writer = Writer {
             outbox,
             devices,
+            secure,
             figures: figures.clone(),
             forgets: forget_tx,
             webhooks,
@@ -228,6 +247,7 @@ impl Drop for Storage {
 struct Writer {
     outbox: Outbox,
     devices: DeviceStore,
+    secure: SecureStore,
     figures: Arc<Figures>,
     forgets: UnboundedSender<u32>,
     webhooks: Vec<crate::webhook::WebhookConfig>,
@@ -269,6 +289,11 @@ impl Writer {
             match result {
                 Ok(done) => {
                     self.committed(done.len());
+                    // Rolling codes follow the records they came with: one transaction per
+                    // commit window, never one per telegram.
+                    if (!done.is_empty() || !open) && self.secure.dirty() {
+                        self.flush_rlc();
+                    }
                     if let Some(since) = failing_since.take()
                         && self.outbox.counts().disk_full_episodes == 0
                     {
@@ -307,6 +332,9 @@ impl Writer {
                 last_status = Instant::now();
                 self.write_status(path);
             }
+        }
+        if self.secure.dirty() {
+            self.flush_rlc();
         }
         if let Some(path) = &status_file {
             self.health.0 = None; // fresh per-webhook figures in the last status
@@ -359,6 +387,12 @@ impl Writer {
         }
     }
 
+    fn flush_rlc(&mut self) {
+        if let Err(e) = self.secure.flush() {
+            warn!("could not store rolling codes of secure devices: {e}; retrying");
+        }
+    }
+
     fn committed(&self, n: usize) {
         self.figures
             .committed
@@ -389,13 +423,25 @@ impl Writer {
                     warn!("could not record when devices were last heard: {e}");
                 }
             }
+            Op::SecureTaught { id, device } => {
+                if let Err(e) = self.secure.save_taught(id, &device) {
+                    error!("could not store secure device {id:08X}: {e}");
+                }
+            }
+            Op::SecureRlc { id, next_rlc, kcv } => self.secure.note_rlc(id, next_rlc, kcv),
         }
     }
 
     fn housekeeping(&mut self) {
+        if self.secure.dirty() {
+            self.flush_rlc();
+        }
         match self.devices.take_forgets() {
             Ok(ids) => {
                 for id in ids {
+                    if let Err(e) = self.secure.forget(id) {
+                        warn!("could not forget secure device {id:08X}: {e}");
+                    }
                     let _ = self.forgets.send(id);
                 }
             }
