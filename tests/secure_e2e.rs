@@ -256,7 +256,6 @@ fn secure_devices_decode_across_a_restart_replays_are_rejected_and_keys_never_le
         // (a) The next telegrams decode.
         sim.inject(&erp1(0x30, &released, PTM));
         sim.inject(&sensor_telegram(0xA5, &reading(0x40), 1003));
-        // One from a sender without a key.
         // A forged one: the last CMAC byte changed (the frame rebuilt with valid CRCs).
         let forged = {
             let good = sensor_telegram(0xA5, &reading(0x10), 1004);
@@ -269,6 +268,7 @@ fn secure_devices_decode_across_a_restart_replays_are_rejected_and_keys_never_le
                 .encode()
         };
         sim.inject(&forged);
+        // One from a sender without a key.
         sim.inject(&erp1(0x30, &pressed, 0x0199_0001));
         wait_until("six records after the restart", &log2, || {
             hook.of(&ptm_id).len() >= 5
