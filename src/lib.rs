@@ -10,6 +10,7 @@ pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod dedup;
+pub mod delivery;
 pub mod device;
 pub mod eep;
 pub mod erp1;

@@ -15,35 +15,8 @@ use super::config::WebhookConfig;
 /// How much of a response body the delivery log keeps.
 pub const RESPONSE_PREFIX_MAX: usize = 2048;
 
-/// What one attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// 2xx.
-    Delivered,
-    /// The endpoint failed (5xx, 408, 425, 429, 3xx, refused, reset, timeout, TLS, protocol…):
-    /// the delivery is retried.
-    Failed,
-    /// The endpoint refused this body (a 4xx other than 408, 410, 425 and 429): retrying the
-    /// same bytes cannot help.
-    Rejected,
-    /// 410 Gone: the endpoint asks to stop; deactivate at once.
-    Gone,
-    /// The gateway has no network (DNS failure, no route): not the endpoint's fault.
-    Offline,
-}
-
-impl Outcome {
-    /// Short name stored in the delivery log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Delivered => "delivered",
-            Outcome::Failed => "failed",
-            Outcome::Rejected => "rejected",
-            Outcome::Gone => "gone",
-            Outcome::Offline => "offline",
-        }
-    }
-}
+/// What one attempt came to (shared with every output; see [`crate::delivery`]).
+pub use crate::delivery::Outcome;
 
 /// The result of one attempt.
 #[derive(Debug, Clone)]

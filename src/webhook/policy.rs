@@ -29,7 +29,7 @@
 use std::time::{Duration, Instant};
 
 use super::config::WebhookConfig;
-use super::http::Outcome;
+use crate::delivery::Outcome;
 use crate::outbox::{Phase, StreakEnd};
 
 /// The policy's settings, from a `[[webhook]]`.
