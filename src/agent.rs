@@ -412,11 +412,18 @@ impl State<'_> {
                 telegram,
                 received_at,
                 ..
-            } if telegram.rorg == crate::erp1::rorg::CDM => {
+            } if telegram.rorg == crate::erp1::rorg::CDM
+                || telegram.rorg == crate::secure::SEC_CDM =>
+            {
                 // A part of a chained message: the whole message is handled once complete, as
-                // if it had come in one telegram.
+                // if it had come in one telegram. A secure chain's parts are put in the same
+                // form; the complete message is a secure telegram of RORG 0x33.
                 self.report.telegrams += 1;
-                match self.chains.push(&telegram, Instant::now()) {
+                let part = crate::secure::sec_cdm_as_chain_part(&telegram);
+                match self
+                    .chains
+                    .push(part.as_ref().unwrap_or(&telegram), Instant::now())
+                {
                     crate::chain::Outcome::Complete(inner) => {
                         self.report.telegrams -= 1;
                         self.on_telegram(&inner, received_at);

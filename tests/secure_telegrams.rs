@@ -403,3 +403,40 @@ fn key_files_in_the_configuration_are_read_checked_and_never_shown() {
     let alone = config(dir.path(), "slf = 0x4B\n").unwrap_err();
     assert!(alone.contains("key_file"), "{alone}");
 }
+
+#[test]
+fn a_secure_chained_message_is_reassembled_verified_and_decrypted() {
+    use enocean_agent::chain::{Outcome, Reassembler};
+    use enocean_agent::secure::sec_cdm_as_chain_part;
+    let key = [0x3Cu8; 16];
+    let slf = 0xF3;
+    let sender = 0x0520_0001;
+    let mut ring = ring_for(&key, slf, sender, 70);
+    // A VLD message of 9 data bytes behind its RORG: 18 secure bytes with RLC and MAC.
+    let inner = [0xD2, 0x04, 0x60, 0x80, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66];
+    let secure = device_payload(&key, slf, 0x33, &inner, 71);
+    assert_eq!(secure.len(), 18);
+    let len = (secure.len() as u16).to_be_bytes();
+    let first = [&[0x40, len[0], len[1]][..], &secure[..10]].concat();
+    let second = [&[0x41][..], &secure[10..]].concat();
+    let mut chains = Reassembler::default();
+    let now = Instant::now();
+    // The second part first (a repeater's order): pending until the first comes.
+    let p2 = sec_cdm_as_chain_part(&telegram(0x33, &second, sender)).unwrap();
+    assert!(matches!(chains.push(&p2, now), Outcome::Pending));
+    let p1 = sec_cdm_as_chain_part(&telegram(0x33, &first, sender)).unwrap();
+    let Outcome::Complete(whole) = chains.push(&p1, now) else {
+        panic!("the two parts complete the message")
+    };
+    assert_eq!((whole.rorg, whole.payload.clone()), (0x33, secure.clone()));
+    let u = ring.unwrap(&whole, None).unwrap();
+    assert_eq!(u.telegram.rorg, 0xD2);
+    assert_eq!(u.telegram.payload, inner[1..]);
+    assert_eq!(u.rlc, Some(71));
+    // Signed as a SEC_ENCAPS instead: the RORG is part of the CMAC, so it does not verify.
+    let mut as_encaps = whole.clone();
+    as_encaps.payload = device_payload(&key, slf, 0x31, &inner, 72);
+    assert_eq!(ring.unwrap(&as_encaps, None), Err(SecureError::BadCmac));
+    // A first part too short for LEN is not a part.
+    assert!(sec_cdm_as_chain_part(&telegram(0x33, &[0x40, 0x00], sender)).is_none());
+}

@@ -41,6 +41,37 @@ pub fn is_secure_data(rorg: u8) -> bool {
     matches!(rorg, SEC | SEC_ENCAPS | SECD | SEC_CDM)
 }
 
+/// A part of a secure chained message (RORG 0x33) in the form of a chained-message part (RORG
+/// 0x40) for [`crate::chain::Reassembler`]: the same SEQ/IDX byte and LEN, and in the first part
+/// RORG 0x33 where a 0x40 chain names its inner RORG. The complete message then comes out as one
+/// telegram of RORG 0x33 whose payload is the secure data (data, RLC if sent, MAC), which
+/// [`Keyring::unwrap`] treats like a SEC_ENCAPS telegram (the CMAC over RORG 0x33; the decrypted
+/// data starts with the inner RORG). None for another RORG or a first part too short for LEN.
+///
+/// Assumption (no public decoder to cross-check): SEC_CDM parts follow the 0x40 layout without
+/// the inner RORG byte, LEN counting every secure data byte, as the `enocean-esp3` Go package
+/// splits and merges them.
+pub fn sec_cdm_as_chain_part(t: &Telegram) -> Option<Telegram> {
+    if t.rorg != SEC_CDM {
+        return None;
+    }
+    let (&seq_idx, rest) = t.payload.split_first()?;
+    let mut payload = vec![seq_idx];
+    if seq_idx & 0x3F == 0 {
+        let [hi, lo, data @ ..] = rest else {
+            return None;
+        };
+        payload.extend_from_slice(&[*hi, *lo, SEC_CDM]);
+        payload.extend_from_slice(data);
+    } else {
+        payload.extend_from_slice(rest);
+    }
+    let mut part = t.clone();
+    part.rorg = rorg::CDM;
+    part.payload = payload;
+    Some(part)
+}
+
 /// A device's AES-128 key. Never shown: `Debug` prints `DeviceKey([redacted])`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceKey([u8; 16]);
