@@ -91,7 +91,9 @@ impl fmt::Display for EepId {
 
 /// Why a string is not an EEP identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an EEP (expected RR-FF-TT in hex, e.g. A5-02-05, or a variant, e.g. A5-06-01-ELTAKO)")]
+#[error(
+    "{0:?} is not an EEP (expected RR-FF-TT in hex, e.g. A5-02-05, or a variant, e.g. A5-06-01-ELTAKO)"
+)]
 pub struct BadEepId(pub String);
 
 impl FromStr for EepId {
@@ -929,8 +931,16 @@ mod tests {
         assert_eq!(v.base(), EepId::new(0xA5, 0x06, 0x01));
         assert_eq!(v.type_label(), "01-ELTAKO");
         assert!(v > v.base() && v < EepId::new(0xA5, 0x06, 0x02));
-        assert_eq!("F6-3F-7F-Eltako_FSB".parse::<EepId>().unwrap().to_string(), "F6-3F-7F-ELTAKO_FSB");
-        for bad in ["A5-06-01-", "A5-06-01-1X", "A5-06-01-ELTAKO-X", "A5-06-01-ABCDEFGHIJKLMNOPQ"] {
+        assert_eq!(
+            "F6-3F-7F-Eltako_FSB".parse::<EepId>().unwrap().to_string(),
+            "F6-3F-7F-ELTAKO_FSB"
+        );
+        for bad in [
+            "A5-06-01-",
+            "A5-06-01-1X",
+            "A5-06-01-ELTAKO-X",
+            "A5-06-01-ABCDEFGHIJKLMNOPQ",
+        ] {
             assert!(bad.parse::<EepId>().is_err(), "{bad}");
         }
     }
