@@ -34,8 +34,11 @@ const SENSOR_KEY: [u8; 16] = [
 struct Bodies(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl Bodies {
+    /// The records of `sensor` in the order they first came, each once: delivery is at least
+    /// once, and a record whose acknowledgement a SIGKILL lost comes again with its id.
     fn of(&self, sensor: &str) -> Vec<Value> {
         let bodies = self.0.lock().unwrap().clone();
+        let mut seen = std::collections::HashSet::new();
         bodies
             .iter()
             .flat_map(|b| {
@@ -43,6 +46,7 @@ impl Bodies {
                 v["records"].as_array().unwrap().clone()
             })
             .filter(|r| r["sensor"]["id"] == sensor)
+            .filter(|r| seen.insert(r["id"].as_str().unwrap_or_default().to_owned()))
             .collect()
     }
     fn all_bytes(&self) -> Vec<u8> {
@@ -334,5 +338,89 @@ fn secure_devices_decode_across_a_restart_replays_are_rejected_and_keys_never_le
                 }
             }
         }
+    });
+}
+
+/// The next rolling code stored for `id`, read from the database file as the CLI would.
+fn stored_next_rlc(db: &Path, id: u32) -> Option<i64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.query_row(
+        "SELECT next_rlc FROM secure_devices WHERE id = ?1",
+        [format!("{id:08X}")],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .ok()
+    .flatten()
+}
+
+#[test]
+fn a_rolling_code_stored_before_a_sigkill_still_rejects_the_replay() {
+    if !common::pty_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("stick");
+    let (url, hook, _server) = receiver();
+    let config = write_config(dir.path(), &link, &url);
+    let db = dir.path().join("outbox.db");
+    let (log1, log2) = (dir.path().join("agent1.log"), dir.path().join("agent2.log"));
+    let sensor_id = format!("{SENSOR:08X}");
+    let reading = [0x00, 0x00, 0x80, 0x08];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut agent = start_agent(&config, &log1);
+        let sim = SimStick::start(SimConfig {
+            rate: 2.0,
+            script: ScriptOptions {
+                seed: 6,
+                repeat_probability: 0.0,
+                noise_probability: 0.0,
+                bad_crc_probability: 0.0,
+                teach_in_probability: 0.0,
+            },
+            link: Some(link.clone()),
+            ..SimConfig::default()
+        })
+        .unwrap();
+        sim.inject(&sensor_telegram(0xA5, &reading, 5000));
+        // The rolling code is written after the group commit of its record; wait for that row,
+        // then kill the agent without letting it stop cleanly.
+        wait_until("the stored rolling code", &log1, || {
+            stored_next_rlc(&db, SENSOR) == Some(5001)
+        })
+        .await;
+        common::signal(&agent.0, "-KILL");
+        common::wait_exit(&mut agent.0, Duration::from_secs(60));
+
+        let mut agent = start_agent(&config, &log2);
+        wait_until("the stick after the restart", &log2, || {
+            log_has(&log2, "stick connected")
+        })
+        .await;
+        sim.inject(&sensor_telegram(0xA5, &reading, 5000));
+        sim.inject(&sensor_telegram(0xA5, &reading, 5001));
+        wait_until("the replay and the next reading", &log2, || {
+            hook.of(&sensor_id).len() >= 3
+        })
+        .await;
+        let records = hook.of(&sensor_id);
+        assert!(
+            records[0]["values"]["temperature"].is_object(),
+            "{}",
+            records[0]
+        );
+        assert_eq!(
+            records[1]["decode_error"], "secure_replay",
+            "{}",
+            records[1]
+        );
+        assert_eq!(records[2]["secure"]["rlc"], 5001, "{}", records[2]);
+        assert!(agent.terminate().success());
+        sim.stop().await;
     });
 }
