@@ -144,7 +144,8 @@ pub async fn run(
     let device_store = DeviceStore::open(&cfg.storage.path, max_devices)?;
     let registry = Registry::open(&cfg.storage.path, &cfg.devices, max_devices)?;
     // Keys and rolling codes, read once here; from now on only the storage thread writes them.
-    let (keyring, unsealed) = crate::secure::store::load(&cfg.storage.path, &cfg.devices)?;
+    let (mut keyring, unsealed) = crate::secure::store::load(&cfg.storage.path, &cfg.devices)?;
+    keyring.set_max_learned(max_devices);
     for line in unsealed {
         error!("{line}");
     }
@@ -663,35 +664,68 @@ impl State<'_> {
                 if let Some(r) = tm.teach_in.as_mut() {
                     r.slf = Some(taught.slf.describe());
                 }
-                if !(self.cfg.learn.enabled || configured) {
-                    "complete; not stored: learning is off and the device is not configured"
-                        .to_owned()
-                } else if !self.keyring.learn(&taught) {
-                    "complete; not stored: its key comes from the configuration".to_owned()
+                use crate::secure::Learned;
+                let learned = if self.cfg.learn.enabled || configured {
+                    Some(self.keyring.learn(&taught))
                 } else {
-                    self.report.secure_taught += 1;
-                    if let Some(r) = tm.teach_in.as_mut() {
-                        r.stored = Some(true);
+                    None
+                };
+                if let Some(l) = learned.filter(|l| l.changed())
+                    && let Some(dev) = self.keyring.get(t.sender)
+                {
+                    self.storage.send(Op::SecureTaught {
+                        id: t.sender,
+                        device: Box::new(dev.clone()),
+                    });
+                    if l != Learned::RollingCode {
+                        self.report.secure_taught += 1;
                     }
-                    if let Some(dev) = self.keyring.get(t.sender) {
-                        self.storage.send(Op::SecureTaught {
-                            id: t.sender,
-                            device: Box::new(dev.clone()),
-                        });
+                }
+                if learned.is_some_and(|l| l.changed() || l == Learned::Unchanged)
+                    && let Some(r) = tm.teach_in.as_mut()
+                {
+                    r.stored = Some(true);
+                }
+                if learned.is_some_and(Learned::changed)
+                    && taught.ptm
+                    && self.registry.learn(t.sender, "F6-02-01", None)
+                {
+                    self.report.learned += 1;
+                    self.storage.send(Op::Learned {
+                        id: t.sender,
+                        eep: "F6-02-01".to_owned(),
+                        manufacturer: None,
+                        at: at.into(),
+                    });
+                }
+                match learned {
+                    None => {
+                        "complete; not stored: learning is off and the device is not configured"
+                            .to_owned()
                     }
-                    if taught.ptm && self.registry.learn(t.sender, "F6-02-01", None) {
-                        self.report.learned += 1;
-                        self.storage.send(Op::Learned {
-                            id: t.sender,
-                            eep: "F6-02-01".to_owned(),
-                            manufacturer: None,
-                            at: at.into(),
-                        });
+                    Some(Learned::Configured) => {
+                        "complete; not stored: its key comes from the configuration".to_owned()
                     }
-                    format!(
-                        "complete; key, SLF {:#04X} and rolling code stored",
-                        taught.slf.0
-                    )
+                    Some(Learned::Full) => format!(
+                        "complete; not stored: {} devices are taught in already ([learn] max_devices)",
+                        self.cfg.learn.max_devices
+                    ),
+                    Some(Learned::Unchanged) => {
+                        "complete; the same key again, the rolling code held is newer: kept"
+                            .to_owned()
+                    }
+                    Some(Learned::RollingCode) => {
+                        "complete; the same key again, its newer rolling code stored".to_owned()
+                    }
+                    Some(Learned::New) | Some(Learned::Rekeyed) => format!(
+                        "complete; key, SLF {:#04X} and rolling code stored{}",
+                        taught.slf.0,
+                        if learned == Some(Learned::Rekeyed) {
+                            " (replacing the key held: the device was paired again)"
+                        } else {
+                            ""
+                        }
+                    ),
                 }
             }
         };

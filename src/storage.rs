@@ -94,14 +94,16 @@ pub enum Op {
     },
     /// Last-heard facts collected by the reader.
     Heard(Vec<Heard>),
-    /// A secure device taught in by radio: its key (sealed when stored), SLF and rolling code.
+    /// A secure device taught in by radio: its key (sealed when stored), SLF and rolling code;
+    /// written with the rolling codes after the next commit.
     SecureTaught {
         /// Sender ID.
         id: u32,
         /// The device (its `Debug` shows no key).
         device: Box<crate::secure::SecureDevice>,
     },
-    /// A secure device's new rolling-code state (coalesced; written after the next commit).
+    /// A secure device's new rolling-code state (coalesced, written after the next commit like
+    /// a teach-in).
     SecureRlc {
         /// Sender ID.
         id: u32,
@@ -289,8 +291,8 @@ impl Writer {
             match result {
                 Ok(done) => {
                     self.committed(done.len());
-                    // Rolling codes follow the records they came with: one transaction per
-                    // commit window, never one per telegram.
+                    // Teach-ins and rolling codes follow the records they came with: one
+                    // transaction per commit window, never one per telegram.
                     if (!done.is_empty() || !open) && self.secure.dirty() {
                         self.flush_rlc();
                     }
@@ -389,7 +391,7 @@ impl Writer {
 
     fn flush_rlc(&mut self) {
         if let Err(e) = self.secure.flush() {
-            warn!("could not store rolling codes of secure devices: {e}; retrying");
+            warn!("could not store secure devices or rolling codes: {e}; retrying");
         }
     }
 
@@ -423,11 +425,7 @@ impl Writer {
                     warn!("could not record when devices were last heard: {e}");
                 }
             }
-            Op::SecureTaught { id, device } => {
-                if let Err(e) = self.secure.save_taught(id, &device) {
-                    error!("could not store secure device {id:08X}: {e}");
-                }
-            }
+            Op::SecureTaught { id, device } => self.secure.note_taught(id, *device),
             Op::SecureRlc { id, next_rlc, kcv } => self.secure.note_rlc(id, next_rlc, kcv),
         }
     }

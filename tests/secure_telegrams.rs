@@ -73,7 +73,7 @@ fn ptm_keyring() -> Keyring {
         (Slf(0x4B), Some(0xC0FF), true)
     );
     let mut ring = Keyring::default();
-    assert!(ring.learn(&taught));
+    assert_eq!(ring.learn(&taught), enocean_agent::secure::Learned::New);
     ring
 }
 
@@ -287,14 +287,15 @@ fn keys_and_rolling_codes_survive_a_restart_sealed() {
     // Taught in: the published PTM 215.
     let taught = ptm_keyring();
     let dev = taught.get(PTM).unwrap().clone();
-    assert!(ring.learn(&enocean_agent::secure::Taught {
+    let taught = enocean_agent::secure::Taught {
         sender: PTM,
         slf: dev.slf,
         rlc: dev.next_rlc,
         key: dev.key.clone(),
         ptm: true,
         info: 0,
-    }));
+    };
+    assert_eq!(ring.learn(&taught), enocean_agent::secure::Learned::New);
     store.save_taught(PTM, &dev).unwrap();
     let u = ring
         .unwrap(&telegram(0x30, &[0xD0, 0xB5, 0x18, 0xFB], PTM), None)

@@ -54,14 +54,60 @@ pub struct Unwrapped {
     pub next_rlc: Option<u32>,
 }
 
+/// What a completed teach-in changed in the keyring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// A device new to the keyring.
+    New,
+    /// A known device with a new key or SLF (it was paired again).
+    Rekeyed,
+    /// The known key again, with a rolling code ahead of the one held: that code is taken.
+    RollingCode,
+    /// The known key again and nothing newer: nothing changes.
+    Unchanged,
+    /// The device's key comes from the configuration: nothing changes.
+    Configured,
+    /// The bound on devices taught in by radio is reached: refused.
+    Full,
+}
+
+impl Learned {
+    /// True when the device's entry changed and has to be stored.
+    pub fn changed(self) -> bool {
+        matches!(self, Learned::New | Learned::Rekeyed | Learned::RollingCode)
+    }
+}
+
 /// The keyring: devices with a key, by sender ID, and what it has counted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Keyring {
     devices: HashMap<u32, (SecureDevice, Signer)>,
+    /// Devices taught in by radio at most.
+    max_learned: usize,
     /// Telegrams accepted.
     accepted: u64,
     /// Telegrams rejected, by reason code.
     rejected: BTreeMap<&'static str, u64>,
+}
+
+impl Default for Keyring {
+    fn default() -> Self {
+        Self {
+            devices: HashMap::new(),
+            max_learned: crate::device::DEFAULT_MAX_DEVICES,
+            accepted: 0,
+            rejected: BTreeMap::new(),
+        }
+    }
+}
+
+/// All ones over an RLC of `len` bytes.
+fn rlc_mask(len: usize) -> u32 {
+    if len >= 4 {
+        u32::MAX
+    } else {
+        (1u32 << (8 * len)) - 1
+    }
 }
 
 impl std::fmt::Debug for Signer {
@@ -77,16 +123,32 @@ impl Keyring {
         self.devices.insert(id, (device, signer));
     }
 
-    /// Takes a completed teach-in. False (nothing changes) when the device's key comes from
-    /// the configuration.
-    pub fn learn(&mut self, t: &Taught) -> bool {
-        if self
-            .devices
-            .get(&t.sender)
-            .is_some_and(|(d, _)| d.configured)
-        {
-            return false;
+    /// Takes a completed teach-in and says what changed. A key from the configuration is never
+    /// replaced; a teach-in repeating the known key never moves the rolling code back (a
+    /// replayed teach-in must not reopen a replay window); past [`Keyring::set_max_learned`]
+    /// devices taught in by radio, a new one is refused.
+    pub fn learn(&mut self, t: &Taught) -> Learned {
+        let learned = self.devices.values().filter(|(d, _)| !d.configured).count();
+        match self.devices.get_mut(&t.sender) {
+            Some((d, _)) if d.configured => return Learned::Configured,
+            Some((d, _)) if d.key == t.key && d.slf == t.slf => {
+                let mask = rlc_mask(d.slf.rlc_len());
+                let ahead = match (d.next_rlc, t.rlc) {
+                    (Some(now), Some(new)) => (new.wrapping_sub(now) & mask) <= mask / 2,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                if ahead && d.next_rlc != t.rlc {
+                    d.next_rlc = t.rlc;
+                    return Learned::RollingCode;
+                }
+                return Learned::Unchanged;
+            }
+            Some(_) => {}
+            None if learned >= self.max_learned => return Learned::Full,
+            None => {}
         }
+        let rekeyed = self.devices.contains_key(&t.sender);
         self.insert(
             t.sender,
             SecureDevice {
@@ -97,7 +159,16 @@ impl Keyring {
                 configured: false,
             },
         );
-        true
+        if rekeyed {
+            Learned::Rekeyed
+        } else {
+            Learned::New
+        }
+    }
+
+    /// Bounds the devices taught in by radio (the daemon uses `[learn] max_devices`).
+    pub fn set_max_learned(&mut self, max: usize) {
+        self.max_learned = max;
     }
 
     /// Drops a device's key (e.g. `devices forget`); a configured one stays.
@@ -175,11 +246,7 @@ impl Keyring {
         if slf.encryption() == Encryption::Vaes && data_len > VAES_MAX {
             return Err(SecureError::Unsupported("more than 16 bytes of VAES data"));
         }
-        let mask = if rlc_len == 4 {
-            u32::MAX
-        } else {
-            (1u32 << (8 * rlc_len)) - 1
-        };
+        let mask = rlc_mask(rlc_len);
         let rlc = if rlc_len == 0 {
             if !signer.verify(t.rorg, data, 0, 0, tag) {
                 return Err(SecureError::BadCmac);
@@ -498,6 +565,83 @@ mod tests {
         let p = seal(&key, slf, 0x31, &[0xD5, 0x09], 12);
         let u = ring.unwrap(&telegram(0x31, &p, 5), None).unwrap();
         assert_eq!((u.telegram.rorg, u.telegram.payload), (0xD5, vec![0x09]));
+    }
+
+    #[test]
+    fn a_replayed_teach_in_never_moves_the_rolling_code_back() {
+        let mut ring = ptm_ring();
+        let taught = Taught {
+            sender: 0x019E_B63B,
+            slf: Slf(0x4B),
+            rlc: Some(0xC0FF),
+            key: DeviceKey::from_bytes(*b"EnOcean GmbH.13\0"),
+            ptm: true,
+            info: 0,
+        };
+        ring.unwrap(
+            &telegram(0x30, &[0xD0, 0xB5, 0x18, 0xFB], 0x019E_B63B),
+            None,
+        )
+        .unwrap();
+        // The captured teach-in again: the pressed telegram stays a replay.
+        assert_eq!(ring.learn(&taught), Learned::Unchanged);
+        assert_eq!(ring.get(0x019E_B63B).unwrap().next_rlc, Some(0xC100));
+        assert_eq!(
+            ring.unwrap(
+                &telegram(0x30, &[0xD0, 0xB5, 0x18, 0xFB], 0x019E_B63B),
+                None
+            )
+            .unwrap_err()
+            .code(),
+            "secure_replay"
+        );
+        // The same key with a newer code (the device taught in again later): taken.
+        let later = Taught {
+            rlc: Some(0xD000),
+            ..taught.clone()
+        };
+        assert_eq!(ring.learn(&later), Learned::RollingCode);
+        assert_eq!(ring.get(0x019E_B63B).unwrap().next_rlc, Some(0xD000));
+        // Another key: the device was paired again.
+        let other = Taught {
+            key: DeviceKey::from_bytes([1; 16]),
+            ..taught
+        };
+        assert_eq!(ring.learn(&other), Learned::Rekeyed);
+    }
+
+    #[test]
+    fn configured_keys_stay_and_learned_devices_are_bounded() {
+        let mut ring = Keyring::default();
+        ring.set_max_learned(2);
+        let taught = |sender| Taught {
+            sender,
+            slf: Slf(0xF3),
+            rlc: Some(1),
+            key: DeviceKey::from_bytes([2; 16]),
+            ptm: false,
+            info: 0,
+        };
+        ring.insert(
+            9,
+            SecureDevice {
+                key: DeviceKey::from_bytes([3; 16]),
+                slf: Slf(0xF3),
+                next_rlc: None,
+                ptm: false,
+                configured: true,
+            },
+        );
+        assert_eq!(ring.learn(&taught(9)), Learned::Configured);
+        assert_eq!(ring.get(9).unwrap().key, DeviceKey::from_bytes([3; 16]));
+        assert_eq!(ring.learn(&taught(1)), Learned::New);
+        assert_eq!(ring.learn(&taught(2)), Learned::New);
+        assert_eq!(ring.learn(&taught(3)), Learned::Full);
+        assert_eq!(ring.len(), 3);
+        ring.forget(9);
+        ring.forget(1);
+        assert!(ring.get(9).is_some() && ring.get(1).is_none());
+        assert_eq!(ring.learn(&taught(3)), Learned::New);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::erp1::{Telegram, rorg};
 
-pub use keyring::{Keyring, SecureDevice, Unwrapped};
+pub use keyring::{Keyring, Learned, SecureDevice, Unwrapped};
 pub use teach_in::{Assembler, Taught};
 
 /// RORG of a secure telegram (encrypted and/or authenticated data).

@@ -8,8 +8,9 @@
 //!   sealing file loses the stored keys (logged at start; the devices need a new teach-in).
 //! - A key from the configuration is never stored; its row keeps the rolling code only, with
 //!   the key check value of the key it belongs to (a changed `key_file` starts afresh).
-//! - Rolling codes: [`SecureStore::note_rlc`] keeps the latest per device in memory and
-//!   [`SecureStore::flush`] writes them in one transaction. The storage thread flushes right
+//! - Teach-ins and rolling codes: [`SecureStore::note_taught`] and [`SecureStore::note_rlc`]
+//!   keep the latest per device in memory and [`SecureStore::flush`] writes them in one
+//!   transaction. The storage thread flushes right
 //!   after each group commit of the records and at stop, so no telegram costs an fsync of its
 //!   own. After a crash (SIGKILL, power) the stored code can be behind by the telegrams of the
 //!   last commit window: those few telegrams could be replayed once. A clean stop loses nothing.
@@ -179,6 +180,8 @@ pub fn load(db: &Path, devices: &[DeviceConfig]) -> Result<(Keyring, Vec<String>
 pub struct SecureStore {
     conn: Connection,
     sealer: Sealer,
+    /// Devices taught in, not yet written (the latest per device).
+    taught: HashMap<u32, SecureDevice>,
     /// Rolling codes not yet written: device → (next RLC, key check value).
     pending: HashMap<u32, (u32, [u8; 4])>,
 }
@@ -189,50 +192,65 @@ impl SecureStore {
         Ok(Self {
             sealer: open_sealer(db)?,
             conn: open_conn(db)?,
+            taught: HashMap::new(),
             pending: HashMap::new(),
         })
     }
 
-    /// Stores a device taught in by radio (its key sealed), at once.
-    pub fn save_taught(&mut self, id: u32, dev: &SecureDevice) -> Result<(), StoreError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+    /// Notes a device taught in by radio (key, SLF, rolling code), written by the next
+    /// [`SecureStore::flush`]: a flood of teach-ins costs one transaction per commit window.
+    pub fn note_taught(&mut self, id: u32, dev: SecureDevice) {
         self.pending.remove(&id);
-        self.conn.execute(
-            "INSERT INTO secure_devices (id, sealed_key, kcv, slf, ptm, next_rlc, taught_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-             ON CONFLICT(id) DO UPDATE SET sealed_key = ?2, kcv = ?3, slf = ?4, ptm = ?5,
-               next_rlc = ?6, taught_at = ?7, updated_at = ?7",
-            params![
-                format!("{id:08X}"),
-                self.sealer.seal(id, &dev.key),
-                check_value(&dev.key).to_vec(),
-                dev.slf.0,
-                dev.ptm,
-                dev.next_rlc,
-                now
-            ],
-        )?;
-        Ok(())
+        self.taught.insert(id, dev);
+    }
+
+    /// Stores a device taught in by radio at once (its key sealed).
+    pub fn save_taught(&mut self, id: u32, dev: &SecureDevice) -> Result<(), StoreError> {
+        self.note_taught(id, dev.clone());
+        self.flush().map(|_| ())
     }
 
     /// Notes a device's new rolling-code state, written by the next [`SecureStore::flush`].
     pub fn note_rlc(&mut self, id: u32, next_rlc: u32, kcv: [u8; 4]) {
-        self.pending.insert(id, (next_rlc, kcv));
+        match self.taught.get_mut(&id) {
+            Some(dev) if check_value(&dev.key) == kcv => dev.next_rlc = Some(next_rlc),
+            _ => {
+                self.pending.insert(id, (next_rlc, kcv));
+            }
+        }
     }
 
-    /// True when rolling codes wait to be written.
+    /// True when teach-ins or rolling codes wait to be written.
     pub fn dirty(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.taught.is_empty()
     }
 
-    /// Writes the noted rolling codes in one transaction; on error they stay noted.
+    /// Writes what was noted in one transaction; on error it stays noted. Returns the rows
+    /// written.
     pub fn flush(&mut self) -> Result<usize, StoreError> {
-        if self.pending.is_empty() {
+        if !self.dirty() {
             return Ok(0);
         }
         let now = jiff::Timestamp::now().as_millisecond();
         let tx = self.conn.transaction()?;
         {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO secure_devices (id, sealed_key, kcv, slf, ptm, next_rlc, taught_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT(id) DO UPDATE SET sealed_key = ?2, kcv = ?3, slf = ?4, ptm = ?5,
+                   next_rlc = ?6, taught_at = ?7, updated_at = ?7",
+            )?;
+            for (id, dev) in &self.taught {
+                st.execute(params![
+                    format!("{id:08X}"),
+                    self.sealer.seal(*id, &dev.key),
+                    check_value(&dev.key).to_vec(),
+                    dev.slf.0,
+                    dev.ptm,
+                    dev.next_rlc,
+                    now
+                ])?;
+            }
             let mut st = tx.prepare_cached(
                 "INSERT INTO secure_devices (id, kcv, next_rlc, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET next_rlc = ?3, updated_at = ?4, kcv = ?2",
@@ -242,8 +260,9 @@ impl SecureStore {
             }
         }
         tx.commit()?;
-        let n = self.pending.len();
+        let n = self.pending.len() + self.taught.len();
         self.pending.clear();
+        self.taught.clear();
         Ok(n)
     }
 
@@ -251,6 +270,7 @@ impl SecureStore {
     /// device's rolling code stays.
     pub fn forget(&mut self, id: u32) -> Result<(), StoreError> {
         self.pending.remove(&id);
+        self.taught.remove(&id);
         self.conn.execute(
             "DELETE FROM secure_devices WHERE id = ?1 AND sealed_key IS NOT NULL",
             params![format!("{id:08X}")],
