@@ -189,7 +189,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices RENAME COLUMN learned_at_ms TO learned_at;
     ALTER TABLE devices RENAME COLUMN last_seen_ms TO last_seen;
     ",
-    // 6: secure devices (src/secure/store.rs): the key of a device taught in by radio, sealed
+    // 6: devices reported `device.silent` and not heard since (src/health.rs): after a restart
+    // they are not reported again, and `device.back` follows when they are heard. since_ms: unix
+    // ms of the report.
+    "
+    CREATE TABLE device_silence (
+        id       TEXT PRIMARY KEY,
+        since_ms INTEGER NOT NULL
+    );
+    ",
+    // 7: secure devices (src/secure/store.rs): the key of a device taught in by radio, sealed
     // (AES-128 under the gateway's sealing key, kept in a separate file, plus a 4-byte tag), NULL
     // for a key from the configuration; kcv: the key check value of the key the rolling code
     // belongs to; slf: security level format (NULL for a configured device's row); next_rlc:
