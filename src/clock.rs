@@ -19,7 +19,8 @@
 //! Everything that needs the time takes a [`Clock`], so tests inject one.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +66,15 @@ pub trait Clock: Send + Sync {
     fn boot_time(&self) -> BootTime;
     /// True when the wall clock can be believed (see the module documentation).
     fn synchronized(&self) -> bool;
+}
+
+/// A clock shared by the threads that need one (the sender threads, the agent, the command
+/// line's one-off deliveries); tests inject their own.
+pub type ClockCheck = Arc<dyn Clock>;
+
+/// The production clock with the default rule (`[gateway] clock_sync = "auto"`).
+pub fn system_clock_check() -> ClockCheck {
+    Arc::new(SystemClock::new(ClockRule::Auto))
 }
 
 /// A closure is a clock whose synchronisation it decides; time comes from the system.
@@ -196,6 +206,47 @@ pub fn boot_start_ms(
         [&now.boot_id],
         |r| r.get(0),
     )
+}
+
+/// The start of the current boot in wall time, looked up (or recorded, see [`boot_start_ms`])
+/// once per boot and then kept: the sender threads give readings received before the clock
+/// was synchronised their wall time from it.
+#[derive(Debug, Default)]
+pub struct BootStart {
+    known: Option<(String, i64)>,
+}
+
+impl BootStart {
+    /// The current boot and the wall time (unix ms) it started at. `clock` must be synchronised
+    /// (its wall time is what a first record of this boot stores).
+    pub fn get(
+        &mut self,
+        conn: &rusqlite::Connection,
+        clock: &dyn Clock,
+    ) -> Result<(BootTime, i64), rusqlite::Error> {
+        let here = clock.boot_time();
+        let start = match &self.known {
+            Some((id, start)) if *id == here.boot_id => *start,
+            _ => {
+                let start = boot_start_ms(conn, &here, clock.now())?;
+                self.known = Some((here.boot_id.clone(), start));
+                start
+            }
+        };
+        Ok((here, start))
+    }
+}
+
+/// The wall-clock time (unix ms) of a monotonic instant, past or future, as the system clock
+/// sees it now (when a retry or probe scheduled on the monotonic clock is due, for the status).
+pub fn wall_ms_of(t: Instant) -> i64 {
+    let now = Instant::now();
+    let ms = if t >= now {
+        (t - now).as_millis() as i64
+    } else {
+        -((now - t).as_millis() as i64)
+    };
+    jiff::Timestamp::now().as_millisecond().saturating_add(ms)
 }
 
 #[cfg(test)]

@@ -77,12 +77,9 @@ fn default_gateway_id() -> String {
 pub struct SerialConfig {
     /// Device path, or `sim` for the simulated stick.
     #[serde(default = "default_port")]
-    pub port: String,
+    pub port: crate::serial::PortChoice,
     /// Copies of one telegram (same sender and payload) within this window are delivered once.
-    #[serde(
-        default = "default_dedup_window",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_dedup_window", with = "crate::duration")]
     pub dedup_window: std::time::Duration,
 }
 
@@ -99,8 +96,8 @@ fn default_dedup_window() -> std::time::Duration {
     std::time::Duration::from_secs(2)
 }
 
-fn default_port() -> String {
-    "/dev/enocean".into()
+fn default_port() -> crate::serial::PortChoice {
+    crate::serial::PortChoice::default()
 }
 
 /// `[[device]]`: a configured device.
