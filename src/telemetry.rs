@@ -1,5 +1,7 @@
 //! The telemetry object: one received telegram as the agent commits, stores and delivers it.
-//! Its JSON form is the record inside every webhook body (see `DESIGN.md`, "Telemetry object").
+//! Its JSON form is the record inside every webhook body (`records` in the default envelope, see
+//! `docs/outbox-and-webhooks.md`, "Configuration"); the fields below, with their serde names, are
+//! its reference, and `README.md` explains `kind`, `teach_in` and `clock`.
 
 use std::collections::BTreeMap;
 
