@@ -286,6 +286,64 @@ mod tests {
         assert!(floor <= jiff::Timestamp::now());
     }
 
+    /// A clock whose wall time, boot and boot time the test sets.
+    struct Fixed(std::sync::Mutex<(jiff::Timestamp, BootTime)>);
+
+    impl Clock for Fixed {
+        fn now(&self) -> jiff::Timestamp {
+            self.0.lock().unwrap().0
+        }
+        fn boot_time(&self) -> BootTime {
+            self.0.lock().unwrap().1.clone()
+        }
+        fn synchronized(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_boot_start_is_recorded_once_and_kept_per_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::outbox::schema::open(&dir.path().join("outbox.db")).unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let boot = |id: &str, ms| BootTime {
+            boot_id: id.into(),
+            since_boot_ms: ms,
+        };
+        let clock = Fixed(std::sync::Mutex::new((
+            at("2026-12-05T10:00:00Z"),
+            boot("b1", 60_000),
+        )));
+        let mut cache = BootStart::default();
+        let start = at("2026-12-05T09:59:00Z").as_millisecond();
+        assert_eq!(cache.get(&conn, &clock).unwrap().1, start);
+        // The clock stepped (NTP): the boot keeps the start recorded first, in this cache and
+        // for a fresh one (another thread, a restart).
+        *clock.0.lock().unwrap() = (at("2026-12-05T11:00:00Z"), boot("b1", 61_000));
+        assert_eq!(cache.get(&conn, &clock).unwrap().1, start);
+        assert_eq!(BootStart::default().get(&conn, &clock).unwrap().1, start);
+        // A new boot gets its own start.
+        *clock.0.lock().unwrap() = (at("2026-12-05T12:00:00Z"), boot("b2", 1_000));
+        let (here, start2) = cache.get(&conn, &clock).unwrap();
+        assert_eq!(here.boot_id, "b2");
+        assert_eq!(start2, at("2026-12-05T11:59:59Z").as_millisecond());
+    }
+
+    #[test]
+    fn wall_time_of_an_instant_is_near_now_plus_its_distance() {
+        // Bounds that hold however long the machine takes between the lines.
+        let created = Instant::now();
+        let before = jiff::Timestamp::now().as_millisecond();
+        let t = wall_ms_of(created + std::time::Duration::from_secs(3600));
+        let after = jiff::Timestamp::now().as_millisecond();
+        let elapsed = created.elapsed().as_millis() as i64;
+        assert!(t <= after + 3_600_000, "{t} {after}");
+        assert!(
+            t >= before + 3_600_000 - elapsed - 1,
+            "{before} {t} {elapsed}"
+        );
+    }
+
     #[test]
     fn boot_time_moves_forward_within_one_boot() {
         let a = system_boot_time();
