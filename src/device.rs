@@ -453,6 +453,7 @@ mod tests {
             eep: eep.map(Into::into),
             name: Some("Office".into()),
             tags: BTreeMap::new(),
+            silent_after: None,
         }
     }
 

@@ -95,6 +95,29 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     }
 }
 
+/// The same for an optional duration (`#[serde(with = "crate::duration::option")]`, with
+/// `default` and `skip_serializing_if = "Option::is_none"` beside it): absent is None.
+pub mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes a present duration as [`super::format`] writes it.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes a present duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super")] Duration);
+        Ok(Some(Wrap::deserialize(d)?.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{format, parse};
@@ -110,6 +133,26 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("soon").is_err());
         assert!(parse("-5s").is_err());
+    }
+
+    #[test]
+    fn an_optional_duration_is_absent_or_written_like_any_other() {
+        #[derive(serde::Deserialize, serde::Serialize, PartialEq, Debug)]
+        struct S {
+            #[serde(
+                default,
+                skip_serializing_if = "Option::is_none",
+                with = "super::option"
+            )]
+            after: Option<Duration>,
+        }
+        let s: S = toml::from_str("after = \"1m 30s\"").unwrap();
+        assert_eq!(s.after, Some(Duration::from_secs(90)));
+        assert_eq!(toml::to_string(&s).unwrap().trim(), "after = \"1m 30s\"");
+        let none: S = toml::from_str("").unwrap();
+        assert_eq!(none.after, None);
+        assert_eq!(toml::to_string(&none).unwrap().trim(), "");
+        assert!(toml::from_str::<S>("after = \"soon\"").is_err());
     }
 
     #[test]
