@@ -441,13 +441,10 @@ fn silence_watch(
         .filter_map(|d| {
             let id = crate::device::parse_id(&d.id).ok()?;
             let after = d.silence_threshold(cfg.learn.silent_after)?;
-            let before = now
-                .zip(registry.get(id).and_then(|dev| dev.last_seen.as_deref()))
-                .and_then(|(now, seen)| {
-                    let seen: jiff::Timestamp = seen.parse().ok()?;
-                    Duration::try_from(now.duration_since(seen)).ok()
-                })
-                .unwrap_or_default();
+            let before = crate::health::silent_before_start(
+                now,
+                registry.get(id).and_then(|dev| dev.last_seen.as_deref()),
+            );
             Some(WatchStart {
                 id,
                 silent_after: after,

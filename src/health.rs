@@ -311,6 +311,19 @@ impl SilenceWatch {
     }
 }
 
+/// How long a device had been silent at start: `now` (the wall clock, only when synchronised)
+/// minus its stored last-heard time. Zero without a synchronised clock (a Pi without RTC boots
+/// with a clock that may be days behind or ahead: every device would look silent, or none), and
+/// zero when the stored time lies in the future.
+pub fn silent_before_start(now: Option<jiff::Timestamp>, last_seen: Option<&str>) -> Duration {
+    now.zip(last_seen)
+        .and_then(|(now, seen)| {
+            let seen: jiff::Timestamp = seen.parse().ok()?;
+            Duration::try_from(now.duration_since(seen)).ok()
+        })
+        .unwrap_or_default()
+}
+
 /// Free bytes for unprivileged users on the file system holding `path` (its directory when the
 /// file does not exist yet).
 pub fn disk_free(path: &std::path::Path) -> Option<u64> {
@@ -400,9 +413,17 @@ mod tests {
             })
         );
         assert!(w.heard(1, t0 + Duration::from_secs(26)).is_none());
-        // Device 2 was heard at 9 s: silent at 39 s, not at 30 s.
+        // Device 2 was heard at 9 s: silent at 39 s, not at 30 s; device 1, heard at 26 s, is
+        // silent again from 36 s.
         assert!(w.due(t0 + Duration::from_secs(30)).is_empty());
-        assert_eq!(w.due(t0 + Duration::from_secs(39)).len(), 1);
+        let ids: Vec<u32> = w
+            .due(t0 + Duration::from_secs(39))
+            .iter()
+            .map(|t| match t {
+                Transition::Silent { id, .. } | Transition::Back { id, .. } => *id,
+            })
+            .collect();
+        assert_eq!(ids, [1, 2]);
         assert!(w.heard(3, t0).is_none(), "not watched");
     }
 
@@ -425,6 +446,28 @@ mod tests {
             w.heard(2, t0 + Duration::from_secs(5)),
             Some(Transition::Back { id: 2, .. })
         ));
+    }
+
+    #[test]
+    fn silence_before_start_needs_a_synchronised_clock() {
+        let now: jiff::Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let seen = Some("2026-12-05T09:00:00Z");
+        assert_eq!(
+            silent_before_start(Some(now), seen),
+            Duration::from_secs(3 * 3600)
+        );
+        // Unsynchronised: judged from the start, whatever the stored time says.
+        assert_eq!(silent_before_start(None, seen), Duration::ZERO);
+        // Heard "in the future" (the clock was ahead then): not silent.
+        assert_eq!(
+            silent_before_start(Some(now), Some("2026-12-06T00:00:00Z")),
+            Duration::ZERO
+        );
+        assert_eq!(
+            silent_before_start(Some(now), Some("garbage")),
+            Duration::ZERO
+        );
+        assert_eq!(silent_before_start(Some(now), None), Duration::ZERO);
     }
 
     #[test]
