@@ -443,7 +443,10 @@ fn silence_watch(
             let after = d.silence_threshold(cfg.learn.silent_after)?;
             let before = crate::health::silent_before_start(
                 now,
-                registry.get(id).and_then(|dev| dev.last_seen.as_deref()),
+                registry
+                    .get(id)
+                    .and_then(|dev| dev.last_seen)
+                    .and_then(|t| t.timestamp()),
             );
             Some(WatchStart {
                 id,
@@ -561,11 +564,11 @@ impl State<'_> {
             let before = self
                 .registry
                 .get(t.sender)
-                .and_then(|d| d.last_seen.clone());
+                .and_then(|d| d.last_seen)
+                .map(|t| t.to_string());
             self.on_silence(back, before);
         }
-        self.registry
-            .heard(t.sender, received_at.to_string(), t.dbm());
+        self.registry.heard(t.sender, received_at.into(), t.dbm());
         if let Some(info) = SecureTeachIn::parse(t) {
             self.on_secure_teach_in(t, info, received_at);
             return;
@@ -646,7 +649,7 @@ impl State<'_> {
                     id: t.sender,
                     eep: eep.clone(),
                     manufacturer,
-                    at: at.to_string(),
+                    at: at.into(),
                 });
                 Some(eep)
             }
@@ -735,7 +738,8 @@ impl State<'_> {
             eep: dev.and_then(|d| d.eep.clone()),
             tags: dev.map(|d| d.tags.clone()).unwrap_or_default(),
         };
-        let last_heard = last_heard.or_else(|| dev.and_then(|d| d.last_seen.clone()));
+        let last_heard =
+            last_heard.or_else(|| dev.and_then(|d| d.last_seen).map(|t| t.to_string()));
         let mut tm = Telemetry::health_event(kind, self.clock.now(), self.gateway.clone(), sensor);
         tm.silence = Some(Silence {
             silent_after_s: self.watch.silent_after(id).unwrap_or_default().as_secs(),

@@ -276,12 +276,13 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
         .await;
         assert_eq!(agent.terminate().code(), Some(0));
 
-        // Stored last-heard: 01D00005 three hours ago (judged silent at once after the restart,
+        // Stored last-heard (unix milliseconds): 01D00005 three hours ago (judged silent at once after the restart,
         // its threshold being 1 h), 01D00006 a minute ago (not silent).
         {
             let conn = rusqlite::Connection::open(&db).unwrap();
-            let ago =
-                |s: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).to_string();
+            let ago = |s: i64| {
+                (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).as_millisecond()
+            };
             for (id, secs) in [("01D00005", 3 * 3600), ("01D00006", 60)] {
                 let n = conn
                     .execute(

@@ -62,11 +62,14 @@ fn systemd_notify(n: Notice) {
     };
 }
 
+/// An EEP library and the warnings about it (unknown-but-well-formed EEPs and the like).
+pub type LibraryWithWarnings = (Library, Vec<String>);
+
 /// The configuration at `path`, its EEP library with the warnings about it, and every problem of
 /// both: what `check-config` prints and `run` refuses to start with (all problems, not only the
 /// first). The library is checked even when the file has other problems, so one run lists them
 /// all.
-pub fn checked(path: &Path) -> (Config, Option<(Library, Vec<String>)>, Vec<ConfigError>) {
+pub fn checked(path: &Path) -> (Config, Option<LibraryWithWarnings>, Vec<ConfigError>) {
     let (cfg, mut errors) = Config::check(path);
     if !path.is_file() {
         return (cfg, None, errors);

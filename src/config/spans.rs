@@ -224,11 +224,11 @@ fn locate(root: &DeTable<'_>, span: &Range<usize>, field: Option<&str>) -> (Vec<
                 steps.push(Step::Key(field.to_owned()));
                 at = k.span().start;
             }
-        } else if steps.is_empty() {
-            if let Some((k, _)) = root.get_key_value(field) {
-                steps.push(Step::Key(field.to_owned()));
-                at = k.span().start;
-            }
+        } else if steps.is_empty()
+            && let Some((k, _)) = root.get_key_value(field)
+        {
+            steps.push(Step::Key(field.to_owned()));
+            at = k.span().start;
         }
     }
     (steps, at)
