@@ -269,3 +269,27 @@ fn syntax_error_has_its_place() {
     assert!(!errors.is_empty());
     assert_eq!(errors[0].line, 2, "{errors:#?}");
 }
+
+/// Type errors say what to write; a key missing in its own right is reported beside another
+/// problem of the same table.
+#[test]
+fn problems_say_what_to_write() {
+    let text = "[storage]\nmax_rows = \"many\"\n[learn]\nenabled = \"yes\"\n[[webhook]]\nurl = \"http://127.0.0.1:1/\"\ntimeout = true\ndevices = \"0180A3F2\"\n";
+    let (_, errors) = Config::check_text(text, Path::new("w.toml"));
+    let got: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.key.as_deref().unwrap_or(""), e.message.as_str()))
+        .collect();
+    let find = |key: &str| {
+        got.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, m)| *m)
+            .unwrap_or_else(|| panic!("{key} not reported: {got:?}"))
+    };
+    assert!(find("storage.max_rows").contains("whole number without quotes"));
+    assert!(find("learn.enabled").contains("true or false"));
+    assert!(find("webhook[0]").contains("add `name = …`"));
+    assert!(find("webhook[0].timeout").contains("\"30s\""));
+    assert!(find("webhook[0].devices").contains("write a list"));
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+}
