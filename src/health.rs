@@ -92,6 +92,11 @@ impl EventFilter {
         Ok(Self { names })
     }
 
+    /// The kinds accepted, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// True when records of this kind (its `event` name) go to the webhook.
     pub fn accepts(&self, event: &str) -> bool {
         self.names.iter().any(|n| n == event)
