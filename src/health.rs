@@ -377,6 +377,14 @@ pub fn silent_devices(
     Ok(out)
 }
 
+/// [`silent_devices`] of the outbox file at `db` (for the `devices` command).
+pub fn silent_devices_at(
+    db: &std::path::Path,
+) -> Result<std::collections::HashSet<u32>, crate::outbox::OutboxError> {
+    let store = crate::outbox::Store::open(db)?;
+    Ok(silent_devices(&store.conn)?)
+}
+
 /// A version as the stick reports it: `main.beta.alpha.build`.
 pub fn version_text(v: [u8; 4]) -> String {
     format!("{}.{}.{}.{}", v[0], v[1], v[2], v[3])

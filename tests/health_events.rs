@@ -275,6 +275,24 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
         })
         .await;
         assert_eq!(agent.terminate().code(), Some(0));
+        // `devices` shows what is watched: silent, a threshold, or not watched.
+        let out = common::agent_command()
+            .args(["devices", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let watch = |id: &str| {
+            text.lines()
+                .find(|l| l.starts_with(id))
+                .and_then(|l| l.split_whitespace().last())
+                .unwrap_or_else(|| panic!("{id} not listed:\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(watch("01D00001"), "silent", "{text}");
+        assert_eq!(watch("01D00002"), "-", "{text}");
+        assert_eq!(watch("01D00003"), "-", "{text}");
+        assert_eq!(watch("01D00005"), "1h", "{text}");
 
         // Stored last-heard (unix milliseconds): 01D00005 three hours ago (judged silent at once
         // after the restart, its threshold being 1 h), 01D00006 a minute ago (not silent).
