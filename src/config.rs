@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::mqtt::MqttConfig;
 use crate::outbox::StorageConfig;
 use crate::webhook::WebhookConfig;
 
@@ -43,6 +44,9 @@ pub struct Config {
     /// `[[webhook]]` entries.
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[mqtt]]` entries: MQTT outputs (see [`crate::mqtt`]).
+    #[serde(default, rename = "mqtt", skip_serializing_if = "Vec::is_empty")]
+    pub mqtt: Vec<MqttConfig>,
 }
 
 /// `[gateway]`: how this gateway names itself in telemetry.
@@ -236,7 +240,8 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret());
+        cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret())
+            || cfg.mqtt.iter().any(|m| m.has_inline_secret());
         let mut seen = std::collections::HashSet::new();
         for (i, w) in cfg.webhooks.iter_mut().enumerate() {
             let at = |key: &str, message: String| {
@@ -252,7 +257,30 @@ impl Config {
             if !seen.insert(w.name.clone()) {
                 return Err(at("name", format!("duplicate webhook name {:?}", w.name)));
             }
+            if w.name.starts_with(crate::mqtt::OUTPUT_PREFIX) {
+                return Err(at(
+                    "name",
+                    format!("{:?}: the prefix `mqtt:` is kept for MQTT outputs", w.name),
+                ));
+            }
             w.validate(base).map_err(|e| at(&e.key, e.message))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in cfg.mqtt.iter_mut().enumerate() {
+            let at = |key: &str, message: String| {
+                let (line, column) = locate_in(text, "mqtt", i, key);
+                ConfigError {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    key: Some(format!("mqtt[{i}].{key}")),
+                    message,
+                }
+            };
+            if !seen.insert(m.name.clone()) {
+                return Err(at("name", format!("duplicate mqtt name {:?}", m.name)));
+            }
+            m.validate(base).map_err(|e| at(&e.key, e.message))?;
         }
         for (key, d, max) in [
             ("commit_window", cfg.storage.commit_window, 3600),
@@ -350,6 +378,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// part (`auth = {…}`, `auth.token =` or `[webhook.auth]`); the first part's place, then the
 /// table's line, when the last part is not found.
 fn locate(text: &str, nth: usize, key: &str) -> (usize, usize) {
+    locate_in(text, "webhook", nth, key)
+}
+
+/// [`locate`] in the `nth` `[[table]]` (`webhook`, `mqtt`).
+fn locate_in(text: &str, table: &str, nth: usize, key: &str) -> (usize, usize) {
     let mut parts = key.split('.');
     let first = parts.next().unwrap_or(key);
     let last = parts.next_back();
@@ -361,12 +394,12 @@ fn locate(text: &str, nth: usize, key: &str) -> (usize, usize) {
         let t = line.trim();
         if t.starts_with('[') {
             let header: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-            if inside && header.starts_with("[webhook.") {
+            if inside && header.starts_with(&format!("[{table}.")) {
                 if first_at.is_some() {
                     // The sub-table of the first part ended without the last part.
                     break;
                 }
-                if header == format!("[webhook.{first}]") {
+                if header == format!("[{table}.{first}]") {
                     first_at = Some((i + 1, 1));
                 }
                 continue;
@@ -374,7 +407,7 @@ fn locate(text: &str, nth: usize, key: &str) -> (usize, usize) {
             if inside {
                 break;
             }
-            if t.starts_with("[[webhook]]") {
+            if header.starts_with(&format!("[[{table}]]")) {
                 if count == nth {
                     inside = true;
                     table_line = (i + 1, 1);

@@ -16,6 +16,7 @@ pub mod eep;
 pub mod erp1;
 pub mod esp3;
 pub mod inspect;
+pub mod mqtt;
 pub mod outbox;
 pub mod secret;
 pub mod secure;
