@@ -664,16 +664,16 @@ impl Worker {
         let health = self.health(&decision, &r);
         let cursor = self.cursor.max(last);
         let row = self.store.record_first_attempt(
-            &self.cfg.name,
             cursor,
             &self.acks,
             NewDelivery {
+                webhook: &self.cfg.name,
                 uuid: &id,
                 event: render::Event::Telemetry.as_str(),
                 records: &records,
                 body: &body,
+                first_attempt: &change,
             },
-            &change,
             &entry,
             &health,
         )?;

@@ -1,0 +1,173 @@
+//! Stored telemetry as the senders read it: rows after a cursor, rows found unreadable, and the
+//! salvage of a file moved aside as corrupt.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Store;
+use crate::outbox::OutboxError;
+use crate::telemetry::Telemetry;
+
+/// A stored reading that cannot be read: (seq, unix ms when found, the error).
+pub type Unreadable = (u64, i64, String);
+
+/// What `outbox salvage` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Salvage {
+    /// Rows after this seq were considered (the old file's slowest cursor).
+    pub from_seq: u64,
+    /// Readings added to this outbox.
+    pub imported: u64,
+    /// Readings whose id this outbox already had.
+    pub already_here: u64,
+    /// Rows whose JSON could not be read.
+    pub unreadable: u64,
+    /// Damaged ranges stepped over.
+    pub skipped_ranges: u64,
+}
+
+impl Store {
+    /// Telemetry after `cursor`, oldest first, at most `limit` rows: (seq, device, telemetry with
+    /// its seq set, or None when the stored JSON cannot be read).
+    pub fn telemetry_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Option<Telemetry>)>, OutboxError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, device, body FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = st.query(params![cursor as i64, limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let seq = r.get::<_, i64>(0)?.max(0) as u64;
+            let device: String = r.get(1)?;
+            let body: String = r.get(2)?;
+            let t = match serde_json::from_str::<Telemetry>(&body) {
+                Ok(mut t) => {
+                    t.seq = seq;
+                    Some(t)
+                }
+                Err(e) => {
+                    // Counted and listed (`outbox status`), once, whichever sender finds it.
+                    let new = self.conn.execute(
+                        "INSERT OR IGNORE INTO unreadable (seq, found_at, error) VALUES (?1, ?2, ?3)",
+                        params![seq as i64, jiff::Timestamp::now().as_millisecond(), e.to_string()],
+                    );
+                    if new.is_ok_and(|n| n > 0) {
+                        log::error!(
+                            "outbox: telemetry seq {seq} is unreadable ({e}); it cannot be delivered and is listed by `outbox status`"
+                        );
+                    }
+                    None
+                }
+            };
+            out.push((seq, device, t));
+        }
+        Ok(out)
+    }
+
+    /// Telemetry rows found unreadable: (seq, unix ms found, error), oldest first, at most
+    /// `limit`, and how many there are in all.
+    pub fn unreadable(&self, limit: usize) -> Result<(u64, Vec<Unreadable>), OutboxError> {
+        let total: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM unreadable", [], |r| r.get(0))?;
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, found_at, error FROM unreadable ORDER BY seq LIMIT ?1")?;
+        let rows = st
+            .query_map(params![limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((total.max(0) as u64, rows))
+    }
+
+    /// Imports the undelivered readings still readable from `file`, an outbox moved aside as
+    /// corrupt: rows after the slowest configured webhook's cursor there (all rows when its
+    /// webhook table cannot be read), with their ids and bodies, under new seqs. Readings whose
+    /// id is already here are skipped; ranges that cannot be read are stepped over and counted.
+    pub fn salvage(&mut self, file: &Path) -> Result<Salvage, OutboxError> {
+        let old = rusqlite::Connection::open_with_flags(
+            file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mut report = Salvage::default();
+        let from: i64 = old
+            .query_row(
+                "SELECT coalesce(min(cursor), 0) FROM webhook WHERE configured = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        let max_seq: i64 = old
+            .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(i64::MAX);
+        report.from_seq = from.max(0) as u64;
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let mut cur = from;
+        let mut step = 1i64;
+        while cur < max_seq {
+            let chunk: Result<Vec<(i64, String, String, String)>, rusqlite::Error> = old
+                .prepare("SELECT seq, id, device, body FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT 500")
+                .and_then(|mut st| {
+                    st.query_map(params![cur], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect()
+                });
+            match chunk {
+                Ok(rows) if rows.is_empty() => break,
+                Ok(rows) => {
+                    step = 1;
+                    let tx = self.conn.transaction()?;
+                    for (seq, id, device, body) in &rows {
+                        cur = *seq;
+                        if serde_json::from_str::<Telemetry>(body).is_err() {
+                            report.unreadable += 1;
+                            continue;
+                        }
+                        let present: bool = tx
+                            .query_row("SELECT 1 FROM telemetry WHERE id = ?1", params![id], |_| {
+                                Ok(())
+                            })
+                            .optional()?
+                            .is_some();
+                        if present {
+                            report.already_here += 1;
+                            continue;
+                        }
+                        tx.execute(
+                            "INSERT INTO telemetry (id, device, committed_at, body) VALUES (?1, ?2, ?3, ?4)",
+                            params![id, device, now_ms, body],
+                        )?;
+                        report.imported += 1;
+                    }
+                    tx.commit()?;
+                }
+                Err(_) => {
+                    // A damaged page: step over it, further each time it does not help.
+                    report.skipped_ranges += 1;
+                    cur = cur.saturating_add(step);
+                    step = step.saturating_mul(2).min(1 << 20);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Is this telemetry id stored?
+    pub fn has_telemetry(&self, id: &str) -> Result<bool, OutboxError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM telemetry WHERE id = ?1 LIMIT 1",
+                params![id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}
