@@ -20,6 +20,7 @@ use crate::serial::{self, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Telemetry};
+use crate::mqtt::MqttSender;
 use crate::webhook::{Sender, SenderOptions};
 
 /// Errors that stop the agent from starting.
@@ -143,10 +144,19 @@ pub async fn run(
     let sender = Sender::spawn(
         &cfg.webhooks,
         &cfg.storage.path,
-        sender_options,
+        sender_options.clone(),
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
+    // MQTT outputs wake with the same waker: one commit wakes every output.
+    let mqtt = MqttSender::spawn(
+        &cfg.mqtt,
+        &cfg.gateway.id,
+        &cfg.storage.path,
+        sender_options,
+        sender.waker(),
+        Arc::new(AtomicBool::new(false)),
+    )?;
     let storage = Storage::start(
         outbox,
         device_store,
@@ -185,10 +195,15 @@ pub async fn run(
         chains: crate::chain::Reassembler::default(),
     };
     let webhooks = cfg.enabled_webhooks().len();
-    notify(Notice::Ready(format!(
-        "started, {webhooks} webhook(s), port {}",
-        cfg.serial.port
-    )));
+    let mqtt_outputs = cfg.mqtt.iter().filter(|m| m.enabled).count();
+    notify(Notice::Ready(if mqtt_outputs > 0 {
+        format!(
+            "started, {webhooks} webhook(s), {mqtt_outputs} MQTT output(s), port {}",
+            cfg.serial.port
+        )
+    } else {
+        format!("started, {webhooks} webhook(s), port {}", cfg.serial.port)
+    }));
 
     let (tx, mut rx) = mpsc::channel(1024);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -244,14 +259,16 @@ pub async fn run(
         {
             last_watchdog = Instant::now();
             // A dead storage writer or sender must not be hidden behind a healthy watchdog.
-            if state.storage.is_alive() && sender.dead() == 0 {
+            if state.storage.is_alive() && sender.dead() == 0 && mqtt.dead() == 0 {
                 notify(Notice::Watchdog);
             }
         }
-        if sender.dead() > 0 && stop_tx.is_some() {
+        if sender.dead() + mqtt.dead() > 0 && stop_tx.is_some() {
             error!(
-                "{} webhook sender thread(s) died; stopping so the service manager restarts the agent",
-                sender.dead()
+                "{} webhook sender and {} MQTT output thread(s) died; stopping so the service \
+                 manager restarts the agent",
+                sender.dead(),
+                mqtt.dead()
             );
             sender_died = true;
             if let Some(tx) = stop_tx.take() {
@@ -288,8 +305,12 @@ pub async fn run(
     report.committed = figures.committed.load(Ordering::Relaxed);
     report.enqueue_errors = figures.not_committed.load(Ordering::Relaxed);
     report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
-    // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
-    sender.stop();
+    // Waits for the in-flight POSTs, each bounded by its webhook's timeout, and for the MQTT
+    // outputs to save their cursors, publish `offline` and disconnect.
+    std::thread::scope(|s| {
+        s.spawn(|| mqtt.stop());
+        sender.stop();
+    });
     match serial_result {
         Some(Ok(stats)) => {
             report.connects = stats.connects;
