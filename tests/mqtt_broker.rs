@@ -228,3 +228,123 @@ fn a_wrong_password_is_a_clear_error_and_moves_nothing() {
         "nothing published under the wrong login"
     );
 }
+
+/// A CA: its certificate (PEM) and what signs with it.
+struct Ca {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+fn ca(name: &str) -> Ca {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: rcgen::Issuer::new(params, key),
+    }
+}
+
+/// A leaf certificate signed by `ca`: (certificate PEM, key PEM).
+fn leaf(ca: &Ca, names: &[&str], cn: &str) -> (String, String) {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn tls_with_a_test_ca_and_a_client_certificate_delivers_and_a_wrong_ca_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = ca("test broker CA");
+    let (server_pem, server_key) = leaf(&root, &["localhost", "127.0.0.1"], "localhost");
+    let (client_pem, client_key) = leaf(&root, &["gateway"], "gateway");
+    let other = ca("someone else's CA");
+    for (f, text) in [
+        ("ca.pem", &root.pem),
+        ("server.pem", &server_pem),
+        ("server.key", &server_key),
+        ("client.pem", &client_pem),
+        ("client.key", &client_key),
+        ("other.pem", &other.pem),
+    ] {
+        std::fs::write(d.join(f), text).unwrap();
+    }
+    let tls_port = broker::free_port();
+    let Some(b) = Broker::start_with(
+        d,
+        BrokerOptions {
+            listener: vec![
+                format!("listener {tls_port} 127.0.0.1"),
+                format!("cafile {}", d.join("ca.pem").display()),
+                format!("certfile {}", d.join("server.pem").display()),
+                format!("keyfile {}", d.join("server.key").display()),
+                "require_certificate true".into(),
+            ],
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    assert!(common::wait_for(WAIT, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        tls_port
+    ))
+    .is_ok()));
+    let sub = Subscriber::start(b.port, "enocean/#", None);
+    let url = format!("mqtts://localhost:{tls_port}");
+    let mut good = fast("tls", &url);
+    good.ca_file = Some("ca.pem".into());
+    good.client_cert_file = Some("client.pem".into());
+    good.client_key_file = Some("client.key".into());
+    let mut wrong_ca = fast("wrong-ca", &url);
+    wrong_ca.ca_file = Some("other.pem".into());
+    wrong_ca.client_cert_file = Some("client.pem".into());
+    wrong_ca.client_key_file = Some("client.key".into());
+    wrong_ca.topic = "enocean/{gateway}/wrong/{sensor_id}".into();
+    let mut r = Running::start(d, vec![good, wrong_ca]);
+    let ids = r.enqueue("0180A3F2", 20);
+    let got = sub.wait("20 readings over TLS", |g| first_ids(g).len() >= 20);
+    assert_eq!(first_ids(&got), ids);
+    assert!(common::wait_for(WAIT, || r
+        .store()
+        .webhook("mqtt:wrong-ca")
+        .unwrap()
+        .and_then(|s| s.last_failure_reason)
+        .is_some()));
+    let st = r.store().webhook("mqtt:wrong-ca").unwrap().unwrap();
+    assert_eq!(st.last_failure_reason.as_deref(), Some("tls_unknown_ca"));
+    assert_eq!(st.cursor, 0);
+    assert!(
+        !sub.got()
+            .iter()
+            .any(|m| m.topic.starts_with("enocean/test-gw/wrong/"))
+    );
+}
+
+#[test]
+fn mqtt_5_delivers_every_reading_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(b) = Broker::start(dir.path()) else {
+        return;
+    };
+    let sub = Subscriber::start(b.port, "enocean/#", None);
+    let mut c = fast("v5", &b.url());
+    c.protocol = enocean_agent::mqtt::config::Protocol::V5;
+    let mut r = Running::start(dir.path(), vec![c]);
+    let ids = r.enqueue("0180A3F2", 50);
+    let got = sub.wait("50 readings", |g| first_ids(g).len() >= 50);
+    assert_eq!(first_ids(&got), ids);
+}
