@@ -14,13 +14,13 @@ use crate::config::Config;
 use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
+use crate::mqtt::MqttSender;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
 use crate::serial::{self, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Telemetry};
-use crate::mqtt::MqttSender;
 use crate::webhook::{Sender, SenderOptions};
 
 /// Errors that stop the agent from starting.

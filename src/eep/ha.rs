@@ -104,7 +104,12 @@ mod tests {
                         "{}",
                         row.key
                     );
-                    assert_eq!(row.on_label.is_some(), k.kind == KeyKind::Label, "{}", row.key);
+                    assert_eq!(
+                        row.on_label.is_some(),
+                        k.kind == KeyKind::Label,
+                        "{}",
+                        row.key
+                    );
                 }
             }
         }

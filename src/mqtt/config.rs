@@ -355,7 +355,10 @@ impl MqttConfig {
                 ));
             }
         }
-        match (&self.username, self.password.is_some() || self.password_file.is_some()) {
+        match (
+            &self.username,
+            self.password.is_some() || self.password_file.is_some(),
+        ) {
             (None, true) => {
                 return Err(err(
                     "username",

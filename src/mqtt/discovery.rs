@@ -79,7 +79,11 @@ pub fn config_message(cfg: &MqttConfig, r: &Telemetry, key: &str, topic: &str) -
     c.insert("name".into(), json!(entity_name(key)));
     c.insert(
         "unique_id".into(),
-        json!(format!("enocean_{}_{}", id_level(&r.sensor.id), id_level(key))),
+        json!(format!(
+            "enocean_{}_{}",
+            id_level(&r.sensor.id),
+            id_level(key)
+        )),
     );
     c.insert("state_topic".into(), json!(state_topic));
     if let Some(t) = value_template {

@@ -260,7 +260,9 @@ impl Worker {
             }
             let Some(wait) = wait else { continue };
             let wait = match self.ack_since {
-                Some(t) => wait.min((t + self.opts.ack_window).saturating_duration_since(Instant::now())),
+                Some(t) => {
+                    wait.min((t + self.opts.ack_window).saturating_duration_since(Instant::now()))
+                }
                 None => wait,
             };
             // Wait for the broker, new records, or the time.
@@ -550,7 +552,9 @@ impl Worker {
             response: String::new(),
             retry_after: None,
         };
-        let decision = self.policy.on_attempt(Instant::now(), Outcome::Delivered, None);
+        let decision = self
+            .policy
+            .on_attempt(Instant::now(), Outcome::Delivered, None);
         self.cursor = self.cursor.max(w.seq);
         self.acks.push(crate::webhook::sender::log_entry(
             &self.output,

@@ -166,7 +166,9 @@ impl Session {
     pub async fn poll(&mut self) -> Result<Ev, Failure> {
         match self {
             Session::V4(_, e) => match e.poll().await {
-                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
+                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                    Ok(Ev::Sent(pkid))
+                }
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(a))) => Ok(Ev::Acked(a.pkid)),
                 Ok(_) => Ok(Ev::Other),
                 Err(err) => Err(classify_v4(&err)),
@@ -316,9 +318,7 @@ fn classify_v5(e: &rumqttc::v5::ConnectionError) -> Failure {
         E::Timeout(_) => Failure::new(Outcome::Failed, "timeout"),
         E::MqttState(s) => match s {
             rumqttc::v5::StateError::Io(io) => classify_io(io),
-            rumqttc::v5::StateError::AwaitPingResp => {
-                Failure::new(Outcome::Failed, "ping_timeout")
-            }
+            rumqttc::v5::StateError::AwaitPingResp => Failure::new(Outcome::Failed, "ping_timeout"),
             _ => Failure::new(Outcome::Failed, "protocol"),
         },
         _ => Failure::new(Outcome::Failed, "protocol"),

@@ -95,7 +95,8 @@ pub fn client_config(
                     format!("{}: no PEM certificate in it", cert_path.display()),
                 ));
             }
-            let key_path = crate::webhook::config::credential(key).unwrap_or_else(|| base_dir.join(key));
+            let key_path =
+                crate::webhook::config::credential(key).unwrap_or_else(|| base_dir.join(key));
             let pem = read(&key_path, "client_key_file", err)?;
             // The key's bytes never reach a message: only the file and what is wrong.
             let private = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {

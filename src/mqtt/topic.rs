@@ -103,12 +103,9 @@ impl TopicTemplate {
 
     /// True when a placeholder depends on the record (anything but `{gateway}` and `{output}`).
     pub fn uses_record(&self) -> bool {
-        self.parts.iter().any(|p| {
-            matches!(
-                p,
-                Part::SensorId | Part::Eep | Part::Kind | Part::Name
-            )
-        })
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::SensorId | Part::Eep | Part::Kind | Part::Name))
     }
 
     /// The topic for these values. Inserted values cannot add levels or wildcards: `/`, `+`,
@@ -277,10 +274,7 @@ mod tests {
         let t = TopicTemplate::compile("enocean/{gateway}/{sensor_id}").unwrap();
         assert_eq!(t.render(&v()), "enocean/lobby/0180A3F2");
         let t = TopicTemplate::compile("x/{name}/{eep}/{kind}/{output}").unwrap();
-        assert_eq!(
-            t.render(&v()),
-            "x/Office 2_14 _1/A5-04-01/telemetry/home"
-        );
+        assert_eq!(t.render(&v()), "x/Office 2_14 _1/A5-04-01/telemetry/home");
         assert!(t.uses_record());
         assert!(!TopicTemplate::compile("s/{gateway}").unwrap().uses_record());
         for bad in ["", "a/#", "a/+/b", "a/{nope}", "a/{gateway", "a}"] {
