@@ -300,9 +300,8 @@ impl Worker {
             Action::Probe => true,
         };
         if self.session.is_none() {
-            if !self.has_work()? {
-                return Ok(Some(self.opts.poll_interval));
-            }
+            // Connected whenever it can be (not only with work to do): the availability topic
+            // and the Last Will mean something only for a live session.
             let status = topic::status_topic(&self.cfg, &self.gateway);
             match Session::connect(&self.cfg, &self.client_id, &status).await {
                 Ok(s) => {
@@ -361,11 +360,6 @@ impl Worker {
         } else {
             Some(self.opts.poll_interval)
         })
-    }
-
-    /// True when a record after the cursor exists (connect only then).
-    fn has_work(&mut self) -> Result<bool, OutboxError> {
-        Ok(!self.store.telemetry_after(self.cursor, 1)?.is_empty())
     }
 
     /// Forgets what was in flight: the next records are read again from the cursor.
