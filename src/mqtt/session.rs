@@ -46,9 +46,9 @@ impl Failure {
 /// An open connection.
 pub enum Session {
     /// MQTT 3.1.1.
-    V4(rumqttc::AsyncClient, rumqttc::EventLoop),
+    V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
     /// MQTT 5.
-    V5(rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
 }
 
 /// Requests the client may queue before the event loop takes them (a record with discovery
@@ -91,7 +91,7 @@ impl Session {
                     o.set_credentials(u, password.clone().unwrap_or_default());
                 }
                 let (c, e) = rumqttc::AsyncClient::new(o, CHANNEL);
-                Session::V4(c, e)
+                Session::V4(c, Box::new(e))
             }
             Protocol::V5 => {
                 use rumqttc::v5::mqttbytes::{QoS, v5::LastWill};
@@ -111,7 +111,7 @@ impl Session {
                     o.set_credentials(u, password.clone().unwrap_or_default());
                 }
                 let (c, e) = rumqttc::v5::AsyncClient::new(o, CHANNEL);
-                Session::V5(c, e)
+                Session::V5(c, Box::new(e))
             }
         };
         let wait = async {
