@@ -123,6 +123,19 @@ fn sigkill_mid_backlog_loses_nothing_and_the_password_is_never_logged() {
         .unwrap();
     let max = Store::open(&db).unwrap().status(&db).unwrap().max_seq;
     assert_eq!(st.cursor, max, "the cursor was saved at the clean stop");
+    // `webhook list` shows the MQTT output with the webhooks' health figures.
+    let out = common::agent_command()
+        .args(["webhook", "list", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with("mqtt:home"))
+        .unwrap_or_else(|| panic!("no mqtt:home in {listing}"));
+    assert!(row.contains("active"), "{row}");
+    assert!(!listing.contains(PASSWORD));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("mqtt home: connected"), "{text}");
     assert!(!text.contains(PASSWORD), "the password reached the log");

@@ -579,3 +579,28 @@ fn home_assistant_discovery_configs_match_the_documented_schema_and_their_templa
         );
     }
 }
+
+#[test]
+fn operator_disable_holds_readings_and_enable_delivers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(b) = Broker::start(dir.path()) else {
+        return;
+    };
+    let sub = Subscriber::start(b.port, "enocean/#", None);
+    let mut r = Running::start(dir.path(), vec![fast("home", &b.url())]);
+    let mut ids = r.enqueue("0180A3F2", 5);
+    sub.wait("5 readings", |g| first_ids(g).len() >= 5);
+    assert!(r.store().disable("mqtt:home").unwrap());
+    // The output leaves cleanly: `offline` on its status topic.
+    sub.wait("offline", |g| {
+        g.iter()
+            .any(|m| m.topic == "enocean/test-gw/status" && m.text() == "offline")
+    });
+    ids.extend(r.enqueue("0180A3F2", 5));
+    // An observation window: nothing may be published while disabled.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(first_ids(&sub.got()).len(), 5);
+    assert!(r.store().enable("mqtt:home").unwrap());
+    let got = sub.wait("all 10 readings", |g| first_ids(g).len() >= 10);
+    assert_eq!(first_ids(&got), ids);
+}

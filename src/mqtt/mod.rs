@@ -28,3 +28,21 @@ pub use sender::{MqttHandle, MqttSender};
 /// Prefix of an MQTT output's name in the outbox's outputs table (`mqtt:NAME`); webhook names
 /// may not start with it.
 pub const OUTPUT_PREFIX: &str = "mqtt:";
+
+/// The health of the MQTT outputs (named `mqtt:NAME`), with the same figures as webhooks'.
+pub fn health(
+    store: &crate::outbox::Store,
+    outputs: &[MqttConfig],
+    db_path: &std::path::Path,
+) -> Result<Vec<crate::webhook::health::WebhookHealth>, crate::outbox::OutboxError> {
+    let refs: Vec<crate::webhook::health::OutputRef<'_>> = outputs
+        .iter()
+        .map(|m| crate::webhook::health::OutputRef {
+            name: m.output_name(),
+            enabled: m.enabled,
+            devices: m.devices.as_deref(),
+            url: m.url.clone(),
+        })
+        .collect();
+    crate::webhook::health::health_of(store, &refs, db_path)
+}

@@ -168,6 +168,12 @@ struct Worker {
     session: Option<Session>,
     holding_for_clock: bool,
     boot_start: Option<(String, i64)>,
+    /// `webhook enable mqtt:NAME` count last seen; a change restarts the policy.
+    resets: u64,
+    /// Switched off by `webhook disable mqtt:NAME`.
+    disabled: bool,
+    /// When the operator's switches were last read.
+    state_read: Option<Instant>,
 }
 
 impl Worker {
@@ -216,6 +222,9 @@ impl Worker {
             session: None,
             holding_for_clock: false,
             boot_start: None,
+            resets: st.as_ref().map_or(0, |s| s.resets),
+            disabled: false,
+            state_read: None,
             cfg,
         })
     }
@@ -291,6 +300,13 @@ impl Worker {
     /// Does what can be done now; returns how long to wait for events at most (None: look
     /// again at once).
     async fn step(&mut self) -> Result<Option<Duration>, OutboxError> {
+        if !self.operator_allows()? {
+            if self.session.is_some() {
+                self.close().await;
+            }
+            self.restart_window();
+            return Ok(Some(self.opts.poll_interval));
+        }
         let now = Instant::now();
         let probe = match self.policy.next(now) {
             // Only after a failure, which ended the session: nothing is in flight.
@@ -360,6 +376,35 @@ impl Worker {
         } else {
             Some(self.opts.poll_interval)
         })
+    }
+
+    /// The operator's switches (`webhook disable|enable mqtt:NAME`), read at most once a
+    /// second: false while disabled; an `enable` starts the policy afresh.
+    fn operator_allows(&mut self) -> Result<bool, OutboxError> {
+        if self
+            .state_read
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return Ok(!self.disabled);
+        }
+        self.state_read = Some(Instant::now());
+        if let Some(st) = self.store.webhook(&self.output)? {
+            if st.resets != self.resets {
+                self.resets = st.resets;
+                self.policy.reset();
+                log::info!("mqtt {}: enabled by the operator", self.cfg.name);
+            }
+            if !st.enabled && !self.disabled {
+                log::info!(
+                    "mqtt {}: disabled by the operator, readings keep queueing; \
+                     `enocean-agent webhook enable {}` resumes it",
+                    self.cfg.name,
+                    self.output
+                );
+            }
+            self.disabled = !st.enabled;
+        }
+        Ok(!self.disabled)
     }
 
     /// Forgets what was in flight: the next records are read again from the cursor.
