@@ -447,8 +447,7 @@ impl State<'_> {
 
     fn on_telegram(&mut self, t: &Telegram, received_at: jiff::Timestamp) {
         self.report.telegrams += 1;
-        self.registry
-            .heard(t.sender, received_at.to_string(), t.dbm());
+        self.registry.heard(t.sender, received_at.into(), t.dbm());
         if let Some(info) = SecureTeachIn::parse(t) {
             self.on_secure_teach_in(t, info, received_at);
             return;
@@ -529,7 +528,7 @@ impl State<'_> {
                     id: t.sender,
                     eep: eep.clone(),
                     manufacturer,
-                    at: at.to_string(),
+                    at: at.into(),
                 });
                 Some(eep)
             }

@@ -8,6 +8,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use crate::config::DeviceConfig;
+use crate::outbox::UnixMs;
 
 /// Errors of the device registry.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +69,8 @@ pub struct Device {
     pub source: Source,
     /// Manufacturer ID announced in the teach-in.
     pub manufacturer: Option<u16>,
-    /// When it was last heard (RFC 3339).
-    pub last_seen: Option<String>,
+    /// When it was last heard.
+    pub last_seen: Option<UnixMs>,
     /// Signal of the last telegram.
     pub last_dbm: Option<i16>,
 }
@@ -95,8 +96,8 @@ pub struct Heard {
     pub id: u32,
     /// Where the registry knows it from when it was heard.
     pub source: Source,
-    /// When (RFC 3339).
-    pub at: String,
+    /// When.
+    pub at: UnixMs,
     /// Signal of that telegram.
     pub dbm: Option<i16>,
 }
@@ -138,7 +139,7 @@ impl Registry {
                     tags: c.tags.clone(),
                     source: Source::Configured,
                     manufacturer: prev.as_ref().and_then(|p| p.manufacturer),
-                    last_seen: prev.as_ref().and_then(|p| p.last_seen.clone()),
+                    last_seen: prev.as_ref().and_then(|p| p.last_seen),
                     last_dbm: prev.and_then(|p| p.last_dbm),
                 },
             );
@@ -217,20 +218,20 @@ impl Registry {
     }
 
     /// Notes that `id` was heard; handed to the store by [`Registry::take_heard`].
-    pub fn heard(&mut self, id: u32, at: String, dbm: Option<i16>) {
+    pub fn heard(&mut self, id: u32, at: UnixMs, dbm: Option<i16>) {
         let source = self.devices.get(&id).map_or(Source::Unknown, |d| d.source);
         if let Some(d) = self.devices.get_mut(&id) {
-            d.last_seen = Some(at.clone());
+            d.last_seen = Some(at);
             d.last_dbm = dbm;
         }
         let cap = self.max + self.configured.len();
         if self.dirty.len() >= 2 * cap {
             // A flood of strangers: keep the most recently heard, amortised over `cap` inserts.
-            let mut strangers: Vec<(String, u32)> = self
+            let mut strangers: Vec<(UnixMs, u32)> = self
                 .dirty
                 .values()
                 .filter(|h| h.source == Source::Unknown)
-                .map(|h| (h.at.clone(), h.id))
+                .map(|h| (h.at, h.id))
                 .collect();
             strangers.sort_unstable();
             let excess = self.dirty.len().saturating_sub(cap).min(strangers.len());
@@ -260,11 +261,11 @@ impl Registry {
         if learned <= self.max {
             return;
         }
-        let mut order: Vec<(Option<String>, u32)> = self
+        let mut order: Vec<(Option<UnixMs>, u32)> = self
             .devices
             .values()
             .filter(|d| d.source != Source::Configured)
-            .map(|d| (d.last_seen.clone(), d.id))
+            .map(|d| (d.last_seen, d.id))
             .collect();
         order.sort();
         for (_, id) in order.into_iter().take(learned - self.max) {
@@ -303,7 +304,7 @@ impl DeviceStore {
         id: u32,
         eep: &str,
         manufacturer: Option<u16>,
-        at: &str,
+        at: UnixMs,
     ) -> Result<(), DeviceError> {
         self.conn.execute(
             "INSERT INTO devices (id, eep, source, manufacturer, learned_at) VALUES (?1, ?2, 'learned', ?3, ?4)
@@ -396,7 +397,7 @@ fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
             r.get::<_, Option<String>>(2)?,
             r.get::<_, String>(3)?,
             r.get::<_, Option<u16>>(4)?,
-            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<UnixMs>>(5)?,
             r.get::<_, Option<i16>>(6)?,
         ))
     })?;
@@ -464,8 +465,8 @@ mod tests {
         }
     }
 
-    fn heard(reg: &mut Registry, store: &mut DeviceStore, id: u32, at: &str) {
-        reg.heard(id, at.into(), Some(-60));
+    fn heard(reg: &mut Registry, store: &mut DeviceStore, id: u32, at: i64) {
+        reg.heard(id, UnixMs(at), Some(-60));
         store.write_heard(&reg.take_heard()).unwrap();
     }
 
@@ -478,11 +479,11 @@ mod tests {
         let mut reg = Registry::open(&db, &configured, 100).unwrap();
         assert!(reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D)));
         store
-            .save_learned(0x0194_E3B9, "A5-02-05", Some(0x00D), "t1")
+            .save_learned(0x0194_E3B9, "A5-02-05", Some(0x00D), UnixMs(1))
             .unwrap();
         assert!(!reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D)));
         assert!(!reg.learn(0x0180_A3F2, "A5-02-05", None));
-        heard(&mut reg, &mut store, 0x0194_E3B9, "2026-11-23T18:00:00Z");
+        heard(&mut reg, &mut store, 0x0194_E3B9, 1_795_284_000_000);
         drop((reg, store));
         let all = list(&db, &configured).unwrap();
         assert_eq!(all.len(), 2);
@@ -509,14 +510,14 @@ mod tests {
         let mut reg = Registry::open(&db, &configured, 100).unwrap();
         for (id, eep) in [(0x0194_E3B9, "A5-02-05"), (0x0180_A3F2, "A5-04-01")] {
             assert!(reg.learn(id, eep, None));
-            store.save_learned(id, eep, None, "t1").unwrap();
+            store.save_learned(id, eep, None, UnixMs(1)).unwrap();
         }
         assert!(store.take_forgets().unwrap().is_empty());
         // The CLI, on its own connection.
         assert!(forget(&db, 0x0194_E3B9).unwrap());
         assert!(forget(&db, 0x0180_A3F2).unwrap());
         // A last-heard write racing the forget stores the rows again.
-        heard(&mut reg, &mut store, 0x0194_E3B9, "t2");
+        heard(&mut reg, &mut store, 0x0194_E3B9, 2);
         let mut gone = store.take_forgets().unwrap();
         gone.sort_unstable();
         assert_eq!(gone, [0x0180_A3F2, 0x0194_E3B9]);
@@ -527,7 +528,7 @@ mod tests {
         assert_eq!(reg.get(0x0180_A3F2).unwrap().eep, None);
         assert!(store.take_forgets().unwrap().is_empty());
         // Heard again: an unknown sender, not a learned device, now and after a restart.
-        heard(&mut reg, &mut store, 0x0194_E3B9, "t3");
+        heard(&mut reg, &mut store, 0x0194_E3B9, 3);
         drop((reg, store));
         let all = list(&db, &configured).unwrap();
         let stranger = all.iter().find(|d| d.id == 0x0194_E3B9).unwrap();
@@ -552,15 +553,13 @@ mod tests {
         for round in 0..20u32 {
             for i in 0..5000u32 {
                 let id = 0x0500_0000 + round * 5000 + i;
-                let at = jiff::Timestamp::from_second(1_790_000_000 + i64::from(round * 5000 + i))
-                    .unwrap()
-                    .to_string();
+                let at = UnixMs(1_790_000_000_000 + 1000 * i64::from(round * 5000 + i));
                 if i % 500 == 0 && reg.learn(id, "A5-02-05", None) {
-                    store.save_learned(id, "A5-02-05", None, &at).unwrap();
+                    store.save_learned(id, "A5-02-05", None, at).unwrap();
                 }
                 reg.heard(id, at, None);
             }
-            reg.heard(0x0180_A3F2, "2026-01-01T00:00:00Z".into(), None);
+            reg.heard(0x0180_A3F2, UnixMs(1_767_225_600_000), None);
             store.write_heard(&reg.take_heard()).unwrap();
             assert!(reg.len() <= 51, "{} devices in memory", reg.len());
         }
@@ -575,7 +574,7 @@ mod tests {
             all.iter().any(|d| d.id == 0x0500_0000 + 19 * 5000 + 4999),
             "{:?}",
             all.iter()
-                .map(|d| (format!("{:08X}", d.id), d.last_seen.clone()))
+                .map(|d| (format!("{:08X}", d.id), d.last_seen))
                 .collect::<Vec<_>>()
         );
     }

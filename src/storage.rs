@@ -88,8 +88,8 @@ pub enum Op {
         eep: String,
         /// The announced manufacturer.
         manufacturer: Option<u16>,
-        /// When (RFC 3339).
-        at: String,
+        /// When.
+        at: crate::outbox::UnixMs,
     },
     /// Last-heard facts collected by the reader.
     Heard(Vec<Heard>),
@@ -380,7 +380,7 @@ impl Writer {
                 manufacturer,
                 at,
             } => {
-                if let Err(e) = self.devices.save_learned(id, &eep, manufacturer, &at) {
+                if let Err(e) = self.devices.save_learned(id, &eep, manufacturer, at) {
                     warn!("could not store learned device {id:08X}: {e}");
                 }
             }

@@ -6,7 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use enocean_agent::outbox::{Outbox, Overflow, Store};
+use enocean_agent::outbox::{
+    DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, Outbox, Outcome, Overflow,
+    Phase, Store, Trigger, UnixMs, UnknownValue,
+};
 
 #[test]
 fn group_commit_reports_committed_records_and_seq_grows() {
@@ -187,14 +190,14 @@ fn delivered_telemetry_and_log_are_pruned_by_age() {
     let log: Vec<_> = (0..4)
         .map(|i| enocean_agent::outbox::LogEntry {
             id: 0,
-            at: format!("{:.3}", jiff::Timestamp::now()),
+            at: UnixMs::now(),
             webhook: "w".into(),
             delivery_id: format!("d{i}"),
             delivery_row: None,
             seq_first: None,
             seq_last: None,
-            trigger: "auto".into(),
-            outcome: "delivered".into(),
+            trigger: Trigger::Auto,
+            outcome: Outcome::Delivered,
             status: Some(200),
             error: None,
             latency_ms: 1,
@@ -209,4 +212,190 @@ fn delivered_telemetry_and_log_are_pruned_by_age() {
     assert!(!store.has_telemetry(&ids[2]).unwrap());
     assert!(store.has_telemetry(&ids[3]).unwrap(), "undelivered kept");
     assert_eq!(ob.size().0, 2);
+}
+
+/// Every state, trigger, outcome and phase is stored as the name or code older files hold, reads
+/// back as the same variant, and a value no variant has is an error naming it, never a guess.
+#[test]
+fn stored_states_round_trip_and_unknown_values_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(dir.path());
+    let mut ob = Outbox::open(&s, &["w"]).unwrap();
+    enqueue_n(&mut ob, "0180A3F2", 3);
+    let mut store = Store::open(&s.path).unwrap();
+    let records = [telemetry("0180A3F2", 1)];
+    let entry = |trigger, outcome| LogEntry {
+        id: 0,
+        at: UnixMs::now(),
+        webhook: "w".into(),
+        delivery_id: uuid::Uuid::now_v7().to_string(),
+        delivery_row: None,
+        seq_first: Some(1),
+        seq_last: Some(1),
+        trigger,
+        outcome,
+        status: None,
+        error: None,
+        latency_ms: 3,
+        response: String::new(),
+    };
+    // Deliveries in each state, with the stored text.
+    let states = [
+        (DeliveryState::Pending, "pending"),
+        (DeliveryState::Delivered, "delivered"),
+        (DeliveryState::Failed, "failed"),
+    ];
+    let mut rows = Vec::new();
+    for (state, _) in states {
+        let change = DeliveryChange {
+            state,
+            attempts: 1,
+            status: Some(503),
+            error: Some("http_503".into()),
+            requeue: None,
+        };
+        let row = store
+            .record_first_attempt(
+                0,
+                &[],
+                NewDelivery {
+                    webhook: "w",
+                    uuid: &uuid::Uuid::now_v7().to_string(),
+                    event: "telemetry",
+                    records: &records,
+                    body: b"{}",
+                    first_attempt: &change,
+                },
+                &entry(Trigger::Auto, Outcome::Failed),
+                &HealthChange::default(),
+            )
+            .unwrap();
+        rows.push(row);
+    }
+    let raw = rusqlite::Connection::open(&s.path).unwrap();
+    for (row, (state, name)) in rows.iter().zip(states) {
+        assert_eq!(store.delivery(*row).unwrap().unwrap().state, state);
+        let stored: String = raw
+            .query_row("SELECT state FROM delivery WHERE id = ?1", [row], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, name);
+        assert_eq!(state.to_string(), name);
+    }
+    // Every trigger and outcome, with the stored codes.
+    let triggers = [(Trigger::Auto, 0), (Trigger::Manual, 1), (Trigger::Test, 2)];
+    let outcomes = [
+        (Outcome::Delivered, 0),
+        (Outcome::Failed, 1),
+        (Outcome::Gone, 2),
+        (Outcome::Offline, 3),
+        (Outcome::Rejected, 4),
+    ];
+    raw.execute("DELETE FROM attempt_log", []).unwrap();
+    for (t, _) in triggers {
+        for (o, _) in outcomes {
+            store.log_attempt(&entry(t, o)).unwrap();
+        }
+    }
+    let mut read: Vec<(Trigger, Outcome)> = store
+        .attempts(None, false, 100)
+        .unwrap()
+        .iter()
+        .map(|l| (l.trigger, l.outcome))
+        .collect();
+    read.reverse();
+    let written: Vec<(Trigger, Outcome)> = triggers
+        .iter()
+        .flat_map(|(t, _)| outcomes.iter().map(move |(o, _)| (*t, *o)))
+        .collect();
+    assert_eq!(read, written);
+    let codes: Vec<(i64, i64)> = raw
+        .prepare("SELECT trigger, outcome FROM attempt_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<(i64, i64)> = triggers
+        .iter()
+        .flat_map(|(_, tc)| outcomes.iter().map(move |(_, oc)| (*tc, *oc)))
+        .collect();
+    assert_eq!(codes, expected);
+    let failed_only = store.attempts(None, true, 100).unwrap();
+    assert_eq!(failed_only.len(), 3 * 4, "every outcome but delivered");
+    assert!(failed_only.iter().all(|l| l.outcome != Outcome::Delivered));
+    // Every phase.
+    for (phase, name) in [
+        (Phase::Active, "active"),
+        (Phase::Retrying, "retrying"),
+        (Phase::Offline, "offline"),
+        (Phase::Probing, "probing"),
+        (Phase::Gone, "gone"),
+    ] {
+        store
+            .apply_health(
+                "w",
+                &HealthChange {
+                    phase,
+                    ..HealthChange::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(store.webhook("w").unwrap().unwrap().phase, phase);
+        let stored: String = raw
+            .query_row("SELECT phase FROM webhook WHERE name = 'w'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, name);
+    }
+    // Values no variant has: typed errors that name the column and the value.
+    raw.execute(
+        "UPDATE delivery SET state = 'lost' WHERE id = ?1",
+        [rows[0]],
+    )
+    .unwrap();
+    let e = store.delivery(rows[0]).unwrap_err();
+    assert_eq!(
+        e.unknown_value(),
+        Some(&UnknownValue {
+            what: "delivery state",
+            value: "\"lost\"".into()
+        }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("unknown delivery state \"lost\""),
+        "{e}"
+    );
+    raw.execute(
+        "UPDATE attempt_log SET outcome = 9 WHERE id = (SELECT max(id) FROM attempt_log)",
+        [],
+    )
+    .unwrap();
+    let e = store.attempts(None, false, 100).unwrap_err();
+    assert_eq!(
+        e.unknown_value(),
+        Some(&UnknownValue {
+            what: "attempt outcome",
+            value: "9".into()
+        }),
+        "{e}"
+    );
+    raw.execute("UPDATE attempt_log SET trigger = -1, outcome = 0", [])
+        .unwrap();
+    let e = store.attempts(None, false, 1).unwrap_err();
+    assert_eq!(e.unknown_value().map(|u| u.what), Some("attempt trigger"));
+    raw.execute("UPDATE webhook SET phase = 'asleep'", [])
+        .unwrap();
+    let e = store.webhook("w").unwrap_err();
+    assert_eq!(
+        e.unknown_value(),
+        Some(&UnknownValue {
+            what: "webhook phase",
+            value: "\"asleep\"".into()
+        }),
+        "{e}"
+    );
 }

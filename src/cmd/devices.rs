@@ -62,9 +62,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     d.eep.as_deref().unwrap_or("-"),
                     d.source.as_str(),
                     d.name.as_deref().unwrap_or("-"),
-                    d.last_seen
-                        .as_deref()
-                        .map_or("-", |s| &s[..s.len().min(19)]),
+                    d.last_seen.map_or_else(
+                        || "-".to_owned(),
+                        |t| t.to_string().chars().take(19).collect()
+                    ),
                     d.last_dbm.map_or("-".into(), |v| v.to_string())
                 );
             }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
+use enocean_agent::outbox::UnixMs;
 use enocean_agent::webhook::{self, ManualError, Outcome};
 
 use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE, age_ms};
@@ -123,7 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_NOT_FOUND));
                 }
                 // Ids only; each body is read when its turn comes.
-                ctx.store.failed_ids(webhook.as_deref(), since.as_deref())?
+                ctx.store.failed_ids(webhook.as_deref(), since)?
             } else {
                 ids
             };
@@ -132,15 +133,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-fn parse_since(s: &str) -> Result<String> {
+fn parse_since(s: &str) -> Result<UnixMs> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
-        return Ok(format!("{t:.3}"));
+        return Ok(UnixMs::from(t));
     }
     let d = enocean_agent::webhook::config::duration::parse(s)
         .map_err(|e| anyhow!("--since: not an RFC 3339 time or a duration: {e}"))?;
     let sd = jiff::SignedDuration::try_from(d)?;
     let t = jiff::Timestamp::now().checked_sub(sd)?;
-    Ok(format!("{t:.3}"))
+    Ok(UnixMs::from(t))
 }
 
 fn resend(ctx: &context::Ctx, ids: &[i64]) -> Result<ExitCode> {

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod schema;
 pub mod store;
+pub mod time;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -24,9 +25,10 @@ use rusqlite::{ErrorCode, OptionalExtension, params};
 
 pub use config::{Overflow, StorageConfig};
 pub use store::{
-    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, Phase, Salvage, Status, Store,
-    StreakEnd, Trigger, WebhookState,
+    Delivery, DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, Outcome, Phase,
+    Salvage, Status, Store, StreakEnd, Trigger, UnknownValue, WebhookState,
 };
+pub use time::UnixMs;
 
 use crate::telemetry::Telemetry;
 
@@ -56,6 +58,17 @@ pub enum OutboxError {
 }
 
 impl OutboxError {
+    /// The stored name or code no variant has, when reading one is what failed (see
+    /// [`UnknownValue`]).
+    pub fn unknown_value(&self) -> Option<&UnknownValue> {
+        match self {
+            OutboxError::Sqlite(rusqlite::Error::FromSqlConversionFailure(_, _, e)) => {
+                e.downcast_ref()
+            }
+            _ => None,
+        }
+    }
+
     /// True for a full disk or database (`SQLITE_FULL`, ENOSPC).
     pub fn is_disk_full(&self) -> bool {
         match self {
@@ -759,12 +772,7 @@ impl Outbox {
     pub fn maintain(&mut self) -> Result<Pruned, OutboxError> {
         let mut p = Pruned::default();
         let min_cursor = self.min_cursor()?;
-        let cutoff_ms = jiff::Timestamp::now().as_millisecond()
-            - self
-                .cfg
-                .delivered_retention
-                .as_millis()
-                .min(i64::MAX as u128) as i64;
+        let cutoff_ms = UnixMs::ago(self.cfg.delivered_retention);
         let (n, b): (i64, i64) = self.store.conn.query_row(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM telemetry \
              WHERE seq <= ?1 AND committed_at < ?2",
@@ -780,8 +788,7 @@ impl Outbox {
             self.bytes = self.bytes.saturating_sub(b as u64);
             p.telemetry = n as u64;
         }
-        let log_cutoff = jiff::Timestamp::now().as_millisecond()
-            - self.cfg.log_retention.as_millis().min(i64::MAX as u128) as i64;
+        let log_cutoff = UnixMs::ago(self.cfg.log_retention);
         p.log += self
             .store
             .conn
@@ -791,7 +798,7 @@ impl Outbox {
             "DELETE FROM attempt_log WHERE id <= (SELECT max(id) FROM attempt_log) - ?1",
             params![self.cfg.log_max_rows as i64],
         )? as u64;
-        let del_cutoff = text_ago(self.cfg.delivered_retention);
+        let del_cutoff = UnixMs::ago(self.cfg.delivered_retention);
         p.deliveries += self.store.conn.execute(
             "DELETE FROM delivery WHERE state = 'delivered' AND updated_at < ?1",
             params![del_cutoff],
@@ -841,11 +848,4 @@ fn bump(conn: &rusqlite::Connection, name: &str, delta: i64) -> Result<(), Outbo
         params![name, delta],
     )?;
     Ok(())
-}
-
-fn text_ago(d: Duration) -> String {
-    let now = jiff::Timestamp::now();
-    let sd = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
-    let t = now.checked_sub(sd).unwrap_or(jiff::Timestamp::MIN);
-    format!("{t:.3}")
 }

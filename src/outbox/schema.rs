@@ -127,6 +127,68 @@ const MIGRATIONS: &[&str] = &[
         recorded_at INTEGER NOT NULL
     );
     ",
+    // 5: one time encoding (src/outbox/time.rs): integer milliseconds since the Unix epoch in
+    // every table. The RFC 3339 text of webhook.deactivated_at / last_success / last_failure and
+    // delivery.created_at / updated_at, and the nanosecond RFC 3339 strings of
+    // devices.learned_at / last_seen, become milliseconds (SQLite's date parser: offsets
+    // applied, fractions to the millisecond); a text that is not a time becomes 0
+    // (1970-01-01: unknown, still set); NULL stays NULL. Each column is replaced by a new
+    // INTEGER one of the same name (a TEXT column would store integers as text); the tables and
+    // their other columns stay as they are.
+    "
+    ALTER TABLE webhook ADD COLUMN deactivated_at_ms INTEGER;
+    ALTER TABLE webhook ADD COLUMN last_success_ms INTEGER;
+    ALTER TABLE webhook ADD COLUMN last_failure_ms INTEGER;
+    ALTER TABLE delivery ADD COLUMN created_at_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE delivery ADD COLUMN updated_at_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN learned_at_ms INTEGER;
+    ALTER TABLE devices ADD COLUMN last_seen_ms INTEGER;
+    UPDATE webhook SET
+        deactivated_at_ms = CASE WHEN deactivated_at IS NULL THEN NULL
+            WHEN deactivated_at GLOB '[0-9][0-9][0-9][0-9]-*' THEN coalesce(CAST(round(
+                (julianday(deactivated_at) - 2440587.5) * 86400000.0) AS INTEGER), 0)
+            ELSE 0 END,
+        last_success_ms = CASE WHEN last_success IS NULL THEN NULL
+            WHEN last_success GLOB '[0-9][0-9][0-9][0-9]-*' THEN coalesce(CAST(round(
+                (julianday(last_success) - 2440587.5) * 86400000.0) AS INTEGER), 0)
+            ELSE 0 END,
+        last_failure_ms = CASE WHEN last_failure IS NULL THEN NULL
+            WHEN last_failure GLOB '[0-9][0-9][0-9][0-9]-*' THEN coalesce(CAST(round(
+                (julianday(last_failure) - 2440587.5) * 86400000.0) AS INTEGER), 0)
+            ELSE 0 END;
+    UPDATE delivery SET
+        created_at_ms = CASE WHEN created_at IS NULL THEN NULL
+            WHEN created_at GLOB '[0-9][0-9][0-9][0-9]-*' THEN coalesce(CAST(round(
+                (julianday(created_at) - 2440587.5) * 86400000.0) AS INTEGER), 0)
+            ELSE 0 END,
+        updated_at_ms = CASE WHEN updated_at IS NULL THEN NULL
+            WHEN updated_at GLOB '[0-9][0-9][0-9][0-9]-*' THEN coalesce(CAST(round(
+                (julianday(updated_at) - 2440587.5) * 86400000.0) AS INTEGER), 0)
+            ELSE 0 END;
+    UPDATE devices SET
+        learned_at_ms = CASE WHEN learned_at IS NULL THEN NULL
+            WHEN learned_at GLOB '[0-9][0-9][0-9][0-9]-*' THEN coalesce(CAST(round(
+                (julianday(learned_at) - 2440587.5) * 86400000.0) AS INTEGER), 0)
+            ELSE 0 END,
+        last_seen_ms = CASE WHEN last_seen IS NULL THEN NULL
+            WHEN last_seen GLOB '[0-9][0-9][0-9][0-9]-*' THEN coalesce(CAST(round(
+                (julianday(last_seen) - 2440587.5) * 86400000.0) AS INTEGER), 0)
+            ELSE 0 END;
+    ALTER TABLE webhook DROP COLUMN deactivated_at;
+    ALTER TABLE webhook DROP COLUMN last_success;
+    ALTER TABLE webhook DROP COLUMN last_failure;
+    ALTER TABLE delivery DROP COLUMN created_at;
+    ALTER TABLE delivery DROP COLUMN updated_at;
+    ALTER TABLE devices DROP COLUMN learned_at;
+    ALTER TABLE devices DROP COLUMN last_seen;
+    ALTER TABLE webhook RENAME COLUMN deactivated_at_ms TO deactivated_at;
+    ALTER TABLE webhook RENAME COLUMN last_success_ms TO last_success;
+    ALTER TABLE webhook RENAME COLUMN last_failure_ms TO last_failure;
+    ALTER TABLE delivery RENAME COLUMN created_at_ms TO created_at;
+    ALTER TABLE delivery RENAME COLUMN updated_at_ms TO updated_at;
+    ALTER TABLE devices RENAME COLUMN learned_at_ms TO learned_at;
+    ALTER TABLE devices RENAME COLUMN last_seen_ms TO last_seen;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -327,5 +389,294 @@ mod tests {
             .query_row("SELECT requeue FROM delivery", [], |r| r.get(0))
             .unwrap();
         assert_eq!(requeue, 0, "an old failed delivery stays failed");
+    }
+    /// A version-4 file with rows as version 4 wrote them (RFC 3339 text with milliseconds in
+    /// `webhook` and `delivery`, `Timestamp::to_string()` with nanoseconds in `devices`, older
+    /// forms without fractions or with an offset, a value that is not a time, NULLs): after the
+    /// migration every time is an integer of milliseconds, every other value is unchanged, and
+    /// the store reads the rows back.
+    #[test]
+    fn version_4_times_become_integer_milliseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        let ts = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let success = ts("2026-11-20T10:00:00.123Z");
+        let deactivated = ts("2026-11-20T09:59:58.5Z");
+        let created = ts("2026-11-19T23:59:59.999Z");
+        let updated = ts("2026-11-20T00:00:01.007Z");
+        let learned = ts("2026-11-23T18:00:00.123456789Z");
+        let seen = ts("2026-11-23T18:00:01.987654321Z");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..4] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 4).unwrap();
+            tx.execute(
+                "INSERT INTO telemetry (id, device, committed_at, body) VALUES ('t1', '0180A3F2', \
+                 1763632800000, '{}')",
+                [],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO webhook (name, deactivated_at, deactivated_reason, cursor, \
+                 last_success, last_failure, phase, next_attempt_at, last_failure_reason) VALUES \
+                 ('a', ?1, '5 consecutive failed deliveries', 7, ?2, ?3, 'probing', 1763632900000, \
+                  'http_503'), \
+                 ('b', NULL, NULL, 0, '2026-11-20T10:00:00Z', '2026-11-20T11:00:00+01:00', \
+                  'active', NULL, NULL), \
+                 ('c', 'soon', 'odd', 0, NULL, NULL, 'probing', NULL, NULL)",
+                rusqlite::params![
+                    format!("{deactivated:.3}"),
+                    format!("{success:.3}"),
+                    format!("{updated:.3}")
+                ],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO delivery (webhook, uuid, event, seq_first, seq_last, telemetry_ids, \
+                 state, attempts, created_at, updated_at, last_status, last_error, body, requeue) \
+                 VALUES ('a', 'u1', 'telemetry', 1, 1, 't1', 'failed', 3, ?1, ?2, 400, \
+                 'http_400', x'7b2261223a317d', 1), \
+                 ('a', 'u2', 'telemetry', 2, 3, 't2,t3', 'pending', 1, 'garbage', ?2, NULL, \
+                 'timeout', x'00ff', 0)",
+                rusqlite::params![format!("{created:.3}"), format!("{updated:.3}")],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO devices (id, eep, name, source, manufacturer, learned_at, last_seen, \
+                 last_dbm) VALUES ('0194E3B9', 'A5-02-05', NULL, 'learned', 13, ?1, ?2, -60), \
+                 ('0180A3F2', NULL, NULL, 'unknown', NULL, NULL, '2026-11-23T18:00:00Z', -70), \
+                 ('0180A3F3', NULL, NULL, 'unknown', NULL, 't1', NULL, NULL)",
+                rusqlite::params![learned.to_string(), seen.to_string()],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO attempt_log (at, webhook, delivery_id, trigger, outcome, latency_ms) \
+                 VALUES (1763632800123, 'a', x'00', 0, 1, 12)",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let ms = |t: jiff::Timestamp| t.as_millisecond();
+        type Row = (String, Option<i64>, Option<i64>, Option<i64>);
+        let webhooks: Vec<Row> = conn
+            .prepare("SELECT name, deactivated_at, last_success, last_failure FROM webhook ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            webhooks,
+            vec![
+                (
+                    "a".into(),
+                    Some(ms(deactivated)),
+                    Some(ms(success)),
+                    Some(ms(updated))
+                ),
+                (
+                    "b".into(),
+                    None,
+                    Some(ms(ts("2026-11-20T10:00:00Z"))),
+                    Some(ms(ts("2026-11-20T10:00:00Z")))
+                ),
+                ("c".into(), Some(0), None, None),
+            ]
+        );
+        let others: (String, i64, String, Option<i64>, String, i64, i64) = conn
+            .query_row(
+                "SELECT deactivated_reason, cursor, phase, next_attempt_at, last_failure_reason, \
+                 configured, enabled FROM webhook WHERE name = 'a'",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            others,
+            (
+                "5 consecutive failed deliveries".into(),
+                7,
+                "probing".into(),
+                Some(1763632900000),
+                "http_503".into(),
+                1,
+                1
+            )
+        );
+        type Del = (
+            String,
+            i64,
+            i64,
+            String,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Vec<u8>,
+            i64,
+        );
+        let deliveries: Vec<Del> = conn
+            .prepare(
+                "SELECT uuid, created_at, updated_at, state, attempts, last_status, last_error, \
+                 body, requeue FROM delivery ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            deliveries,
+            vec![
+                (
+                    "u1".into(),
+                    ms(created),
+                    ms(updated),
+                    "failed".into(),
+                    3,
+                    Some(400),
+                    Some("http_400".into()),
+                    br#"{"a":1}"#.to_vec(),
+                    1
+                ),
+                (
+                    "u2".into(),
+                    0,
+                    ms(updated),
+                    "pending".into(),
+                    1,
+                    None,
+                    Some("timeout".into()),
+                    vec![0x00, 0xff],
+                    0
+                ),
+            ]
+        );
+        type Dev = (
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let devices: Vec<Dev> = conn
+            .prepare("SELECT id, eep, learned_at, last_seen, last_dbm FROM devices ORDER BY id")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Nanoseconds go to the nearest millisecond.
+        assert_eq!(ms(learned), 1_795_456_800_123);
+        assert_eq!(
+            devices,
+            vec![
+                (
+                    "0180A3F2".into(),
+                    None,
+                    None,
+                    Some(ms(ts("2026-11-23T18:00:00Z"))),
+                    Some(-70)
+                ),
+                ("0180A3F3".into(), None, Some(0), None, None),
+                (
+                    "0194E3B9".into(),
+                    Some("A5-02-05".into()),
+                    Some(1_795_456_800_123),
+                    Some(1_795_456_801_988),
+                    Some(-60)
+                ),
+            ]
+        );
+        // Declared INTEGER (a TEXT column would turn integers into text), stored as integers.
+        for (table, col) in [
+            ("webhook", "deactivated_at"),
+            ("webhook", "last_success"),
+            ("webhook", "last_failure"),
+            ("delivery", "created_at"),
+            ("delivery", "updated_at"),
+            ("devices", "learned_at"),
+            ("devices", "last_seen"),
+        ] {
+            let declared: String = conn
+                .query_row(
+                    &format!("SELECT type FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    [col],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(declared, "INTEGER", "{table}.{col}");
+            let texts: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE typeof({col}) NOT IN ('integer', 'null')"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(texts, 0, "{table}.{col}");
+        }
+        let untouched: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT committed_at FROM telemetry), (SELECT at FROM attempt_log)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(untouched, (1763632800000, 1763632800123));
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'delivery_by_state'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
+        drop(conn);
+        // The store reads them as times.
+        let store = super::super::Store::open(&path).unwrap();
+        let a = store.webhook("a").unwrap().unwrap();
+        assert_eq!(
+            a.last_success.map(|t| t.to_string()),
+            Some(format!("{success:.3}"))
+        );
+        assert_eq!(
+            a.deactivated_at,
+            Some(super::super::UnixMs(ms(deactivated)))
+        );
+        let d = store.delivery(1).unwrap().unwrap();
+        assert_eq!(d.created_at.to_string(), format!("{created:.3}"));
+        assert_eq!(d.body, br#"{"a":1}"#.to_vec());
     }
 }

@@ -154,8 +154,14 @@ pub fn health_of(
             backlog: depth.map_or(0, |d| d.depth + d.retrying),
             failed: depth.map_or(0, |d| d.failed),
             oldest_undelivered_ms: depth.and_then(|d| d.oldest_pending_ms),
-            last_success: st.as_ref().and_then(|s| s.last_success.clone()),
-            last_failure: st.as_ref().and_then(|s| s.last_failure.clone()),
+            last_success: st
+                .as_ref()
+                .and_then(|s| s.last_success)
+                .map(|t| t.to_string()),
+            last_failure: st
+                .as_ref()
+                .and_then(|s| s.last_failure)
+                .map(|t| t.to_string()),
             last_failure_reason: st.as_ref().and_then(|s| s.last_failure_reason.clone()),
             consecutive_failures: st.as_ref().map_or(0, |s| s.consecutive_failures),
             next_attempt_ms: st

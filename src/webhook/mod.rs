@@ -46,7 +46,7 @@ pub use config::WebhookConfig;
 pub use http::{AttemptResult, Outcome};
 pub use sender::{ClockCheck, Sender, SenderHandle, SenderOptions, system_clock_check};
 
-use crate::outbox::{OutboxError, Store, Trigger};
+use crate::outbox::{DeliveryState, OutboxError, Store, Trigger};
 use crate::telemetry::Gateway;
 
 /// Why a one-off attempt (test, resend) was not made.
@@ -67,7 +67,7 @@ pub enum ManualError {
         /// Row id.
         row: i64,
         /// Its state.
-        state: String,
+        state: DeliveryState,
     },
     /// The delivery belongs to a webhook that is not configured.
     #[error("delivery {row} belongs to webhook {webhook:?}, which is not in the configuration")]
@@ -120,7 +120,7 @@ pub fn resend(
     clock: &ClockCheck,
 ) -> Result<AttemptResult, ManualError> {
     let d = store.delivery(row)?.ok_or(ManualError::NotFound(row))?;
-    if d.state != "failed" {
+    if d.state != DeliveryState::Failed {
         return Err(ManualError::NotFailed {
             row,
             state: d.state,
@@ -148,9 +148,9 @@ pub fn resend(
     );
     store.log_attempt(&entry)?;
     let state = if r.outcome == Outcome::Delivered {
-        "delivered"
+        DeliveryState::Delivered
     } else {
-        "failed"
+        DeliveryState::Failed
     };
     store.update_delivery(row, state, d.attempts + 1, r.status, r.error.as_deref())?;
     Ok(r)

@@ -22,8 +22,8 @@ use super::render;
 use super::sign;
 use crate::clock::{Clock, ClockRule, SystemClock};
 use crate::outbox::{
-    Delivery, DeliveryChange, HealthChange, LogEntry, NewDelivery, OutboxError, Phase, Store,
-    Trigger, Waker, WebhookState,
+    Delivery, DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, OutboxError,
+    Phase, Store, Trigger, UnixMs, Waker, WebhookState,
 };
 use crate::telemetry::Telemetry;
 
@@ -181,14 +181,14 @@ pub(crate) fn log_entry(
 ) -> LogEntry {
     LogEntry {
         id: 0,
-        at: format!("{:.3}", jiff::Timestamp::now()),
+        at: UnixMs::now(),
         webhook: webhook.to_owned(),
         delivery_id: delivery_id.to_owned(),
         delivery_row: row,
         seq_first: records.0,
         seq_last: records.1,
-        trigger: trigger.as_str().to_owned(),
-        outcome: r.outcome.as_str().to_owned(),
+        trigger,
+        outcome: r.outcome,
         status: r.status,
         error: r.error.clone(),
         latency_ms: r.latency.as_millis().min(u64::MAX as u128) as u64,
@@ -205,6 +205,15 @@ pub fn attempt(
 ) -> AttemptResult {
     let headers = sign::headers(cfg, delivery_id, body, jiff::Timestamp::now().as_second());
     http::post(agent, cfg, &headers, body)
+}
+
+/// Why a sender thread does not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// `webhook disable`.
+    Disabled,
+    /// The endpoint answered 410 Gone.
+    Gone,
 }
 
 enum Step {
@@ -237,7 +246,8 @@ struct Worker {
     holding_for_clock: bool,
     /// This boot and the wall time it started at, once recorded (see [`crate::clock`]).
     boot_start: Option<(String, i64)>,
-    last_idle_state: &'static str,
+    /// Why the thread last stopped sending (logged once per stop), None while it sends.
+    stopped: Option<Stopped>,
     /// The webhook's state as last read, and when (re-read when another connection committed,
     /// at least every `STATE_TTL`, and at once after this thread changed it).
     state: Option<(WebhookState, Instant)>,
@@ -300,7 +310,7 @@ impl Worker {
             batch_end: st.as_ref().map_or(0, |s| s.batch_end),
             holding_for_clock: false,
             boot_start: None,
-            last_idle_state: "",
+            stopped: None,
             state: None,
             data_version: 0,
             maybe_pending: true,
@@ -382,20 +392,19 @@ impl Worker {
         self.ack_since = None;
     }
 
-    fn idle(&mut self, state: &'static str, d: Duration) -> Step {
-        if self.last_idle_state != state {
-            self.last_idle_state = state;
+    fn idle(&mut self, stop: Stopped, d: Duration) -> Step {
+        if self.stopped != Some(stop) {
+            self.stopped = Some(stop);
             let name = &self.cfg.name;
-            match state {
-                "disabled" => log::info!(
+            match stop {
+                Stopped::Disabled => log::info!(
                     "webhook {name}: disabled by the operator, telemetry keeps queueing; \
                      `enocean-agent webhook enable {name}` resumes it"
                 ),
-                "gone" => log::warn!(
+                Stopped::Gone => log::warn!(
                     "webhook {name}: stopped after 410 Gone, telemetry keeps queueing; \
                      `enocean-agent webhook enable {name}` resumes it"
                 ),
-                _ => {}
             }
         }
         Step::Idle(d)
@@ -436,7 +445,7 @@ impl Worker {
         }
         if !state.enabled {
             self.flush_acks()?;
-            return Ok(self.idle("disabled", self.opts.poll_interval));
+            return Ok(self.idle(Stopped::Disabled, self.opts.poll_interval));
         }
         if self.cfg.needs_clock() && !self.opts.clock.synchronized() {
             if !self.holding_for_clock {
@@ -456,14 +465,14 @@ impl Worker {
         let probe = match self.policy.next(now) {
             Action::Stop => {
                 self.flush_acks()?;
-                return Ok(self.idle("gone", self.opts.poll_interval));
+                return Ok(self.idle(Stopped::Gone, self.opts.poll_interval));
             }
             // Look at the database now and then while waiting (operator commands).
             Action::WaitUntil(t) => return Ok(Step::Idle((t - now).min(self.opts.poll_interval))),
             Action::Send => false,
             Action::Probe => true,
         };
-        self.last_idle_state = "";
+        self.stopped = None;
         if self.maybe_pending {
             match self.store.pending_head(&self.cfg.name)? {
                 Some(head) => return self.retry(head, probe),
@@ -779,9 +788,9 @@ impl Worker {
 fn delivery_change(d: &Decision, r: &AttemptResult, before: u32, requeue: u8) -> DeliveryChange {
     DeliveryChange {
         state: match d.fate {
-            Fate::Delivered => "delivered",
-            Fate::Retry => "pending",
-            Fate::Failed => "failed",
+            Fate::Delivered => DeliveryState::Delivered,
+            Fate::Retry => DeliveryState::Pending,
+            Fate::Failed => DeliveryState::Failed,
         },
         attempts: if r.outcome == Outcome::Offline {
             before

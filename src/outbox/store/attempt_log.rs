@@ -5,8 +5,9 @@ use rusqlite::{Connection, params};
 
 use super::Store;
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 
-/// Why an attempt was made.
+/// Why an attempt was made (stored as a code: 0 auto, 1 manual, 2 test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     /// The sender's own schedule.
@@ -17,24 +18,32 @@ pub enum Trigger {
     Test,
 }
 
-impl Trigger {
-    /// Name stored in the log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Auto => "auto",
-            Trigger::Manual => "manual",
-            Trigger::Test => "test",
-        }
-    }
-}
+stored_enum!(Trigger, "attempt trigger", code {
+    Auto => 0 / "auto",
+    Manual => 1 / "manual",
+    Test => 2 / "test",
+});
+
+/// What one attempt came to (defined in [`crate::delivery`], shared by every output).
+pub use crate::delivery::Outcome;
+
+// Stored as a code: 0 delivered, 1 failed, 2 gone, 3 offline, 4 rejected; `deliveries --failed`
+// lists every code but 0.
+stored_enum!(Outcome, "attempt outcome", code_of_named {
+    Delivered => 0,
+    Failed => 1,
+    Gone => 2,
+    Offline => 3,
+    Rejected => 4,
+});
 
 /// One delivery log entry (one attempt).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     /// Log row id (0 before insertion).
     pub id: i64,
-    /// When (RFC 3339).
-    pub at: String,
+    /// When.
+    pub at: UnixMs,
     /// Webhook name.
     pub webhook: String,
     /// Delivery id.
@@ -45,10 +54,10 @@ pub struct LogEntry {
     pub seq_first: Option<u64>,
     /// Last telemetry seq.
     pub seq_last: Option<u64>,
-    /// `auto`, `manual` or `test`.
-    pub trigger: String,
-    /// `delivered`, `failed`, `gone` or `offline`.
-    pub outcome: String,
+    /// Why it was made.
+    pub trigger: Trigger,
+    /// What it came to.
+    pub outcome: Outcome,
     /// HTTP status.
     pub status: Option<u16>,
     /// Error class.
@@ -75,56 +84,32 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT id, at, webhook, delivery_id, delivery_row, seq_first, seq_last, trigger, \
              outcome, status, error, latency_ms, response FROM attempt_log \
-             WHERE (?1 IS NULL OR webhook = ?1) AND (?2 = 0 OR outcome != 0) \
+             WHERE (?1 IS NULL OR webhook = ?1) AND (?2 = 0 OR outcome != ?4) \
              ORDER BY id DESC LIMIT ?3",
         )?;
-        let rows = st.query_map(params![webhook, failed_only, limit as i64], |r| {
-            let seq_first = r.get::<_, Option<i64>>(5)?.map(|v| v as u64);
-            Ok(LogEntry {
-                id: r.get(0)?,
-                at: ms_text(r.get(1)?),
-                webhook: r.get(2)?,
-                delivery_id: uuid_text(&r.get::<_, Vec<u8>>(3)?),
-                delivery_row: r.get(4)?,
-                seq_first,
-                seq_last: r.get::<_, Option<i64>>(6)?.map(|v| v as u64).or(seq_first),
-                trigger: decode(TRIGGERS, r.get(7)?),
-                outcome: decode(OUTCOMES, r.get(8)?),
-                status: r.get(9)?,
-                error: r.get(10)?,
-                latency_ms: r.get::<_, i64>(11)?.max(0) as u64,
-                response: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
-            })
-        })?;
+        let rows = st.query_map(
+            params![webhook, failed_only, limit as i64, Outcome::Delivered],
+            |r| {
+                let seq_first = r.get::<_, Option<i64>>(5)?.map(|v| v as u64);
+                Ok(LogEntry {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    webhook: r.get(2)?,
+                    delivery_id: uuid_text(&r.get::<_, Vec<u8>>(3)?),
+                    delivery_row: r.get(4)?,
+                    seq_first,
+                    seq_last: r.get::<_, Option<i64>>(6)?.map(|v| v as u64).or(seq_first),
+                    trigger: r.get(7)?,
+                    outcome: r.get(8)?,
+                    status: r.get(9)?,
+                    error: r.get(10)?,
+                    latency_ms: r.get::<_, i64>(11)?.max(0) as u64,
+                    response: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-}
-
-const TRIGGERS: &[&str] = &["auto", "manual", "test"];
-const OUTCOMES: &[&str] = &["delivered", "failed", "gone", "offline", "rejected"];
-
-fn encode(table: &[&str], v: &str) -> i64 {
-    table.iter().position(|t| *t == v).unwrap_or(table.len()) as i64
-}
-
-fn decode(table: &[&str], v: i64) -> String {
-    usize::try_from(v)
-        .ok()
-        .and_then(|i| table.get(i))
-        .unwrap_or(&"unknown")
-        .to_string()
-}
-
-fn text_ms(t: &str) -> i64 {
-    t.parse::<jiff::Timestamp>()
-        .map(|t| t.as_millisecond())
-        .unwrap_or(0)
-}
-
-fn ms_text(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_default()
 }
 
 fn uuid_bytes(id: &str) -> Vec<u8> {
@@ -148,7 +133,7 @@ pub(super) fn insert_log(conn: &Connection, l: &LogEntry) -> Result<(), OutboxEr
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
-        text_ms(&l.at),
+        l.at,
         l.webhook,
         uuid_bytes(&l.delivery_id),
         l.delivery_row,
@@ -156,8 +141,8 @@ pub(super) fn insert_log(conn: &Connection, l: &LogEntry) -> Result<(), OutboxEr
         l.seq_last
             .filter(|last| Some(*last) != l.seq_first)
             .map(|v| v as i64),
-        encode(TRIGGERS, &l.trigger),
-        encode(OUTCOMES, &l.outcome),
+        l.trigger,
+        l.outcome,
         l.status,
         l.error,
         l.latency_ms as i64,

@@ -5,15 +5,33 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
 use super::webhooks::apply_health;
-use super::{HealthChange, LogEntry, Store, now_text};
+use super::{HealthChange, LogEntry, Outcome, Store};
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 use crate::telemetry::Telemetry;
+
+/// Where a stored delivery stands (stored by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for a retry (or a probe) at the head of its webhook's queue.
+    Pending,
+    /// Got through.
+    Delivered,
+    /// Given up (a rejected body, 410 Gone, a failed manual resend): kept for `outbox resend`.
+    Failed,
+}
+
+stored_enum!(DeliveryState, "delivery state", text {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+});
 
 /// What an attempt changes in a stored delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryChange {
-    /// `pending`, `delivered` or `failed`.
-    pub state: &'static str,
+    /// The delivery's state after the attempt.
+    pub state: DeliveryState,
     /// Attempts counted so far (offline tries excluded).
     pub attempts: u32,
     /// Last HTTP status.
@@ -59,14 +77,14 @@ pub struct Delivery {
     pub seq_last: Option<u64>,
     /// Telemetry ids, comma separated.
     pub telemetry_ids: String,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: DeliveryState,
     /// Attempts so far (offline tries excluded).
     pub attempts: u32,
-    /// Creation time (RFC 3339).
-    pub created_at: String,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
+    /// Creation time.
+    pub created_at: UnixMs,
+    /// Last change.
+    pub updated_at: UnixMs,
     /// Last HTTP status.
     pub last_status: Option<u16>,
     /// Last error class.
@@ -139,11 +157,11 @@ impl Store {
             .optional()?)
     }
 
-    /// Failed deliveries, oldest first, optionally for one webhook and since a time (RFC 3339).
+    /// Failed deliveries, oldest first, optionally for one webhook and created since a time.
     pub fn failed(
         &self,
         webhook: Option<&str>,
-        since: Option<&str>,
+        since: Option<UnixMs>,
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut st = self.conn.prepare(&format!(
             "SELECT {DELIVERY_COLS} FROM delivery WHERE state = 'failed' \
@@ -157,7 +175,7 @@ impl Store {
     pub fn failed_ids(
         &self,
         webhook: Option<&str>,
-        since: Option<&str>,
+        since: Option<UnixMs>,
     ) -> Result<Vec<i64>, OutboxError> {
         let mut st = self.conn.prepare(
             "SELECT id FROM delivery WHERE state = 'failed' \
@@ -173,7 +191,7 @@ impl Store {
     pub fn for_each_failed<E: From<OutboxError>>(
         &self,
         webhook: Option<&str>,
-        since: Option<&str>,
+        since: Option<UnixMs>,
         mut f: impl FnMut(&Delivery) -> Result<(), E>,
     ) -> Result<u64, E> {
         let cols = DELIVERY_COLS.replace(", body,", ", X'' AS body,");
@@ -242,8 +260,8 @@ impl Store {
                 last as i64,
                 acks.iter()
                     .rev()
-                    .find(|l| l.outcome == "delivered")
-                    .map(|l| l.at.clone()),
+                    .find(|l| l.outcome == Outcome::Delivered)
+                    .map(|l| l.at),
             ],
         )?;
         let mut log = log.clone();
@@ -259,7 +277,7 @@ impl Store {
     pub fn update_delivery(
         &self,
         row: i64,
-        state: &'static str,
+        state: DeliveryState,
         attempts: u32,
         status: Option<u16>,
         error: Option<&str>,
@@ -289,7 +307,7 @@ fn update_delivery(conn: &Connection, row: i64, c: &DeliveryChange) -> Result<()
         c.attempts,
         c.status,
         c.error,
-        now_text(),
+        UnixMs::now(),
         c.requeue
     ])?;
     Ok(())
@@ -297,7 +315,7 @@ fn update_delivery(conn: &Connection, row: i64, c: &DeliveryChange) -> Result<()
 
 fn insert_delivery(conn: &Connection, new: NewDelivery<'_>) -> Result<i64, OutboxError> {
     let c = new.first_attempt;
-    let now = now_text();
+    let now = UnixMs::now();
     let first = new.records.first().map(|r| r.seq as i64);
     let last = new.records.last().map(|r| r.seq as i64);
     let ids = new

@@ -2,6 +2,101 @@
 //! per noun: the webhooks' persisted state and cursors (`webhooks.rs`), deliveries that needed a
 //! retry (`deliveries.rs`), the attempt log (`attempt_log.rs`), stored telemetry and its
 //! salvage (`telemetry.rs`), and the figures of `outbox status` (`status.rs`).
+//!
+//! Every state, trigger and outcome is an enum that is stored as one fixed name or code per
+//! variant ([`stored_enum!`]); a value in the file that no variant has is read as an
+//! [`UnknownValue`] error, never guessed.
+
+/// A name or code in the database that no variant of the enum it stands for has (a file written
+/// by a newer version, or damaged). Reading it fails with this error, inside
+/// [`rusqlite::Error::FromSqlConversionFailure`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value} in the outbox database")]
+pub struct UnknownValue {
+    /// What the column holds (`delivery state`, `attempt outcome`, …).
+    pub what: &'static str,
+    /// The value found, as text (quoted names, plain codes).
+    pub value: String,
+}
+
+/// Gives an enum its stored form: `as_str` (its name, also its `Display`, which honours width
+/// and alignment), and `ToSql`/`FromSql` as that name (`text`) or as an integer code (`code`).
+/// Reading a name or code no variant has is an [`UnknownValue`] error.
+macro_rules! stored_enum {
+    ($ty:ident, $what:literal, text { $($var:ident => $name:literal),+ $(,)? }) => {
+        stored_enum!(@common $ty { $($var => $name),+ });
+        impl rusqlite::types::ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+        impl rusqlite::types::FromSql for $ty {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                match s {
+                    $($name => Ok($ty::$var),)+
+                    _ => Err(rusqlite::types::FromSqlError::Other(Box::new(
+                        $crate::outbox::store::UnknownValue { what: $what, value: format!("{s:?}") },
+                    ))),
+                }
+            }
+        }
+    };
+    ($ty:ident, $what:literal, code { $($var:ident => $code:literal / $name:literal),+ $(,)? }) => {
+        stored_enum!(@common $ty { $($var => $name),+ });
+        stored_enum!(@code $ty, $what { $($var => $code),+ });
+    };
+    // An enum defined elsewhere with its own `as_str`: the code and `Display` only.
+    ($ty:ident, $what:literal, code_of_named { $($var:ident => $code:literal),+ $(,)? }) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+        stored_enum!(@code $ty, $what { $($var => $code),+ });
+    };
+    (@code $ty:ident, $what:literal { $($var:ident => $code:literal),+ }) => {
+        impl $ty {
+            /// The integer code stored in the database.
+            pub fn code(self) -> i64 {
+                match self {
+                    $($ty::$var => $code,)+
+                }
+            }
+        }
+        impl rusqlite::types::ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.code().into())
+            }
+        }
+        impl rusqlite::types::FromSql for $ty {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let c = v.as_i64()?;
+                match c {
+                    $($code => Ok($ty::$var),)+
+                    _ => Err(rusqlite::types::FromSqlError::Other(Box::new(
+                        $crate::outbox::store::UnknownValue { what: $what, value: c.to_string() },
+                    ))),
+                }
+            }
+        }
+    };
+    (@common $ty:ident { $($var:ident => $name:literal),+ }) => {
+        impl $ty {
+            /// The name shown and stored.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$var => $name,)+
+                }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
 
 mod attempt_log;
 mod deliveries;
@@ -15,8 +110,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::OutboxError;
 
-pub use attempt_log::{LogEntry, Trigger};
-pub use deliveries::{Delivery, DeliveryChange, NewDelivery};
+pub use attempt_log::{LogEntry, Outcome, Trigger};
+pub use deliveries::{Delivery, DeliveryChange, DeliveryState, NewDelivery};
 pub use status::{Status, WebhookDepth};
 pub use telemetry::{Salvage, Unreadable};
 pub use webhooks::{HealthChange, Phase, StreakEnd, WebhookState};
@@ -25,10 +120,6 @@ pub use webhooks::{HealthChange, Phase, StreakEnd, WebhookState};
 /// for corruption recovery).
 pub struct Store {
     pub(crate) conn: Connection,
-}
-
-pub(super) fn now_text() -> String {
-    format!("{:.3}", jiff::Timestamp::now())
 }
 
 impl Store {

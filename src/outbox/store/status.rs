@@ -84,15 +84,14 @@ impl Store {
                 params![w.cursor as i64, devices],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let (retrying, failed, oldest_retry): (i64, i64, Option<String>) =
-                self.conn.query_row(
-                    "SELECT coalesce(sum(state = 'pending'), 0), \
+            let (retrying, failed, oldest_retry): (i64, i64, Option<i64>) = self.conn.query_row(
+                "SELECT coalesce(sum(state = 'pending'), 0), \
                      coalesce(sum(state = 'failed'), 0), \
                      min(CASE WHEN state = 'pending' THEN created_at END) \
                      FROM delivery WHERE webhook = ?1",
-                    params![w.name],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )?;
+                params![w.name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
             // The oldest waiting delivery's first reading, by its commit time while the
             // telemetry row is still there, else by the delivery's creation.
             let retry_committed: Option<i64> = self.conn.query_row(
@@ -101,11 +100,7 @@ impl Store {
                 params![w.name],
                 |r| r.get(0),
             )?;
-            let retry_ms = retry_committed.or_else(|| {
-                oldest_retry
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .map(|t| t.as_millisecond())
-            });
+            let retry_ms = retry_committed.or(oldest_retry);
             let oldest_pending_ms = match (oldest_pending, retry_ms) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

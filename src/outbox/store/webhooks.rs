@@ -4,8 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
-use super::{LogEntry, Store, now_text};
+use super::{LogEntry, Outcome, Store};
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 
 /// The delivery policy's phase of a webhook, as persisted by the sender.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,29 +24,13 @@ pub enum Phase {
     Gone,
 }
 
-impl Phase {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Active => "active",
-            Phase::Retrying => "retrying",
-            Phase::Offline => "offline",
-            Phase::Probing => "probing",
-            Phase::Gone => "gone",
-        }
-    }
-
-    /// From the stored name (unknown names read as active).
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "retrying" => Phase::Retrying,
-            "offline" => Phase::Offline,
-            "probing" => Phase::Probing,
-            "gone" => Phase::Gone,
-            _ => Phase::Active,
-        }
-    }
-}
+stored_enum!(Phase, "webhook phase", text {
+    Active => "active",
+    Retrying => "retrying",
+    Offline => "offline",
+    Probing => "probing",
+    Gone => "gone",
+});
 
 /// A webhook's persisted state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +42,7 @@ pub struct WebhookState {
     /// Operator switch (`webhook enable`/`disable`).
     pub enabled: bool,
     /// When the policy deactivated it, if it did.
-    pub deactivated_at: Option<String>,
+    pub deactivated_at: Option<UnixMs>,
     /// Why it was deactivated.
     pub deactivated_reason: Option<String>,
     /// Consecutive failed deliveries.
@@ -65,9 +50,9 @@ pub struct WebhookState {
     /// Highest telemetry seq handed to a delivery.
     pub cursor: u64,
     /// Last successful attempt.
-    pub last_success: Option<String>,
+    pub last_success: Option<UnixMs>,
     /// Last failed attempt.
-    pub last_failure: Option<String>,
+    pub last_failure: Option<UnixMs>,
     /// The delivery policy's phase as last persisted by the sender.
     pub phase: Phase,
     /// Error class of the last failed attempt (`http_503`, `timeout`, …).
@@ -122,7 +107,7 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
         cursor: r.get::<_, i64>(6)?.max(0) as u64,
         last_success: r.get(7)?,
         last_failure: r.get(8)?,
-        phase: Phase::parse(&r.get::<_, String>(9)?),
+        phase: r.get(9)?,
         last_failure_reason: r.get(10)?,
         next_attempt_ms: r.get(11)?,
         batch_end: r.get::<_, i64>(12)?.max(0) as u64,
@@ -270,8 +255,8 @@ impl Store {
                 cursor as i64,
                 log.iter()
                     .rev()
-                    .find(|l| l.outcome == "delivered")
-                    .map(|l| l.at.clone()),
+                    .find(|l| l.outcome == Outcome::Delivered)
+                    .map(|l| l.at),
                 batch_end.map(|v| v as i64),
             ],
         )?;
@@ -303,7 +288,7 @@ pub(super) fn apply_health(
     webhook: &str,
     h: &HealthChange,
 ) -> Result<(), OutboxError> {
-    let now = now_text();
+    let now = UnixMs::now();
     conn.prepare_cached(
         "UPDATE webhook SET phase = ?2, consecutive_failures = ?3, next_attempt_at = ?4, \
          last_success = CASE WHEN ?5 THEN ?6 ELSE last_success END, \
@@ -317,7 +302,7 @@ pub(super) fn apply_health(
     )?
     .execute(params![
         webhook,
-        h.phase.as_str(),
+        h.phase,
         h.consecutive_failures,
         h.next_attempt_ms,
         h.success,
