@@ -221,7 +221,12 @@ fn a_wrong_password_is_a_clear_error_and_moves_nothing() {
     );
     assert_eq!(st.cursor, 0, "nothing moved past");
     let log = r.store().attempts(Some("mqtt:wrong"), true, 10).unwrap();
-    assert!(!log.is_empty() && log.iter().all(|e| e.outcome == "failed"));
+    assert!(
+        !log.is_empty()
+            && log
+                .iter()
+                .all(|e| e.outcome == enocean_agent::delivery::Outcome::Failed)
+    );
     assert!(
         sub.got()
             .iter()
