@@ -609,3 +609,113 @@ fn operator_disable_holds_readings_and_enable_delivers_them() {
     let got = sub.wait("all 10 readings", |g| first_ids(g).len() >= 10);
     assert_eq!(first_ids(&got), ids);
 }
+
+#[test]
+fn a_long_outage_deactivates_probes_and_resumes_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut b) = Broker::start(dir.path()) else {
+        return;
+    };
+    let sub = Subscriber::start(b.port, "enocean/#", None);
+    let mut c = fast("home", &b.url());
+    c.max_retries = 0;
+    c.deactivate_after = 2;
+    let mut r = Running::start(dir.path(), vec![c]);
+    let mut ids = r.enqueue("0180A3F2", 10);
+    sub.wait("10 readings", |g| first_ids(g).len() >= 10);
+    b.stop();
+    ids.extend(r.enqueue("0180A3F2", 10));
+    // Two failed rounds: deactivated and probed, with the webhooks' health figures.
+    assert!(common::wait_for(WAIT, || r
+        .store()
+        .webhook("mqtt:home")
+        .unwrap()
+        .is_some_and(
+            |s| s.phase == enocean_agent::outbox::Phase::Probing
+        )));
+    let st = r.store().webhook("mqtt:home").unwrap().unwrap();
+    assert!(st.consecutive_failures >= 2);
+    assert!(st.deactivated_reason.is_some());
+    assert_eq!(
+        st.last_failure_reason.as_deref(),
+        Some("connection_refused")
+    );
+    b.restart();
+    ids.extend(r.enqueue("0180A3F2", 10));
+    let got = sub.wait("30 readings", |g| first_ids(g).len() >= 30);
+    assert_eq!(first_ids(&got), ids);
+    assert!(common::wait_for(WAIT, || r
+        .store()
+        .webhook("mqtt:home")
+        .unwrap()
+        .is_some_and(|s| s.phase
+            == enocean_agent::outbox::Phase::Active
+            && s.consecutive_failures == 0
+            && s.deactivated_reason.is_none())));
+}
+
+#[test]
+fn a_broker_that_stops_answering_misses_its_ack_timeout_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(b) = Broker::start(dir.path()) else {
+        return;
+    };
+    let sub = Subscriber::start(b.port, "enocean/#", None);
+    let mut c = fast("home", &b.url());
+    c.ack_timeout = Duration::from_millis(500);
+    c.connect_timeout = Duration::from_millis(500);
+    let mut r = Running::start(dir.path(), vec![c]);
+    let mut ids = r.enqueue("0180A3F2", 5);
+    sub.wait("5 readings", |g| first_ids(g).len() >= 5);
+    // Frozen: the connection stays open but nothing is read or acknowledged.
+    b.signal("STOP");
+    ids.extend(r.enqueue("0180A3F2", 5));
+    assert!(common::wait_for(WAIT, || {
+        let reason = r
+            .store()
+            .webhook("mqtt:home")
+            .unwrap()
+            .and_then(|s| s.last_failure_reason);
+        matches!(
+            reason.as_deref(),
+            Some("ack_timeout") | Some("connect_timeout")
+        )
+    }));
+    let log = r.store().attempts(Some("mqtt:home"), true, 50).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.error.as_deref() == Some("ack_timeout")),
+        "{log:?}"
+    );
+    b.signal("CONT");
+    let got = sub.wait("10 readings", |g| first_ids(g).len() >= 10);
+    assert_eq!(first_ids(&got), ids);
+}
+
+#[test]
+fn teach_ins_go_to_their_own_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(b) = Broker::start(dir.path()) else {
+        return;
+    };
+    let sub = Subscriber::start(b.port, "enocean/#", None);
+    let mut r = Running::start(dir.path(), vec![fast("home", &b.url())]);
+    let mut t = common::telemetry("0180A3F9", 0);
+    t.kind = enocean_agent::telemetry::Kind::TeachIn;
+    t.values.clear();
+    let id = t.id.clone();
+    r.outbox.enqueue(t).unwrap();
+    r.outbox.flush().unwrap();
+    let got = sub.wait("the teach-in", |g| {
+        g.iter()
+            .any(|m| m.topic == "enocean/test-gw/events/teach_in")
+    });
+    let m = got
+        .iter()
+        .find(|m| m.topic == "enocean/test-gw/events/teach_in")
+        .unwrap();
+    assert_eq!(m.json()["id"], id.as_str());
+    assert_eq!(m.json()["kind"], "teach_in");
+    assert!(!m.retain);
+    assert!(!got.iter().any(|m| m.topic == "enocean/test-gw/0180A3F9"));
+}

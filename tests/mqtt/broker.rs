@@ -155,6 +155,17 @@ impl Broker {
         }
     }
 
+    /// Sends `sig` (`STOP`, `CONT`, …) to the broker process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let st = Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(st.success());
+        }
+    }
+
     /// The broker's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
@@ -169,6 +180,7 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A broker stopped with SIGSTOP by a failed test still dies with SIGKILL.
             let _ = c.kill();
             let _ = c.wait();
         }
