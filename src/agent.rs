@@ -14,13 +14,14 @@ use crate::config::Config;
 use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
+use crate::health::{GatewayStatus, Silence, SilenceWatch, StatusReason, Transition, WatchStart};
 use crate::mqtt::MqttSender;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
 use crate::serial::{self, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::storage::{Op, Storage};
-use crate::telemetry::{Gateway, Telemetry};
+use crate::telemetry::{Gateway, Kind, Sensor, Telemetry};
 use crate::webhook::{Sender, SenderOptions};
 
 /// Errors that stop the agent from starting.
@@ -41,6 +42,9 @@ pub enum AgentError {
     /// A thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
+    /// The metrics endpoint could not start.
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// The storage writer thread died; committed readings are safe, a restart resumes.
     #[error("the storage writer thread died")]
     StorageDied,
@@ -72,6 +76,9 @@ pub struct Options {
     pub watchdog: Option<Duration>,
     /// How often to refresh [`Notice::Status`] and write device last-heard facts.
     pub status_interval: Duration,
+    /// How long the start's `gateway.status` waits for the stick's handshake (base ID,
+    /// firmware) before it is sent without them.
+    pub start_status_grace: Duration,
 }
 
 impl Default for Options {
@@ -81,6 +88,7 @@ impl Default for Options {
             sim: SimConfig::default(),
             watchdog: None,
             status_interval: Duration::from_secs(10),
+            start_status_grace: Duration::from_secs(10),
         }
     }
 }
@@ -141,6 +149,15 @@ pub async fn run(
         .unwrap_or_else(|| SenderOptions::from_config(cfg));
     // The same clock stamps readings at reception and resolves them in the sender.
     let clock = sender_options.clock.clone();
+    let watch = silence_watch(cfg, &registry, &outbox, clock.as_ref());
+    if !watch.is_empty() {
+        info!("watching {} configured device(s) for silence", watch.len());
+    }
+    let wants = |event: &str| {
+        cfg.webhooks
+            .iter()
+            .any(|w| w.enabled && w.filter.accepts(event))
+    };
     let sender = Sender::spawn(
         &cfg.webhooks,
         &cfg.storage.path,
@@ -193,7 +210,35 @@ pub async fn run(
         strangers: TeachInSummary::default(),
         clock,
         chains: crate::chain::Reassembler::default(),
+        watch,
+        want_status: wants("gateway.status"),
+        want_silence: wants("device.silent") || wants("device.back"),
+        monitor: serial::Monitor::new(),
+        started: Instant::now(),
+        stick: crate::health::StickFacts::default(),
+        next_status: None,
+        live: Arc::new(crate::metrics::Live::default()),
     };
+    let metrics = match crate::metrics::MetricsServer::start(
+        &cfg.metrics,
+        crate::metrics::Sources {
+            config: cfg.clone(),
+            live: state.live.clone(),
+            storage: state.storage.shared_figures(),
+            started: state.started,
+        },
+        options.status_interval,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            // A taken port must not keep readings from being received and delivered.
+            error!("{e}; running without the metrics endpoint");
+            None
+        }
+    };
+    if let Some(addr) = metrics.as_ref().and_then(|m| m.addr()) {
+        info!("metrics on http://{addr}/metrics");
+    }
     let webhooks = cfg.enabled_webhooks().len();
     let mqtt_outputs = cfg.mqtt.iter().filter(|m| m.enabled).count();
     notify(Notice::Ready(if mqtt_outputs > 0 {
@@ -207,9 +252,14 @@ pub async fn run(
 
     let (tx, mut rx) = mpsc::channel(1024);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let serial_run = serial::run(port, tx, async move {
-        let _ = stop_rx.await;
-    });
+    let serial_run = serial::run_with_monitor(
+        port,
+        tx,
+        async move {
+            let _ = stop_rx.await;
+        },
+        state.monitor.clone(),
+    );
     tokio::pin!(serial_run);
     tokio::pin!(shutdown);
     let mut stop_tx = Some(stop_tx);
@@ -253,6 +303,20 @@ pub async fn run(
         }
         state.chains.expire(Instant::now());
         let stopping = stop_tx.is_none();
+        let now = Instant::now();
+        state.publish();
+        for t in state.watch.due(now) {
+            state.on_silence(t, None);
+        }
+        match state.next_status {
+            None if !stopping && now >= state.started + options.start_status_grace => {
+                state.send_status(StatusReason::Start, cfg.health.status_interval);
+            }
+            Some(at) if !stopping && now >= at => {
+                state.send_status(StatusReason::Periodic, cfg.health.status_interval);
+            }
+            _ => {}
+        }
         if let Some(every) = options.watchdog
             && !stopping
             && last_watchdog.elapsed() >= every
@@ -294,6 +358,9 @@ pub async fn run(
     }
     let heard = state.registry.take_heard();
     state.storage.send(Op::Heard(heard));
+    if state.next_status.is_some() {
+        state.send_status(StatusReason::Stop, Duration::ZERO);
+    }
     if let Some(sim) = sim {
         sim.stop().await;
     }
@@ -311,6 +378,8 @@ pub async fn run(
         s.spawn(|| mqtt.stop());
         sender.stop();
     });
+    // The textfile's last write, with the final figures.
+    drop(metrics);
     match serial_result {
         Some(Ok(stats)) => {
             report.connects = stats.connects;
@@ -353,6 +422,62 @@ struct State<'a> {
     clock: crate::webhook::ClockCheck,
     /// Chained messages (RORG 0x40) being put back together.
     chains: crate::chain::Reassembler,
+    /// Configured devices watched for silence.
+    watch: SilenceWatch,
+    /// Some webhook receives `gateway.status`.
+    want_status: bool,
+    /// Some webhook receives `device.silent` or `device.back`.
+    want_silence: bool,
+    /// The serial side's live totals (duplicates, CRC errors, connects).
+    monitor: serial::Monitor,
+    /// When the agent started.
+    started: Instant,
+    /// The stick as its handshake described it.
+    stick: crate::health::StickFacts,
+    /// When the next periodic `gateway.status` is due; None until the start's was sent.
+    next_status: Option<Instant>,
+    /// What the metrics thread shows, refreshed every tick.
+    live: Arc<crate::metrics::Live>,
+}
+
+/// The configured devices to watch for silence, with what the database remembers: those
+/// reported silent before a restart, and (with a synchronised clock) how long ago each was last
+/// heard.
+fn silence_watch(
+    cfg: &Config,
+    registry: &Registry,
+    outbox: &Outbox,
+    clock: &dyn crate::clock::Clock,
+) -> SilenceWatch {
+    let silent = crate::health::silent_devices(&outbox.store().conn).unwrap_or_else(|e| {
+        warn!("could not read which devices were silent: {e}");
+        Default::default()
+    });
+    // A wall clock that is not synchronised (no RTC, no NTP yet) cannot say how long ago a
+    // device was heard: then silence is judged from the start only.
+    let now = clock.synchronized().then(|| clock.now());
+    let starts: Vec<WatchStart> = cfg
+        .devices
+        .iter()
+        .filter_map(|d| {
+            let id = crate::device::parse_id(&d.id).ok()?;
+            let after = d.silence_threshold(cfg.learn.silent_after)?;
+            let before = now
+                .zip(registry.get(id).and_then(|dev| dev.last_seen))
+                .and_then(|(now, seen)| {
+                    let seen = seen.timestamp()?;
+                    Duration::try_from(now.duration_since(seen)).ok()
+                })
+                .unwrap_or_default();
+            Some(WatchStart {
+                id,
+                silent_after: after,
+                silent_before_start: before,
+                was_silent: silent.contains(&id),
+            })
+        })
+        .collect();
+    SilenceWatch::new(&starts, Instant::now())
 }
 
 /// Teach-ins from senders the gateway does not know (a neighbour's radio, a flood): the first after
@@ -433,6 +558,15 @@ impl State<'_> {
             SerialEvent::StickInfo(info) => {
                 info!("stick: {info}");
                 self.gateway.base_id = info.base_id_hex();
+                self.stick.base_id = info.base_id_hex();
+                if let Some(v) = &info.version {
+                    self.stick.firmware = Some(crate::health::version_text(v.app_version));
+                    self.stick.api = Some(crate::health::version_text(v.api_version));
+                    self.stick.description = Some(v.description.clone());
+                }
+                if self.next_status.is_none() {
+                    self.send_status(StatusReason::Start, self.cfg.health.status_interval);
+                }
             }
             SerialEvent::HandshakeFailed { reason } => {
                 warn!("stick did not answer the handshake ({reason}); receiving anyway");
@@ -447,6 +581,14 @@ impl State<'_> {
 
     fn on_telegram(&mut self, t: &Telegram, received_at: jiff::Timestamp) {
         self.report.telegrams += 1;
+        if let Some(back) = self.watch.heard(t.sender, Instant::now()) {
+            let before = self
+                .registry
+                .get(t.sender)
+                .and_then(|d| d.last_seen)
+                .map(|t| t.to_string());
+            self.on_silence(back, before);
+        }
         self.registry.heard(t.sender, received_at.into(), t.dbm());
         if let Some(info) = SecureTeachIn::parse(t) {
             self.on_secure_teach_in(t, info, received_at);
@@ -581,6 +723,114 @@ impl State<'_> {
         if let Some(summary) = self.strangers.note(Instant::now(), line, learned) {
             info!("{summary}");
         }
+    }
+
+    /// A device went silent or came back: logged, persisted, and a `device.silent` or
+    /// `device.back` record when some webhook receives them. `last_heard`: the wall time it was
+    /// heard before (the registry's, when None).
+    fn on_silence(&mut self, t: Transition, last_heard: Option<String>) {
+        let (kind, id, silent_for) = match t {
+            Transition::Silent { id, silent_for } => (Kind::DeviceSilent, id, silent_for),
+            Transition::Back { id, silent_for } => (Kind::DeviceBack, id, silent_for),
+        };
+        let silent = kind == Kind::DeviceSilent;
+        let dev = self.registry.get(id);
+        let label = dev
+            .and_then(|d| d.name.clone())
+            .map_or_else(|| format!("{id:08X}"), |n| format!("{id:08X} ({n})"));
+        if silent {
+            warn!(
+                "device {label} silent: not heard for {}s",
+                silent_for.as_secs()
+            );
+        } else {
+            info!(
+                "device {label} heard again after {}s of silence",
+                silent_for.as_secs()
+            );
+        }
+        self.storage.send(Op::Silence { id, silent });
+        if !self.want_silence {
+            return;
+        }
+        let sensor = Sensor {
+            id: format!("{id:08X}"),
+            name: dev.and_then(|d| d.name.clone()),
+            eep: dev.and_then(|d| d.eep.clone()),
+            tags: dev.map(|d| d.tags.clone()).unwrap_or_default(),
+        };
+        let last_heard =
+            last_heard.or_else(|| dev.and_then(|d| d.last_seen).map(|t| t.to_string()));
+        let mut tm = Telemetry::health_event(kind, self.clock.now(), self.gateway.clone(), sensor);
+        tm.silence = Some(Silence {
+            silent_after_s: self.watch.silent_after(id).unwrap_or_default().as_secs(),
+            silent_for_s: silent_for.as_secs(),
+            last_heard,
+        });
+        tm.stamp_reception(self.clock.as_ref());
+        self.storage.send(Op::Record(Box::new(tm)));
+    }
+
+    /// The counters since start, as `gateway.status` and the metrics show them.
+    fn counters(&self) -> crate::health::Counters {
+        let stats = self.monitor.snapshot();
+        crate::health::Counters {
+            telegrams: self.report.telegrams,
+            decoded: self.report.decoded,
+            raw: self.report.raw,
+            teach_ins: self.report.teach_ins,
+            duplicates: stats.duplicates,
+            crc_errors: stats.decoder.header_crc_errors + stats.decoder.data_crc_errors,
+            dropped: self
+                .storage
+                .figures()
+                .handoff_dropped
+                .load(Ordering::Relaxed),
+            connects: stats.connects,
+        }
+    }
+
+    /// Publishes the counters and the stick for the metrics thread.
+    fn publish(&self) {
+        let counters = self.counters();
+        *self.live.counters.lock().unwrap_or_else(|e| e.into_inner()) = counters;
+        let mut stick = self.stick.clone();
+        stick.connected = self.monitor.connected();
+        *self.live.stick.lock().unwrap_or_else(|e| e.into_inner()) = stick;
+    }
+
+    /// Hands a `gateway.status` record to storage (which adds the webhook and disk figures) and
+    /// schedules the next one `interval` later (none when zero).
+    fn send_status(&mut self, reason: StatusReason, interval: Duration) {
+        let now = Instant::now();
+        self.next_status = Some(if interval.is_zero() {
+            now + Duration::from_secs(100 * 365 * 86_400)
+        } else {
+            now + interval
+        });
+        if !self.want_status {
+            return;
+        }
+        let mut stick = self.stick.clone();
+        stick.connected = self.monitor.connected();
+        let counters = self.counters();
+        let mut tm = Telemetry::health_event(
+            Kind::GatewayStatus,
+            self.clock.now(),
+            self.gateway.clone(),
+            Sensor::default(),
+        );
+        tm.status = Some(GatewayStatus {
+            reason,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_s: self.started.elapsed().as_secs(),
+            stick,
+            webhooks: Vec::new(),
+            disk_free_bytes: None,
+            counters,
+        });
+        tm.stamp_reception(self.clock.as_ref());
+        self.storage.send(Op::Status(Box::new(tm)));
     }
 
     fn status_line(&self, webhooks: usize) -> String {

@@ -1,12 +1,18 @@
 //! The configuration file (TOML): `[gateway]`, `[serial]`, `[storage]`, `[[device]]`, `[learn]`,
-//! `[log]` and `[[webhook]]`. Unknown keys are errors; every error names the file, line, column and
-//! key. Secret files are read while loading, so a missing one stops the start, not a delivery.
+//! `[log]`, `[[webhook]]` and `[[mqtt]]`. Unknown keys are errors. [`Config::check`] reports every problem
+//! of a file in one run, each with the file, line, column (from the TOML parser's spans, see
+//! `spans.rs`) and key path (`webhook[1].auth.token_file`). Secret files are read while loading,
+//! so a missing one stops the start, not a delivery.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+mod spans;
+
+pub use spans::Positions;
 
 use crate::mqtt::MqttConfig;
 use crate::outbox::StorageConfig;
@@ -41,12 +47,22 @@ pub struct Config {
     /// `[log]`.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[health]`: the periodic `gateway.status` event.
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
+    /// `[metrics]`: the Prometheus endpoint and the node-exporter textfile.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     /// `[[webhook]]` entries.
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
     /// `[[mqtt]]` entries: MQTT outputs (see [`crate::mqtt`]).
     #[serde(default, rename = "mqtt", skip_serializing_if = "Vec::is_empty")]
     pub mqtt: Vec<MqttConfig>,
+    /// Where each key is written in the file (from the TOML parser's spans), for problems found
+    /// after loading ([`Config::position`]).
+    #[serde(skip)]
+    pub positions: Positions,
 }
 
 /// `[gateway]`: how this gateway names itself in telemetry.
@@ -122,6 +138,51 @@ pub struct DeviceConfig {
     /// Tags copied into telemetry.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Report `device.silent` when not heard for this long (`"0s"`: never); default
+    /// `[learn] silent_after`, except for rockers (RORG F6), which send only when pressed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_duration"
+    )]
+    pub silent_after: Option<std::time::Duration>,
+}
+
+impl DeviceConfig {
+    /// How long the device may stay unheard before `device.silent`; None when it is not
+    /// watched (`"0s"`, or a rocker without its own setting).
+    pub fn silence_threshold(&self, default: std::time::Duration) -> Option<std::time::Duration> {
+        let rocker = self
+            .eep
+            .as_deref()
+            .is_some_and(|e| e.to_ascii_uppercase().starts_with("F6"));
+        let after = match self.silent_after {
+            Some(d) => d,
+            None if rocker => return None,
+            None => default,
+        };
+        (!after.is_zero()).then_some(after)
+    }
+}
+
+/// Serde helper: an optional duration written like [`crate::webhook::config::duration`].
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => crate::webhook::config::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "crate::webhook::config::duration")] Duration);
+        Ok(Some(Wrap::deserialize(d)?.0))
+    }
 }
 
 /// `[eep]`: where profiles come from besides the built-in ones.
@@ -145,6 +206,14 @@ pub struct LearnConfig {
     /// memory and in the database; the least recently heard go first.
     #[serde(default = "default_max_devices")]
     pub max_devices: usize,
+    /// Configured devices not heard for this long are reported `device.silent` (each
+    /// `[[device]]` may set its own; `"0s"`: never). Learned devices are not watched: learning
+    /// is passive and also takes in a neighbour's sensors. Default 2 h.
+    #[serde(
+        default = "default_silent_after",
+        with = "crate::webhook::config::duration"
+    )]
+    pub silent_after: std::time::Duration,
 }
 
 impl Default for LearnConfig {
@@ -152,8 +221,13 @@ impl Default for LearnConfig {
         Self {
             enabled: false,
             max_devices: default_max_devices(),
+            silent_after: default_silent_after(),
         }
     }
+}
+
+fn default_silent_after() -> std::time::Duration {
+    crate::health::DEFAULT_SILENT_AFTER
 }
 
 fn default_max_devices() -> usize {
@@ -186,7 +260,10 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)?;
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
         if let Some(k) = &self.key {
             write!(f, ": key `{k}`")?;
         }
@@ -202,85 +279,171 @@ impl Config {
             && std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
     }
 
-    /// Reads, parses and validates the file at `path`.
+    /// Reads, parses and validates the file at `path`; the first problem (see [`Config::check`]
+    /// for all of them).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&text, path)
+        let (cfg, mut errors) = Self::check(path);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors.remove(0))
+        }
+    }
+
+    /// Reads, parses and validates the file at `path` and reports every problem, each with its
+    /// place: the configuration as far as it could be read (a wrong value replaced by its
+    /// default, a table that could not be read left out) and the problems, in file order. The
+    /// configuration is usable only when there is no problem.
+    pub fn check(path: &Path) -> (Self, Vec<ConfigError>) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::check_text(&text, path),
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    "no configuration file there: pass --config PATH, or copy \
+                     systemd/config.example.toml (installed as \
+                     /usr/share/doc/enocean-agent/config.example.toml) there"
+                        .to_owned()
+                } else {
+                    format!("cannot read it: {e}")
+                };
+                let message = format!("looked for the configuration here: {hint}");
+                (
+                    Self::default(),
+                    vec![ConfigError {
+                        file: path.to_path_buf(),
+                        line: 0,
+                        column: 0,
+                        key: None,
+                        message,
+                    }],
+                )
+            }
+        }
     }
 
     /// Parses and validates `text` as if read from `path` (secret files relative to its
-    /// directory).
+    /// directory); the first problem.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-            let key = e
-                .span()
-                .and_then(|s| key_of_value(text, s.start))
-                .or_else(|| e.span().and_then(|s| text.get(s)).map(str::to_owned))
-                .as_deref()
-                .map(|s| s.trim().trim_matches('"'))
-                .filter(|s| is_bare_key(s))
-                .map(str::to_owned)
-                .or_else(|| backticked(e.message()));
+        let (cfg, mut errors) = Self::check_text(text, path);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors.remove(0))
+        }
+    }
+
+    /// [`Config::check`] of `text` as if read from `path`.
+    pub fn check_text(text: &str, path: &Path) -> (Self, Vec<ConfigError>) {
+        let at = |lines: &spans::LineIndex, p: spans::Problem| {
+            let (line, column) = p.at.map_or((0, 0), |o| lines.line_col(o));
             ConfigError {
                 file: path.to_path_buf(),
                 line,
                 column,
-                key,
-                message: e.message().trim().to_owned(),
+                key: (!p.path.is_empty()).then_some(p.path),
+                message: p.message,
             }
-        })?;
+        };
+        let doc = match spans::Document::parse(text) {
+            Ok(d) => d,
+            Err(problems) => {
+                let lines = spans::LineIndex::new(text);
+                let errors = problems.into_iter().map(|p| at(&lines, p)).collect();
+                return (Self::default(), errors);
+            }
+        };
+        let (cfg, problems, kept) =
+            spans::deserialize_all::<Config>(&doc, &["webhook", "device", "mqtt"]);
+        let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+        let mut errors: Vec<ConfigError> =
+            problems.into_iter().map(|p| at(&doc.lines, p)).collect();
+        // A sub-table (`auth`, `signing`) that lost an entry to a reported problem is not
+        // reported again for what that entry would have set.
+        let consequence = |key: &str| {
+            key.rsplit_once('.')
+                .filter(|(parent, _)| parent.contains('.'))
+                .is_some_and(|(parent, _)| {
+                    reported
+                        .iter()
+                        .any(|r| r == parent || r.starts_with(&format!("{parent}.")))
+                })
+        };
+        let Some(mut cfg) = cfg else {
+            return (Self::default(), errors);
+        };
+        cfg.positions = doc.positions.clone();
+        let positions = &doc.positions;
+        let error = |key: String, message: String| {
+            let (line, column) = positions.nearest(&key);
+            ConfigError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: Some(key),
+                message,
+            }
+        };
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret())
             || cfg.mqtt.iter().any(|m| m.has_inline_secret());
-        let mut seen = std::collections::HashSet::new();
-        for (i, w) in cfg.webhooks.iter_mut().enumerate() {
-            let at = |key: &str, message: String| {
-                let (line, column) = locate(text, i, key);
-                ConfigError {
-                    file: path.to_path_buf(),
-                    line,
-                    column,
-                    key: Some(format!("webhook[{i}].{key}")),
-                    message,
-                }
-            };
-            if !seen.insert(w.name.clone()) {
-                return Err(at("name", format!("duplicate webhook name {:?}", w.name)));
+        let webhook_index = kept.get("webhook").cloned().unwrap_or_default();
+        let mut seen = std::collections::HashMap::new();
+        for (j, w) in cfg.webhooks.iter_mut().enumerate() {
+            let i = webhook_index.get(j).copied().unwrap_or(j);
+            if let Some(first) = seen.insert(w.name.clone(), i) {
+                errors.push(error(
+                    format!("webhook[{i}].name"),
+                    format!(
+                        "duplicate webhook name {:?} (webhook[{first}] has it too): names must be unique",
+                        w.name
+                    ),
+                ));
             }
             if w.name.starts_with(crate::mqtt::OUTPUT_PREFIX) {
-                return Err(at(
-                    "name",
+                errors.push(error(
+                    format!("webhook[{i}].name"),
                     format!("{:?}: the prefix `mqtt:` is kept for MQTT outputs", w.name),
                 ));
             }
-            w.validate(base).map_err(|e| at(&e.key, e.message))?;
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, m) in cfg.mqtt.iter_mut().enumerate() {
-            let at = |key: &str, message: String| {
-                let (line, column) = locate_in(text, "mqtt", i, key);
-                ConfigError {
-                    file: path.to_path_buf(),
-                    line,
-                    column,
-                    key: Some(format!("mqtt[{i}].{key}")),
-                    message,
+            for e in w.validate_all(base) {
+                let key = format!("webhook[{i}].{}", e.key);
+                if !consequence(&key) {
+                    errors.push(error(key, e.message));
                 }
-            };
-            if !seen.insert(m.name.clone()) {
-                return Err(at("name", format!("duplicate mqtt name {:?}", m.name)));
             }
-            m.validate(base).map_err(|e| at(&e.key, e.message))?;
+        }
+        let mqtt_index = kept.get("mqtt").cloned().unwrap_or_default();
+        let mut seen = std::collections::HashMap::new();
+        for (j, m) in cfg.mqtt.iter_mut().enumerate() {
+            let i = mqtt_index.get(j).copied().unwrap_or(j);
+            if let Some(first) = seen.insert(m.name.clone(), i) {
+                errors.push(error(
+                    format!("mqtt[{i}].name"),
+                    format!(
+                        "duplicate mqtt name {:?} (mqtt[{first}] has it too): names must be unique",
+                        m.name
+                    ),
+                ));
+            }
+            if let Err(e) = m.validate(base) {
+                let key = format!("mqtt[{i}].{}", e.key);
+                if !consequence(&key) {
+                    errors.push(error(key, e.message));
+                }
+            }
+        }
+        let device_index = kept.get("device").cloned().unwrap_or_default();
+        for (j, d) in cfg.devices.iter().enumerate() {
+            let i = device_index.get(j).copied().unwrap_or(j);
+            if let Err(e) = crate::device::parse_id(&d.id) {
+                errors.push(error(
+                    format!("device[{i}].id"),
+                    format!("{e}: write the sender ID as 8 hex digits, e.g. \"0180A3F2\""),
+                ));
+            }
         }
         for (key, d, max) in [
             ("commit_window", cfg.storage.commit_window, 3600),
@@ -297,27 +460,26 @@ impl Config {
             ),
         ] {
             if d > std::time::Duration::from_secs(max) {
-                let (line, column) = find_key(text, key).unwrap_or((0, 0));
-                return Err(ConfigError {
-                    file: path.to_path_buf(),
-                    line,
-                    column,
-                    key: Some(format!("storage.{key}")),
-                    message: format!("must be at most {}", human_secs(max)),
-                });
+                errors.push(error(
+                    format!("storage.{key}"),
+                    format!("must be at most {}", human_secs(max)),
+                ));
             }
         }
         if cfg.storage.commit_batch == 0 {
-            let (line, column) = find_key(text, "commit_batch").unwrap_or((0, 0));
-            return Err(ConfigError {
-                file: path.to_path_buf(),
-                line,
-                column,
-                key: Some("storage.commit_batch".into()),
-                message: "must be at least 1".into(),
-            });
+            errors.push(error(
+                "storage.commit_batch".into(),
+                "must be at least 1".into(),
+            ));
         }
-        Ok(cfg)
+        errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
+        (cfg, errors)
+    }
+
+    /// Line and column of the key at `path` (`device[2].eep`) in the file this configuration was
+    /// read from, else of its closest enclosing key; `(0, 0)` when unknown.
+    pub fn position(&self, path: &str) -> (usize, usize) {
+        self.positions.nearest(path)
     }
 
     /// The webhook named `name`.
@@ -335,145 +497,10 @@ impl Config {
     }
 }
 
-/// The key of a `key = value` line when `offset` points into the value (type errors point at the
-/// value, but the user needs the key).
-fn key_of_value(text: &str, offset: usize) -> Option<String> {
-    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
-    let before = text.get(start..offset)?;
-    let (key, _) = before.split_once('=')?;
-    let key = key.trim().trim_matches('"');
-    is_bare_key(key).then(|| key.to_owned())
-}
-
 fn human_secs(s: u64) -> String {
     if s >= 86_400 {
         format!("{} days", s / 86_400)
     } else {
         format!("{} s", s)
     }
-}
-
-fn is_bare_key(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() < 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-fn backticked(msg: &str) -> Option<String> {
-    let start = msg.find('`')? + 1;
-    let len = msg[start..].find('`')?;
-    Some(msg[start..start + len].to_owned())
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-/// Line and column of `key` inside the `nth` `[[webhook]]` table, its `[webhook.*]` sub-tables
-/// included (best effort). A dotted key (`auth.token`) is looked for after the place of its first
-/// part (`auth = {…}`, `auth.token =` or `[webhook.auth]`); the first part's place, then the
-/// table's line, when the last part is not found.
-fn locate(text: &str, nth: usize, key: &str) -> (usize, usize) {
-    locate_in(text, "webhook", nth, key)
-}
-
-/// [`locate`] in the `nth` `[[table]]` (`webhook`, `mqtt`).
-fn locate_in(text: &str, table: &str, nth: usize, key: &str) -> (usize, usize) {
-    let mut parts = key.split('.');
-    let first = parts.next().unwrap_or(key);
-    let last = parts.next_back();
-    let mut count = 0usize;
-    let mut inside = false;
-    let mut table_line = (0, 0);
-    let mut first_at: Option<(usize, usize)> = None;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            let header: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-            if inside && header.starts_with(&format!("[{table}.")) {
-                if first_at.is_some() {
-                    // The sub-table of the first part ended without the last part.
-                    break;
-                }
-                if header == format!("[{table}.{first}]") {
-                    first_at = Some((i + 1, 1));
-                }
-                continue;
-            }
-            if inside {
-                break;
-            }
-            if header.starts_with(&format!("[[{table}]]")) {
-                if count == nth {
-                    inside = true;
-                    table_line = (i + 1, 1);
-                }
-                count += 1;
-            }
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        match (last, first_at) {
-            (None, _) => {
-                if let Some(col) = key_pos(line, first) {
-                    return (i + 1, col);
-                }
-            }
-            (Some(last), None) => {
-                if let Some(at) = key_byte(line, first) {
-                    first_at = Some((i + 1, column(line, at)));
-                    let from = at + first.len();
-                    if let Some(b) = key_byte(&line[from..], last) {
-                        return (i + 1, column(line, from + b));
-                    }
-                }
-            }
-            (Some(last), Some(_)) => {
-                if let Some(col) = key_pos(line, last) {
-                    return (i + 1, col);
-                }
-            }
-        }
-    }
-    first_at.unwrap_or(table_line)
-}
-
-fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
-    text.lines()
-        .enumerate()
-        .find_map(|(i, l)| key_pos(l, key).map(|c| (i + 1, c)))
-}
-
-fn key_pos(line: &str, key: &str) -> Option<usize> {
-    key_byte(line, key).map(|at| column(line, at))
-}
-
-/// 1-based column of the byte offset `at` in `line`.
-fn column(line: &str, at: usize) -> usize {
-    line[..at].chars().count() + 1
-}
-
-/// Byte offset of `key` used as a key in `line` (followed by `=` or `.`).
-fn key_byte(line: &str, key: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(p) = line[from..].find(key) {
-        let at = from + p;
-        let before_ok = at == 0
-            || !line[..at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-        let rest = line[at + key.len()..].trim_start();
-        if before_ok && (rest.starts_with('=') || rest.starts_with('.')) {
-            return Some(at);
-        }
-        from = at + key.len();
-    }
-    None
 }

@@ -462,6 +462,7 @@ mod tests {
             eep: eep.map(Into::into),
             name: Some("Office".into()),
             tags: BTreeMap::new(),
+            silent_after: None,
         }
     }
 

@@ -93,6 +93,18 @@ pub enum Op {
     },
     /// Last-heard facts collected by the reader.
     Heard(Vec<Heard>),
+    /// A `gateway.status` record made by the reader: the writer adds what only it knows (per
+    /// webhook state, backlog and oldest undelivered age, free disk, records dropped by the
+    /// outbox) and commits it like any record.
+    Status(Box<Telemetry>),
+    /// A device reported `device.silent` (true) or heard again (false): persisted so that a
+    /// restart neither reports it again nor forgets to report it back.
+    Silence {
+        /// Sender ID.
+        id: u32,
+        /// Silent now.
+        silent: bool,
+    },
 }
 
 /// Figures the writer keeps in memory for the status line and the shutdown report: read at any
@@ -111,6 +123,9 @@ pub struct Figures {
     pub buffered: AtomicU64,
     /// True while commits fail (a full disk or a failing card).
     pub failing: AtomicBool,
+    /// Undelivered readings dropped by the outbox's overflow policy since start (refreshed
+    /// every second).
+    pub dropped: AtomicU64,
 }
 
 /// The handle the daemon holds: send work, read figures, receive forgets, stop.
@@ -389,7 +404,48 @@ impl Writer {
                     warn!("could not record when devices were last heard: {e}");
                 }
             }
+            Op::Status(mut t) => {
+                self.complete_status(&mut t);
+                if let Ok(done) = self.outbox.enqueue(*t) {
+                    self.committed(done.len());
+                }
+            }
+            Op::Silence { id, silent } => {
+                if let Err(e) =
+                    crate::health::persist_silence(&self.outbox.store().conn, id, silent)
+                {
+                    warn!("could not record the silence of device {id:08X}: {e}");
+                }
+            }
         }
+    }
+
+    /// Fills in the figures of a `gateway.status` record that come from the database and the
+    /// file system.
+    fn complete_status(&mut self, t: &mut Telemetry) {
+        let Some(status) = t.status.as_mut() else {
+            return;
+        };
+        match crate::webhook::health::health(self.outbox.store(), &self.webhooks, &self.db_path) {
+            Ok(list) => {
+                let now = jiff::Timestamp::now().as_millisecond();
+                status.webhooks = list
+                    .iter()
+                    .map(|h| crate::health::WebhookFigures {
+                        name: h.name.clone(),
+                        state: h.state.to_string(),
+                        backlog: h.backlog,
+                        oldest_undelivered_age_s: h
+                            .oldest_undelivered_ms
+                            .map(|ms| (now.saturating_sub(ms).max(0) / 1000) as u64),
+                    })
+                    .collect();
+                self.health = (Some(Instant::now()), list);
+            }
+            Err(e) => log::debug!("storage: webhook figures: {e}"),
+        }
+        status.disk_free_bytes = crate::health::disk_free(&self.db_path);
+        status.counters.dropped += self.outbox.counts().dropped;
     }
 
     fn housekeeping(&mut self) {
@@ -401,6 +457,9 @@ impl Writer {
             }
             Err(e) => warn!("could not read forgotten devices: {e}"),
         }
+        self.figures
+            .dropped
+            .store(self.outbox.counts().dropped, Ordering::Relaxed);
         match self.outbox.backlog() {
             Ok(n) => self.figures.backlog.store(n, Ordering::Relaxed),
             Err(e) => log::debug!("storage: backlog figure: {e}"),

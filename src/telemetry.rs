@@ -35,6 +35,12 @@ pub struct Telemetry {
     /// For a `teach_in` record: what the device announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teach_in: Option<TeachInRecord>,
+    /// For a `gateway.status` record: the gateway's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::health::GatewayStatus>,
+    /// For a `device.silent` or `device.back` record: how long the device was not heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<crate::health::Silence>,
     /// Per-gateway sequence number, strictly increasing; assigned when the outbox commits it
     /// (0 until then).
     pub seq: u64,
@@ -57,7 +63,9 @@ pub struct Telemetry {
     pub values: BTreeMap<String, Reading>,
     /// Radio signal facts.
     pub signal: Signal,
-    /// The telegram as received, so nothing is lost even when decoding is not possible.
+    /// The telegram as received, so nothing is lost even when decoding is not possible (absent
+    /// in health events, which come from no telegram).
+    #[serde(default, skip_serializing_if = "Raw::is_empty")]
     pub raw: Raw,
 }
 
@@ -70,6 +78,37 @@ pub enum Kind {
     Telemetry,
     /// A teach-in telegram: a device announced itself (never a reading).
     TeachIn,
+    /// The gateway's health figures (at start, clean stop, periodically).
+    #[serde(rename = "gateway.status")]
+    GatewayStatus,
+    /// A configured device has not been heard for its `silent_after`.
+    #[serde(rename = "device.silent")]
+    DeviceSilent,
+    /// A device reported silent was heard again.
+    #[serde(rename = "device.back")]
+    DeviceBack,
+}
+
+impl Kind {
+    /// The kind's name, as in the record's `kind` and a webhook's `events` list.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Telemetry => "telemetry",
+            Kind::TeachIn => "teach_in",
+            Kind::GatewayStatus => "gateway.status",
+            Kind::DeviceSilent => "device.silent",
+            Kind::DeviceBack => "device.back",
+        }
+    }
+
+    /// The `event` of a delivery carrying records of this kind: `telemetry` for readings and
+    /// teach-ins (delivered together), the kind's own name for a health event (delivered alone).
+    pub fn event(self) -> &'static str {
+        match self {
+            Kind::Telemetry | Kind::TeachIn => "telemetry",
+            other => other.as_str(),
+        }
+    }
 }
 
 /// What a teach-in record tells the receiver.
@@ -155,13 +194,49 @@ pub struct Raw {
     pub withheld: Option<String>,
 }
 
+impl Raw {
+    /// True for the empty `raw` of a health event (every telegram has a RORG).
+    pub fn is_empty(&self) -> bool {
+        self.rorg.is_empty()
+    }
+}
+
 impl Telemetry {
+    /// A health event record (`gateway.status`, `device.silent`, `device.back`) with a fresh id,
+    /// made at `now` by `gateway` about `sensor` (empty for the gateway itself). The caller sets
+    /// `status` or `silence` and stamps it like a reception.
+    pub fn health_event(
+        kind: Kind,
+        now: jiff::Timestamp,
+        gateway: Gateway,
+        sensor: Sensor,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            teach_in: None,
+            status: None,
+            silence: None,
+            seq: 0,
+            received_at: Some(now),
+            clock: None,
+            received_monotonic: None,
+            gateway,
+            sensor,
+            values: BTreeMap::new(),
+            signal: Signal::default(),
+            raw: Raw::default(),
+        }
+    }
+
     /// Telemetry for a received telegram with a fresh id and no decoded values yet.
     pub fn from_telegram(t: &Telegram, received_at: jiff::Timestamp, gateway: Gateway) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             kind: Kind::Telemetry,
             teach_in: None,
+            status: None,
+            silence: None,
             seq: 0,
             received_at: Some(received_at),
             clock: None,

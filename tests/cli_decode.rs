@@ -121,3 +121,112 @@ fn bad_input_gets_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/capture.esp3"));
 }
+
+/// The example of the docs: a bare radio payload, as FHEM and the EEP documents show telegrams.
+#[test]
+fn payload_as_logs_show_it_is_decoded() {
+    let out = agent(
+        &["decode", "--payload", "A5 00 FA FA 0A", "--eep", "A5-04-01"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = &lines(&out)[0]["telegram"];
+    assert_eq!(v["rorg"], "A5");
+    assert_eq!(v["payload"], "00FAFA0A");
+    assert_eq!(v["sender"], "00000000");
+    assert_eq!(v["eep"], "A5-04-01");
+    assert_eq!(v["values"]["humidity"]["value"], 100.0);
+    assert_eq!(v["values"]["temperature"]["raw"], 250);
+
+    // Sender and status: appended to the payload, or given as options — the same telegram.
+    let a = agent(
+        &[
+            "decode",
+            "--payload",
+            "A5 00 FA FA 0A 01 80 A3 F2 00",
+            "--eep",
+            "A5-04-01",
+        ],
+        None,
+    );
+    let b = agent(
+        &[
+            "decode",
+            "--payload",
+            "A500FAFA0A",
+            "--sender",
+            "0180a3f2",
+            "--status",
+            "00",
+            "--eep",
+            "A5-04-01",
+        ],
+        None,
+    );
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    assert_eq!(lines(&a)[0]["telegram"]["sender"], "0180A3F2");
+
+    // An RPS rocker needs its status byte (T21, NU).
+    let out = agent(
+        &[
+            "decode",
+            "--payload",
+            "F6 50",
+            "--status",
+            "30",
+            "--eep",
+            "F6-02-01",
+        ],
+        None,
+    );
+    let v = &lines(&out)[0]["telegram"];
+    assert_eq!(v["status"], 0x30);
+    assert_eq!(v["values"]["pressed"]["value"], true);
+
+    // A wrong length for a fixed-length RORG says what is expected.
+    let out = agent(
+        &["decode", "--payload", "A5 00 FA", "--eep", "A5-04-01"],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("4 data byte(s), 2 given"), "{err}");
+}
+
+#[test]
+fn hex_without_a_frame_suggests_payload() {
+    let out = agent(
+        &["decode", "--hex", "A5 00 FA FA 0A", "--eep", "A5-04-01"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this looks like a radio payload")
+            && err.contains("--payload \"A5 00 FA FA 0A\" --eep A5-04-01"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hex_errors_name_the_character_and_its_place() {
+    let out = agent(&["decode", "--hex", "55Z"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'Z' at position 3 is not a hex digit"),
+        "{err}"
+    );
+    let out = agent(&["decode", "--hex", "55 00 0"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("odd number"), "{err}");
+    let out = agent(&["decode", "--payload", "A5 00 FA FA 0G"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--payload: 'G' at position 14"), "{err}");
+}

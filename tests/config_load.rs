@@ -52,12 +52,12 @@ fn full_sketch_parses() {
 fn unknown_key_names_file_line_column_and_key() {
     let text = GOOD.replace("backoff_base = \"250ms\"", "backof_base = \"250ms\"");
     let e = parse(&text).unwrap_err();
-    assert_eq!(e.key.as_deref(), Some("backof_base"));
+    assert_eq!(e.key.as_deref(), Some("webhook[0].backof_base"));
     assert_eq!(e.line, 25);
     assert_eq!(e.column, 1);
     let msg = e.to_string();
     assert!(
-        msg.starts_with("/etc/enocean-agent/config.toml:25:1: key `backof_base`"),
+        msg.starts_with("/etc/enocean-agent/config.toml:25:1: key `webhook[0].backof_base`"),
         "{msg}"
     );
 }
@@ -122,4 +122,150 @@ fn absurd_durations_are_rejected() {
     let e = parse(&GOOD.replace("backoff_base = \"250ms\"", "backoff_base = \"1000000h\""))
         .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("webhook[0].backoff_base"));
+}
+
+/// 1-based line of the `nth` (0-based) line of `text` that contains `needle`, and the column
+/// of `needle` in it.
+fn place(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| l.find(needle).map(|c| (i + 1, l[..c].chars().count() + 1)))
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{needle:?} #{nth} not in the text"))
+}
+
+/// Issue 15: every problem of a file in one run, each at its exact place, also when the same
+/// key is wrong in several `[[webhook]]` tables (a text scan finds only the first).
+#[test]
+fn every_problem_at_its_exact_place_in_one_run() {
+    let text = r#"[gateway]
+id = "x"
+[storage]
+path = "/tmp/never/outbox.db"
+max_rowz = 5
+commit_batch = 0
+[[device]]
+id = "XYZ"
+[[webhook]]
+name = "a"
+url = "http://127.0.0.1:1/a"
+timeout = "soon"
+[[webhook]]
+name = "b"
+url = "http://127.0.0.1:1/b"
+timeout = "soon"
+[webhook.auth]
+type = "bearer"
+token_file = "/nonexistent/token-b"
+[[webhook]]
+name = "c"
+url = "http://127.0.0.1:1/c"
+timeout = "soon"
+auth = { type = "bearer", token_file = "/nonexistent/token-c" }
+signing = { type = "hmac", secret_file = "/nonexistent/hmac-c" }
+"#;
+    let (_, errors) = Config::check_text(text, Path::new("/etc/enocean-agent/config.toml"));
+    let got: Vec<(String, usize, usize)> = errors
+        .iter()
+        .map(|e| (e.key.clone().unwrap_or_default(), e.line, e.column))
+        .collect();
+    let timeout = |n: usize| {
+        let (l, _) = place(text, "timeout = \"soon\"", n);
+        (l, "timeout = ".len() + 1)
+    };
+    let expected: Vec<(String, (usize, usize))> = vec![
+        ("storage.max_rowz".into(), place(text, "max_rowz", 0)),
+        (
+            "storage.commit_batch".into(),
+            place(text, "commit_batch", 0),
+        ),
+        ("device[0].id".into(), place(text, "id = \"XYZ\"", 0)),
+        ("webhook[0].timeout".into(), timeout(0)),
+        ("webhook[1].timeout".into(), timeout(1)),
+        (
+            "webhook[1].auth.token_file".into(),
+            place(text, "token_file = \"/nonexistent/token-b\"", 0),
+        ),
+        ("webhook[2].timeout".into(), timeout(2)),
+        (
+            "webhook[2].auth.token_file".into(),
+            place(text, "token_file = \"/nonexistent/token-c\"", 0),
+        ),
+        (
+            "webhook[2].signing.secret_file".into(),
+            place(text, "secret_file", 0),
+        ),
+    ];
+    let expected: Vec<(String, usize, usize)> =
+        expected.into_iter().map(|(k, (l, c))| (k, l, c)).collect();
+    assert_eq!(got, expected, "{errors:#?}");
+    // Each error says what to do.
+    let joined: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let joined = joined.join("\n");
+    assert!(joined.contains("expected one of"), "{joined}");
+    assert!(joined.contains("create it holding the secret"), "{joined}");
+    assert!(joined.contains("8 hex digits"), "{joined}");
+}
+
+/// A value of the wrong type is reported at the value, its key named, and loading goes on.
+#[test]
+fn wrong_values_in_sub_tables_and_arrays_are_all_reported() {
+    let text = r#"[[webhook]]
+name = "a"
+url = "http://127.0.0.1:1/a"
+devices = ["0180A3F2", 7]
+[webhook.auth]
+type = "bearer"
+tokn = "x"
+[[webhook]]
+url = "http://127.0.0.1:1/b"
+[[webhook]]
+name = "c"
+url = "ftp://c"
+"#;
+    let (_, errors) = Config::check_text(text, Path::new("c.toml"));
+    let got: Vec<(&str, usize)> = errors
+        .iter()
+        .map(|e| (e.key.as_deref().unwrap_or(""), e.line))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("webhook[0].devices[1]", 4),
+            ("webhook[0].auth.tokn", 7),
+            ("webhook[1]", 8),
+            ("webhook[2].url", 12),
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors[2].message.contains("missing field `name`"),
+        "{errors:#?}"
+    );
+    // The third webhook is still named by its place in the file after the second was dropped.
+    assert!(errors[3].message.contains("http://"), "{errors:#?}");
+}
+
+/// Positions stay with the loaded configuration for checks made later (EEP names).
+#[test]
+fn positions_kept_for_later_checks() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.position("device[0].eep"), place(GOOD, "eep = ", 0));
+    assert_eq!(
+        c.position("webhook[0].signing.secret"),
+        place(GOOD, "secret = ", 0)
+    );
+    // A key that is not written points at its closest enclosing key.
+    assert_eq!(
+        c.position("webhook[0].signing.header"),
+        place(GOOD, "signing = ", 0)
+    );
+}
+
+/// A syntax error stops reading but still has its place.
+#[test]
+fn syntax_error_has_its_place() {
+    let (_, errors) = Config::check_text("[gateway]\nid = \"x\n", Path::new("s.toml"));
+    assert!(!errors.is_empty());
+    assert_eq!(errors[0].line, 2, "{errors:#?}");
 }

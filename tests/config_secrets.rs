@@ -119,7 +119,7 @@ fn a_profiles_directory_adds_eeps_and_bad_files_are_configuration_errors() {
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("warning")
-            && err.contains("without.toml:3: device[0].eep")
+            && err.contains("without.toml:3:1: key `device[0].eep`")
             && err.contains("forwarded raw"),
         "{err}"
     );

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::context::{ConfigArg, EXIT_CONFIG, load_config};
+use super::context::{ConfigArg, report_config_errors};
 
 use super::outln;
 
@@ -16,27 +16,20 @@ pub struct Args {
     config: ConfigArg,
 }
 
-/// Exit 0 and the effective configuration, or 78 and the error with its location.
+/// Exit 0 and the effective configuration, or 78 and every problem with its location.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let cfg = match load_config(&args.config) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
+    let path = &args.config.config;
+    let (cfg, warnings) = match super::run::checked(path) {
+        (cfg, Some((_, warnings)), errors) if errors.is_empty() => (cfg, warnings),
+        (_, _, errors) => return Ok(report_config_errors(path, &errors)),
     };
-    match super::run::library_for(&cfg, &args.config.config) {
-        Ok((_, warnings)) => {
-            for w in warnings {
-                eprintln!("warning: {w}");
-            }
-        }
-        Err(msg) => {
-            eprintln!("enocean-agent: configuration error: {msg}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
-        }
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
-    if cfg.secrets_world_readable(&args.config.config) {
+    if cfg.secrets_world_readable(path) {
         eprintln!(
             "warning: {} holds secrets and every user can read it: chmod 640, or move them to *_file",
-            args.config.config.display()
+            path.display()
         );
     }
     // Secrets serialize as "[redacted]", URLs without credentials or query values, secrets read
@@ -45,9 +38,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot print the configuration as TOML: {e}"))?;
     outln!(
         "# Effective configuration of {} (defaults filled in, secrets redacted)",
-        args.config.config.display()
+        path.display()
     );
     outln!("{}", text.trim_end());
-    eprintln!("{}: configuration OK", args.config.config.display());
+    eprintln!("{}: configuration OK", path.display());
     Ok(ExitCode::SUCCESS)
 }

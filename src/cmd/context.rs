@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use enocean_agent::config::Config;
+use enocean_agent::config::{Config, ConfigError};
 use enocean_agent::outbox::Store;
 
 /// Default configuration file.
@@ -40,12 +40,31 @@ pub struct Ctx {
     pub store: Store,
 }
 
-/// Loads the configuration; on error prints it and gives the exit code 78.
+/// Loads the configuration; on error prints every problem (see [`report_config_errors`]) and
+/// gives the exit code 78.
 pub fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
-    Config::load(&arg.config).map_err(|e| {
+    let (config, errors) = Config::check(&arg.config);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(report_config_errors(&arg.config, &errors))
+    }
+}
+
+/// Prints every configuration problem, one per line (`FILE:LINE:COLUMN: key `K`: what is wrong
+/// and what to do`), then how many there are; gives the exit code 78.
+pub fn report_config_errors(path: &std::path::Path, errors: &[ConfigError]) -> ExitCode {
+    for e in errors {
         eprintln!("enocean-agent: configuration error: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    }
+    if errors.len() > 1 {
+        eprintln!(
+            "enocean-agent: {} problems in {}",
+            errors.len(),
+            path.display()
+        );
+    }
+    ExitCode::from(EXIT_CONFIG)
 }
 
 /// Loads the configuration and opens the existing outbox.

@@ -1,4 +1,6 @@
-//! `enocean-agent decode`: ESP3 bytes → one JSON object per frame on stdout.
+//! `enocean-agent decode`: ESP3 bytes → one JSON object per frame on stdout; or a bare radio
+//! payload (`--payload "A5 00 FA FA 0A"`, as FHEM and openHAB logs and the EEP documents show
+//! telegrams) → the same JSON object, as if the stick had received it.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -9,18 +11,30 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use enocean_agent::chain::{Outcome, Reassembler};
 use enocean_agent::erp1::{Telegram, rorg};
-use enocean_agent::esp3::{Decoder, Item};
+use enocean_agent::esp3::{Decoder, Frame, Item, PacketType};
 use enocean_agent::inspect;
 
 /// Arguments of `decode`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Capture file with raw ESP3 bytes, or `-` for stdin.
-    #[arg(conflicts_with = "hex", required_unless_present = "hex")]
+    #[arg(conflicts_with_all = ["hex", "payload"], required_unless_present_any = ["hex", "payload"])]
     input: Option<PathBuf>,
-    /// Decode these bytes given as hex (spaces and colons allowed) instead of a file.
-    #[arg(long)]
+    /// Decode these ESP3 bytes (whole frames, starting with 55) given as hex (spaces, colons,
+    /// commas and 0x prefixes allowed) instead of a file.
+    #[arg(long, conflicts_with = "payload")]
     hex: Option<String>,
+    /// Decode a bare radio telegram: RORG and data bytes in hex (`"A5 00 FA FA 0A"`), optionally
+    /// followed by the sender ID and status (the ERP1 data as FHEM logs it; 4BS, 1BS and RPS
+    /// only, whose length is fixed); or give those with --sender and --status.
+    #[arg(long, value_name = "HEX")]
+    payload: Option<String>,
+    /// Sender ID of a --payload telegram (8 hex digits; default 00000000).
+    #[arg(long, value_name = "ID", requires = "payload")]
+    sender: Option<String>,
+    /// Status byte of a --payload telegram in hex (default 00; RPS rockers often need 30).
+    #[arg(long, value_name = "HEX", requires = "payload")]
+    status: Option<String>,
     /// Also print decoder events (discarded bytes, CRC mismatches) as JSON lines.
     #[arg(long)]
     events: bool,
@@ -38,7 +52,19 @@ pub struct Args {
 /// Runs `decode`; exit code 0 when at least one frame was found or the input was empty, 2 when
 /// bytes were given but no frame was found.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let bytes = read_input(&args)?;
+    let bytes = match &args.payload {
+        Some(text) => {
+            let t = payload_telegram(text, args.sender.as_deref(), args.status.as_deref())?;
+            let mut data = vec![t.rorg];
+            data.extend_from_slice(&t.payload);
+            data.extend_from_slice(&t.sender.to_be_bytes());
+            data.push(t.status);
+            Frame::new(PacketType::RadioErp1, &data, &[])
+                .context("--payload: too long for a radio telegram")?
+                .encode()
+        }
+        None => read_input(&args)?,
+    };
     let library = crate::cmd::profiles::load_library(args.profiles.as_deref())?;
     let profile = match &args.eep {
         Some(eep) => Some(library.get_str(eep)?),
@@ -94,6 +120,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     out.flush().context("writing to stdout")?;
     let c = decoder.counters();
     let pending = decoder.pending().len();
+    if args.payload.is_some() {
+        if args.eep.is_none() {
+            eprintln!(
+                "decoded one radio telegram; its values need the sensor's EEP: add --eep RR-FF-TT (e.g. --eep A5-02-05)"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "decoded {} frames from {} bytes ({} discarded, {} header CRC errors, {} data CRC errors, {} empty headers, {} bytes incomplete at end)",
         c.frames,
@@ -117,6 +151,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     if c.bytes > 0 && c.frames == 0 {
+        eprintln!(
+            "{}",
+            no_frame_hint(&bytes, args.hex.is_some(), args.eep.as_deref())
+        );
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
@@ -156,14 +194,7 @@ fn add_chain_json(
 
 fn read_input(args: &Args) -> Result<Vec<u8>> {
     if let Some(text) = &args.hex {
-        let clean: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != ':' && *c != ',')
-            .collect();
-        if !clean.len().is_multiple_of(2) {
-            bail!("--hex: odd number of hex digits ({})", clean.len());
-        }
-        return hex::decode(&clean).map_err(|e| anyhow::anyhow!("--hex: {e}"));
+        return parse_hex(text).map_err(|e| anyhow::anyhow!("--hex: {e}"));
     }
     let path = args.input.as_ref().expect("clap requires input or --hex");
     let mut bytes = Vec::new();
@@ -177,4 +208,175 @@ fn read_input(args: &Args) -> Result<Vec<u8>> {
             .with_context(|| format!("reading {}", path.display()))?;
     }
     Ok(bytes)
+}
+
+/// Bytes from hex as users paste it: `55 00 0A`, `55:00:0A`, `0x55, 0x00`, `55000A`. An error
+/// names the first character that is not a hex digit and its position (1-based, in characters),
+/// or says that a digit is missing.
+pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let mut digits = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let token_start = i == 0 || is_separator(chars[i - 1]);
+        if is_separator(c) {
+            i += 1;
+            continue;
+        }
+        if token_start && c == '0' && matches!(chars.get(i + 1), Some('x' | 'X')) {
+            i += 2;
+            continue;
+        }
+        if !c.is_ascii_hexdigit() {
+            return Err(format!(
+                "{c:?} at position {} is not a hex digit (0-9, A-F){}",
+                i + 1,
+                if c.is_ascii_alphanumeric() {
+                    ""
+                } else {
+                    "; separate bytes with spaces, colons or commas"
+                }
+            ));
+        }
+        digits.push(c);
+        i += 1;
+    }
+    if digits.is_empty() {
+        return Err("no hex digits".into());
+    }
+    if !digits.len().is_multiple_of(2) {
+        return Err(format!(
+            "{} hex digits, an odd number: every byte is two digits (write 05, not 5)",
+            digits.len()
+        ));
+    }
+    hex::decode(&digits).map_err(|e| e.to_string())
+}
+
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || c == ':' || c == ','
+}
+
+/// A telegram from a bare radio payload: RORG and data bytes, optionally followed by the sender
+/// ID and status when the RORG's length is fixed (4BS, 1BS, RPS); `--sender` and `--status`
+/// otherwise (default 00000000 and 00).
+fn payload_telegram(text: &str, sender: Option<&str>, status: Option<&str>) -> Result<Telegram> {
+    let bytes = parse_hex(text).map_err(|e| anyhow::anyhow!("--payload: {e}"))?;
+    let Some((&rorg_byte, data)) = bytes.split_first() else {
+        bail!("--payload: empty");
+    };
+    let fixed = match rorg_byte {
+        rorg::BS4 => Some(4),
+        rorg::BS1 | rorg::RPS => Some(1),
+        _ => None,
+    };
+    let (data, trailing) = match fixed {
+        Some(n) if data.len() == n + 5 => (&data[..n], Some(&data[n..])),
+        _ => (data, None),
+    };
+    if let Some(n) = fixed
+        && data.len() != n
+    {
+        bail!(
+            "--payload: RORG {rorg_byte:02X} ({}) carries {n} data byte(s), {} given: write RORG and {n} data byte(s), optionally followed by the sender ID (4 bytes) and status",
+            enocean_agent::erp1::rorg::name(rorg_byte).unwrap_or("?"),
+            data.len()
+        );
+    }
+    if data.is_empty() {
+        bail!("--payload: only a RORG; write the data bytes after it");
+    }
+    let mut sender_id = 0u32;
+    let mut status_byte = 0u8;
+    if let Some(t) = trailing {
+        sender_id = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
+        status_byte = t[4];
+        if sender.is_some() || status.is_some() {
+            bail!(
+                "--payload already ends with a sender ID and status: leave out --sender and --status"
+            );
+        }
+    }
+    if let Some(s) = sender {
+        sender_id = enocean_agent::device::parse_id(s)
+            .map_err(|e| anyhow::anyhow!("--sender: {e} (8 hex digits, e.g. 0180A3F2)"))?;
+    }
+    if let Some(s) = status {
+        let b = parse_hex(s).map_err(|e| anyhow::anyhow!("--status: {e}"))?;
+        let [b] = b[..] else {
+            bail!(
+                "--status: one byte in hex (e.g. 00 or 30), {} given",
+                b.len()
+            );
+        };
+        status_byte = b;
+    }
+    let mut erp1 = vec![rorg_byte];
+    erp1.extend_from_slice(data);
+    erp1.extend_from_slice(&sender_id.to_be_bytes());
+    erp1.push(status_byte);
+    Telegram::from_parts(&erp1, &[]).map_err(|e| anyhow::anyhow!("--payload: {e}"))
+}
+
+/// What to say when bytes were given but no ESP3 frame was in them.
+fn no_frame_hint(bytes: &[u8], from_hex: bool, eep: Option<&str>) -> String {
+    let mut msg = format!(
+        "no ESP3 frame in these {} bytes (a frame starts with 55 and its header CRC must match)",
+        bytes.len()
+    );
+    if let Some(name) = bytes
+        .first()
+        .filter(|_| from_hex && bytes.len() <= 32)
+        .and_then(|&b| enocean_agent::erp1::rorg::name(b))
+    {
+        let spaced: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        msg.push_str(&format!(
+            "; this looks like a radio payload (RORG {:02X}, {name}): try --payload \"{}\" --eep {}",
+            bytes[0],
+            spaced.join(" "),
+            eep.unwrap_or("RR-FF-TT")
+        ));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_as_users_paste_it() {
+        assert_eq!(
+            parse_hex("A5 00:fa,0xFA 0a"),
+            Ok(vec![0xA5, 0, 0xFA, 0xFA, 0x0A])
+        );
+        assert_eq!(parse_hex("55000A"), Ok(vec![0x55, 0, 0x0A]));
+        let e = parse_hex("55Z").unwrap_err();
+        assert!(e.contains("'Z' at position 3"), "{e}");
+        let e = parse_hex("55 0").unwrap_err();
+        assert!(e.contains("odd number"), "{e}");
+        assert!(parse_hex(" ").is_err());
+    }
+
+    #[test]
+    fn payload_with_or_without_sender_and_status() {
+        let t = payload_telegram("A5 00 FA FA 0A", None, None).unwrap();
+        assert_eq!(
+            (t.rorg, t.payload.as_slice(), t.sender, t.status),
+            (0xA5, &[0, 0xFA, 0xFA, 0x0A][..], 0, 0)
+        );
+        let t = payload_telegram("A5 00 FA FA 0A 01 23 45 67 80", None, None).unwrap();
+        assert_eq!((t.sender, t.status), (0x0123_4567, 0x80));
+        let t = payload_telegram("F6 50", Some("FEF1A2B3"), Some("30")).unwrap();
+        assert_eq!(
+            (t.sender, t.status, t.payload.as_slice()),
+            (0xFEF1_A2B3, 0x30, &[0x50][..])
+        );
+        assert!(payload_telegram("A5 00 FA", None, None).is_err());
+        assert!(payload_telegram("A5", None, None).is_err());
+        assert!(payload_telegram("A5 00 FA FA 0A 01 23 45 67 80", Some("01020304"), None).is_err());
+        let t = payload_telegram("D2 04 60 80", Some("01020304"), None).unwrap();
+        assert_eq!(t.payload, vec![0x04, 0x60, 0x80]);
+    }
 }

@@ -62,8 +62,11 @@ impl Knowledge {
         if explicit || args.config.exists() {
             let cfg = enocean_agent::config::Config::load(&args.config)
                 .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
-            let (lib, warnings) = super::run::library_for(&cfg, &args.config)
-                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+            let (lib, warnings) =
+                super::run::library_for(&cfg, &args.config).map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    anyhow::anyhow!("configuration error: {}", lines.join("\n"))
+                })?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use enocean_agent::agent::{self, Notice, Options};
-use enocean_agent::config::Config;
+use enocean_agent::config::{Config, ConfigError};
 use enocean_agent::eep::{Library, LookupError};
 use sd_notify::NotifyState;
 
-use super::context::{ConfigArg, EXIT_CONFIG, load_config};
+use super::context::{ConfigArg, report_config_errors};
 
 /// Arguments of `run`.
 #[derive(clap::Args)]
@@ -21,29 +21,23 @@ pub struct Args {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let cfg = match load_config(&args.config) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    super::logging::init(cfg.log.level.as_deref());
-    if cfg.secrets_world_readable(&args.config.config) {
-        log::warn!(
-            "{} holds secrets and every user can read it: chmod 640, or move them to *_file",
-            args.config.config.display()
-        );
-    }
-    let library = match library_for(&cfg, &args.config.config) {
-        Ok((l, warnings)) => {
+    let path = &args.config.config;
+    let (cfg, library) = match checked(path) {
+        (cfg, Some((library, warnings)), errors) if errors.is_empty() => {
+            super::logging::init(cfg.log.level.as_deref());
             for w in warnings {
                 log::warn!("{w}");
             }
-            l
+            (cfg, library)
         }
-        Err(msg) => {
-            eprintln!("enocean-agent: configuration error: {msg}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
-        }
+        (_, _, errors) => return Ok(report_config_errors(path, &errors)),
     };
+    if cfg.secrets_world_readable(path) {
+        log::warn!(
+            "{} holds secrets and every user can read it: chmod 640, or move them to *_file",
+            path.display()
+        );
+    }
     let rt = super::runtime()?;
     let options = Options {
         watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
@@ -68,58 +62,80 @@ fn systemd_notify(n: Notice) {
     };
 }
 
-/// The built-in EEP profiles, checked against the configured devices. A bad device ID or a
-/// malformed EEP is a configuration error with the file, line and key; a well-formed EEP that no
-/// profile decodes is a warning (returned beside the library): the device is kept and its
-/// telegrams are forwarded raw with that EEP named, so one config pushed to a fleet, or an older
-/// agent lacking one profile, never takes a gateway down.
-pub fn library_for(cfg: &Config, path: &Path) -> Result<(Library, Vec<String>), String> {
+/// An EEP library and the warnings about it (unknown-but-well-formed EEPs and the like).
+pub type LibraryWithWarnings = (Library, Vec<String>);
+
+/// The configuration at `path`, its EEP library with the warnings about it, and every problem of
+/// both: what `check-config` prints and `run` refuses to start with (all problems, not only the
+/// first). The library is checked even when the file has other problems, so one run lists them
+/// all.
+pub fn checked(path: &Path) -> (Config, Option<LibraryWithWarnings>, Vec<ConfigError>) {
+    let (cfg, mut errors) = Config::check(path);
+    if !path.is_file() {
+        return (cfg, None, errors);
+    }
+    let library = match library_for(&cfg, path) {
+        Ok(l) => Some(l),
+        Err(more) => {
+            errors.extend(more);
+            errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
+            None
+        }
+    };
+    (cfg, library, errors)
+}
+
+/// The built-in EEP profiles (plus `[eep] profiles_dir`), checked against the configured
+/// devices. A malformed EEP or an unreadable profile directory is a configuration error with the
+/// file, line, column and key (every one of them is returned); a well-formed EEP that no profile
+/// decodes is a warning (returned beside the library): the device is kept and its telegrams are
+/// forwarded raw with that EEP named, so one config pushed to a fleet, or an older agent lacking
+/// one profile, never takes a gateway down. Device IDs are checked by [`Config::check`].
+pub fn library_for(cfg: &Config, path: &Path) -> Result<(Library, Vec<String>), Vec<ConfigError>> {
+    let error = |key: String, message: String| {
+        let (line, column) = cfg.position(&key);
+        ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            key: Some(key),
+            message,
+        }
+    };
     let mut warnings = Vec::new();
-    let mut library = Library::builtin().map_err(|e| format!("built-in EEP profiles: {e}"))?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut library = Library::builtin()
+        .map_err(|e| vec![error(String::new(), format!("built-in EEP profiles: {e}"))])?;
     if let Some(dir) = &cfg.eep.profiles_dir {
         let base = path.parent().unwrap_or(Path::new("."));
         let dir = base.join(dir);
-        let loaded = library.load_dir(&dir).map_err(|e| {
-            let line = text
-                .lines()
-                .position(|l| l.trim_start().starts_with("profiles_dir"))
-                .map_or(String::new(), |n| format!(":{}", n + 1));
-            format!("{}{line}: eep.profiles_dir: {e}", path.display())
-        })?;
-        log::info!("{} EEP profile(s) from {}", loaded.len(), dir.display());
+        match library.load_dir(&dir) {
+            Ok(loaded) => log::info!("{} EEP profile(s) from {}", loaded.len(), dir.display()),
+            Err(e) => errors.push(error("eep.profiles_dir".into(), e.to_string())),
+        }
     }
     for (i, d) in cfg.devices.iter().enumerate() {
-        let at = |needle: &str| {
-            text.lines()
-                .position(|l| l.contains(needle))
-                .map_or(String::new(), |n| format!(":{}", n + 1))
-        };
-        if let Err(e) = enocean_agent::device::parse_id(&d.id) {
-            return Err(format!(
-                "{}{}: device[{i}].id: {e}",
-                path.display(),
-                at(&format!("\"{}\"", d.id))
-            ));
-        }
         if let Some(eep) = &d.eep {
+            let key = format!("device[{i}].eep");
             match library.get_str(eep) {
                 Ok(_) => {}
-                Err(e @ LookupError::Unknown(_)) => warnings.push(format!(
-                    "{}{}: device[{i}].eep: {e}; device {} is kept and its telegrams are forwarded raw",
-                    path.display(),
-                    at(&format!("\"{eep}\"")),
-                    d.id
-                )),
-                Err(e) => {
-                    return Err(format!(
-                        "{}{}: device[{i}].eep: {e}",
-                        path.display(),
-                        at(&format!("\"{eep}\""))
+                Err(e @ LookupError::Unknown(_)) => {
+                    let w = error(key, format!(
+                        "{e}; device {} is kept and its telegrams are forwarded raw",
+                        d.id
                     ));
+                    warnings.push(w.to_string());
                 }
+                Err(e) => errors.push(error(
+                    key,
+                    format!("{e}: write it as RORG-FUNC-TYPE, e.g. \"A5-02-05\" (see `enocean-agent profiles`)"),
+                )),
             }
         }
     }
-    Ok((library, warnings))
+    if errors.is_empty() {
+        Ok((library, warnings))
+    } else {
+        Err(errors)
+    }
 }

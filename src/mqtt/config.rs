@@ -51,6 +51,14 @@ pub struct MqttConfig {
     /// Routes: sender IDs (8 hex digits) this output receives; every device when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
+    /// Record kinds published (`telemetry`, `teach_in`, `gateway.status`, `device.silent`,
+    /// `device.back`, or `"all"`). Default: all of them (each kind other than readings on
+    /// `event_topic`); with a custom `payload`, `telemetry` and `teach_in` only, as for webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// The parsed `events`, set by [`MqttConfig::validate`].
+    #[serde(skip)]
+    pub filter: crate::health::EventFilter,
     /// Topic of a reading. Placeholders: `{gateway}`, `{sensor_id}`, `{eep}`, `{kind}`, `{name}`
     /// (the sensor's name, or its id), `{output}`.
     #[serde(default = "default_topic")]
@@ -242,6 +250,13 @@ impl MqttConfig {
         }
     }
 
+    /// True when this record goes to this output: its kind is in `events`, and its device in
+    /// `devices` (a `gateway.status` concerns no device).
+    pub fn accepts(&self, t: &crate::telemetry::Telemetry) -> bool {
+        self.filter.accepts(t.kind.as_str())
+            && (t.kind == crate::telemetry::Kind::GatewayStatus || self.routes(&t.sensor.id))
+    }
+
     /// True when records from this sender ID go to this output.
     pub fn routes(&self, device: &str) -> bool {
         match &self.devices {
@@ -377,6 +392,15 @@ impl MqttConfig {
             )?,
             _ => {}
         }
+        let all = [String::from("all")];
+        let default_events: &[String] = if self.payload.is_some() { &[] } else { &all };
+        self.filter = match &self.events {
+            Some(list) => crate::health::EventFilter::parse(list).map_err(|m| err("events", m))?,
+            None if default_events.is_empty() => crate::health::EventFilter::default(),
+            None => {
+                crate::health::EventFilter::parse(default_events).map_err(|m| err("events", m))?
+            }
+        };
         if let Some(table) = &self.payload {
             let t = Template::compile(table)
                 .map_err(|e| err(&format!("payload.{}", e.key), e.message))?;

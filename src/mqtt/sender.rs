@@ -432,11 +432,11 @@ impl Worker {
     /// none (or it must wait for the clock).
     fn publish_next(&mut self) -> Result<bool, OutboxError> {
         let rows = self.store.telemetry_after(self.fetched, 1)?;
-        let Some((seq, device, t)) = rows.into_iter().next() else {
+        let Some((seq, _device, t)) = rows.into_iter().next() else {
             return Ok(false);
         };
         let mut record = match t {
-            Some(t) if self.cfg.routes(&device) => t,
+            Some(t) if self.cfg.accepts(&t) => t,
             _ => {
                 self.fetched = seq;
                 self.window.push_back(InFlight {

@@ -140,10 +140,7 @@ fn push_level(out: &mut String, value: &str) {
 
 /// The record's kind as its JSON names it (`telemetry`, `teach_in`, …).
 pub fn kind_name(kind: &Kind) -> String {
-    match serde_json::to_value(kind) {
-        Ok(Value::String(s)) => s,
-        _ => "record".to_owned(),
-    }
+    kind.as_str().to_owned()
 }
 
 /// The topic placeholders of a record on an output.

@@ -189,6 +189,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices RENAME COLUMN learned_at_ms TO learned_at;
     ALTER TABLE devices RENAME COLUMN last_seen_ms TO last_seen;
     ",
+    // 6: devices reported `device.silent` and not heard since (src/health.rs): after a restart
+    // they are not reported again, and `device.back` follows when they are heard. since_ms: unix
+    // ms of the report.
+    "
+    CREATE TABLE device_silence (
+        id       TEXT PRIMARY KEY,
+        since_ms INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -27,6 +27,14 @@ pub struct WebhookConfig {
     /// Routes: sender IDs (8 hex digits) this webhook receives; every device when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
+    /// Record kinds this webhook receives, by `event` name (`telemetry`, `teach_in`,
+    /// `gateway.status`, `device.silent`, `device.back`, or `all`); default `telemetry` and
+    /// `teach_in` (see [`crate::health::EventFilter`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// The parsed `events`, set by [`WebhookConfig::validate`].
+    #[serde(skip)]
+    pub filter: crate::health::EventFilter,
     /// Whole-request timeout.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
@@ -119,6 +127,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("url", &self.display_url())
             .field("enabled", &self.enabled)
             .field("devices", &self.devices)
+            .field("events", &self.events)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("batch_max", &self.batch_max)
@@ -400,6 +409,8 @@ impl WebhookConfig {
             url: url.to_owned(),
             enabled: true,
             devices: None,
+            events: None,
+            filter: Default::default(),
             timeout: default_timeout(),
             connect_timeout: default_connect_timeout(),
             batch_max: default_batch_max(),
@@ -423,29 +434,48 @@ impl WebhookConfig {
     }
 
     /// Checks the values, reads secret files (relative paths from `base_dir`), normalises routes
-    /// and compiles the payload template. Every error names the key.
+    /// and compiles the payload template. The first problem, with its key; see
+    /// [`WebhookConfig::validate_all`] for every problem.
     pub fn validate(&mut self, base_dir: &Path) -> Result<(), WebhookConfigError> {
+        match self.validate_all(base_dir).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`WebhookConfig::validate`], but reports every problem: each check runs whatever an
+    /// earlier one found (every missing secret file is named, not only the first).
+    pub fn validate_all(&mut self, base_dir: &Path) -> Vec<WebhookConfigError> {
         let name = self.name.clone();
         let err = |key: &str, message: String| WebhookConfigError {
             webhook: name.clone(),
             key: key.to_owned(),
             message,
         };
+        let mut errors = Vec::new();
+        let mut check = |r: Result<(), WebhookConfigError>| {
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        };
         if self.name.trim().is_empty() {
-            return Err(err("name", "must not be empty".into()));
+            check(Err(err("name", "must not be empty".into())));
         }
         let lower = self.url.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(err("url", "must start with http:// or https://".into()));
-        }
-        if self.url.parse::<ureq::http::Uri>().is_err() || self.url.len() <= "https://".len() {
-            return Err(err("url", "not a valid URL".into()));
+            check(Err(err(
+                "url",
+                "must start with http:// or https://".into(),
+            )));
+        } else if self.url.parse::<ureq::http::Uri>().is_err() || self.url.len() <= "https://".len()
+        {
+            check(Err(err("url", "not a valid URL".into())));
         }
         if self.batch_max == 0 || self.batch_max > 1000 {
-            return Err(err("batch_max", "must be between 1 and 1000".into()));
+            check(Err(err("batch_max", "must be between 1 and 1000".into())));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(err("jitter", "must be between 0.0 and 1.0".into()));
+            check(Err(err("jitter", "must be between 0.0 and 1.0".into())));
         }
         for (key, d) in [
             ("timeout", self.timeout),
@@ -457,31 +487,37 @@ impl WebhookConfig {
             ("probe_max", self.probe_max),
         ] {
             if d > MAX_DURATION {
-                return Err(err(key, "must be at most 7 days".into()));
+                check(Err(err(key, "must be at most 7 days".into())));
             }
         }
         if self.timeout.is_zero() {
-            return Err(err("timeout", "must be more than 0".into()));
+            check(Err(err("timeout", "must be more than 0".into())));
         }
         if self.probe_base.is_zero() {
-            return Err(err("probe_base", "must be more than 0".into()));
-        }
-        if self.probe_max < self.probe_base {
-            return Err(err(
+            check(Err(err("probe_base", "must be more than 0".into())));
+        } else if self.probe_max < self.probe_base {
+            check(Err(err(
                 "probe_max",
                 "must not be less than `probe_base`".into(),
-            ));
+            )));
         }
         if let Some(devices) = &mut self.devices {
             for d in devices.iter_mut() {
                 let up = d.trim().to_ascii_uppercase();
                 if up.len() != 8 || !up.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(err(
+                    check(Err(err(
                         "devices",
                         format!("{d:?} is not a sender ID (8 hex digits)"),
-                    ));
+                    )));
+                } else {
+                    *d = up;
                 }
-                *d = up;
+            }
+        }
+        if let Some(list) = &self.events {
+            match crate::health::EventFilter::parse(list) {
+                Ok(f) => self.filter = f,
+                Err(m) => check(Err(err("events", m))),
             }
         }
         match &mut self.auth {
@@ -490,9 +526,15 @@ impl WebhookConfig {
                 password,
                 password_file,
                 ..
-            } => resolve(password, password_file, "auth.password", base_dir, &err)?,
+            } => check(resolve(
+                password,
+                password_file,
+                "auth.password",
+                base_dir,
+                &err,
+            )),
             AuthConfig::Bearer { token, token_file } => {
-                resolve(token, token_file, "auth.token", base_dir, &err)?
+                check(resolve(token, token_file, "auth.token", base_dir, &err))
             }
             AuthConfig::Header {
                 name: hname,
@@ -500,9 +542,12 @@ impl WebhookConfig {
                 value_file,
             } => {
                 if ureq::http::HeaderName::from_bytes(hname.as_bytes()).is_err() {
-                    return Err(err("auth.name", format!("{hname:?} is not a header name")));
+                    check(Err(err(
+                        "auth.name",
+                        format!("{hname:?} is not a header name"),
+                    )));
                 }
-                resolve(value, value_file, "auth.value", base_dir, &err)?
+                check(resolve(value, value_file, "auth.value", base_dir, &err))
             }
         }
         match &mut self.signing {
@@ -514,12 +559,18 @@ impl WebhookConfig {
                 ..
             }) => {
                 if ureq::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                    return Err(err(
+                    check(Err(err(
                         "signing.header",
                         format!("{header:?} is not a header name"),
-                    ));
+                    )));
                 }
-                resolve(secret, secret_file, "signing.secret", base_dir, &err)?
+                check(resolve(
+                    secret,
+                    secret_file,
+                    "signing.secret",
+                    base_dir,
+                    &err,
+                ))
             }
             Some(SigningConfig::StandardWebhooks {
                 secret,
@@ -527,27 +578,37 @@ impl WebhookConfig {
                 previous_secret,
                 previous_secret_file,
             }) => {
-                resolve(secret, secret_file, "signing.secret", base_dir, &err)?;
-                check_whsec(secret.as_ref(), "signing.secret", &err)?;
+                check(
+                    resolve(secret, secret_file, "signing.secret", base_dir, &err)
+                        .and_then(|()| check_whsec(secret.as_ref(), "signing.secret", &err)),
+                );
                 if previous_secret.is_some() || previous_secret_file.is_some() {
-                    resolve(
-                        previous_secret,
-                        previous_secret_file,
-                        "signing.previous_secret",
-                        base_dir,
-                        &err,
-                    )?;
-                    check_whsec(previous_secret.as_ref(), "signing.previous_secret", &err)?;
+                    check(
+                        resolve(
+                            previous_secret,
+                            previous_secret_file,
+                            "signing.previous_secret",
+                            base_dir,
+                            &err,
+                        )
+                        .and_then(|()| {
+                            check_whsec(previous_secret.as_ref(), "signing.previous_secret", &err)
+                        }),
+                    );
                 }
             }
         }
-        self.tls = self.load_tls(base_dir, &err)?;
-        if let Some(table) = &self.payload {
-            let t = Template::compile(table)
-                .map_err(|e| err(&format!("payload.{}", e.key), e.message))?;
-            self.template = Some(t);
+        match self.load_tls(base_dir, &err) {
+            Ok(tls) => self.tls = tls,
+            Err(e) => check(Err(e)),
         }
-        Ok(())
+        if let Some(table) = &self.payload {
+            match Template::compile(table) {
+                Ok(t) => self.template = Some(t),
+                Err(e) => check(Err(err(&format!("payload.{}", e.key), e.message))),
+            }
+        }
+        errors
     }
 
     /// Reads `ca_file`, `client_cert_file` and `client_key_file`; checks that they hold what
@@ -662,6 +723,14 @@ impl WebhookConfig {
         crate::secret::redact_url(&self.url)
     }
 
+    /// True when this record goes to this webhook: its kind is in `events`, and its device in
+    /// `devices` (a `gateway.status` concerns no device and goes to every webhook that asks for
+    /// it).
+    pub fn accepts(&self, t: &crate::telemetry::Telemetry) -> bool {
+        self.filter.accepts(t.kind.as_str())
+            && (t.kind == crate::telemetry::Kind::GatewayStatus || self.routes(&t.sensor.id))
+    }
+
     /// True when telemetry from this sender ID goes to this webhook.
     pub fn routes(&self, device: &str) -> bool {
         match &self.devices {
@@ -720,9 +789,14 @@ pub(crate) fn resolve(
         (false, Some(path)) => {
             let path = credential(path).unwrap_or_else(|| base_dir.join(path));
             let s = Secret::from_file(&path).map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("; create it holding the secret (chmod 600), or set `{key}` inline")
+                } else {
+                    String::new()
+                };
                 err(
                     &format!("{key}_file"),
-                    format!("cannot read {}: {e}", path.display()),
+                    format!("cannot read {}: {e}{hint}", path.display()),
                 )
             })?;
             if s.is_empty() {

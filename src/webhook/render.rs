@@ -15,6 +15,9 @@ pub enum Event {
     Telemetry,
     /// A test delivery (`webhook test`).
     Test,
+    /// A health event (`gateway.status`, `device.silent`, `device.back`): one record per
+    /// delivery.
+    Health(crate::telemetry::Kind),
 }
 
 impl Event {
@@ -23,6 +26,15 @@ impl Event {
         match self {
             Event::Telemetry => "telemetry",
             Event::Test => "test",
+            Event::Health(kind) => kind.event(),
+        }
+    }
+
+    /// The event of a delivery whose first record is of `kind`.
+    pub fn of(kind: crate::telemetry::Kind) -> Self {
+        match kind.event() {
+            "telemetry" => Event::Telemetry,
+            _ => Event::Health(kind),
         }
     }
 }
@@ -132,6 +144,8 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
         id: uuid::Uuid::now_v7().to_string(),
         kind: Default::default(),
         teach_in: None,
+        status: None,
+        silence: None,
         seq: 0,
         received_at: Some(now),
         clock: Some(crate::telemetry::TimeSource::Synchronized),

@@ -570,11 +570,11 @@ impl Worker {
                 self.fetched = last.0;
                 self.prefetched.extend(rows);
             }
-            let Some((seq, device, t)) = self.prefetched.front() else {
+            let Some((seq, _, t)) = self.prefetched.front() else {
                 break;
             };
             let seq = *seq;
-            let routed = t.is_some() && self.cfg.routes(device);
+            let routed = t.as_ref().is_some_and(|t| self.cfg.accepts(t));
             if !routed {
                 // Not for this webhook (or unreadable): pass over it.
                 self.prefetched.pop_front();
@@ -585,6 +585,13 @@ impl Worker {
                 continue;
             }
             if records.len() >= self.cfg.batch_max {
+                break;
+            }
+            // Readings and teach-ins share a delivery; a health event has one of its own, with
+            // its own `event` name.
+            if let (Some(first), Some(t)) = (records.first(), t.as_ref())
+                && (first.kind.event() != "telemetry" || t.kind.event() != "telemetry")
+            {
                 break;
             }
             if let Some(b) = bound
@@ -633,7 +640,8 @@ impl Worker {
             .rev()
             .find_map(|r| r.received_at)
             .unwrap_or_else(|| self.opts.clock.now());
-        let body = render::render(&self.cfg, render::Event::Telemetry, &id, created, &records)?;
+        let event = render::Event::of(records[0].kind);
+        let body = render::render(&self.cfg, event, &id, created, &records)?;
         let r = attempt(&self.agent, &self.cfg, &id, &body);
         let decision = self
             .policy
@@ -678,7 +686,7 @@ impl Worker {
             NewDelivery {
                 webhook: &self.cfg.name,
                 uuid: &id,
-                event: render::Event::Telemetry.as_str(),
+                event: event.as_str(),
                 records: &records,
                 body: &body,
                 first_attempt: &change,

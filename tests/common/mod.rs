@@ -429,6 +429,8 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
         id: uuid::Uuid::now_v7().to_string(),
         kind: Default::default(),
         teach_in: None,
+        status: None,
+        silence: None,
         seq: 0,
         received_at: Some(jiff::Timestamp::now()),
         clock: None,
