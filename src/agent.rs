@@ -157,6 +157,10 @@ pub async fn run(
         cfg.webhooks
             .iter()
             .any(|w| w.enabled && w.filter.accepts(event))
+            || cfg
+                .mqtt
+                .iter()
+                .any(|m| m.enabled && m.filter.accepts(event))
     };
     let sender = Sender::spawn(
         &cfg.webhooks,

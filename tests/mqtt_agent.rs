@@ -110,6 +110,17 @@ fn sigkill_mid_backlog_loses_nothing_and_the_password_is_never_logged() {
         got.iter()
             .any(|m| m.topic == "enocean/gw/status" && m.text() == "online")
     );
+    // Health events go to their own topic (every kind by default for MQTT).
+    let got = sub.wait("gateway.status", |g| {
+        g.iter()
+            .any(|m| m.topic == "enocean/gw/events/gateway.status")
+    });
+    let st = got
+        .iter()
+        .find(|m| m.topic == "enocean/gw/events/gateway.status")
+        .unwrap();
+    assert_eq!(st.json()["kind"], "gateway.status");
+    assert!(!st.retain);
     let status = agent.terminate();
     assert!(status.success(), "{status:?}");
     sub.wait("offline", |g| {
