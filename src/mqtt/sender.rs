@@ -141,6 +141,8 @@ struct InFlight {
     left: usize,
     /// Not routed to this output or unreadable: passes the cursor without a delivery.
     skip: bool,
+    /// Discovery configs it carries, remembered once it is acknowledged.
+    announces: Vec<topic::Announced>,
     sent_at: Instant,
 }
 
@@ -164,7 +166,9 @@ struct Worker {
     /// [`Ev::Sent`], in this order); 0 for the availability message.
     unassigned: VecDeque<u64>,
     by_pkid: HashMap<u16, u64>,
-    announced: HashSet<(String, String)>,
+    /// Discovery configs acknowledged in this session (a new session publishes them again, in
+    /// case the broker lost its retained messages).
+    announced: HashSet<topic::Announced>,
     session: Option<Session>,
     holding_for_clock: bool,
     boot_start: Option<(String, i64)>,
@@ -329,6 +333,7 @@ impl Worker {
                     );
                     self.session = Some(s);
                     self.restart_window();
+                    self.announced.clear();
                     self.publish(
                         &Message {
                             topic: status,
@@ -444,6 +449,7 @@ impl Worker {
                     id: String::new(),
                     left: 0,
                     skip: true,
+                    announces: Vec::new(),
                     sent_at: Instant::now(),
                 });
                 return Ok(true);
@@ -453,14 +459,14 @@ impl Worker {
             return Ok(false);
         }
         let id = crate::webhook::render::delivery_id(&self.output, std::slice::from_ref(&record));
-        let messages = match topic::messages(&self.cfg, &record, &mut self.announced) {
+        let (messages, announces) = match topic::messages(&self.cfg, &record, &self.announced) {
             Ok(m) => m,
             Err(e) => {
                 log::error!(
                     "mqtt {}: record seq {seq} cannot be rendered ({e}); it is passed over",
                     self.cfg.name
                 );
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         self.fetched = seq;
@@ -481,6 +487,7 @@ impl Worker {
             id,
             left: n,
             skip: n == 0,
+            announces,
             sent_at: Instant::now(),
         });
         Ok(true)
@@ -595,6 +602,7 @@ impl Worker {
             .policy
             .on_attempt(Instant::now(), Outcome::Delivered, None);
         self.cursor = self.cursor.max(w.seq);
+        self.announced.extend(w.announces);
         self.acks.push(crate::webhook::sender::log_entry(
             &self.output,
             &w.id,

@@ -204,32 +204,39 @@ pub fn plain(v: &Value) -> Option<String> {
     }
 }
 
-/// The messages of one record, in publishing order. `announced` holds the (device, key) pairs
-/// whose Home Assistant discovery config was already published on this output; new ones are
-/// added (and their configs come first).
+/// A (device, value key) pair whose Home Assistant discovery config was published.
+pub type Announced = (String, String);
+
+/// The messages of one record, in publishing order, and the (device, key) pairs whose discovery
+/// config they carry (first, before the state). `announced` holds the pairs already
+/// acknowledged on this output's session; the caller adds the new ones once the record's
+/// PUBACKs came, so a config lost with a connection is published again.
 pub fn messages(
     cfg: &MqttConfig,
     r: &Telemetry,
-    announced: &mut HashSet<(String, String)>,
-) -> Result<Vec<Message>, serde_json::Error> {
+    announced: &HashSet<Announced>,
+) -> Result<(Vec<Message>, Vec<Announced>), serde_json::Error> {
     let kind = kind_name(&r.kind);
     let id = r.id.as_str();
     if r.kind != Kind::Telemetry {
-        return Ok(vec![Message {
+        let m = Message {
             topic: cfg.topics.event.render(&vars(cfg, r, &kind)),
             payload: payload(cfg, r, id)?,
             retain: false,
-        }]);
+        };
+        return Ok((vec![m], Vec::new()));
     }
     let topic = cfg.topics.reading.render(&vars(cfg, r, &kind));
     let mut out = Vec::new();
+    let mut new = Vec::new();
     if cfg.discovery {
         for key in r.values.keys() {
-            if announced.contains(&(r.sensor.id.clone(), key.clone())) {
+            let pair = (r.sensor.id.clone(), key.clone());
+            if announced.contains(&pair) {
                 continue;
             }
             out.push(super::discovery::config_message(cfg, r, key, &topic));
-            announced.insert((r.sensor.id.clone(), key.clone()));
+            new.push(pair);
         }
     }
     out.push(Message {
@@ -248,7 +255,7 @@ pub fn messages(
             }
         }
     }
-    Ok(out)
+    Ok((out, new))
 }
 
 #[cfg(test)]
@@ -277,6 +284,84 @@ mod tests {
         for bad in ["", "a/#", "a/+/b", "a/{nope}", "a/{gateway", "a}"] {
             assert!(TopicTemplate::compile(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn record(kind: Kind) -> Telemetry {
+        let mut r = crate::webhook::render::sample_telemetry(
+            crate::telemetry::Gateway {
+                id: "lobby".into(),
+                base_id: None,
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        r.kind = kind;
+        r
+    }
+
+    fn output(edit: impl FnOnce(&mut MqttConfig)) -> MqttConfig {
+        let mut c = MqttConfig::new("home", "mqtt://127.0.0.1");
+        edit(&mut c);
+        c.validate(std::path::Path::new(".")).unwrap();
+        c
+    }
+
+    #[test]
+    fn a_reading_is_its_json_then_its_values_with_new_discovery_configs_first() {
+        let cfg = output(|c| {
+            c.discovery = true;
+            c.value_topics = true;
+            c.retain = true;
+        });
+        let r = record(Kind::Telemetry);
+        let (msgs, new) = messages(&cfg, &r, &HashSet::new()).unwrap();
+        let topics: Vec<&str> = msgs.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "homeassistant/sensor/enocean_0180A3F2/humidity/config",
+                "homeassistant/sensor/enocean_0180A3F2/temperature/config",
+                "enocean/lobby/0180A3F2",
+                "enocean/lobby/0180A3F2/humidity",
+                "enocean/lobby/0180A3F2/temperature",
+            ]
+        );
+        assert!(msgs.iter().all(|m| m.retain));
+        let json: serde_json::Value = serde_json::from_slice(&msgs[2].payload).unwrap();
+        assert_eq!(json["id"], r.id.as_str());
+        assert_eq!(msgs[4].payload, b"21.4");
+        // Once acknowledged, a pair is not announced again.
+        let done: HashSet<Announced> = new.into_iter().collect();
+        let (again, more) = messages(&cfg, &r, &done).unwrap();
+        assert_eq!(again.len(), 3);
+        assert!(more.is_empty());
+    }
+
+    #[test]
+    fn other_kinds_go_to_the_event_topic_unretained_and_custom_payloads_render() {
+        let cfg = output(|c| {
+            c.retain = true;
+            c.payload = Some(
+                toml::from_str(
+                    "device = \"{{sensor.id}}\"\nkind = \"{{event}}\"\nid = \"{{delivery.id}}\"",
+                )
+                .unwrap(),
+            );
+        });
+        let r = record(Kind::TeachIn);
+        let (msgs, _) = messages(&cfg, &r, &HashSet::new()).unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].topic, "enocean/lobby/events/teach_in");
+        assert!(!msgs[0].retain);
+        let json: serde_json::Value = serde_json::from_slice(&msgs[0].payload).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"device": "0180A3F2", "kind": "teach_in", "id": r.id})
+        );
+        let r = record(Kind::GatewayStatus);
+        assert_eq!(
+            messages(&cfg, &r, &HashSet::new()).unwrap().0[0].topic,
+            "enocean/lobby/events/gateway.status"
+        );
     }
 
     #[test]
