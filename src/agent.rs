@@ -15,6 +15,7 @@ use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::health::{GatewayStatus, Silence, SilenceWatch, StatusReason, Transition, WatchStart};
+use crate::mqtt::MqttSender;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
 use crate::serial::{self, PortChoice, PortConfig, SerialEvent};
@@ -173,14 +174,27 @@ pub async fn run(
         cfg.webhooks
             .iter()
             .any(|w| w.enabled && w.filter.accepts(event))
+            || cfg
+                .mqtt
+                .iter()
+                .any(|m| m.enabled && m.filter.accepts(event))
     };
     let sender = Sender::spawn(
         &cfg.webhooks,
         &cfg.storage.path,
-        sender_options,
+        sender_options.clone(),
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
+    // MQTT outputs wake with the same waker: one commit wakes every output.
+    let mqtt = MqttSender::spawn(
+        &cfg.mqtt,
+        &cfg.gateway.id,
+        &cfg.storage.path,
+        sender_options,
+        sender.waker(),
+        Arc::new(AtomicBool::new(false)),
+    )?;
     let storage = Storage::start(
         outbox,
         device_store,
@@ -248,10 +262,15 @@ pub async fn run(
         info!("metrics on http://{addr}/metrics");
     }
     let webhooks = cfg.enabled_webhooks().len();
-    notify(Notice::Ready(format!(
-        "started, {webhooks} webhook(s), port {}",
-        cfg.serial.port
-    )));
+    let mqtt_outputs = cfg.mqtt.iter().filter(|m| m.enabled).count();
+    notify(Notice::Ready(if mqtt_outputs > 0 {
+        format!(
+            "started, {webhooks} webhook(s), {mqtt_outputs} MQTT output(s), port {}",
+            cfg.serial.port
+        )
+    } else {
+        format!("started, {webhooks} webhook(s), port {}", cfg.serial.port)
+    }));
 
     let (tx, mut rx) = mpsc::channel(1024);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -327,14 +346,16 @@ pub async fn run(
         {
             last_watchdog = Instant::now();
             // A dead storage writer or sender must not be hidden behind a healthy watchdog.
-            if state.storage.is_alive() && sender.dead() == 0 {
+            if state.storage.is_alive() && sender.dead() == 0 && mqtt.dead() == 0 {
                 notify(Notice::Watchdog);
             }
         }
-        if sender.dead() > 0 && stop_tx.is_some() {
+        if sender.dead() + mqtt.dead() > 0 && stop_tx.is_some() {
             error!(
-                "{} webhook sender thread(s) died; stopping so the service manager restarts the agent",
-                sender.dead()
+                "{} webhook sender and {} MQTT output thread(s) died; stopping so the service \
+                 manager restarts the agent",
+                sender.dead(),
+                mqtt.dead()
             );
             sender_died = true;
             if let Some(tx) = stop_tx.take() {
@@ -374,8 +395,12 @@ pub async fn run(
     report.committed = figures.committed.load(Ordering::Relaxed);
     report.enqueue_errors = figures.not_committed.load(Ordering::Relaxed);
     report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
-    // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
-    sender.stop();
+    // Waits for the in-flight POSTs, each bounded by its webhook's timeout, and for the MQTT
+    // outputs to save their cursors, publish `offline` and disconnect.
+    std::thread::scope(|s| {
+        s.spawn(|| mqtt.stop());
+        sender.stop();
+    });
     // The textfile's last write, with the final figures.
     drop(metrics);
     match serial_result {
