@@ -17,7 +17,7 @@ use crate::erp1::Telegram;
 use crate::health::{GatewayStatus, Silence, SilenceWatch, StatusReason, Transition, WatchStart};
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
-use crate::serial::{self, PortConfig, SerialEvent};
+use crate::serial::{self, PortChoice, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Kind, Sensor, Telemetry};
@@ -69,7 +69,7 @@ pub enum Notice {
 pub struct Options {
     /// Options of the webhook sender threads; None derives them from `[storage]`.
     pub sender: Option<SenderOptions>,
-    /// The simulated stick's settings when `[serial] port = "sim"`.
+    /// The simulated stick's settings when `[serial] port` is [`PortChoice::Simulated`].
     pub sim: SimConfig,
     /// How often to send [`Notice::Watchdog`]; None when nobody watches.
     pub watchdog: Option<Duration>,
@@ -172,17 +172,15 @@ pub async fn run(
     )
     .map_err(AgentError::Thread)?;
 
-    let sim = if cfg.serial.port == "sim" {
-        let sim = SimStick::start(options.sim.clone())?;
-        info!("simulated stick on {}", sim.path().display());
-        Some(sim)
-    } else {
-        None
+    let (sim, port_path) = match &cfg.serial.port {
+        PortChoice::Simulated => {
+            let sim = SimStick::start(options.sim.clone())?;
+            info!("simulated stick on {}", sim.path().display());
+            let path = sim.path().to_path_buf();
+            (Some(sim), path)
+        }
+        PortChoice::Device(path) => (None, path.clone()),
     };
-    let port_path = sim.as_ref().map_or_else(
-        || cfg.serial.port.clone().into(),
-        |s| s.path().to_path_buf(),
-    );
     let mut port = PortConfig::new(port_path);
     port.dedup_window = cfg.serial.dedup_window;
 
@@ -398,7 +396,7 @@ struct State<'a> {
     warned_eeps: std::collections::HashSet<String>,
     strangers: TeachInSummary,
     /// Stamps readings: monotonic time and boot, wall time only from a synchronised clock.
-    clock: crate::webhook::ClockCheck,
+    clock: crate::clock::ClockCheck,
     /// Chained messages (RORG 0x40) being put back together.
     chains: crate::chain::Reassembler,
     /// Configured devices watched for silence.

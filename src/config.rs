@@ -93,12 +93,9 @@ fn default_gateway_id() -> String {
 pub struct SerialConfig {
     /// Device path, or `sim` for the simulated stick.
     #[serde(default = "default_port")]
-    pub port: String,
+    pub port: crate::serial::PortChoice,
     /// Copies of one telegram (same sender and payload) within this window are delivered once.
-    #[serde(
-        default = "default_dedup_window",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_dedup_window", with = "crate::duration")]
     pub dedup_window: std::time::Duration,
 }
 
@@ -115,8 +112,8 @@ fn default_dedup_window() -> std::time::Duration {
     std::time::Duration::from_secs(2)
 }
 
-fn default_port() -> String {
-    "/dev/enocean".into()
+fn default_port() -> crate::serial::PortChoice {
+    crate::serial::PortChoice::default()
 }
 
 /// `[[device]]`: a configured device.
@@ -139,7 +136,7 @@ pub struct DeviceConfig {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "optional_duration"
+        with = "crate::duration::option"
     )]
     pub silent_after: Option<std::time::Duration>,
 }
@@ -158,26 +155,6 @@ impl DeviceConfig {
             None => default,
         };
         (!after.is_zero()).then_some(after)
-    }
-}
-
-/// Serde helper: an optional duration written like [`crate::webhook::config::duration`].
-mod optional_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => crate::webhook::config::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrap(#[serde(with = "crate::webhook::config::duration")] Duration);
-        Ok(Some(Wrap::deserialize(d)?.0))
     }
 }
 
@@ -205,10 +182,7 @@ pub struct LearnConfig {
     /// Configured devices not heard for this long are reported `device.silent` (each
     /// `[[device]]` may set its own; `"0s"`: never). Learned devices are not watched: learning
     /// is passive and also takes in a neighbour's sensors. Default 2 h.
-    #[serde(
-        default = "default_silent_after",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_silent_after", with = "crate::duration")]
     pub silent_after: std::time::Duration,
 }
 

@@ -21,10 +21,7 @@ use serde::{Deserialize, Serialize};
 pub struct HealthConfig {
     /// A `gateway.status` record this often (besides start and clean stop); `"0s"` = only at
     /// start and stop. Default 1 h.
-    #[serde(
-        default = "default_status_interval",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_status_interval", with = "crate::duration")]
     pub status_interval: Duration,
 }
 
