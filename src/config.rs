@@ -117,7 +117,7 @@ fn default_port() -> crate::serial::PortChoice {
 }
 
 /// `[[device]]`: a configured device.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Sender ID (8 hex digits).
@@ -139,6 +139,20 @@ pub struct DeviceConfig {
         with = "crate::duration::option"
     )]
     pub silent_after: Option<std::time::Duration>,
+    /// A secure device taught in elsewhere: the file holding its AES-128 key as 32 hex digits
+    /// (relative to the configuration file). Read at load, never logged or printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// With `key_file`: the security level format byte (e.g. `0x4B`, see [`crate::secure::Slf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slf: Option<u8>,
+    /// With `key_file`: the rolling code the device uses next (needed when it does not send
+    /// it); a rolling code stored by an earlier run for the same key wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlc: Option<u32>,
+    /// The key read from `key_file`.
+    #[serde(skip)]
+    pub key: Option<crate::secure::DeviceKey>,
 }
 
 impl DeviceConfig {
@@ -385,6 +399,12 @@ impl Config {
                     format!("device[{i}].id"),
                     format!("{e}: write the sender ID as 8 hex digits, e.g. \"0180A3F2\""),
                 ));
+            }
+        }
+        for (j, d) in cfg.devices.iter_mut().enumerate() {
+            let i = device_index.get(j).copied().unwrap_or(j);
+            if let Err((key, message)) = crate::secure::config::load_device_key(d, base) {
+                errors.push(error(format!("device[{i}].{key}"), message));
             }
         }
         for (key, d, max) in [
