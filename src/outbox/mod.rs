@@ -646,7 +646,7 @@ impl Outbox {
         if let Some(d) = self.commit_delay {
             std::thread::sleep(d);
         }
-        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let now_ms = UnixMs::now();
         let tx = self.store.conn.transaction()?;
         let mut out = Vec::with_capacity(encoded.len());
         {

@@ -57,8 +57,8 @@ pub struct WebhookState {
     pub phase: Phase,
     /// Error class of the last failed attempt (`http_503`, `timeout`, …).
     pub last_failure_reason: Option<String>,
-    /// When the next retry or probe is due (unix ms), if one is scheduled.
-    pub next_attempt_ms: Option<i64>,
+    /// When the next retry or probe is due, if one is scheduled.
+    pub next_attempt_ms: Option<UnixMs>,
     /// Last seq of a partial batch that was posted and maybe not acknowledged (0: none); a
     /// delivery rebuilt after a crash ends there.
     pub batch_end: u64,
@@ -73,8 +73,8 @@ pub struct HealthChange {
     pub phase: Phase,
     /// Failed deliveries in a row now.
     pub consecutive_failures: u32,
-    /// Next retry or probe (unix ms), None when nothing is scheduled.
-    pub next_attempt_ms: Option<i64>,
+    /// Next retry or probe, None when nothing is scheduled.
+    pub next_attempt_ms: Option<UnixMs>,
     /// A delivery got through: `last_success` is now.
     pub success: bool,
     /// An attempt failed with this error class: `last_failure` is now.
