@@ -439,13 +439,13 @@ fn silence_watch(
         .filter_map(|d| {
             let id = crate::device::parse_id(&d.id).ok()?;
             let after = d.silence_threshold(cfg.learn.silent_after)?;
-            let before = now
-                .zip(registry.get(id).and_then(|dev| dev.last_seen))
-                .and_then(|(now, seen)| {
-                    let seen = seen.timestamp()?;
-                    Duration::try_from(now.duration_since(seen)).ok()
-                })
-                .unwrap_or_default();
+            let before = crate::health::silent_before_start(
+                now,
+                registry
+                    .get(id)
+                    .and_then(|dev| dev.last_seen)
+                    .and_then(|t| t.timestamp()),
+            );
             Some(WatchStart {
                 id,
                 silent_after: after,

@@ -514,11 +514,13 @@ impl WebhookConfig {
                 }
             }
         }
-        if let Some(list) = &self.events {
-            match crate::health::EventFilter::parse(list) {
+        match &self.events {
+            Some(list) => match crate::health::EventFilter::parse(list) {
                 Ok(f) => self.filter = f,
                 Err(m) => check(Err(err("events", m))),
-            }
+            },
+            // The effective list, so `check-config` shows what the webhook receives.
+            None => self.events = Some(self.filter.names().to_vec()),
         }
         match &mut self.auth {
             AuthConfig::None => {}
