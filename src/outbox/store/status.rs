@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rusqlite::params;
 
-use super::Store;
+use super::{DeliveryState, Store};
 use crate::outbox::OutboxError;
 use crate::outbox::UnixMs;
 
@@ -87,19 +87,19 @@ impl Store {
             )?;
             let (retrying, failed, oldest_retry): (i64, i64, Option<UnixMs>) =
                 self.conn.query_row(
-                    "SELECT coalesce(sum(state = 'pending'), 0), \
-                     coalesce(sum(state = 'failed'), 0), \
-                     min(CASE WHEN state = 'pending' THEN created_at END) \
+                    "SELECT coalesce(sum(state = ?2), 0), \
+                     coalesce(sum(state = ?3), 0), \
+                     min(CASE WHEN state = ?2 THEN created_at END) \
                      FROM delivery WHERE webhook = ?1",
-                    params![w.name],
+                    params![w.name, DeliveryState::Pending, DeliveryState::Failed],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
             // The oldest waiting delivery's first reading, by its commit time while the
             // telemetry row is still there, else by the delivery's creation.
             let retry_committed: Option<UnixMs> = self.conn.query_row(
                 "SELECT min(t.committed_at) FROM delivery d JOIN telemetry t ON t.seq = d.seq_first \
-                 WHERE d.webhook = ?1 AND d.state = 'pending'",
-                params![w.name],
+                 WHERE d.webhook = ?1 AND d.state = ?2",
+                params![w.name, DeliveryState::Pending],
                 |r| r.get(0),
             )?;
             let retry_ms = retry_committed.or(oldest_retry);

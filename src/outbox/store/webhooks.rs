@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
-use super::{LogEntry, Outcome, Store};
+use super::{DeliveryState, LogEntry, Outcome, Store};
 use crate::outbox::OutboxError;
 use crate::outbox::UnixMs;
 
@@ -191,9 +191,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE webhook SET enabled = 1, deactivated_at = NULL, deactivated_reason = NULL, \
-             consecutive_failures = 0, phase = 'active', next_attempt_at = NULL, \
+             consecutive_failures = 0, phase = ?2, next_attempt_at = NULL, \
              resets = resets + 1 WHERE name = ?1",
-            params![name],
+            params![name, Phase::Active],
         )?;
         if n > 0 {
             end_streak(&tx, name, StreakEnd::Requeue)?;
@@ -305,14 +305,21 @@ pub(super) fn apply_health(
 }
 
 fn end_streak(conn: &Connection, webhook: &str, end: StreakEnd) -> Result<(), OutboxError> {
-    let sql = match end {
-        StreakEnd::Finalize => "UPDATE delivery SET requeue = 0 WHERE webhook = ?1 AND requeue = 1",
-        StreakEnd::Requeue => {
-            "UPDATE delivery SET state = 'pending', requeue = 2 \
-             WHERE webhook = ?1 AND requeue = 1 AND state = 'failed'"
-        }
+    let n = match end {
+        StreakEnd::Finalize => conn
+            .prepare_cached("UPDATE delivery SET requeue = 0 WHERE webhook = ?1 AND requeue = 1")?
+            .execute(params![webhook])?,
+        StreakEnd::Requeue => conn
+            .prepare_cached(
+                "UPDATE delivery SET state = ?2, requeue = 2 \
+                 WHERE webhook = ?1 AND requeue = 1 AND state = ?3",
+            )?
+            .execute(params![
+                webhook,
+                DeliveryState::Pending,
+                DeliveryState::Failed
+            ])?,
     };
-    let n = conn.prepare_cached(sql)?.execute(params![webhook])?;
     if end == StreakEnd::Requeue && n > 0 {
         log::info!(
             "webhook {webhook}: {n} deliveries rejected while it kept failing are queued again"
