@@ -97,12 +97,9 @@ fn default_gateway_id() -> String {
 pub struct SerialConfig {
     /// Device path, or `sim` for the simulated stick.
     #[serde(default = "default_port")]
-    pub port: String,
+    pub port: crate::serial::PortChoice,
     /// Copies of one telegram (same sender and payload) within this window are delivered once.
-    #[serde(
-        default = "default_dedup_window",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_dedup_window", with = "crate::duration")]
     pub dedup_window: std::time::Duration,
 }
 
@@ -119,12 +116,12 @@ fn default_dedup_window() -> std::time::Duration {
     std::time::Duration::from_secs(2)
 }
 
-fn default_port() -> String {
-    "/dev/enocean".into()
+fn default_port() -> crate::serial::PortChoice {
+    crate::serial::PortChoice::default()
 }
 
 /// `[[device]]`: a configured device.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Sender ID (8 hex digits).
@@ -143,9 +140,23 @@ pub struct DeviceConfig {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "optional_duration"
+        with = "crate::duration::option"
     )]
     pub silent_after: Option<std::time::Duration>,
+    /// A secure device taught in elsewhere: the file holding its AES-128 key as 32 hex digits
+    /// (relative to the configuration file). Read at load, never logged or printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// With `key_file`: the security level format byte (e.g. `0x4B`, see [`crate::secure::Slf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slf: Option<u8>,
+    /// With `key_file`: the rolling code the device uses next (needed when it does not send
+    /// it); a rolling code stored by an earlier run for the same key wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlc: Option<u32>,
+    /// The key read from `key_file`.
+    #[serde(skip)]
+    pub key: Option<crate::secure::DeviceKey>,
 }
 
 impl DeviceConfig {
@@ -162,26 +173,6 @@ impl DeviceConfig {
             None => default,
         };
         (!after.is_zero()).then_some(after)
-    }
-}
-
-/// Serde helper: an optional duration written like [`crate::webhook::config::duration`].
-mod optional_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => crate::webhook::config::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrap(#[serde(with = "crate::webhook::config::duration")] Duration);
-        Ok(Some(Wrap::deserialize(d)?.0))
     }
 }
 
@@ -209,10 +200,7 @@ pub struct LearnConfig {
     /// Configured devices not heard for this long are reported `device.silent` (each
     /// `[[device]]` may set its own; `"0s"`: never). Learned devices are not watched: learning
     /// is passive and also takes in a neighbour's sensors. Default 2 h.
-    #[serde(
-        default = "default_silent_after",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_silent_after", with = "crate::duration")]
     pub silent_after: std::time::Duration,
 }
 
@@ -443,6 +431,12 @@ impl Config {
                     format!("device[{i}].id"),
                     format!("{e}: write the sender ID as 8 hex digits, e.g. \"0180A3F2\""),
                 ));
+            }
+        }
+        for (j, d) in cfg.devices.iter_mut().enumerate() {
+            let i = device_index.get(j).copied().unwrap_or(j);
+            if let Err((key, message)) = crate::secure::config::load_device_key(d, base) {
+                errors.push(error(format!("device[{i}].{key}"), message));
             }
         }
         for (key, d, max) in [

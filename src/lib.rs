@@ -12,6 +12,7 @@ pub mod config;
 pub mod dedup;
 pub mod delivery;
 pub mod device;
+pub mod duration;
 pub mod eep;
 pub mod erp1;
 pub mod esp3;

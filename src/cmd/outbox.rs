@@ -137,7 +137,7 @@ fn parse_since(s: &str) -> Result<UnixMs> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(UnixMs::from(t));
     }
-    let d = enocean_agent::webhook::config::duration::parse(s)
+    let d = enocean_agent::duration::parse(s)
         .map_err(|e| anyhow!("--since: not an RFC 3339 time or a duration: {e}"))?;
     let sd = jiff::SignedDuration::try_from(d)?;
     let t = jiff::Timestamp::now().checked_sub(sd)?;
@@ -145,7 +145,7 @@ fn parse_since(s: &str) -> Result<UnixMs> {
 }
 
 fn resend(ctx: &context::Ctx, ids: &[i64]) -> Result<ExitCode> {
-    let clock = webhook::system_clock_check();
+    let clock = enocean_agent::clock::system_clock_check();
     let (mut ok, mut failed, mut missing, mut refused) = (0, 0, 0, 0);
     for &id in ids {
         match webhook::resend(&ctx.config.webhooks, &ctx.store, id, &clock) {

@@ -57,7 +57,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 id: ctx.config.gateway.id.clone(),
                 base_id: None,
             };
-            match webhook::send_test(cfg, &ctx.store, gw, &webhook::system_clock_check()) {
+            match webhook::send_test(
+                cfg,
+                &ctx.store,
+                gw,
+                &enocean_agent::clock::system_clock_check(),
+            ) {
                 Ok(r) => {
                     let what = match (r.status, &r.error) {
                         (Some(s), _) => format!("HTTP {s}"),

@@ -25,5 +25,5 @@ pub mod teach_in;
 pub use decode::{DecodeError, Decoded, Val, Value, decode, decode_direction, decode_payload};
 pub use golden::{VectorFailure, check_vectors};
 pub use library::{Family, Library, LoadError, LookupError};
-pub use model::{EepId, Profile, ProfileError, parse_profile};
+pub use model::{EepId, Profile, ProfileError, Variant, parse_profile};
 pub use teach_in::{TeachIn, UteQuery, UteRequest, teach_in, teach_in_payload};
