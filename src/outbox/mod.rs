@@ -351,7 +351,12 @@ impl Outbox {
         if now.duration_since(self.last_maintenance) >= MAINTENANCE_EVERY {
             self.last_maintenance = now;
             if let Err(e) = self.maintain() {
-                log::warn!("outbox: maintenance failed: {e}");
+                // Pruning needs a little room too; a full-disk episode is reported once.
+                if e.is_disk_full() && self.counts.disk_full_now {
+                    log::debug!("outbox: maintenance failed: {e}");
+                } else {
+                    log::warn!("outbox: maintenance failed: {e}");
+                }
             }
         }
         Ok(out)
