@@ -1,5 +1,5 @@
 //! The configuration file (TOML): `[gateway]`, `[serial]`, `[storage]`, `[[device]]`, `[learn]`,
-//! `[log]` and `[[webhook]]`. Unknown keys are errors. [`Config::check`] reports every problem
+//! `[log]`, `[[webhook]]` and `[[mqtt]]`. Unknown keys are errors. [`Config::check`] reports every problem
 //! of a file in one run, each with the file, line, column (from the TOML parser's spans, see
 //! `spans.rs`) and key path (`webhook[1].auth.token_file`). Secret files are read while loading,
 //! so a missing one stops the start, not a delivery.
@@ -14,6 +14,7 @@ mod spans;
 
 pub use spans::Positions;
 
+use crate::mqtt::MqttConfig;
 use crate::outbox::StorageConfig;
 use crate::webhook::WebhookConfig;
 
@@ -55,6 +56,9 @@ pub struct Config {
     /// `[[webhook]]` entries.
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[mqtt]]` entries: MQTT outputs (see [`crate::mqtt`]).
+    #[serde(default, rename = "mqtt", skip_serializing_if = "Vec::is_empty")]
+    pub mqtt: Vec<MqttConfig>,
     /// Where each key is written in the file (from the TOML parser's spans), for problems found
     /// after loading ([`Config::position`]).
     #[serde(skip)]
@@ -117,7 +121,7 @@ fn default_port() -> crate::serial::PortChoice {
 }
 
 /// `[[device]]`: a configured device.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Sender ID (8 hex digits).
@@ -139,6 +143,20 @@ pub struct DeviceConfig {
         with = "crate::duration::option"
     )]
     pub silent_after: Option<std::time::Duration>,
+    /// A secure device taught in elsewhere: the file holding its AES-128 key as 32 hex digits
+    /// (relative to the configuration file). Read at load, never logged or printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// With `key_file`: the security level format byte (e.g. `0x4B`, see [`crate::secure::Slf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slf: Option<u8>,
+    /// With `key_file`: the rolling code the device uses next (needed when it does not send
+    /// it); a rolling code stored by an earlier run for the same key wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlc: Option<u32>,
+    /// The key read from `key_file`.
+    #[serde(skip)]
+    pub key: Option<crate::secure::DeviceKey>,
 }
 
 impl DeviceConfig {
@@ -322,7 +340,8 @@ impl Config {
                 return (Self::default(), errors);
             }
         };
-        let (cfg, problems, kept) = spans::deserialize_all::<Config>(&doc, &["webhook", "device"]);
+        let (cfg, problems, kept) =
+            spans::deserialize_all::<Config>(&doc, &["webhook", "device", "mqtt"]);
         let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
         let mut errors: Vec<ConfigError> =
             problems.into_iter().map(|p| at(&doc.lines, p)).collect();
@@ -356,7 +375,8 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret());
+        cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret())
+            || cfg.mqtt.iter().any(|m| m.has_inline_secret());
         let webhook_index = kept.get("webhook").cloned().unwrap_or_default();
         let mut seen = std::collections::HashMap::new();
         for (j, w) in cfg.webhooks.iter_mut().enumerate() {
@@ -370,8 +390,34 @@ impl Config {
                     ),
                 ));
             }
+            if w.name.starts_with(crate::mqtt::OUTPUT_PREFIX) {
+                errors.push(error(
+                    format!("webhook[{i}].name"),
+                    format!("{:?}: the prefix `mqtt:` is kept for MQTT outputs", w.name),
+                ));
+            }
             for e in w.validate_all(base) {
                 let key = format!("webhook[{i}].{}", e.key);
+                if !consequence(&key) {
+                    errors.push(error(key, e.message));
+                }
+            }
+        }
+        let mqtt_index = kept.get("mqtt").cloned().unwrap_or_default();
+        let mut seen = std::collections::HashMap::new();
+        for (j, m) in cfg.mqtt.iter_mut().enumerate() {
+            let i = mqtt_index.get(j).copied().unwrap_or(j);
+            if let Some(first) = seen.insert(m.name.clone(), i) {
+                errors.push(error(
+                    format!("mqtt[{i}].name"),
+                    format!(
+                        "duplicate mqtt name {:?} (mqtt[{first}] has it too): names must be unique",
+                        m.name
+                    ),
+                ));
+            }
+            if let Err(e) = m.validate(base) {
+                let key = format!("mqtt[{i}].{}", e.key);
                 if !consequence(&key) {
                     errors.push(error(key, e.message));
                 }
@@ -385,6 +431,12 @@ impl Config {
                     format!("device[{i}].id"),
                     format!("{e}: write the sender ID as 8 hex digits, e.g. \"0180A3F2\""),
                 ));
+            }
+        }
+        for (j, d) in cfg.devices.iter_mut().enumerate() {
+            let i = device_index.get(j).copied().unwrap_or(j);
+            if let Err((key, message)) = crate::secure::config::load_device_key(d, base) {
+                errors.push(error(format!("device[{i}].{key}"), message));
             }
         }
         for (key, d, max) in [

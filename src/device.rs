@@ -431,7 +431,12 @@ pub fn forget(db: &Path, id: u32) -> Result<bool, DeviceError> {
     let mut conn = open_conn(db)?;
     let hex = format!("{id:08X}");
     let tx = conn.transaction()?;
-    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?;
+    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?
+        // A secure device's key taught in by radio goes too (a configured key stays).
+        + tx.execute(
+            "DELETE FROM secure_devices WHERE id = ?1 AND sealed_key IS NOT NULL",
+            params![hex],
+        )?;
     if n > 0 {
         tx.execute("INSERT INTO device_forgets (id) VALUES (?1)", params![hex])?;
     }
@@ -453,7 +458,7 @@ mod tests {
             eep: eep.map(Into::into),
             name: Some("Office".into()),
             tags: BTreeMap::new(),
-            silent_after: None,
+            ..DeviceConfig::default()
         }
     }
 

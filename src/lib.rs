@@ -19,6 +19,7 @@ pub mod esp3;
 pub mod health;
 pub mod inspect;
 pub mod metrics;
+pub mod mqtt;
 pub mod outbox;
 pub mod secret;
 pub mod secure;

@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::device::{DeviceStore, Heard};
 use crate::outbox::Outbox;
+use crate::secure::store::SecureStore;
 use crate::telemetry::Telemetry;
 
 /// Records the hand-off holds while the disk is busy: at the stick's top rate (about 240
@@ -105,6 +106,24 @@ pub enum Op {
         /// Silent now.
         silent: bool,
     },
+    /// A secure device taught in by radio: its key (sealed when stored), SLF and rolling code;
+    /// written with the rolling codes after the next commit.
+    SecureTaught {
+        /// Sender ID.
+        id: u32,
+        /// The device (its `Debug` shows no key).
+        device: Box<crate::secure::SecureDevice>,
+    },
+    /// A secure device's new rolling-code state (coalesced, written after the next commit like
+    /// a teach-in).
+    SecureRlc {
+        /// Sender ID.
+        id: u32,
+        /// The lowest rolling code accepted next.
+        next_rlc: u32,
+        /// Key check value of the key it belongs to.
+        kcv: [u8; 4],
+    },
 }
 
 /// Figures the writer keeps in memory for the status line and the shutdown report: read at any
@@ -144,6 +163,7 @@ impl Storage {
     pub fn start(
         outbox: Outbox,
         devices: DeviceStore,
+        secure: SecureStore,
         webhooks: Vec<crate::webhook::WebhookConfig>,
         db_path: std::path::PathBuf,
     ) -> std::io::Result<Self> {
@@ -153,6 +173,7 @@ impl Storage {
         let writer = Writer {
             outbox,
             devices,
+            secure,
             figures: figures.clone(),
             forgets: forget_tx,
             webhooks,
@@ -243,6 +264,7 @@ impl Drop for Storage {
 struct Writer {
     outbox: Outbox,
     devices: DeviceStore,
+    secure: SecureStore,
     figures: Arc<Figures>,
     forgets: UnboundedSender<u32>,
     webhooks: Vec<crate::webhook::WebhookConfig>,
@@ -284,6 +306,11 @@ impl Writer {
             match result {
                 Ok(done) => {
                     self.committed(done.len());
+                    // Teach-ins and rolling codes follow the records they came with: one
+                    // transaction per commit window, never one per telegram.
+                    if (!done.is_empty() || !open) && self.secure.dirty() {
+                        self.flush_rlc();
+                    }
                     if let Some(since) = failing_since.take()
                         && self.outbox.counts().disk_full_episodes == 0
                     {
@@ -322,6 +349,9 @@ impl Writer {
                 last_status = Instant::now();
                 self.write_status(path);
             }
+        }
+        if self.secure.dirty() {
+            self.flush_rlc();
         }
         if let Some(path) = &status_file {
             self.health.0 = None; // fresh per-webhook figures in the last status
@@ -374,6 +404,12 @@ impl Writer {
         }
     }
 
+    fn flush_rlc(&mut self) {
+        if let Err(e) = self.secure.flush() {
+            warn!("could not store secure devices or rolling codes: {e}; retrying");
+        }
+    }
+
     fn committed(&self, n: usize) {
         self.figures
             .committed
@@ -417,6 +453,8 @@ impl Writer {
                     warn!("could not record the silence of device {id:08X}: {e}");
                 }
             }
+            Op::SecureTaught { id, device } => self.secure.note_taught(id, *device),
+            Op::SecureRlc { id, next_rlc, kcv } => self.secure.note_rlc(id, next_rlc, kcv),
         }
     }
 
@@ -449,9 +487,15 @@ impl Writer {
     }
 
     fn housekeeping(&mut self) {
+        if self.secure.dirty() {
+            self.flush_rlc();
+        }
         match self.devices.take_forgets() {
             Ok(ids) => {
                 for id in ids {
+                    if let Err(e) = self.secure.forget(id) {
+                        warn!("could not forget secure device {id:08X}: {e}");
+                    }
                     let _ = self.forgets.send(id);
                 }
             }

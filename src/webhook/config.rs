@@ -750,7 +750,7 @@ impl WebhookConfig {
 /// A bare file name (`token_file = "webhook-token"`) names a systemd credential when the service
 /// has one of that name: `$CREDENTIALS_DIRECTORY/NAME`, or `enocean-agent_NAME` as
 /// `LoadCredential=enocean-agent:DIR` names the files of a directory.
-fn credential(name: &Path) -> Option<PathBuf> {
+pub(crate) fn credential(name: &Path) -> Option<PathBuf> {
     if name.is_absolute() || name.components().count() != 1 {
         return None;
     }
@@ -762,7 +762,9 @@ fn credential(name: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn resolve(
+/// Fills an inline secret from its `*_file` (a systemd credential when the name is bare); every
+/// error names the key and never the value.
+pub(crate) fn resolve(
     inline: &mut Option<Secret>,
     file: &Option<PathBuf>,
     key: &str,
@@ -864,34 +866,34 @@ fn default_true() -> bool {
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
-fn default_connect_timeout() -> Duration {
+pub(crate) fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
 fn default_batch_max() -> usize {
     1
 }
-fn default_max_retries() -> u32 {
+pub(crate) fn default_max_retries() -> u32 {
     2
 }
-fn default_backoff_base() -> Duration {
+pub(crate) fn default_backoff_base() -> Duration {
     Duration::from_secs(2)
 }
-fn default_backoff_max() -> Duration {
+pub(crate) fn default_backoff_max() -> Duration {
     Duration::from_secs(300)
 }
-fn default_jitter() -> f64 {
+pub(crate) fn default_jitter() -> f64 {
     0.2
 }
 fn default_retry_after_max() -> Duration {
     Duration::from_secs(3600)
 }
-fn default_deactivate_after() -> u32 {
+pub(crate) fn default_deactivate_after() -> u32 {
     5
 }
-fn default_probe_base() -> Duration {
+pub(crate) fn default_probe_base() -> Duration {
     Duration::from_secs(30)
 }
-fn default_probe_max() -> Duration {
+pub(crate) fn default_probe_max() -> Duration {
     Duration::from_secs(180)
 }
 fn default_signature_header() -> String {

@@ -83,6 +83,19 @@ pub struct WebhookHealth {
     pub url: String,
 }
 
+/// One output as the health view needs it (a webhook, or an MQTT output as `mqtt:NAME`).
+#[derive(Debug, Clone)]
+pub struct OutputRef<'a> {
+    /// Its name in the outputs table.
+    pub name: String,
+    /// `enabled` in the configuration.
+    pub enabled: bool,
+    /// Its routes, when it has some.
+    pub devices: Option<&'a [String]>,
+    /// Where it delivers, with credentials hidden.
+    pub url: String,
+}
+
 /// The health of every configured webhook, in configuration order. `db_path` is the outbox file
 /// (for its size in the status figures).
 pub fn health(
@@ -90,9 +103,28 @@ pub fn health(
     webhooks: &[WebhookConfig],
     db_path: &Path,
 ) -> Result<Vec<WebhookHealth>, OutboxError> {
+    let outputs: Vec<OutputRef<'_>> = webhooks
+        .iter()
+        .map(|w| OutputRef {
+            name: w.name.clone(),
+            enabled: w.enabled,
+            devices: w.devices.as_deref(),
+            url: w.display_url(),
+        })
+        .collect();
+    health_of(store, &outputs, db_path)
+}
+
+/// The health of these outputs, in order: the same figures for every kind of output.
+pub fn health_of(
+    store: &Store,
+    outputs: &[OutputRef<'_>],
+    db_path: &Path,
+) -> Result<Vec<WebhookHealth>, OutboxError> {
+    let webhooks = outputs;
     let routes: Vec<(String, Vec<String>)> = webhooks
         .iter()
-        .filter_map(|w| w.devices.clone().map(|d| (w.name.clone(), d)))
+        .filter_map(|w| w.devices.map(|d| (w.name.clone(), d.to_vec())))
         .collect();
     let status = store.status_routed(db_path, &routes)?;
     let mut out = Vec::with_capacity(webhooks.len());
@@ -140,7 +172,7 @@ pub fn health(
                 .filter(|_| scheduled)
                 .map(UnixMs::as_millis),
             deactivated_reason: st.as_ref().and_then(|s| s.deactivated_reason.clone()),
-            url: w.display_url(),
+            url: w.url.clone(),
         });
     }
     Ok(out)

@@ -172,5 +172,7 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
             security_level: Some(0),
             withheld: None,
         },
+        decode_error: None,
+        secure: None,
     }
 }

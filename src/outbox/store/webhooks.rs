@@ -122,8 +122,21 @@ const STATE_COLS: &str = "name, configured, enabled, deactivated_at, deactivated
 impl Store {
     /// Registers the configured webhooks: new names start at the current end of the telemetry
     /// (history is not replayed to a new webhook); names no longer configured stop holding back
-    /// pruning.
+    /// pruning. Rows of other outputs (`mqtt:NAME`) are left alone.
     pub fn register_webhooks(&mut self, names: &[&str]) -> Result<(), OutboxError> {
+        let prefix = crate::mqtt::OUTPUT_PREFIX;
+        self.register(names, &|n: &str| !n.starts_with(prefix))
+    }
+
+    /// Registers the configured outputs of one other kind, whose names all start with `prefix`
+    /// (`mqtt:`), like [`Store::register_webhooks`]: they share the table, the cursors and the
+    /// health columns with the webhooks; only rows with the prefix are marked unconfigured.
+    pub fn register_outputs(&mut self, prefix: &str, names: &[String]) -> Result<(), OutboxError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.register(&names, &|n: &str| n.starts_with(prefix))
+    }
+
+    fn register(&mut self, names: &[&str], mine: &dyn Fn(&str) -> bool) -> Result<(), OutboxError> {
         let tx = self.conn.transaction()?;
         for n in names {
             // A name coming back after it was removed starts afresh at the end, too.
@@ -141,7 +154,7 @@ impl Store {
             st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for k in known {
-            if !names.contains(&k.as_str()) {
+            if mine(&k) && !names.contains(&k.as_str()) {
                 tx.execute(
                     "UPDATE webhook SET configured = 0 WHERE name = ?1",
                     params![k],
