@@ -10,11 +10,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::topic::TopicTemplate;
+use crate::duration;
 use crate::secret::Secret;
 use crate::webhook::config::{
     MAX_DURATION, WebhookConfigError, default_backoff_base, default_backoff_max,
     default_connect_timeout, default_deactivate_after, default_jitter, default_max_retries,
-    default_probe_base, default_probe_max, duration,
+    default_probe_base, default_probe_max,
 };
 use crate::webhook::policy::PolicyConfig;
 use crate::webhook::template::Template;
