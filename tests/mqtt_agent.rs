@@ -157,3 +157,50 @@ fn sigkill_mid_backlog_loses_nothing_and_the_password_is_never_logged() {
     assert!(text.contains("mqtt home: connected"), "{text}");
     assert!(!text.contains(PASSWORD), "the password reached the log");
 }
+
+#[test]
+fn a_wrong_password_is_logged_with_what_to_check_and_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(b) = Broker::start_with(
+        d,
+        BrokerOptions {
+            users: vec![("agent".into(), PASSWORD.into())],
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let wrong = "wrong-pw-5e1d";
+    std::fs::write(d.join("mqtt-password"), format!("{wrong}\n")).unwrap();
+    let config = d.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nid = \"gw\"\n[serial]\nport = \"{}\"\n[storage]\npath = \"{}\"\n\n\
+             [[mqtt]]\nname = \"home\"\nurl = \"{}\"\nusername = \"agent\"\n\
+             password_file = \"mqtt-password\"\n",
+            d.join("no-stick").display(),
+            d.join("outbox.db").display(),
+            b.url()
+        ),
+    )
+    .unwrap();
+    let log = d.join("agent.log");
+    let mut agent = start_agent(&config, &log);
+    assert!(common::wait_for(broker::WAIT, || std::fs::read_to_string(
+        &log
+    )
+    .is_ok_and(|t| t.contains("refused the login"))));
+    assert!(agent.terminate().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("refused the login"))
+        .unwrap();
+    assert!(
+        line.contains("mqtt home") && line.contains("username"),
+        "{line}"
+    );
+    assert!(!text.contains(wrong) && !text.contains(PASSWORD));
+}

@@ -149,3 +149,43 @@ fn mqtt_mistakes_are_errors_with_their_place() {
     assert_eq!(code, 78);
     assert!(err.contains("kept for MQTT outputs"), "{err}");
 }
+
+#[test]
+fn a_client_key_that_does_not_belong_to_its_certificate_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = rcgen::generate_simple_self_signed(vec!["gateway".to_owned()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["gateway".to_owned()]).unwrap();
+    std::fs::write(d.join("client.pem"), a.cert.pem()).unwrap();
+    std::fs::write(d.join("other.key"), b.signing_key.serialize_pem()).unwrap();
+    std::fs::write(d.join("empty.pem"), "").unwrap();
+    let path = d.join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{HEAD}[[mqtt]]\nname = \"m\"\nurl = \"mqtts://broker.lan\"\n\
+             client_cert_file = \"client.pem\"\nclient_key_file = \"other.key\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = check_config(&path);
+    assert_eq!(code, 78);
+    assert!(
+        err.contains("client_key_file") && err.contains("does not belong"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "no key material in messages");
+    std::fs::write(
+        &path,
+        format!(
+            "{HEAD}[[mqtt]]\nname = \"m\"\nurl = \"mqtts://broker.lan\"\nca_file = \"empty.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = check_config(&path);
+    assert_eq!(code, 78);
+    assert!(
+        err.contains("ca_file") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}

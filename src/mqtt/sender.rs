@@ -749,9 +749,10 @@ impl Worker {
         for e in &d.events {
             match e {
                 Event::Retrying => log::warn!(
-                    "mqtt {name}: broker {} not reachable or refusing ({why}), retrying; \
+                    "mqtt {name}: broker {} not reachable or refusing ({why}{}), retrying; \
                      readings keep queueing in order",
-                    self.cfg.url
+                    self.cfg.url,
+                    hint(why)
                 ),
                 Event::DeliveryFailed { consecutive } => log::warn!(
                     "mqtt {name}: {} attempts in a row failed ({why}); {consecutive} failed \
@@ -759,8 +760,9 @@ impl Worker {
                     1 + self.cfg.max_retries
                 ),
                 Event::Deactivated { consecutive } => log::error!(
-                    "mqtt {name}: deactivated after {consecutive} failed rounds (last: {why}); \
+                    "mqtt {name}: deactivated after {consecutive} failed rounds (last: {why}{}); \
                      probing the broker, first probe in {:.1?}; readings keep queueing",
+                    hint(why),
                     next.unwrap_or_default()
                 ),
                 Event::Resumed { after } => log::warn!(
@@ -778,5 +780,20 @@ impl Worker {
                 Event::BackOnline => log::info!("mqtt {name}: gateway back online"),
             }
         }
+    }
+}
+
+/// What an operator can do about a failure class, for the log line.
+fn hint(class: &str) -> &'static str {
+    match class {
+        "not_authorized" | "bad_username_or_password" => {
+            ": the broker refused the login, check `username` and `password_file`"
+        }
+        "tls_unknown_ca" => ": the broker's certificate is not trusted, set `ca_file`",
+        "tls_wrong_name" => ": the broker's certificate is not for the URL's host",
+        "tls_client_cert_refused" => ": the broker wants a client certificate it accepts",
+        "connection_refused" => ": nothing listens at the URL (broker stopped?)",
+        "ack_timeout" => ": the broker stopped acknowledging",
+        _ => "",
     }
 }

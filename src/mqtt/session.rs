@@ -55,6 +55,10 @@ pub enum Session {
 /// and value topics is a few dozen messages; the window holds `inflight` records).
 const CHANNEL: usize = 65_536;
 
+/// Packets rumqttc keeps in flight at most (with MQTT 5 the broker's receive maximum when
+/// smaller). rumqttc allocates a slot for each up front (its MQTT 5 default would be 65535).
+const INFLIGHT_PACKETS: u16 = 1024;
+
 impl Session {
     /// Connects to the output's broker with its credentials, TLS and Last Will (`offline`,
     /// retained, on the status topic), and waits for a CONNACK within `connect_timeout`.
@@ -80,7 +84,9 @@ impl Session {
                     .set_clean_session(true)
                     .set_transport(transport)
                     .set_max_packet_size(1 << 20, 1 << 20)
-                    .set_inflight(u16::MAX)
+                    // Packets rumqttc keeps unacknowledged (a slot each, allocated up front);
+                    // more wait in its queue, in order.
+                    .set_inflight(INFLIGHT_PACKETS)
                     .set_last_will(rumqttc::LastWill::new(
                         will_topic,
                         "offline",
@@ -100,6 +106,7 @@ impl Session {
                     .set_clean_start(true)
                     .set_transport(transport)
                     .set_max_packet_size(Some(1 << 20))
+                    .set_outgoing_inflight_upper_limit(INFLIGHT_PACKETS)
                     .set_last_will(LastWill::new(
                         will_topic,
                         "offline",
