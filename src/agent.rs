@@ -15,9 +15,10 @@ use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::health::{GatewayStatus, Silence, SilenceWatch, StatusReason, Transition, WatchStart};
+use crate::mqtt::MqttSender;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
-use crate::serial::{self, PortConfig, SerialEvent};
+use crate::serial::{self, PortChoice, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Kind, Sensor, Telemetry};
@@ -72,7 +73,7 @@ pub enum Notice {
 pub struct Options {
     /// Options of the webhook sender threads; None derives them from `[storage]`.
     pub sender: Option<SenderOptions>,
-    /// The simulated stick's settings when `[serial] port = "sim"`.
+    /// The simulated stick's settings when `[serial] port` is [`PortChoice::Simulated`].
     pub sim: SimConfig,
     /// How often to send [`Notice::Watchdog`]; None when nobody watches.
     pub watchdog: Option<Duration>,
@@ -173,14 +174,27 @@ pub async fn run(
         cfg.webhooks
             .iter()
             .any(|w| w.enabled && w.filter.accepts(event))
+            || cfg
+                .mqtt
+                .iter()
+                .any(|m| m.enabled && m.filter.accepts(event))
     };
     let sender = Sender::spawn(
         &cfg.webhooks,
         &cfg.storage.path,
-        sender_options,
+        sender_options.clone(),
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
+    // MQTT outputs wake with the same waker: one commit wakes every output.
+    let mqtt = MqttSender::spawn(
+        &cfg.mqtt,
+        &cfg.gateway.id,
+        &cfg.storage.path,
+        sender_options,
+        sender.waker(),
+        Arc::new(AtomicBool::new(false)),
+    )?;
     let storage = Storage::start(
         outbox,
         device_store,
@@ -190,17 +204,15 @@ pub async fn run(
     )
     .map_err(AgentError::Thread)?;
 
-    let sim = if cfg.serial.port == "sim" {
-        let sim = SimStick::start(options.sim.clone())?;
-        info!("simulated stick on {}", sim.path().display());
-        Some(sim)
-    } else {
-        None
+    let (sim, port_path) = match &cfg.serial.port {
+        PortChoice::Simulated => {
+            let sim = SimStick::start(options.sim.clone())?;
+            info!("simulated stick on {}", sim.path().display());
+            let path = sim.path().to_path_buf();
+            (Some(sim), path)
+        }
+        PortChoice::Device(path) => (None, path.clone()),
     };
-    let port_path = sim.as_ref().map_or_else(
-        || cfg.serial.port.clone().into(),
-        |s| s.path().to_path_buf(),
-    );
     let mut port = PortConfig::new(port_path);
     port.dedup_window = cfg.serial.dedup_window;
 
@@ -218,8 +230,6 @@ pub async fn run(
         strangers: TeachInSummary::default(),
         clock,
         chains: crate::chain::Reassembler::default(),
-        keyring,
-        secure_parts: crate::secure::Assembler::default(),
         watch,
         want_status: wants("gateway.status"),
         want_silence: wants("device.silent") || wants("device.back"),
@@ -228,6 +238,8 @@ pub async fn run(
         stick: crate::health::StickFacts::default(),
         next_status: None,
         live: Arc::new(crate::metrics::Live::default()),
+        keyring,
+        secure_parts: crate::secure::Assembler::default(),
     };
     let metrics = match crate::metrics::MetricsServer::start(
         &cfg.metrics,
@@ -250,10 +262,15 @@ pub async fn run(
         info!("metrics on http://{addr}/metrics");
     }
     let webhooks = cfg.enabled_webhooks().len();
-    notify(Notice::Ready(format!(
-        "started, {webhooks} webhook(s), port {}",
-        cfg.serial.port
-    )));
+    let mqtt_outputs = cfg.mqtt.iter().filter(|m| m.enabled).count();
+    notify(Notice::Ready(if mqtt_outputs > 0 {
+        format!(
+            "started, {webhooks} webhook(s), {mqtt_outputs} MQTT output(s), port {}",
+            cfg.serial.port
+        )
+    } else {
+        format!("started, {webhooks} webhook(s), port {}", cfg.serial.port)
+    }));
 
     let (tx, mut rx) = mpsc::channel(1024);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -329,14 +346,16 @@ pub async fn run(
         {
             last_watchdog = Instant::now();
             // A dead storage writer or sender must not be hidden behind a healthy watchdog.
-            if state.storage.is_alive() && sender.dead() == 0 {
+            if state.storage.is_alive() && sender.dead() == 0 && mqtt.dead() == 0 {
                 notify(Notice::Watchdog);
             }
         }
-        if sender.dead() > 0 && stop_tx.is_some() {
+        if sender.dead() + mqtt.dead() > 0 && stop_tx.is_some() {
             error!(
-                "{} webhook sender thread(s) died; stopping so the service manager restarts the agent",
-                sender.dead()
+                "{} webhook sender and {} MQTT output thread(s) died; stopping so the service \
+                 manager restarts the agent",
+                sender.dead(),
+                mqtt.dead()
             );
             sender_died = true;
             if let Some(tx) = stop_tx.take() {
@@ -376,8 +395,12 @@ pub async fn run(
     report.committed = figures.committed.load(Ordering::Relaxed);
     report.enqueue_errors = figures.not_committed.load(Ordering::Relaxed);
     report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
-    // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
-    sender.stop();
+    // Waits for the in-flight POSTs, each bounded by its webhook's timeout, and for the MQTT
+    // outputs to save their cursors, publish `offline` and disconnect.
+    std::thread::scope(|s| {
+        s.spawn(|| mqtt.stop());
+        sender.stop();
+    });
     // The textfile's last write, with the final figures.
     drop(metrics);
     match serial_result {
@@ -421,13 +444,9 @@ struct State<'a> {
     warned_eeps: std::collections::HashSet<String>,
     strangers: TeachInSummary,
     /// Stamps readings: monotonic time and boot, wall time only from a synchronised clock.
-    clock: crate::webhook::ClockCheck,
+    clock: crate::clock::ClockCheck,
     /// Chained messages (RORG 0x40) being put back together.
     chains: crate::chain::Reassembler,
-    /// Keys and rolling codes of secure devices (memory; the storage thread persists them).
-    keyring: crate::secure::Keyring,
-    /// Secure teach-ins of several parts being put together.
-    secure_parts: crate::secure::Assembler,
     /// Configured devices watched for silence.
     watch: SilenceWatch,
     /// Some webhook receives `gateway.status`.
@@ -444,6 +463,10 @@ struct State<'a> {
     next_status: Option<Instant>,
     /// What the metrics thread shows, refreshed every tick.
     live: Arc<crate::metrics::Live>,
+    /// Keys and rolling codes of secure devices (memory; the storage thread persists them).
+    keyring: crate::secure::Keyring,
+    /// Secure teach-ins of several parts being put together.
+    secure_parts: crate::secure::Assembler,
 }
 
 /// The configured devices to watch for silence, with what the database remembers: those
@@ -468,13 +491,13 @@ fn silence_watch(
         .filter_map(|d| {
             let id = crate::device::parse_id(&d.id).ok()?;
             let after = d.silence_threshold(cfg.learn.silent_after)?;
-            let before = now
-                .zip(registry.get(id).and_then(|dev| dev.last_seen))
-                .and_then(|(now, seen)| {
-                    let seen = seen.timestamp()?;
-                    Duration::try_from(now.duration_since(seen)).ok()
-                })
-                .unwrap_or_default();
+            let before = crate::health::silent_before_start(
+                now,
+                registry
+                    .get(id)
+                    .and_then(|dev| dev.last_seen)
+                    .and_then(|t| t.timestamp()),
+            );
             Some(WatchStart {
                 id,
                 silent_after: after,

@@ -94,6 +94,18 @@ pub enum Op {
     },
     /// Last-heard facts collected by the reader.
     Heard(Vec<Heard>),
+    /// A `gateway.status` record made by the reader: the writer adds what only it knows (per
+    /// webhook state, backlog and oldest undelivered age, free disk, records dropped by the
+    /// outbox) and commits it like any record.
+    Status(Box<Telemetry>),
+    /// A device reported `device.silent` (true) or heard again (false): persisted so that a
+    /// restart neither reports it again nor forgets to report it back.
+    Silence {
+        /// Sender ID.
+        id: u32,
+        /// Silent now.
+        silent: bool,
+    },
     /// A secure device taught in by radio: its key (sealed when stored), SLF and rolling code;
     /// written with the rolling codes after the next commit.
     SecureTaught {
@@ -111,18 +123,6 @@ pub enum Op {
         next_rlc: u32,
         /// Key check value of the key it belongs to.
         kcv: [u8; 4],
-    },
-    /// A `gateway.status` record made by the reader: the writer adds what only it knows (per
-    /// webhook state, backlog and oldest undelivered age, free disk, records dropped by the
-    /// outbox) and commits it like any record.
-    Status(Box<Telemetry>),
-    /// A device reported `device.silent` (true) or heard again (false): persisted so that a
-    /// restart neither reports it again nor forgets to report it back.
-    Silence {
-        /// Sender ID.
-        id: u32,
-        /// Silent now.
-        silent: bool,
     },
 }
 
@@ -437,11 +437,15 @@ impl Writer {
             }
             Op::Heard(heard) => {
                 if let Err(e) = self.devices.write_heard(&heard) {
-                    warn!("could not record when devices were last heard: {e}");
+                    // Last-heard times are refreshed every few seconds: during a full-disk
+                    // episode (which the outbox reports once) each failure would be a line.
+                    if e.is_disk_full() && self.outbox.counts().disk_full_now {
+                        log::debug!("could not record when devices were last heard: {e}");
+                    } else {
+                        warn!("could not record when devices were last heard: {e}");
+                    }
                 }
             }
-            Op::SecureTaught { id, device } => self.secure.note_taught(id, *device),
-            Op::SecureRlc { id, next_rlc, kcv } => self.secure.note_rlc(id, next_rlc, kcv),
             Op::Status(mut t) => {
                 self.complete_status(&mut t);
                 if let Ok(done) = self.outbox.enqueue(*t) {
@@ -455,6 +459,8 @@ impl Writer {
                     warn!("could not record the silence of device {id:08X}: {e}");
                 }
             }
+            Op::SecureTaught { id, device } => self.secure.note_taught(id, *device),
+            Op::SecureRlc { id, next_rlc, kcv } => self.secure.note_rlc(id, next_rlc, kcv),
         }
     }
 

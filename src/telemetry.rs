@@ -1,5 +1,7 @@
 //! The telemetry object: one received telegram as the agent commits, stores and delivers it.
-//! Its JSON form is the record inside every webhook body (see `DESIGN.md`, "Telemetry object").
+//! Its JSON form is the record inside every webhook body (`records` in the default envelope, see
+//! `docs/outbox-and-webhooks.md`, "Configuration"); the fields below, with their serde names, are
+//! its reference, and `README.md` explains `kind`, `teach_in` and `clock`.
 
 use std::collections::BTreeMap;
 
@@ -123,12 +125,19 @@ impl Kind {
         }
     }
 
+    /// True for a health event (`gateway.status`, `device.silent`, `device.back`): delivered
+    /// alone, with its own `event`; readings and teach-ins share deliveries.
+    pub fn is_health(self) -> bool {
+        !matches!(self, Kind::Telemetry | Kind::TeachIn)
+    }
+
     /// The `event` of a delivery carrying records of this kind: `telemetry` for readings and
     /// teach-ins (delivered together), the kind's own name for a health event (delivered alone).
     pub fn event(self) -> &'static str {
-        match self {
-            Kind::Telemetry | Kind::TeachIn => "telemetry",
-            other => other.as_str(),
+        if self.is_health() {
+            self.as_str()
+        } else {
+            "telemetry"
         }
     }
 }

@@ -153,11 +153,14 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         )
         .await;
         let text = std::fs::read_to_string(&log).unwrap();
-        // Lines about the receiver being down are the webhook policy's, not the disk's.
+        // Lines about the receiver being down are the webhook policy's, not the disk's; the
+        // radio's once-a-minute summaries (strangers' teach-ins, rejected serial input) come
+        // whatever the disk does.
         let during: Vec<&str> = text
             .lines()
             .skip(lines_at_start)
             .filter(|l| !l.contains("connection_refused") && !l.contains("deactivated"))
+            .filter(|l| !l.contains("in the last minute") && !l.contains("in the last 60 s"))
             .collect();
         assert!(
             during.len() <= 3,
@@ -165,9 +168,18 @@ fn a_full_disk_is_calm_visible_and_bounded() {
             during.len(),
             during.join("\n")
         );
+        // One line when an episode starts, not one per window. On a loaded machine the first
+        // episode can end at once (the released reserve makes room) and a second one begin
+        // later: each episode has its own start line, counted by the status file too.
+        let starts = text
+            .lines()
+            .filter(|l| l.contains("outbox: disk full ("))
+            .count() as u64;
+        let now = status(&run).unwrap();
         assert!(
-            text.lines().filter(|l| l.contains("disk full")).count() == 1,
-            "one line when it starts:\n{text}"
+            starts >= 1 && starts == now.disk_full_episodes,
+            "one line per episode ({} episodes):\n{text}",
+            now.disk_full_episodes
         );
         // Visible while it lasts.
         let out = common::agent_command()
@@ -178,7 +190,10 @@ fn a_full_disk_is_calm_visible_and_bounded() {
             .unwrap();
         let shown = String::from_utf8_lossy(&out.stdout);
         assert!(shown.contains("DISK FULL NOW"), "{shown}");
-        assert!(shown.contains("disk full 1 times"), "{shown}");
+        assert!(
+            shown.contains(&format!("disk full {} times", now.disk_full_episodes)),
+            "{shown}"
+        );
         let stored_while_full = rows(&db);
         assert!(
             stored_while_full > 100,
@@ -202,11 +217,20 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         agent.terminate();
     });
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        text.contains("commits succeed again after"),
-        "one line when it ends:\n{text}"
-    );
     let end = status(&run).unwrap();
+    // Every episode ended with one line, and none began unannounced.
+    let starts = text
+        .lines()
+        .filter(|l| l.contains("outbox: disk full ("))
+        .count() as u64;
+    let ends = text
+        .lines()
+        .filter(|l| l.contains("commits succeed again after"))
+        .count() as u64;
+    assert!(
+        ends >= 1 && starts == ends && starts == end.disk_full_episodes,
+        "one line when each episode starts and one when it ends:\n{text}"
+    );
     let stopped = text.lines().find(|l| l.contains("stopped: ")).unwrap();
     let figure = |what: &str| -> u64 {
         stopped
@@ -232,7 +256,7 @@ fn a_full_disk_is_calm_visible_and_bounded() {
     // Only as many as needed were dropped: what the disk held stays (no wholesale delete).
     assert!(stored > 1000, "{stored} stored after the episode");
     assert!(
-        end.disk_full_episodes == 1 && end.failed_commits >= 10,
+        end.disk_full_episodes >= 1 && end.failed_commits >= 10,
         "{end:?}"
     );
     // The status file carries each webhook's health too.

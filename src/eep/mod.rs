@@ -16,6 +16,7 @@ pub mod bits;
 pub mod decode;
 pub mod families;
 pub mod golden;
+pub mod ha;
 pub mod keys;
 pub mod library;
 pub mod model;
