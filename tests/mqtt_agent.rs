@@ -120,6 +120,14 @@ fn sigkill_mid_backlog_loses_nothing_and_the_password_is_never_logged() {
         .find(|m| m.topic == "enocean/gw/events/gateway.status")
         .unwrap();
     assert_eq!(st.json()["kind"], "gateway.status");
+    // It lists the MQTT output's health beside the webhooks'.
+    let outputs = st.json()["status"]["webhooks"].clone();
+    assert!(
+        outputs
+            .as_array()
+            .is_some_and(|a| a.iter().any(|w| w["name"] == "mqtt:home")),
+        "{outputs}"
+    );
     assert!(!st.retain);
     let status = agent.terminate();
     assert!(status.success(), "{status:?}");
