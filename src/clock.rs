@@ -239,14 +239,14 @@ impl BootStart {
 
 /// The wall-clock time (unix ms) of a monotonic instant, past or future, as the system clock
 /// sees it now (when a retry or probe scheduled on the monotonic clock is due, for the status).
-pub fn wall_ms_of(t: Instant) -> i64 {
+pub fn wall_ms_of(t: Instant) -> crate::outbox::UnixMs {
     let now = Instant::now();
     let ms = if t >= now {
         (t - now).as_millis() as i64
     } else {
         -((now - t).as_millis() as i64)
     };
-    jiff::Timestamp::now().as_millisecond().saturating_add(ms)
+    crate::outbox::UnixMs(jiff::Timestamp::now().as_millisecond().saturating_add(ms))
 }
 
 #[cfg(test)]
@@ -334,7 +334,7 @@ mod tests {
         // Bounds that hold however long the machine takes between the lines.
         let created = Instant::now();
         let before = jiff::Timestamp::now().as_millisecond();
-        let t = wall_ms_of(created + std::time::Duration::from_secs(3600));
+        let t = wall_ms_of(created + std::time::Duration::from_secs(3600)).as_millis();
         let after = jiff::Timestamp::now().as_millisecond();
         let elapsed = created.elapsed().as_millis() as i64;
         assert!(t <= after + 3_600_000, "{t} {after}");

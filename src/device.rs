@@ -24,6 +24,14 @@ pub enum DeviceError {
     Outbox(String),
 }
 
+impl DeviceError {
+    /// True for a full disk or database (`SQLITE_FULL`): the outbox already reports the episode.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, DeviceError::Db(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 /// Where the registry knows a device from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

@@ -24,10 +24,7 @@ pub struct MetricsConfig {
     pub textfile: Option<PathBuf>,
     /// The per-webhook figures read the outbox database (counting what waits scans it): they
     /// are recomputed at most this often (default 30 s); counters are always current.
-    #[serde(
-        default = "default_webhook_figures_every",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_webhook_figures_every", with = "crate::duration")]
     pub webhook_figures_every: std::time::Duration,
 }
 

@@ -445,7 +445,13 @@ impl Writer {
             }
             Op::Heard(heard) => {
                 if let Err(e) = self.devices.write_heard(&heard) {
-                    warn!("could not record when devices were last heard: {e}");
+                    // Last-heard times are refreshed every few seconds: during a full-disk
+                    // episode (which the outbox reports once) each failure would be a line.
+                    if e.is_disk_full() && self.outbox.counts().disk_full_now {
+                        log::debug!("could not record when devices were last heard: {e}");
+                    } else {
+                        warn!("could not record when devices were last heard: {e}");
+                    }
                 }
             }
             Op::Status(mut t) => {

@@ -268,6 +268,22 @@ fn syntax_error_has_its_place() {
     let (_, errors) = Config::check_text("[gateway]\nid = \"x\n", Path::new("s.toml"));
     assert!(!errors.is_empty());
     assert_eq!(errors[0].line, 2, "{errors:#?}");
+    // Several syntax errors in one run; a repeated key is named.
+    let text =
+        "[gateway]\nid = \"x\n[serial]\nport = /dev/x\n[[webhook]]\nname = \"a\"\nname = \"b\"\n";
+    let (_, errors) = Config::check_text(text, Path::new("s.toml"));
+    let got: Vec<(usize, Option<&str>)> =
+        errors.iter().map(|e| (e.line, e.key.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, Some("gateway.id")),
+            (4, Some("serial.port")),
+            (7, Some("name"))
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[2].message.contains("keep one"), "{}", errors[2]);
 }
 
 /// Type errors say what to write; a key missing in its own right is reported beside another

@@ -321,6 +321,18 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
                 .any(|r| r["status"]["reason"] == "stop")
         })
         .await;
+        // The first run's totals: it heard the three injected readings, ran through two 2 s
+        // silences, and its stick was identified.
+        let stop = all
+            .kind("gateway.status")
+            .into_iter()
+            .find(|r| r["status"]["reason"] == "stop")
+            .unwrap();
+        let st = &stop["status"];
+        assert!(st["counters"]["telegrams"].as_u64() >= Some(3), "{st}");
+        assert!(st["counters"]["decoded"].as_u64() >= Some(3), "{st}");
+        assert!(st["uptime_s"].as_u64() >= Some(4), "{st}");
+        assert!(st["stick"]["base_id"].is_string(), "{st}");
         // A status of the new run at least 3 s old: by then an unpersisted 2 s silence would
         // have been reported again.
         wait_until(

@@ -141,7 +141,13 @@ fn sigkill_mid_backlog_loses_nothing_and_the_password_is_never_logged() {
         .unwrap()
         .unwrap();
     let max = Store::open(&db).unwrap().status(&db).unwrap().max_seq;
-    assert_eq!(st.cursor, max, "the cursor was saved at the clean stop");
+    // The clean stop commits its own gateway.status after the outputs have stopped: that one
+    // record may wait for the next start; everything before it was acknowledged and saved.
+    assert!(
+        st.cursor == max || st.cursor + 1 == max,
+        "the cursor was saved at the clean stop: cursor {}, last seq {max}",
+        st.cursor
+    );
     // `webhook list` shows the MQTT output with the webhooks' health figures.
     let out = common::agent_command()
         .args(["webhook", "list", "-c"])

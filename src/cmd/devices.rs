@@ -62,10 +62,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     .iter()
                     .find(|c| device::parse_id(&c.id).ok() == Some(id))
                     .and_then(|c| c.silence_threshold(cfg.learn.silent_after))
-                    .map_or_else(
-                        || "-".to_owned(),
-                        enocean_agent::webhook::config::duration::format,
-                    )
+                    .map_or_else(|| "-".to_owned(), enocean_agent::duration::format)
             };
             outln!(
                 "{:<8}  {:<8}  {:<10}  {:<24}  {:<20}  {:<4}  WATCH",

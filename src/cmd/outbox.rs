@@ -210,7 +210,7 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
     outln!(
         "last seq      {}   oldest stored {}",
         s.max_seq,
-        age_ms(s.oldest_committed_ms)
+        age_ms(s.oldest_committed_ms.map(UnixMs::as_millis))
     );
     outln!(
         "{:<20} {:>8} {:>8} {:>7} {:>14}",
@@ -227,7 +227,7 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
             w.depth,
             w.retrying,
             w.failed,
-            age_ms(w.oldest_pending_ms)
+            age_ms(w.oldest_pending_ms.map(UnixMs::as_millis))
         );
     }
     let counter = |n: &str| s.counters.iter().find(|c| c.0 == n).map_or(0, |c| c.1);

@@ -321,13 +321,26 @@ impl<'i> Document<'i> {
         if !errors.is_empty() {
             return Err(errors
                 .iter()
-                .map(|e| Problem {
-                    at: e.span().map(|s| s.start),
-                    path: e
+                .map(|e| {
+                    let mut path = e
                         .span()
                         .map(|s| path_text(&locate(root.get_ref(), &s, None).0))
-                        .unwrap_or_default(),
-                    message: e.message().trim().to_owned(),
+                        .unwrap_or_default();
+                    let mut message = e.message().trim().to_owned();
+                    if message == "duplicate key" {
+                        // The repeated key is not in the parsed tree: name it from the text.
+                        if path.is_empty()
+                            && let Some(k) = e.span().and_then(|s| text.get(s))
+                        {
+                            path = k.trim().to_owned();
+                        }
+                        message.push_str(": this table already sets it; keep one");
+                    }
+                    Problem {
+                        at: e.span().map(|s| s.start),
+                        path,
+                        message,
+                    }
                 })
                 .collect());
         }

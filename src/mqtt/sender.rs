@@ -725,7 +725,7 @@ impl Worker {
         HealthChange {
             phase: self.policy.phase(),
             consecutive_failures: self.policy.consecutive(),
-            next_attempt_ms: self.policy.not_before().map(wall_ms),
+            next_attempt_ms: self.policy.not_before().map(crate::clock::wall_ms_of),
             success: d.fate == Fate::Delivered,
             failure: f
                 .filter(|f| f.outcome != Outcome::Offline)
@@ -796,15 +796,4 @@ fn hint(class: &str) -> &'static str {
         "ack_timeout" => ": the broker stopped acknowledging",
         _ => "",
     }
-}
-
-/// The wall-clock time (unix ms) of a monotonic instant.
-fn wall_ms(t: Instant) -> i64 {
-    let now = Instant::now();
-    let ms = if t >= now {
-        (t - now).as_millis() as i64
-    } else {
-        -((now - t).as_millis() as i64)
-    };
-    jiff::Timestamp::now().as_millisecond().saturating_add(ms)
 }

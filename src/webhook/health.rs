@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::config::WebhookConfig;
-use crate::outbox::{OutboxError, Phase, Store};
+use crate::outbox::{OutboxError, Phase, Store, UnixMs};
 
 /// The state of a webhook as an operator sees it (serialised as [`State::as_str`] writes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,7 +153,9 @@ pub fn health_of(
             state,
             backlog: depth.map_or(0, |d| d.depth + d.retrying),
             failed: depth.map_or(0, |d| d.failed),
-            oldest_undelivered_ms: depth.and_then(|d| d.oldest_pending_ms),
+            oldest_undelivered_ms: depth
+                .and_then(|d| d.oldest_pending_ms)
+                .map(UnixMs::as_millis),
             last_success: st
                 .as_ref()
                 .and_then(|s| s.last_success)
@@ -167,7 +169,8 @@ pub fn health_of(
             next_attempt_ms: st
                 .as_ref()
                 .and_then(|s| s.next_attempt_ms)
-                .filter(|_| scheduled),
+                .filter(|_| scheduled)
+                .map(UnixMs::as_millis),
             deactivated_reason: st.as_ref().and_then(|s| s.deactivated_reason.clone()),
             url: w.url.clone(),
         });
