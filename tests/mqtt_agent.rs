@@ -212,3 +212,64 @@ fn a_wrong_password_is_logged_with_what_to_check_and_without_the_password() {
     );
     assert!(!text.contains(wrong) && !text.contains(PASSWORD));
 }
+
+#[test]
+fn demo_with_mqtt_publishes_readings_and_discovery_to_a_local_broker() {
+    if !common::pty_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(b) = Broker::start(dir.path()) else {
+        return;
+    };
+    let sub = Subscriber::start(b.port, "#", None);
+    let out = common::agent_command()
+        .args([
+            "demo",
+            "--duration",
+            "3",
+            "--rate",
+            "10",
+            "--mqtt",
+            &b.url(),
+        ])
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The summary says how far the broker acknowledged: everything committed.
+    let line = text
+        .lines()
+        .find(|l| l.contains("MQTT: acknowledged"))
+        .unwrap_or_else(|| panic!("no MQTT line:\n{text}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        nums.len() >= 2 && nums[0] == nums[1] && nums[0] > 0,
+        "{line}"
+    );
+    let got = sub.wait("readings and discovery", |g| {
+        g.iter().any(|m| m.topic == "enocean/demo-gateway/0180A3F2")
+            && g.iter()
+                .any(|m| m.topic == "homeassistant/sensor/enocean_0180A3F2/temperature/config")
+    });
+    let cfg = got
+        .iter()
+        .find(|m| m.topic == "homeassistant/sensor/enocean_0180A3F2/temperature/config")
+        .unwrap()
+        .json();
+    assert_eq!(cfg["device"]["name"], "Office 2.14");
+    // The demo's clean stop says offline.
+    sub.wait("offline", |g| {
+        g.iter()
+            .any(|m| m.topic == "enocean/demo-gateway/status" && m.text() == "offline")
+    });
+}
