@@ -135,14 +135,22 @@ fn sigkill_mid_backlog_loses_nothing_and_the_password_is_never_logged() {
         g.iter()
             .any(|m| m.topic == "enocean/gw/status" && m.text() == "offline")
     });
+    // A stopping output publishes what was committed before it stopped: the stop's own
+    // gateway.status gets out.
+    sub.wait("the stop's gateway.status", |g| {
+        g.iter().any(|m| {
+            m.topic == "enocean/gw/events/gateway.status" && m.json()["status"]["reason"] == "stop"
+        })
+    });
     let st = Store::open(&db)
         .unwrap()
         .webhook("mqtt:home")
         .unwrap()
         .unwrap();
     let max = Store::open(&db).unwrap().status(&db).unwrap().max_seq;
-    // The clean stop commits its own gateway.status after the outputs have stopped: that one
-    // record may wait for the next start; everything before it was acknowledged and saved.
+    // A stopping output drains what was committed for at most a few seconds: on a slow machine
+    // the stop's own gateway.status may wait for the next start; everything before it was
+    // acknowledged and saved.
     assert!(
         st.cursor == max || st.cursor + 1 == max,
         "the cursor was saved at the clean stop: cursor {}, last seq {max}",
@@ -253,7 +261,8 @@ fn demo_with_mqtt_publishes_readings_and_discovery_to_a_local_broker() {
         .filter_map(|n| n.parse().ok())
         .collect();
     assert!(
-        nums.len() >= 2 && nums[0] == nums[1] && nums[0] > 0,
+        // (At most the stop's own gateway.status may be left for the next start.)
+        nums.len() >= 2 && nums[0] > 0 && nums[0] + 1 >= nums[1],
         "{line}"
     );
     let got = sub.wait("readings and discovery", |g| {

@@ -132,6 +132,9 @@ impl Drop for MqttHandle {
     }
 }
 
+/// How long a stopping output keeps publishing what is committed and waiting for PUBACKs.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// One record published and waiting for its acknowledgements.
 struct InFlight {
     seq: u64,
@@ -251,7 +254,7 @@ impl Worker {
         let mut db_error_at: Option<Instant> = None;
         loop {
             if self.shutdown.load(Ordering::SeqCst) {
-                self.close().await;
+                self.close(true).await;
                 return;
             }
             let wait = match self.step().await {
@@ -306,7 +309,7 @@ impl Worker {
     async fn step(&mut self) -> Result<Option<Duration>, OutboxError> {
         if !self.operator_allows()? {
             if self.session.is_some() {
-                self.close().await;
+                self.close(false).await;
             }
             self.restart_window();
             return Ok(Some(self.opts.poll_interval));
@@ -685,18 +688,37 @@ impl Worker {
         self.ack_since = None;
     }
 
-    /// At shutdown: wait briefly for the acknowledgements in flight, save the cursor, publish
-    /// `offline` and disconnect.
-    async fn close(&mut self) {
-        if let Some(mut s) = self.session.take() {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while self.window.iter().any(|w| !w.skip) && Instant::now() < deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, s.poll()).await {
-                    Ok(Ok(ev)) => self.on_event(Ok(ev)),
-                    _ => break,
+    /// At shutdown (`drain`): publish what is committed and wait for the acknowledgements, for
+    /// at most [`DRAIN`] (so the stop's own `gateway.status` gets out), save the cursor, publish
+    /// `offline` and disconnect. When the operator disables the output: the same without
+    /// publishing anything new.
+    async fn close(&mut self, drain: bool) {
+        let deadline = Instant::now() + DRAIN;
+        while self.session.is_some() {
+            if drain {
+                while self.session.is_some()
+                    && self.window.iter().filter(|w| !w.skip).count() < self.cfg.inflight
+                {
+                    match self.publish_next() {
+                        Ok(true) => {}
+                        _ => break,
+                    }
                 }
+                self.drain_skipped();
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.window.iter().any(|w| !w.skip) || left.is_zero() {
+                break;
+            }
+            let Some(s) = self.session.as_mut() else {
+                break;
+            };
+            match tokio::time::timeout(left, s.poll()).await {
+                Ok(ev) => self.on_event(ev),
+                Err(_) => break,
+            }
+        }
+        if let Some(mut s) = self.session.take() {
             let status = topic::status_topic(&self.cfg, &self.gateway);
             let _ = s.publish(&Message {
                 topic: status,
