@@ -639,7 +639,8 @@ impl Worker {
         let id = id
             .map(str::to_owned)
             .or_else(|| head.map(|w| w.id.clone()))
-            .unwrap_or_else(|| format!("00000000-0000-8000-8000-{:012x}", self.cursor + 1));
+            // No record was in flight (the connection failed first): the nil id, no seqs.
+            .unwrap_or_else(|| uuid::Uuid::nil().to_string());
         self.restart_window();
         let decision = self.policy.on_attempt(Instant::now(), f.outcome, None);
         let r = AttemptResult {
