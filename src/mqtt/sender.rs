@@ -165,6 +165,8 @@ struct Worker {
     /// Highest seq read (reads continue after it).
     fetched: u64,
     window: VecDeque<InFlight>,
+    /// Records read ahead (after `fetched`), `SenderOptions::prefetch` per query.
+    prefetched: VecDeque<(u64, String, Option<Telemetry>)>,
     /// Seqs of messages handed to the client and not yet written (their packet id comes with
     /// [`Ev::Sent`], in this order); 0 for the availability message.
     unassigned: VecDeque<u64>,
@@ -223,6 +225,7 @@ impl Worker {
             ack_since: None,
             fetched: cursor,
             window: VecDeque::new(),
+            prefetched: VecDeque::new(),
             unassigned: VecDeque::new(),
             by_pkid: HashMap::new(),
             announced: HashSet::new(),
@@ -420,6 +423,7 @@ impl Worker {
         self.window.clear();
         self.unassigned.clear();
         self.by_pkid.clear();
+        self.prefetched.clear();
         self.fetched = self.cursor;
     }
 
@@ -439,8 +443,13 @@ impl Worker {
     /// Reads the next record after `fetched` and publishes its messages. False when there is
     /// none (or it must wait for the clock).
     fn publish_next(&mut self) -> Result<bool, OutboxError> {
-        let rows = self.store.telemetry_after(self.fetched, 1)?;
-        let Some((seq, _device, t)) = rows.into_iter().next() else {
+        if self.prefetched.is_empty() {
+            let rows = self
+                .store
+                .telemetry_after(self.fetched, self.opts.prefetch.max(1))?;
+            self.prefetched.extend(rows);
+        }
+        let Some((seq, device, t)) = self.prefetched.pop_front() else {
             return Ok(false);
         };
         let mut record = match t {
@@ -459,6 +468,8 @@ impl Worker {
             }
         };
         if record.awaits_clock() && !self.resolve_time(&mut record)? {
+            // Not before the clock is synchronised: it waits at the head.
+            self.prefetched.push_front((seq, device, Some(record)));
             return Ok(false);
         }
         let id = crate::webhook::render::delivery_id(&self.output, std::slice::from_ref(&record));
