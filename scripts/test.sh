@@ -22,6 +22,18 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
 
+# A real MQTT broker for tests/mqtt_*.rs (mosquitto, mosquitto_passwd), and Python's jinja2 to
+# render the Home Assistant discovery templates as Home Assistant does.
+need=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+python3 -c "import jinja2" >/dev/null 2>&1 || need+=(python3-jinja2)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${need[*]}"
+  apt_install "${need[@]}" || echo "scripts/test.sh: could not install ${need[*]}; the MQTT tests skip"
+fi
+# The Debian package starts a broker on port 1883 as a service where systemd runs; the tests
+# start their own on free ports and do not need it.
+
 # Python receiver for tests/webhook_python.rs: verifies the hex HMAC with hmac.compare_digest and
 # Standard Webhooks signatures with the `standardwebhooks` package, in a venv of the project's.
 if ! python3 -m venv --help >/dev/null 2>&1; then

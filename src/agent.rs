@@ -15,9 +15,10 @@ use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::health::{GatewayStatus, Silence, SilenceWatch, StatusReason, Transition, WatchStart};
+use crate::mqtt::MqttSender;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
-use crate::serial::{self, PortConfig, SerialEvent};
+use crate::serial::{self, PortChoice, PortConfig, SerialEvent};
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Kind, Sensor, Telemetry};
@@ -38,6 +39,9 @@ pub enum AgentError {
     /// The serial runtime ended with an error.
     #[error("serial: {0}")]
     Serial(#[from] serial::SerialError),
+    /// The secure device table or its sealing key could not be opened.
+    #[error("{0}")]
+    Secure(#[from] crate::secure::store::StoreError),
     /// A thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
@@ -69,7 +73,7 @@ pub enum Notice {
 pub struct Options {
     /// Options of the webhook sender threads; None derives them from `[storage]`.
     pub sender: Option<SenderOptions>,
-    /// The simulated stick's settings when `[serial] port = "sim"`.
+    /// The simulated stick's settings when `[serial] port` is [`PortChoice::Simulated`].
     pub sim: SimConfig,
     /// How often to send [`Notice::Watchdog`]; None when nobody watches.
     pub watchdog: Option<Duration>,
@@ -120,6 +124,13 @@ pub struct Report {
     pub connects: u64,
     /// Repeated copies dropped (same sender and payload within the dedup window).
     pub duplicates: u64,
+    /// Secure telegrams verified (CMAC, rolling code) and decrypted.
+    pub secure_verified: u64,
+    /// Secure telegrams delivered raw because they failed (unknown key, bad CMAC, replay, …);
+    /// each record names the reason in `decode_error`.
+    pub secure_rejected: u64,
+    /// Secure teach-ins completed and stored (key, SLF, rolling code).
+    pub secure_taught: u64,
 }
 
 /// Runs the agent until `shutdown` completes. `notify` hears about readiness, status and the
@@ -141,6 +152,13 @@ pub async fn run(
     let max_devices = cfg.learn.max_devices;
     let device_store = DeviceStore::open(&cfg.storage.path, max_devices)?;
     let registry = Registry::open(&cfg.storage.path, &cfg.devices, max_devices)?;
+    // Keys and rolling codes, read once here; from now on only the storage thread writes them.
+    let (mut keyring, unsealed) = crate::secure::store::load(&cfg.storage.path, &cfg.devices)?;
+    keyring.set_max_learned(max_devices);
+    for line in unsealed {
+        error!("{line}");
+    }
+    let secure_store = crate::secure::store::SecureStore::open(&cfg.storage.path)?;
     let stop_sender = Arc::new(AtomicBool::new(false));
     let sender_options = options
         .sender
@@ -156,33 +174,46 @@ pub async fn run(
         cfg.webhooks
             .iter()
             .any(|w| w.enabled && w.filter.accepts(event))
+            || cfg
+                .mqtt
+                .iter()
+                .any(|m| m.enabled && m.filter.accepts(event))
     };
     let sender = Sender::spawn(
         &cfg.webhooks,
         &cfg.storage.path,
-        sender_options,
+        sender_options.clone(),
         stop_sender,
     )?;
     outbox.set_waker(sender.waker());
+    // MQTT outputs wake with the same waker: one commit wakes every output.
+    let mqtt = MqttSender::spawn(
+        &cfg.mqtt,
+        &cfg.gateway.id,
+        &cfg.storage.path,
+        sender_options,
+        sender.waker(),
+        Arc::new(AtomicBool::new(false)),
+    )?;
     let storage = Storage::start(
         outbox,
         device_store,
+        secure_store,
         cfg.webhooks.clone(),
+        cfg.mqtt.clone(),
         cfg.storage.path.clone(),
     )
     .map_err(AgentError::Thread)?;
 
-    let sim = if cfg.serial.port == "sim" {
-        let sim = SimStick::start(options.sim.clone())?;
-        info!("simulated stick on {}", sim.path().display());
-        Some(sim)
-    } else {
-        None
+    let (sim, port_path) = match &cfg.serial.port {
+        PortChoice::Simulated => {
+            let sim = SimStick::start(options.sim.clone())?;
+            info!("simulated stick on {}", sim.path().display());
+            let path = sim.path().to_path_buf();
+            (Some(sim), path)
+        }
+        PortChoice::Device(path) => (None, path.clone()),
     };
-    let port_path = sim.as_ref().map_or_else(
-        || cfg.serial.port.clone().into(),
-        |s| s.path().to_path_buf(),
-    );
     let mut port = PortConfig::new(port_path);
     port.dedup_window = cfg.serial.dedup_window;
 
@@ -208,6 +239,8 @@ pub async fn run(
         stick: crate::health::StickFacts::default(),
         next_status: None,
         live: Arc::new(crate::metrics::Live::default()),
+        keyring,
+        secure_parts: crate::secure::Assembler::default(),
     };
     let metrics = match crate::metrics::MetricsServer::start(
         &cfg.metrics,
@@ -230,10 +263,15 @@ pub async fn run(
         info!("metrics on http://{addr}/metrics");
     }
     let webhooks = cfg.enabled_webhooks().len();
-    notify(Notice::Ready(format!(
-        "started, {webhooks} webhook(s), port {}",
-        cfg.serial.port
-    )));
+    let mqtt_outputs = cfg.mqtt.iter().filter(|m| m.enabled).count();
+    notify(Notice::Ready(if mqtt_outputs > 0 {
+        format!(
+            "started, {webhooks} webhook(s), {mqtt_outputs} MQTT output(s), port {}",
+            cfg.serial.port
+        )
+    } else {
+        format!("started, {webhooks} webhook(s), port {}", cfg.serial.port)
+    }));
 
     let (tx, mut rx) = mpsc::channel(1024);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -272,6 +310,7 @@ pub async fn run(
             },
             Some(id) = state.storage.forgets().recv() => {
                 state.registry.forget(id);
+                state.keyring.forget(id);
                 info!("device {id:08X} forgotten; it is learned again only from a new teach-in");
             }
             () = &mut shutdown, if stop_tx.is_some() => {
@@ -308,14 +347,16 @@ pub async fn run(
         {
             last_watchdog = Instant::now();
             // A dead storage writer or sender must not be hidden behind a healthy watchdog.
-            if state.storage.is_alive() && sender.dead() == 0 {
+            if state.storage.is_alive() && sender.dead() == 0 && mqtt.dead() == 0 {
                 notify(Notice::Watchdog);
             }
         }
-        if sender.dead() > 0 && stop_tx.is_some() {
+        if sender.dead() + mqtt.dead() > 0 && stop_tx.is_some() {
             error!(
-                "{} webhook sender thread(s) died; stopping so the service manager restarts the agent",
-                sender.dead()
+                "{} webhook sender and {} MQTT output thread(s) died; stopping so the service \
+                 manager restarts the agent",
+                sender.dead(),
+                mqtt.dead()
             );
             sender_died = true;
             if let Some(tx) = stop_tx.take() {
@@ -355,8 +396,12 @@ pub async fn run(
     report.committed = figures.committed.load(Ordering::Relaxed);
     report.enqueue_errors = figures.not_committed.load(Ordering::Relaxed);
     report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
-    // Waits for the in-flight POSTs, each bounded by its webhook's timeout.
-    sender.stop();
+    // Waits for the in-flight POSTs, each bounded by its webhook's timeout, and for the MQTT
+    // outputs to save their cursors, publish `offline` and disconnect.
+    std::thread::scope(|s| {
+        s.spawn(|| mqtt.stop());
+        sender.stop();
+    });
     // The textfile's last write, with the final figures.
     drop(metrics);
     match serial_result {
@@ -364,13 +409,15 @@ pub async fn run(
             report.connects = stats.connects;
             report.duplicates = stats.duplicates;
             info!(
-                "stopped: {} telegrams, {} duplicates dropped, {} committed, {} decoded, {} raw, {} teach-ins, {} connects, {} not committed, {} lost at hand-off",
+                "stopped: {} telegrams, {} duplicates dropped, {} committed, {} decoded, {} raw, {} teach-ins, {} secure verified, {} secure rejected, {} connects, {} not committed, {} lost at hand-off",
                 report.telegrams,
                 report.duplicates,
                 report.committed,
                 report.decoded,
                 report.raw,
                 report.teach_ins,
+                report.secure_verified,
+                report.secure_rejected,
                 report.connects,
                 report.enqueue_errors,
                 report.handoff_dropped
@@ -398,7 +445,7 @@ struct State<'a> {
     warned_eeps: std::collections::HashSet<String>,
     strangers: TeachInSummary,
     /// Stamps readings: monotonic time and boot, wall time only from a synchronised clock.
-    clock: crate::webhook::ClockCheck,
+    clock: crate::clock::ClockCheck,
     /// Chained messages (RORG 0x40) being put back together.
     chains: crate::chain::Reassembler,
     /// Configured devices watched for silence.
@@ -417,6 +464,10 @@ struct State<'a> {
     next_status: Option<Instant>,
     /// What the metrics thread shows, refreshed every tick.
     live: Arc<crate::metrics::Live>,
+    /// Keys and rolling codes of secure devices (memory; the storage thread persists them).
+    keyring: crate::secure::Keyring,
+    /// Secure teach-ins of several parts being put together.
+    secure_parts: crate::secure::Assembler,
 }
 
 /// The configured devices to watch for silence, with what the database remembers: those
@@ -441,13 +492,13 @@ fn silence_watch(
         .filter_map(|d| {
             let id = crate::device::parse_id(&d.id).ok()?;
             let after = d.silence_threshold(cfg.learn.silent_after)?;
-            let before = now
-                .zip(registry.get(id).and_then(|dev| dev.last_seen))
-                .and_then(|(now, seen)| {
-                    let seen = seen.timestamp()?;
-                    Duration::try_from(now.duration_since(seen)).ok()
-                })
-                .unwrap_or_default();
+            let before = crate::health::silent_before_start(
+                now,
+                registry
+                    .get(id)
+                    .and_then(|dev| dev.last_seen)
+                    .and_then(|t| t.timestamp()),
+            );
             Some(WatchStart {
                 id,
                 silent_after: after,
@@ -511,11 +562,18 @@ impl State<'_> {
                 telegram,
                 received_at,
                 ..
-            } if telegram.rorg == crate::erp1::rorg::CDM => {
+            } if telegram.rorg == crate::erp1::rorg::CDM
+                || telegram.rorg == crate::secure::SEC_CDM =>
+            {
                 // A part of a chained message: the whole message is handled once complete, as
-                // if it had come in one telegram.
+                // if it had come in one telegram. A secure chain's parts are put in the same
+                // form; the complete message is a secure telegram of RORG 0x33.
                 self.report.telegrams += 1;
-                match self.chains.push(&telegram, Instant::now()) {
+                let part = crate::secure::sec_cdm_as_chain_part(&telegram);
+                match self
+                    .chains
+                    .push(part.as_ref().unwrap_or(&telegram), Instant::now())
+                {
                     crate::chain::Outcome::Complete(inner) => {
                         self.report.telegrams -= 1;
                         self.on_telegram(&inner, received_at);
@@ -573,10 +631,67 @@ impl State<'_> {
             self.on_secure_teach_in(t, info, received_at);
             return;
         }
+        if crate::secure::is_secure_data(t.rorg) {
+            self.on_secure(t, received_at);
+            return;
+        }
         if let Some(ti) = eep::teach_in(t) {
             self.on_teach_in(t, &ti, received_at);
             return;
         }
+        self.on_reading(t, t, None, received_at);
+    }
+
+    /// A secure data telegram: verified and decrypted with the sender's key, then handled as
+    /// the plain telegram it carries (a teach-in or a reading of the device's EEP); when it
+    /// fails, delivered raw with the reason in `decode_error` and counted.
+    fn on_secure(&mut self, t: &Telegram, received_at: jiff::Timestamp) {
+        let eep_rorg = self
+            .registry
+            .get(t.sender)
+            .and_then(|d| d.eep.as_deref())
+            .and_then(|e| u8::from_str_radix(e.get(..2)?, 16).ok());
+        match self.keyring.unwrap(t, eep_rorg) {
+            Ok(u) => {
+                self.report.secure_verified += 1;
+                if let (Some(next), Some(dev)) = (u.next_rlc, self.keyring.get(t.sender)) {
+                    let kcv = crate::secure::crypto::check_value(&dev.key);
+                    self.storage.send(Op::SecureRlc {
+                        id: t.sender,
+                        next_rlc: next,
+                        kcv,
+                    });
+                }
+                let plain = u.telegram;
+                if let Some(ti) = eep::teach_in(&plain) {
+                    self.on_teach_in(&plain, &ti, received_at);
+                    return;
+                }
+                let secure = crate::telemetry::SecureRecord {
+                    rlc: u.rlc,
+                    rorg: format!("{:02X}", plain.rorg),
+                    payload: hex::encode_upper(&plain.payload),
+                    status: format!("{:02X}", plain.status),
+                };
+                self.on_reading(t, &plain, Some(secure), received_at);
+            }
+            Err(e) => {
+                self.report.secure_rejected += 1;
+                debug!(
+                    "{}: secure telegram (RORG {:02X}) not decoded: {e}; forwarded raw",
+                    t.sender_hex(),
+                    t.rorg
+                );
+                let mut tm = self.record(t, received_at);
+                tm.decode_error = Some(e.code().to_owned());
+                self.report.raw += 1;
+                self.storage.send(Op::Record(Box::new(tm)));
+            }
+        }
+    }
+
+    /// A new record of `t` as received, with what the registry knows of its sender.
+    fn record(&mut self, t: &Telegram, received_at: jiff::Timestamp) -> Telemetry {
         let mut tm = Telemetry::from_telegram(t, received_at, self.gateway.clone());
         tm.stamp_reception(self.clock.as_ref());
         if let Some(dev) = self.registry.get(t.sender) {
@@ -584,6 +699,29 @@ impl State<'_> {
             tm.sensor.tags = dev.tags.clone();
             tm.sensor.eep = dev.eep.clone();
         }
+        tm
+    }
+
+    /// A reading: `received` as it came (the record's `raw`), `plain` what is decoded (the
+    /// same telegram, or the one a secure telegram carried).
+    fn on_reading(
+        &mut self,
+        received: &Telegram,
+        plain: &Telegram,
+        secure: Option<crate::telemetry::SecureRecord>,
+        received_at: jiff::Timestamp,
+    ) {
+        let t = plain;
+        let mut tm = self.record(received, received_at);
+        if secure.is_some() && tm.sensor.eep.is_none() && plain.rorg == crate::erp1::rorg::RPS {
+            // A PTM secure rocker: its 4-bit code became an F6-02-01 telegram.
+            tm.sensor.eep = self
+                .keyring
+                .get(received.sender)
+                .filter(|d| d.ptm)
+                .map(|_| "F6-02-01".to_owned());
+        }
+        tm.secure = secure;
         match tm
             .sensor
             .eep
@@ -600,6 +738,7 @@ impl State<'_> {
                         "{}: not decodable as {}: {e}; forwarded raw",
                         tm.sensor.id, profile.eep
                     );
+                    tm.decode_error = Some(e.kind().to_owned());
                     self.report.raw += 1;
                 }
             },
@@ -662,11 +801,17 @@ impl State<'_> {
         self.note_teach_in(known, line, learned.is_some());
     }
 
-    /// A secure teach-in becomes a `teach_in` record without its key (nothing else of it is kept
-    /// until secure decoding lands).
+    /// A secure teach-in part becomes a `teach_in` record without its key. The last part of a
+    /// complete teach-in stores the device's key, SLF and rolling code (through the storage
+    /// thread) when learning is on or the device is configured without a key; a key from the
+    /// configuration is never replaced by radio.
     fn on_secure_teach_in(&mut self, t: &Telegram, info: SecureTeachIn, at: jiff::Timestamp) {
         self.report.teach_ins += 1;
         let id = t.sender_hex();
+        let configured = self
+            .registry
+            .get(t.sender)
+            .is_some_and(|d| d.source == Source::Configured);
         let known = self
             .registry
             .get(t.sender)
@@ -678,10 +823,82 @@ impl State<'_> {
             tm.sensor.tags = dev.tags.clone();
             tm.sensor.eep = dev.eep.clone();
         }
+        let outcome = match self.secure_parts.push(t, Instant::now()) {
+            crate::secure::teach_in::Progress::Pending => "waiting for its next part".to_owned(),
+            crate::secure::teach_in::Progress::Rejected(why) => format!("not usable: {why}"),
+            crate::secure::teach_in::Progress::Complete(taught) => {
+                if let Some(r) = tm.teach_in.as_mut() {
+                    r.slf = Some(taught.slf.describe());
+                }
+                use crate::secure::Learned;
+                let learned = if self.cfg.learn.enabled || configured {
+                    Some(self.keyring.learn(&taught))
+                } else {
+                    None
+                };
+                if let Some(l) = learned.filter(|l| l.changed())
+                    && let Some(dev) = self.keyring.get(t.sender)
+                {
+                    self.storage.send(Op::SecureTaught {
+                        id: t.sender,
+                        device: Box::new(dev.clone()),
+                    });
+                    if l != Learned::RollingCode {
+                        self.report.secure_taught += 1;
+                    }
+                }
+                if learned.is_some_and(|l| l.changed() || l == Learned::Unchanged)
+                    && let Some(r) = tm.teach_in.as_mut()
+                {
+                    r.stored = Some(true);
+                }
+                if learned.is_some_and(Learned::changed)
+                    && taught.ptm
+                    && self.registry.learn(t.sender, "F6-02-01", None)
+                {
+                    self.report.learned += 1;
+                    self.storage.send(Op::Learned {
+                        id: t.sender,
+                        eep: "F6-02-01".to_owned(),
+                        manufacturer: None,
+                        at: at.into(),
+                    });
+                }
+                match learned {
+                    None => {
+                        "complete; not stored: learning is off and the device is not configured"
+                            .to_owned()
+                    }
+                    Some(Learned::Configured) => {
+                        "complete; not stored: its key comes from the configuration".to_owned()
+                    }
+                    Some(Learned::Full) => format!(
+                        "complete; not stored: {} devices are taught in already ([learn] max_devices)",
+                        self.cfg.learn.max_devices
+                    ),
+                    Some(Learned::Unchanged) => {
+                        "complete; the same key again, the rolling code held is newer: kept"
+                            .to_owned()
+                    }
+                    Some(Learned::RollingCode) => {
+                        "complete; the same key again, its newer rolling code stored".to_owned()
+                    }
+                    Some(Learned::New) | Some(Learned::Rekeyed) => format!(
+                        "complete; key, SLF {:#04X} and rolling code stored{}",
+                        taught.slf.0,
+                        if learned == Some(Learned::Rekeyed) {
+                            " (replacing the key held: the device was paired again)"
+                        } else {
+                            ""
+                        }
+                    ),
+                }
+            }
+        };
         self.note_teach_in(
             known,
             format!(
-                "secure teach-in from {id} (part {} of {}{}); key withheld, forwarded as a teach_in record",
+                "secure teach-in from {id} (part {} of {}{}): {outcome}; key withheld from the teach_in record",
                 info.part + 1,
                 if info.parts == 0 { "?".to_owned() } else { info.parts.to_string() },
                 if info.ptm { ", PTM" } else { "" }

@@ -19,7 +19,8 @@
 //! Everything that needs the time takes a [`Clock`], so tests inject one.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +66,15 @@ pub trait Clock: Send + Sync {
     fn boot_time(&self) -> BootTime;
     /// True when the wall clock can be believed (see the module documentation).
     fn synchronized(&self) -> bool;
+}
+
+/// A clock shared by the threads that need one (the sender threads, the agent, the command
+/// line's one-off deliveries); tests inject their own.
+pub type ClockCheck = Arc<dyn Clock>;
+
+/// The production clock with the default rule (`[gateway] clock_sync = "auto"`).
+pub fn system_clock_check() -> ClockCheck {
+    Arc::new(SystemClock::new(ClockRule::Auto))
 }
 
 /// A closure is a clock whose synchronisation it decides; time comes from the system.
@@ -198,6 +208,47 @@ pub fn boot_start_ms(
     )
 }
 
+/// The start of the current boot in wall time, looked up (or recorded, see [`boot_start_ms`])
+/// once per boot and then kept: the sender threads give readings received before the clock
+/// was synchronised their wall time from it.
+#[derive(Debug, Default)]
+pub struct BootStart {
+    known: Option<(String, i64)>,
+}
+
+impl BootStart {
+    /// The current boot and the wall time (unix ms) it started at. `clock` must be synchronised
+    /// (its wall time is what a first record of this boot stores).
+    pub fn get(
+        &mut self,
+        conn: &rusqlite::Connection,
+        clock: &dyn Clock,
+    ) -> Result<(BootTime, i64), rusqlite::Error> {
+        let here = clock.boot_time();
+        let start = match &self.known {
+            Some((id, start)) if *id == here.boot_id => *start,
+            _ => {
+                let start = boot_start_ms(conn, &here, clock.now())?;
+                self.known = Some((here.boot_id.clone(), start));
+                start
+            }
+        };
+        Ok((here, start))
+    }
+}
+
+/// The wall-clock time (unix ms) of a monotonic instant, past or future, as the system clock
+/// sees it now (when a retry or probe scheduled on the monotonic clock is due, for the status).
+pub fn wall_ms_of(t: Instant) -> crate::outbox::UnixMs {
+    let now = Instant::now();
+    let ms = if t >= now {
+        (t - now).as_millis() as i64
+    } else {
+        -((now - t).as_millis() as i64)
+    };
+    crate::outbox::UnixMs(jiff::Timestamp::now().as_millisecond().saturating_add(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +284,64 @@ mod tests {
         );
         // This test runs after the build, on a clock that is set.
         assert!(floor <= jiff::Timestamp::now());
+    }
+
+    /// A clock whose wall time, boot and boot time the test sets.
+    struct Fixed(std::sync::Mutex<(jiff::Timestamp, BootTime)>);
+
+    impl Clock for Fixed {
+        fn now(&self) -> jiff::Timestamp {
+            self.0.lock().unwrap().0
+        }
+        fn boot_time(&self) -> BootTime {
+            self.0.lock().unwrap().1.clone()
+        }
+        fn synchronized(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_boot_start_is_recorded_once_and_kept_per_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::outbox::schema::open(&dir.path().join("outbox.db")).unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let boot = |id: &str, ms| BootTime {
+            boot_id: id.into(),
+            since_boot_ms: ms,
+        };
+        let clock = Fixed(std::sync::Mutex::new((
+            at("2026-12-05T10:00:00Z"),
+            boot("b1", 60_000),
+        )));
+        let mut cache = BootStart::default();
+        let start = at("2026-12-05T09:59:00Z").as_millisecond();
+        assert_eq!(cache.get(&conn, &clock).unwrap().1, start);
+        // The clock stepped (NTP): the boot keeps the start recorded first, in this cache and
+        // for a fresh one (another thread, a restart).
+        *clock.0.lock().unwrap() = (at("2026-12-05T11:00:00Z"), boot("b1", 61_000));
+        assert_eq!(cache.get(&conn, &clock).unwrap().1, start);
+        assert_eq!(BootStart::default().get(&conn, &clock).unwrap().1, start);
+        // A new boot gets its own start.
+        *clock.0.lock().unwrap() = (at("2026-12-05T12:00:00Z"), boot("b2", 1_000));
+        let (here, start2) = cache.get(&conn, &clock).unwrap();
+        assert_eq!(here.boot_id, "b2");
+        assert_eq!(start2, at("2026-12-05T11:59:59Z").as_millisecond());
+    }
+
+    #[test]
+    fn wall_time_of_an_instant_is_near_now_plus_its_distance() {
+        // Bounds that hold however long the machine takes between the lines.
+        let created = Instant::now();
+        let before = jiff::Timestamp::now().as_millisecond();
+        let t = wall_ms_of(created + std::time::Duration::from_secs(3600)).as_millis();
+        let after = jiff::Timestamp::now().as_millisecond();
+        let elapsed = created.elapsed().as_millis() as i64;
+        assert!(t <= after + 3_600_000, "{t} {after}");
+        assert!(
+            t >= before + 3_600_000 - elapsed - 1,
+            "{before} {t} {elapsed}"
+        );
     }
 
     #[test]

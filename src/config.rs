@@ -1,5 +1,5 @@
 //! The configuration file (TOML): `[gateway]`, `[serial]`, `[storage]`, `[[device]]`, `[learn]`,
-//! `[log]` and `[[webhook]]`. Unknown keys are errors. [`Config::check`] reports every problem
+//! `[log]`, `[[webhook]]` and `[[mqtt]]`. Unknown keys are errors. [`Config::check`] reports every problem
 //! of a file in one run, each with the file, line, column (from the TOML parser's spans, see
 //! `spans.rs`) and key path (`webhook[1].auth.token_file`). Secret files are read while loading,
 //! so a missing one stops the start, not a delivery.
@@ -14,6 +14,7 @@ mod spans;
 
 pub use spans::Positions;
 
+use crate::mqtt::MqttConfig;
 use crate::outbox::StorageConfig;
 use crate::webhook::WebhookConfig;
 
@@ -55,6 +56,9 @@ pub struct Config {
     /// `[[webhook]]` entries.
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[mqtt]]` entries: MQTT outputs (see [`crate::mqtt`]).
+    #[serde(default, rename = "mqtt", skip_serializing_if = "Vec::is_empty")]
+    pub mqtt: Vec<MqttConfig>,
     /// Where each key is written in the file (from the TOML parser's spans), for problems found
     /// after loading ([`Config::position`]).
     #[serde(skip)]
@@ -93,12 +97,9 @@ fn default_gateway_id() -> String {
 pub struct SerialConfig {
     /// Device path, or `sim` for the simulated stick.
     #[serde(default = "default_port")]
-    pub port: String,
+    pub port: crate::serial::PortChoice,
     /// Copies of one telegram (same sender and payload) within this window are delivered once.
-    #[serde(
-        default = "default_dedup_window",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_dedup_window", with = "crate::duration")]
     pub dedup_window: std::time::Duration,
 }
 
@@ -115,12 +116,12 @@ fn default_dedup_window() -> std::time::Duration {
     std::time::Duration::from_secs(2)
 }
 
-fn default_port() -> String {
-    "/dev/enocean".into()
+fn default_port() -> crate::serial::PortChoice {
+    crate::serial::PortChoice::default()
 }
 
 /// `[[device]]`: a configured device.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Sender ID (8 hex digits).
@@ -139,9 +140,23 @@ pub struct DeviceConfig {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "optional_duration"
+        with = "crate::duration::option"
     )]
     pub silent_after: Option<std::time::Duration>,
+    /// A secure device taught in elsewhere: the file holding its AES-128 key as 32 hex digits
+    /// (relative to the configuration file). Read at load, never logged or printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// With `key_file`: the security level format byte (e.g. `0x4B`, see [`crate::secure::Slf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slf: Option<u8>,
+    /// With `key_file`: the rolling code the device uses next (needed when it does not send
+    /// it); a rolling code stored by an earlier run for the same key wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlc: Option<u32>,
+    /// The key read from `key_file`.
+    #[serde(skip)]
+    pub key: Option<crate::secure::DeviceKey>,
 }
 
 impl DeviceConfig {
@@ -158,26 +173,6 @@ impl DeviceConfig {
             None => default,
         };
         (!after.is_zero()).then_some(after)
-    }
-}
-
-/// Serde helper: an optional duration written like [`crate::webhook::config::duration`].
-mod optional_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => crate::webhook::config::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrap(#[serde(with = "crate::webhook::config::duration")] Duration);
-        Ok(Some(Wrap::deserialize(d)?.0))
     }
 }
 
@@ -205,10 +200,7 @@ pub struct LearnConfig {
     /// Configured devices not heard for this long are reported `device.silent` (each
     /// `[[device]]` may set its own; `"0s"`: never). Learned devices are not watched: learning
     /// is passive and also takes in a neighbour's sensors. Default 2 h.
-    #[serde(
-        default = "default_silent_after",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_silent_after", with = "crate::duration")]
     pub silent_after: std::time::Duration,
 }
 
@@ -348,7 +340,8 @@ impl Config {
                 return (Self::default(), errors);
             }
         };
-        let (cfg, problems, kept) = spans::deserialize_all::<Config>(&doc, &["webhook", "device"]);
+        let (cfg, problems, kept) =
+            spans::deserialize_all::<Config>(&doc, &["webhook", "device", "mqtt"]);
         let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
         let mut errors: Vec<ConfigError> =
             problems.into_iter().map(|p| at(&doc.lines, p)).collect();
@@ -382,7 +375,8 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret());
+        cfg.inline_secrets = cfg.webhooks.iter().any(|w| w.has_inline_secret())
+            || cfg.mqtt.iter().any(|m| m.has_inline_secret());
         let webhook_index = kept.get("webhook").cloned().unwrap_or_default();
         let mut seen = std::collections::HashMap::new();
         for (j, w) in cfg.webhooks.iter_mut().enumerate() {
@@ -396,8 +390,34 @@ impl Config {
                     ),
                 ));
             }
+            if w.name.starts_with(crate::mqtt::OUTPUT_PREFIX) {
+                errors.push(error(
+                    format!("webhook[{i}].name"),
+                    format!("{:?}: the prefix `mqtt:` is kept for MQTT outputs", w.name),
+                ));
+            }
             for e in w.validate_all(base) {
                 let key = format!("webhook[{i}].{}", e.key);
+                if !consequence(&key) {
+                    errors.push(error(key, e.message));
+                }
+            }
+        }
+        let mqtt_index = kept.get("mqtt").cloned().unwrap_or_default();
+        let mut seen = std::collections::HashMap::new();
+        for (j, m) in cfg.mqtt.iter_mut().enumerate() {
+            let i = mqtt_index.get(j).copied().unwrap_or(j);
+            if let Some(first) = seen.insert(m.name.clone(), i) {
+                errors.push(error(
+                    format!("mqtt[{i}].name"),
+                    format!(
+                        "duplicate mqtt name {:?} (mqtt[{first}] has it too): names must be unique",
+                        m.name
+                    ),
+                ));
+            }
+            if let Err(e) = m.validate(base) {
+                let key = format!("mqtt[{i}].{}", e.key);
                 if !consequence(&key) {
                     errors.push(error(key, e.message));
                 }
@@ -411,6 +431,12 @@ impl Config {
                     format!("device[{i}].id"),
                     format!("{e}: write the sender ID as 8 hex digits, e.g. \"0180A3F2\""),
                 ));
+            }
+        }
+        for (j, d) in cfg.devices.iter_mut().enumerate() {
+            let i = device_index.get(j).copied().unwrap_or(j);
+            if let Err((key, message)) = crate::secure::config::load_device_key(d, base) {
+                errors.push(error(format!("device[{i}].{key}"), message));
             }
         }
         for (key, d, max) in [

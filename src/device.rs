@@ -24,6 +24,14 @@ pub enum DeviceError {
     Outbox(String),
 }
 
+impl DeviceError {
+    /// True for a full disk or database (`SQLITE_FULL`): the outbox already reports the episode.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, DeviceError::Db(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 /// Where the registry knows a device from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -35,24 +43,12 @@ pub enum Source {
     Unknown,
 }
 
-impl Source {
-    /// The word shown in listings and stored in the table.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Configured => "configured",
-            Source::Learned => "learned",
-            Source::Unknown => "unknown",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "configured" => Source::Configured,
-            "learned" => Source::Learned,
-            _ => Source::Unknown,
-        }
-    }
-}
+// The word shown in listings and stored in `devices.source`.
+crate::outbox::store::stored_enum!(Source, "device source", text {
+    Configured => "configured",
+    Learned => "learned",
+    Unknown => "unknown",
+});
 
 /// What the agent knows of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,12 +324,7 @@ impl DeviceStore {
                  ON CONFLICT(id) DO UPDATE SET last_seen = ?3, last_dbm = ?4",
             )?;
             for h in heard {
-                st.execute(params![
-                    format!("{:08X}", h.id),
-                    h.source.as_str(),
-                    h.at,
-                    h.dbm
-                ])?;
+                st.execute(params![format!("{:08X}", h.id), h.source, h.at, h.dbm])?;
             }
         }
         tx.execute(
@@ -395,7 +386,8 @@ fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
             r.get::<_, String>(0)?,
             r.get::<_, Option<String>>(1)?,
             r.get::<_, Option<String>>(2)?,
-            r.get::<_, String>(3)?,
+            // Read on its own: a value no variant has skips its row, below.
+            r.get::<_, Source>(3),
             r.get::<_, Option<u16>>(4)?,
             r.get::<_, Option<UnixMs>>(5)?,
             r.get::<_, Option<i16>>(6)?,
@@ -405,12 +397,19 @@ fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
     for row in rows {
         let (id, eep, name, source, manufacturer, last_seen, last_dbm) = row?;
         let Ok(id) = parse_id(&id) else { continue };
+        let source = match source {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("devices: the stored row of {id:08X} is skipped: {e}");
+                continue;
+            }
+        };
         out.push(Device {
             id,
             eep,
             name,
             tags: BTreeMap::new(),
-            source: Source::parse(&source),
+            source,
             manufacturer,
             last_seen,
             last_dbm,
@@ -440,7 +439,12 @@ pub fn forget(db: &Path, id: u32) -> Result<bool, DeviceError> {
     let mut conn = open_conn(db)?;
     let hex = format!("{id:08X}");
     let tx = conn.transaction()?;
-    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?;
+    let n = tx.execute("DELETE FROM devices WHERE id = ?1", params![hex])?
+        // A secure device's key taught in by radio goes too (a configured key stays).
+        + tx.execute(
+            "DELETE FROM secure_devices WHERE id = ?1 AND sealed_key IS NOT NULL",
+            params![hex],
+        )?;
     if n > 0 {
         tx.execute("INSERT INTO device_forgets (id) VALUES (?1)", params![hex])?;
     }
@@ -462,7 +466,7 @@ mod tests {
             eep: eep.map(Into::into),
             name: Some("Office".into()),
             tags: BTreeMap::new(),
-            silent_after: None,
+            ..DeviceConfig::default()
         }
     }
 
@@ -577,6 +581,40 @@ mod tests {
             all.iter()
                 .map(|d| (format!("{:08X}", d.id), d.last_seen))
                 .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_stored_source_no_variant_has_skips_its_row_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outbox.db");
+        let mut store = DeviceStore::open(&db, 100).unwrap();
+        store
+            .save_learned(0x0194_E3B9, "A5-02-05", None, UnixMs(1))
+            .unwrap();
+        store
+            .save_learned(0x0194_E3BA, "A5-02-05", None, UnixMs(1))
+            .unwrap();
+        drop(store);
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let stored: Vec<String> = conn
+            .prepare("SELECT source FROM devices ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, ["learned", "learned"]);
+        conn.execute(
+            "UPDATE devices SET source = 'alien' WHERE id = '0194E3BA'",
+            [],
+        )
+        .unwrap();
+        let all = list(&db, &[]).unwrap();
+        assert_eq!(
+            all.iter().map(|d| (d.id, d.source)).collect::<Vec<_>>(),
+            [(0x0194_E3B9, Source::Learned)],
+            "the other row is read, the odd one is not guessed into a source"
         );
     }
 

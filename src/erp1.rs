@@ -53,7 +53,7 @@ pub mod rorg {
             ADT => "ADT",
             0x30 => "SEC",
             0x31 => "SEC_ENCAPS",
-            0x32 => "SEC_MAN",
+            0x32 => "SECD",
             0x33 => "SEC_CDM",
             SEC_TI => "SEC_TI",
             0xC5 => "SYS_EX",

@@ -21,10 +21,7 @@ use serde::{Deserialize, Serialize};
 pub struct HealthConfig {
     /// A `gateway.status` record this often (besides start and clean stop); `"0s"` = only at
     /// start and stop. Default 1 h.
-    #[serde(
-        default = "default_status_interval",
-        with = "crate::webhook::config::duration"
-    )]
+    #[serde(default = "default_status_interval", with = "crate::duration")]
     pub status_interval: Duration,
 }
 
@@ -90,6 +87,11 @@ impl EventFilter {
         names.sort();
         names.dedup();
         Ok(Self { names })
+    }
+
+    /// The kinds accepted, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// True when records of this kind (its `event` name) go to the webhook.
@@ -311,6 +313,19 @@ impl SilenceWatch {
     }
 }
 
+/// How long a device had been silent at start: `now` (the wall clock, only when synchronised)
+/// minus its stored last-heard time. Zero without a synchronised clock (a Pi without RTC boots
+/// with a clock that may be days behind or ahead: every device would look silent, or none), and
+/// zero when the stored time lies in the future.
+pub fn silent_before_start(
+    now: Option<jiff::Timestamp>,
+    last_seen: Option<jiff::Timestamp>,
+) -> Duration {
+    now.zip(last_seen)
+        .and_then(|(now, seen)| Duration::try_from(now.duration_since(seen)).ok())
+        .unwrap_or_default()
+}
+
 /// Free bytes for unprivileged users on the file system holding `path` (its directory when the
 /// file does not exist yet).
 pub fn disk_free(path: &std::path::Path) -> Option<u64> {
@@ -359,6 +374,14 @@ pub fn silent_devices(
     Ok(out)
 }
 
+/// [`silent_devices`] of the outbox file at `db` (for the `devices` command).
+pub fn silent_devices_at(
+    db: &std::path::Path,
+) -> Result<std::collections::HashSet<u32>, crate::outbox::OutboxError> {
+    let store = crate::outbox::Store::open(db)?;
+    Ok(silent_devices(&store.conn)?)
+}
+
 /// A version as the stick reports it: `main.beta.alpha.build`.
 pub fn version_text(v: [u8; 4]) -> String {
     format!("{}.{}.{}.{}", v[0], v[1], v[2], v[3])
@@ -400,7 +423,8 @@ mod tests {
             })
         );
         assert!(w.heard(1, t0 + Duration::from_secs(26)).is_none());
-        // Device 2 was heard at 9 s: silent at 39 s, not at 30 s.
+        // Device 2 was heard at 9 s: silent at 39 s, not at 30 s; device 1, heard at 26 s, is
+        // silent again from 36 s.
         assert!(w.due(t0 + Duration::from_secs(30)).is_empty());
         // (Device 1, heard again at 26 s, is due again at 36 s: both are reported at 39 s.)
         let d = w.due(t0 + Duration::from_secs(39));
@@ -435,6 +459,25 @@ mod tests {
             w.heard(2, t0 + Duration::from_secs(5)),
             Some(Transition::Back { id: 2, .. })
         ));
+    }
+
+    #[test]
+    fn silence_before_start_needs_a_synchronised_clock() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let now = t("2026-12-05T12:00:00Z");
+        let seen = Some(t("2026-12-05T09:00:00Z"));
+        assert_eq!(
+            silent_before_start(Some(now), seen),
+            Duration::from_secs(3 * 3600)
+        );
+        // Unsynchronised: judged from the start, whatever the stored time says.
+        assert_eq!(silent_before_start(None, seen), Duration::ZERO);
+        // Heard "in the future" (the clock was ahead then): not silent.
+        assert_eq!(
+            silent_before_start(Some(now), Some(t("2026-12-06T00:00:00Z"))),
+            Duration::ZERO
+        );
+        assert_eq!(silent_before_start(Some(now), None), Duration::ZERO);
     }
 
     #[test]

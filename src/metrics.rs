@@ -22,6 +22,10 @@ pub struct MetricsConfig {
     /// `/var/lib/prometheus/node-exporter/enocean_agent.prom`), rewritten atomically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub textfile: Option<PathBuf>,
+    /// The per-webhook figures read the outbox database (counting what waits scans it): they
+    /// are recomputed at most this often (default 30 s); counters are always current.
+    #[serde(default = "default_webhook_figures_every", with = "crate::duration")]
+    pub webhook_figures_every: std::time::Duration,
 }
 
 impl Default for MetricsConfig {
@@ -30,8 +34,13 @@ impl Default for MetricsConfig {
             enabled: false,
             listen: default_listen(),
             textfile: None,
+            webhook_figures_every: default_webhook_figures_every(),
         }
     }
+}
+
+fn default_webhook_figures_every() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_listen() -> String {
@@ -297,9 +306,10 @@ impl MetricsServer {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let textfile = cfg.textfile.clone();
         let (srv, flag) = (server.clone(), stop.clone());
+        let figures_every = cfg.webhook_figures_every;
         let thread = std::thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || serve(srv, textfile, sources, flag, every))?;
+            .spawn(move || serve(srv, textfile, sources, flag, every, figures_every))?;
         Ok(Some(Self {
             stop,
             server,
@@ -332,23 +342,34 @@ fn serve(
     src: Sources,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     every: std::time::Duration,
+    figures_every: std::time::Duration,
 ) {
     use std::sync::atomic::Ordering;
     let db = src.config.storage.path.clone();
     let mut store = None;
     let mut last_file: Option<std::time::Instant> = None;
-    let text = |store: &mut Option<crate::outbox::Store>| {
+    type Cached = (
+        Option<std::time::Instant>,
+        Option<Vec<crate::webhook::health::WebhookHealth>>,
+    );
+    let mut cached: Cached = (None, None);
+    let mut text = |store: &mut Option<crate::outbox::Store>| {
         if store.is_none() {
             match crate::outbox::Store::open(&db) {
                 Ok(s) => *store = Some(s),
                 Err(e) => log::debug!("metrics: outbox: {e}"),
             }
         }
-        let webhooks = store.as_ref().and_then(|s| {
-            crate::webhook::health::health(s, &src.config.webhooks, &db)
-                .map_err(|e| log::debug!("metrics: webhook figures: {e}"))
-                .ok()
-        });
+        if cached.0.is_none_or(|t| t.elapsed() >= figures_every)
+            && let Some(s) = store.as_ref()
+        {
+            cached.0 = Some(std::time::Instant::now());
+            match crate::mqtt::outputs_health(s, &src.config.webhooks, &src.config.mqtt, &db) {
+                Ok(list) => cached.1 = Some(list),
+                Err(e) => log::debug!("metrics: webhook figures: {e}"),
+            }
+        }
+        let webhooks = cached.1.clone();
         let mut counters = *src.live.counters.lock().unwrap_or_else(|e| e.into_inner());
         counters.dropped += src.storage.dropped.load(Ordering::Relaxed);
         let stick = src

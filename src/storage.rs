@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::device::{DeviceStore, Heard};
 use crate::outbox::Outbox;
+use crate::secure::store::SecureStore;
 use crate::telemetry::Telemetry;
 
 /// Records the hand-off holds while the disk is busy: at the stick's top rate (about 240
@@ -105,6 +106,24 @@ pub enum Op {
         /// Silent now.
         silent: bool,
     },
+    /// A secure device taught in by radio: its key (sealed when stored), SLF and rolling code;
+    /// written with the rolling codes after the next commit.
+    SecureTaught {
+        /// Sender ID.
+        id: u32,
+        /// The device (its `Debug` shows no key).
+        device: Box<crate::secure::SecureDevice>,
+    },
+    /// A secure device's new rolling-code state (coalesced, written after the next commit like
+    /// a teach-in).
+    SecureRlc {
+        /// Sender ID.
+        id: u32,
+        /// The lowest rolling code accepted next.
+        next_rlc: u32,
+        /// Key check value of the key it belongs to.
+        kcv: [u8; 4],
+    },
 }
 
 /// Figures the writer keeps in memory for the status line and the shutdown report: read at any
@@ -139,12 +158,14 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Starts the writer thread with the open outbox and device tables; `webhooks` are reported
-    /// in the runtime status file.
+    /// Starts the writer thread with the open outbox and device tables; `webhooks` and `mqtt`
+    /// outputs are reported in the runtime status file and `gateway.status`.
     pub fn start(
         outbox: Outbox,
         devices: DeviceStore,
+        secure: SecureStore,
         webhooks: Vec<crate::webhook::WebhookConfig>,
+        mqtt: Vec<crate::mqtt::MqttConfig>,
         db_path: std::path::PathBuf,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(HANDOFF_CAPACITY);
@@ -153,9 +174,11 @@ impl Storage {
         let writer = Writer {
             outbox,
             devices,
+            secure,
             figures: figures.clone(),
             forgets: forget_tx,
             webhooks,
+            mqtt,
             db_path,
             health: (None, Vec::new()),
         };
@@ -243,9 +266,12 @@ impl Drop for Storage {
 struct Writer {
     outbox: Outbox,
     devices: DeviceStore,
+    secure: SecureStore,
     figures: Arc<Figures>,
     forgets: UnboundedSender<u32>,
     webhooks: Vec<crate::webhook::WebhookConfig>,
+    /// MQTT outputs, reported beside the webhooks.
+    mqtt: Vec<crate::mqtt::MqttConfig>,
     db_path: std::path::PathBuf,
     /// Per-webhook figures and when they were computed.
     health: (Option<Instant>, Vec<crate::webhook::health::WebhookHealth>),
@@ -284,6 +310,11 @@ impl Writer {
             match result {
                 Ok(done) => {
                     self.committed(done.len());
+                    // Teach-ins and rolling codes follow the records they came with: one
+                    // transaction per commit window, never one per telegram.
+                    if (!done.is_empty() || !open) && self.secure.dirty() {
+                        self.flush_rlc();
+                    }
                     if let Some(since) = failing_since.take()
                         && self.outbox.counts().disk_full_episodes == 0
                     {
@@ -323,6 +354,9 @@ impl Writer {
                 self.write_status(path);
             }
         }
+        if self.secure.dirty() {
+            self.flush_rlc();
+        }
         if let Some(path) = &status_file {
             self.health.0 = None; // fresh per-webhook figures in the last status
             self.write_status(path);
@@ -342,8 +376,12 @@ impl Writer {
     fn write_status(&mut self, path: &std::path::Path) {
         if self.health.0.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
             self.health.0 = Some(Instant::now());
-            match crate::webhook::health::health(self.outbox.store(), &self.webhooks, &self.db_path)
-            {
+            match crate::mqtt::outputs_health(
+                self.outbox.store(),
+                &self.webhooks,
+                &self.mqtt,
+                &self.db_path,
+            ) {
                 Ok(list) => self.health.1 = list,
                 Err(e) => log::debug!("storage: webhook figures: {e}"),
             }
@@ -374,6 +412,12 @@ impl Writer {
         }
     }
 
+    fn flush_rlc(&mut self) {
+        if let Err(e) = self.secure.flush() {
+            warn!("could not store secure devices or rolling codes: {e}; retrying");
+        }
+    }
+
     fn committed(&self, n: usize) {
         self.figures
             .committed
@@ -401,7 +445,13 @@ impl Writer {
             }
             Op::Heard(heard) => {
                 if let Err(e) = self.devices.write_heard(&heard) {
-                    warn!("could not record when devices were last heard: {e}");
+                    // Last-heard times are refreshed every few seconds: during a full-disk
+                    // episode (which the outbox reports once) each failure would be a line.
+                    if e.is_disk_full() && self.outbox.counts().disk_full_now {
+                        log::debug!("could not record when devices were last heard: {e}");
+                    } else {
+                        warn!("could not record when devices were last heard: {e}");
+                    }
                 }
             }
             Op::Status(mut t) => {
@@ -417,6 +467,8 @@ impl Writer {
                     warn!("could not record the silence of device {id:08X}: {e}");
                 }
             }
+            Op::SecureTaught { id, device } => self.secure.note_taught(id, *device),
+            Op::SecureRlc { id, next_rlc, kcv } => self.secure.note_rlc(id, next_rlc, kcv),
         }
     }
 
@@ -426,7 +478,12 @@ impl Writer {
         let Some(status) = t.status.as_mut() else {
             return;
         };
-        match crate::webhook::health::health(self.outbox.store(), &self.webhooks, &self.db_path) {
+        match crate::mqtt::outputs_health(
+            self.outbox.store(),
+            &self.webhooks,
+            &self.mqtt,
+            &self.db_path,
+        ) {
             Ok(list) => {
                 let now = jiff::Timestamp::now().as_millisecond();
                 status.webhooks = list
@@ -449,9 +506,15 @@ impl Writer {
     }
 
     fn housekeeping(&mut self) {
+        if self.secure.dirty() {
+            self.flush_rlc();
+        }
         match self.devices.take_forgets() {
             Ok(ids) => {
                 for id in ids {
+                    if let Err(e) = self.secure.forget(id) {
+                        warn!("could not forget secure device {id:08X}: {e}");
+                    }
                     let _ = self.forgets.send(id);
                 }
             }

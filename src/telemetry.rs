@@ -1,5 +1,7 @@
 //! The telemetry object: one received telegram as the agent commits, stores and delivers it.
-//! Its JSON form is the record inside every webhook body (see `DESIGN.md`, "Telemetry object").
+//! Its JSON form is the record inside every webhook body (`records` in the default envelope, see
+//! `docs/outbox-and-webhooks.md`, "Configuration"); the fields below, with their serde names, are
+//! its reference, and `README.md` explains `kind`, `teach_in` and `clock`.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +69,28 @@ pub struct Telemetry {
     /// in health events, which come from no telegram).
     #[serde(default, skip_serializing_if = "Raw::is_empty")]
     pub raw: Raw,
+    /// Why the telegram was not decoded, when it was not: a secure telegram that failed
+    /// (`secure_unknown_key`, `secure_bad_cmac`, `secure_replay`, …) or a payload its profile
+    /// does not fit (`wrong_length`, `no_case`, …). Absent when decoded or simply unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
+    /// For a secure telegram that verified: the plain telegram it carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<SecureRecord>,
+}
+
+/// The plain telegram inside a verified secure telegram (`raw` keeps what was received).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecureRecord {
+    /// The rolling code it was accepted with (absent when the device uses none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlc: Option<u32>,
+    /// The plain telegram's RORG as two hex digits (F6 for a PTM rocker).
+    pub rorg: String,
+    /// The decrypted payload as uppercase hex.
+    pub payload: String,
+    /// The plain telegram's status byte (a PTM rocker's T21/NU bits), two hex digits.
+    pub status: String,
 }
 
 /// The kinds of record.
@@ -101,12 +125,19 @@ impl Kind {
         }
     }
 
+    /// True for a health event (`gateway.status`, `device.silent`, `device.back`): delivered
+    /// alone, with its own `event`; readings and teach-ins share deliveries.
+    pub fn is_health(self) -> bool {
+        !matches!(self, Kind::Telemetry | Kind::TeachIn)
+    }
+
     /// The `event` of a delivery carrying records of this kind: `telemetry` for readings and
     /// teach-ins (delivered together), the kind's own name for a health event (delivered alone).
     pub fn event(self) -> &'static str {
-        match self {
-            Kind::Telemetry | Kind::TeachIn => "telemetry",
-            other => other.as_str(),
+        if self.is_health() {
+            self.as_str()
+        } else {
+            "telemetry"
         }
     }
 }
@@ -123,6 +154,12 @@ pub struct TeachInRecord {
     /// Always `withheld` for a secure teach-in: the device key does not leave the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// On the last part of a complete secure teach-in: what its SLF says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slf: Option<crate::secure::SlfFacts>,
+    /// True on the last part of a secure teach-in whose key this gateway stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<bool>,
 }
 
 /// The gateway that received a telegram.
@@ -226,6 +263,8 @@ impl Telemetry {
             values: BTreeMap::new(),
             signal: Signal::default(),
             raw: Raw::default(),
+            decode_error: None,
+            secure: None,
         }
     }
 
@@ -260,6 +299,8 @@ impl Telemetry {
                 security_level: t.security_level,
                 withheld: t.carries_key().then(|| "key material".to_owned()),
             },
+            decode_error: None,
+            secure: None,
         }
     }
 }
@@ -330,6 +371,8 @@ impl Telemetry {
             kind: "secure".to_owned(),
             secure: Some(info),
             key: Some("withheld".to_owned()),
+            slf: None,
+            stored: None,
         });
         tm
     }

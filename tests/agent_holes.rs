@@ -533,6 +533,9 @@ fn a_dead_sender_thread_stops_the_daemon_with_an_error() {
         sim.stop().await;
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(status.code(), Some(1), "{text}");
-        assert!(text.contains("sender thread(s) died"), "{text}");
+        assert!(
+            text.contains("1 webhook sender and 0 MQTT output thread(s) died"),
+            "{text}"
+        );
     });
 }

@@ -188,6 +188,14 @@ fn payload_as_logs_show_it_is_decoded() {
     assert_eq!(v["status"], 0x30);
     assert_eq!(v["values"]["pressed"]["value"], true);
 
+    // A profile of another RORG: a warning instead of silently empty values.
+    let out = agent(&["decode", "--payload", "F6 50", "--eep", "A5-04-01"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("decodes RORG A5 telegrams, this payload is RORG F6"),
+        "{err}"
+    );
+
     // A wrong length for a fixed-length RORG says what is expected.
     let out = agent(
         &["decode", "--payload", "A5 00 FA", "--eep", "A5-04-01"],

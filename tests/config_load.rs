@@ -268,4 +268,75 @@ fn syntax_error_has_its_place() {
     let (_, errors) = Config::check_text("[gateway]\nid = \"x\n", Path::new("s.toml"));
     assert!(!errors.is_empty());
     assert_eq!(errors[0].line, 2, "{errors:#?}");
+    // Several syntax errors in one run; a repeated key is named.
+    let text =
+        "[gateway]\nid = \"x\n[serial]\nport = /dev/x\n[[webhook]]\nname = \"a\"\nname = \"b\"\n";
+    let (_, errors) = Config::check_text(text, Path::new("s.toml"));
+    let got: Vec<(usize, Option<&str>)> =
+        errors.iter().map(|e| (e.line, e.key.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, Some("gateway.id")),
+            (4, Some("serial.port")),
+            (7, Some("name"))
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[2].message.contains("keep one"), "{}", errors[2]);
+}
+
+/// Type errors say what to write; a key missing in its own right is reported beside another
+/// problem of the same table.
+#[test]
+fn problems_say_what_to_write() {
+    let text = "[storage]\nmax_rows = \"many\"\n[learn]\nenabled = \"yes\"\n[[webhook]]\nurl = \"http://127.0.0.1:1/\"\ntimeout = true\ndevices = \"0180A3F2\"\n";
+    let (_, errors) = Config::check_text(text, Path::new("w.toml"));
+    let got: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.key.as_deref().unwrap_or(""), e.message.as_str()))
+        .collect();
+    let find = |key: &str| {
+        got.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, m)| *m)
+            .unwrap_or_else(|| panic!("{key} not reported: {got:?}"))
+    };
+    assert!(find("storage.max_rows").contains("whole number without quotes"));
+    assert!(find("learn.enabled").contains("true or false"));
+    assert!(find("webhook[0]").contains("add `name = …`"));
+    assert!(find("webhook[0].timeout").contains("\"30s\""));
+    assert!(find("webhook[0].devices").contains("write a list"));
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+}
+
+/// Health settings: an unknown event name is an error at its place; silence thresholds per
+/// device, rockers not watched unless they say so.
+#[test]
+fn events_and_silence_settings() {
+    let text = "[learn]\nsilent_after = \"30m\"\n\
+        [[device]]\nid = \"01000001\"\neep = \"A5-02-05\"\n\
+        [[device]]\nid = \"01000002\"\neep = \"F6-02-01\"\n\
+        [[device]]\nid = \"01000003\"\neep = \"F6-02-01\"\nsilent_after = \"1d\"\n\
+        [[device]]\nid = \"01000004\"\nsilent_after = \"0s\"\n\
+        [[webhook]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\nevents = [\"all\"]\n\
+        [[webhook]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/\"\nevents = [\"telemetry\", \"device.gone\"]\n";
+    let (cfg, errors) = Config::check_text(text, Path::new("h.toml"));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].key.as_deref(), Some("webhook[1].events"));
+    assert_eq!(
+        (errors[0].line, errors[0].column),
+        place(text, "events = [\"telemetry\"", 0)
+    );
+    assert!(errors[0].message.contains("device.silent"), "{}", errors[0]);
+    let default = cfg.learn.silent_after;
+    assert_eq!(default, std::time::Duration::from_secs(1800));
+    let thresholds: Vec<Option<u64>> = cfg
+        .devices
+        .iter()
+        .map(|d| d.silence_threshold(default).map(|t| t.as_secs()))
+        .collect();
+    assert_eq!(thresholds, [Some(1800), None, Some(86_400), None]);
+    let accepts = |w: usize, kind: &str| cfg.webhooks[w].filter.accepts(kind);
+    assert!(accepts(0, "gateway.status") && accepts(0, "telemetry"));
 }

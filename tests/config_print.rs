@@ -133,7 +133,10 @@ fn effective_configuration_is_toml_without_secrets() {
 
     // Non-secret values survive, defaults are filled in.
     assert_eq!(printed.gateway.id, "lobby-pi");
-    assert_eq!(printed.serial.port, "/dev/ttyUSB7");
+    assert_eq!(
+        printed.serial.port,
+        enocean_agent::serial::PortChoice::Device("/dev/ttyUSB7".into())
+    );
     assert_eq!(printed.serial.dedup_window, loaded.serial.dedup_window);
     assert_eq!(printed.storage.path, loaded.storage.path);
     assert_eq!(printed.storage.commit_window, loaded.storage.commit_window);

@@ -264,3 +264,38 @@ fn decode_reassembles_chained_messages() {
         "{stderr}"
     );
 }
+
+#[test]
+fn decode_with_a_manufacturer_variant_uses_its_own_profile() {
+    // The same 4BS bytes: the EEP reads DB3 as the supply voltage and RS = 0 (ILL1, DB1); the
+    // Eltako variant reads DB3 as the low illuminance because DB2 = 0.
+    let eep = decode(&["--payload", "A5 FF 00 00 08", "--eep", "A5-06-01"]);
+    let eltako = decode(&["--payload", "A5 FF 00 00 08", "--eep", "a5-06-01-eltako"]);
+    let (e, v) = (&eep[0]["telegram"], &eltako[0]["telegram"]);
+    assert_eq!(e["values"]["supply_voltage"]["value"], 5.1);
+    assert_eq!(e["values"]["illuminance"]["value"], 600.0);
+    assert_eq!(v["eep"], "A5-06-01-ELTAKO");
+    assert_eq!(v["values"]["illuminance"]["value"], 100.0);
+    assert!(v["values"].get("supply_voltage").is_none(), "{v}");
+    // RPS status telegrams of an Eltako shutter actuator.
+    let fsb = decode(&[
+        "--payload",
+        "F6 50",
+        "--status",
+        "30",
+        "--eep",
+        "F6-3F-7F-ELTAKO_FSB",
+    ]);
+    assert_eq!(
+        fsb[0]["telegram"]["values"]["end_position"]["value"],
+        "closed"
+    );
+    // A variant that does not exist is named.
+    let out = bin()
+        .args(["decode", "--payload", "F6 50", "--eep", "F6-3F-7F-NOSUCH"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("F6-3F-7F-NOSUCH"), "{text}");
+}

@@ -107,7 +107,7 @@ fn readme_coverage_table_matches_the_profiles() {
         let types: Vec<String> = lib
             .iter()
             .filter(|p| p.id.rorg == fam.rorg && p.id.func == fam.func)
-            .map(|p| format!("{:02X}", p.id.type_))
+            .map(|p| p.id.type_label())
             .collect();
         assert_eq!(row[2], types.join(", "), "{fam} types");
         assert_eq!(row[3], fam.profiles.to_string(), "{fam} profiles");

@@ -275,9 +275,27 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
         })
         .await;
         assert_eq!(agent.terminate().code(), Some(0));
+        // `devices` shows what is watched: silent, a threshold, or not watched.
+        let out = common::agent_command()
+            .args(["devices", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let watch = |id: &str| {
+            text.lines()
+                .find(|l| l.starts_with(id))
+                .and_then(|l| l.split_whitespace().last())
+                .unwrap_or_else(|| panic!("{id} not listed:\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(watch("01D00001"), "silent", "{text}");
+        assert_eq!(watch("01D00002"), "-", "{text}");
+        assert_eq!(watch("01D00003"), "-", "{text}");
+        assert_eq!(watch("01D00005"), "1h", "{text}");
 
-        // Stored last-heard (unix milliseconds): 01D00005 three hours ago (judged silent at once after the restart,
-        // its threshold being 1 h), 01D00006 a minute ago (not silent).
+        // Stored last-heard (unix milliseconds): 01D00005 three hours ago (judged silent at once
+        // after the restart, its threshold being 1 h), 01D00006 a minute ago (not silent).
         {
             let conn = rusqlite::Connection::open(&db).unwrap();
             let ago = |s: i64| {
@@ -293,7 +311,7 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
                 assert_eq!(n, 1, "{id} has a stored last-heard time");
             }
         }
-        let before: usize = all.kind("gateway.status").len();
+        let restarted = jiff::Timestamp::now();
         let log2 = dir.path().join("agent2.log");
         let mut agent = start_agent(&config, &log2);
         // The clean stop's status arrives (before the exit, or from the outbox after the restart).
@@ -303,15 +321,33 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
                 .any(|r| r["status"]["reason"] == "stop")
         })
         .await;
+        // The first run's totals: it heard the three injected readings, ran through two 2 s
+        // silences, and its stick was identified.
+        let stop = all
+            .kind("gateway.status")
+            .into_iter()
+            .find(|r| r["status"]["reason"] == "stop")
+            .unwrap();
+        let st = &stop["status"];
+        assert!(st["counters"]["telegrams"].as_u64() >= Some(3), "{st}");
+        assert!(st["counters"]["decoded"].as_u64() >= Some(3), "{st}");
+        assert!(st["uptime_s"].as_u64() >= Some(4), "{st}");
+        assert!(st["stick"]["base_id"].is_string(), "{st}");
         // A status of the new run at least 3 s old: by then an unpersisted 2 s silence would
         // have been reported again.
         wait_until(
             "a gateway.status of the second run after 3 s",
             &log2,
             || {
-                all.kind("gateway.status")[before..].iter().any(|r| {
+                // Received after the restart: the first run's last statuses may be delivered
+                // by the second.
+                all.kind("gateway.status").iter().any(|r| {
                     r["status"]["reason"] == "periodic"
                         && r["status"]["uptime_s"].as_u64() >= Some(3)
+                        && r["received_at"]
+                            .as_str()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .is_some_and(|t| t >= restarted)
                 })
             },
         )

@@ -170,7 +170,7 @@ fn scrape_of_the_running_agent_and_its_textfile() {
         &config,
         format!(
             "[gateway]\nid = \"metrics \\\"gw\\\"\"\n[serial]\nport = \"sim\"\n[storage]\npath = \"{}\"\ncommit_window = \"50ms\"\n\
-             [metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\ntextfile = \"{}\"\n\
+             [metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\ntextfile = \"{}\"\nwebhook_figures_every = \"0s\"\n\
              [[webhook]]\nname = \"good\"\nurl = \"{good}\"\n\
              [[webhook]]\nname = \"dead\"\nurl = \"{dead}\"\nbackoff_base = \"50ms\"\nbackoff_max = \"200ms\"\n",
             dir.path().join("outbox.db").display(),

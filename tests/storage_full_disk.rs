@@ -153,11 +153,14 @@ fn a_full_disk_is_calm_visible_and_bounded() {
         )
         .await;
         let text = std::fs::read_to_string(&log).unwrap();
-        // Lines about the receiver being down are the webhook policy's, not the disk's.
+        // Lines about the receiver being down are the webhook policy's, not the disk's; the
+        // radio's once-a-minute summaries (strangers' teach-ins, rejected serial input) come
+        // whatever the disk does.
         let during: Vec<&str> = text
             .lines()
             .skip(lines_at_start)
             .filter(|l| !l.contains("connection_refused") && !l.contains("deactivated"))
+            .filter(|l| !l.contains("in the last minute") && !l.contains("in the last 60 s"))
             .collect();
         assert!(
             during.len() <= 3,

@@ -129,6 +129,15 @@ signing = {{ type = "hmac", secret = "cli-secret" }}
     let (code, out, _) = cli(&cfg_path, &["deliveries", "--failed", "--limit", "3"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 4, "{out}");
+    // Times as RFC 3339 with milliseconds (stored as integers), trigger and outcome by name, in
+    // their columns.
+    for line in out.lines().skip(1) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(w[0].len(), "2026-12-05T10:00:00.123Z".len(), "{out}");
+        let at: jiff::Timestamp = w[0].parse().unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert!(at <= jiff::Timestamp::now(), "{out}");
+        assert_eq!((w[1], w[2], w[3]), ("main", "auto", "failed"), "{out}");
+    }
 
     // Test delivery while deactivated: one attempt, failure → exit 4, health unchanged.
     let (code, out, _) = cli(&cfg_path, &["webhook", "test", "main"]);
@@ -171,6 +180,25 @@ signing = {{ type = "hmac", secret = "cli-secret" }}
     assert_eq!(code, 0);
     assert!(err.contains("1 failed deliveries"), "{err}");
     assert!(out.contains("http_422"), "{out}");
+    let created = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or_default();
+    assert!(created.parse::<jiff::Timestamp>().is_ok(), "{out}");
+    // `--since` compares creation times: a delivery created before a time is not resent.
+    let (code, out, _) = cli(
+        &cfg_path,
+        &[
+            "outbox",
+            "resend",
+            "--failed",
+            "--since",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(store.failed(None, None).unwrap().len(), 1, "{out}");
     let (code, out, _) = cli(&cfg_path, &["webhook", "list"]);
     assert_eq!(code, 0);
     let line = out.lines().find(|l| l.starts_with("main")).unwrap();

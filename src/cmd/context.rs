@@ -107,5 +107,11 @@ pub fn routes(config: &Config) -> Vec<(String, Vec<String>)> {
         .webhooks
         .iter()
         .filter_map(|w| w.devices.clone().map(|d| (w.name.clone(), d)))
+        .chain(
+            config
+                .mqtt
+                .iter()
+                .filter_map(|m| m.devices.clone().map(|d| (m.output_name(), d))),
+        )
         .collect()
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use enocean_agent::chain::{Outcome, Reassembler};
 use enocean_agent::erp1::{Telegram, rorg};
-use enocean_agent::esp3::{Decoder, Frame, Item, PacketType};
+use enocean_agent::esp3::{Decoder, Frame, HEADER_LEN, Item, PacketType};
 use enocean_agent::inspect;
 
 /// Arguments of `decode`.
@@ -70,6 +70,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(eep) => Some(library.get_str(eep)?),
         None => None,
     };
+    // A bare payload whose RORG the profile does not decode: say so instead of printing no values.
+    if let (Some(p), Some(rorg)) = (profile, bytes.get(HEADER_LEN))
+        && args.payload.is_some()
+        && p.id.rorg != *rorg
+    {
+        eprintln!(
+            "warning: {} decodes RORG {:02X} telegrams, this payload is RORG {rorg:02X}: no values",
+            p.eep, p.id.rorg
+        );
+    }
     // Signal telegrams (RORG D0) come from any device whatever its EEP.
     let signal = library.get(enocean_agent::eep::EepId::new(0xD0, 0, 0));
     let mut decoder = Decoder::new();

@@ -32,6 +32,10 @@ pub struct Args {
     /// Seed of the simulated building (same seed, same telegrams).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also publish to this MQTT broker (e.g. `mqtt://127.0.0.1:1883`, a local Mosquitto) with
+    /// Home Assistant discovery; watch with `mosquitto_sub -t 'enocean/#' -v`.
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
 }
 
 #[derive(Default)]
@@ -61,7 +65,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let receiver = spawn_receiver(server, secret.clone(), tally.clone());
 
     let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, demo_config(dir.path(), port, &secret))?;
+    let mut text = demo_config(dir.path(), port, &secret);
+    if let Some(url) = &args.mqtt {
+        let _ = write!(
+            text,
+            "\n[[mqtt]]\nname = \"demo\"\nurl = {url:?}\ndiscovery = true\nretain = true\n"
+        );
+    }
+    std::fs::write(&config_path, text)?;
     let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let library = Library::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
 
@@ -70,6 +81,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         DEVICES.len(),
         cfg.storage.path.display()
     );
+    if let Some(url) = &args.mqtt {
+        outln!(
+            "demo: also publishing to {url}: readings on enocean/demo-gateway/<sensor>, Home Assistant discovery on homeassistant/# (watch: mosquitto_sub -h HOST -t 'enocean/#' -t 'homeassistant/#' -v)"
+        );
+    }
     outln!(
         "demo: running for {} s (Ctrl-C stops earlier). Each telegram: stick → decoded → committed (seq) → POST (status, ms since reception) → signature checked by the receiver\n",
         args.duration
@@ -120,6 +136,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "              {} deliveries with {delivered} records arrived; {verified} signatures verified, {rejected} rejected",
         tally.deliveries.load(Ordering::Relaxed)
     );
+    if args.mqtt.is_some() {
+        let store = enocean_agent::outbox::Store::open(&cfg.storage.path)?;
+        let max_seq = store.status(&cfg.storage.path)?.max_seq;
+        match store.webhook("mqtt:demo")? {
+            Some(s) => outln!(
+                "              MQTT: acknowledged by the broker (PUBACK) up to seq {} of {max_seq}{}",
+                s.cursor,
+                s.last_failure_reason
+                    .map_or(String::new(), |r| format!("; last failure: {r}"))
+            ),
+            None => outln!("              MQTT: the output did not start"),
+        }
+    }
     let learned: Vec<String> = enocean_agent::device::list(&cfg.storage.path, &cfg.devices)
         .unwrap_or_default()
         .into_iter()

@@ -47,17 +47,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
         None => {
+            // Silence watch: "silent" (reported and not heard since), the threshold of a watched
+            // device, "-" for devices not watched (learned ones, rockers without a setting).
+            let silent = if db.exists() {
+                enocean_agent::health::silent_devices_at(db).unwrap_or_default()
+            } else {
+                Default::default()
+            };
+            let watch = |id: u32| {
+                if silent.contains(&id) {
+                    return "silent".to_owned();
+                }
+                cfg.devices
+                    .iter()
+                    .find(|c| device::parse_id(&c.id).ok() == Some(id))
+                    .and_then(|c| c.silence_threshold(cfg.learn.silent_after))
+                    .map_or_else(|| "-".to_owned(), enocean_agent::duration::format)
+            };
             outln!(
-                "{:<8}  {:<8}  {:<10}  {:<24}  {:<20}  DBM",
+                "{:<8}  {:<8}  {:<10}  {:<24}  {:<20}  {:<4}  WATCH",
                 "ID",
                 "EEP",
                 "SOURCE",
                 "NAME",
-                "LAST SEEN"
+                "LAST SEEN",
+                "DBM"
             );
             for d in device::list(db, &cfg.devices)? {
                 outln!(
-                    "{:08X}  {:<8}  {:<10}  {:<24}  {:<20}  {}",
+                    "{:08X}  {:<8}  {:<10}  {:<24}  {:<20}  {:<4}  {}",
                     d.id,
                     d.eep.as_deref().unwrap_or("-"),
                     d.source.as_str(),
@@ -66,7 +84,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         || "-".to_owned(),
                         |t| t.to_string().chars().take(19).collect()
                     ),
-                    d.last_dbm.map_or("-".into(), |v| v.to_string())
+                    d.last_dbm.map_or("-".into(), |v| v.to_string()),
+                    watch(d.id)
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use enocean_agent::eep::{self, TeachIn};
 use enocean_agent::erp1::{Telegram, rorg};
-use enocean_agent::serial::{self, PortConfig, SerialEvent};
+use enocean_agent::serial::{self, PortChoice, PortConfig, SerialEvent};
 use enocean_agent::sim::building::ScriptOptions;
 use enocean_agent::sim::{SimConfig, SimStick};
 use tokio::sync::mpsc;
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 pub struct Args {
     /// Serial port of the stick, or `sim` for the built-in simulated stick.
     #[arg(long, default_value = "/dev/enocean")]
-    port: String,
+    port: PortChoice,
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
@@ -163,23 +163,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
     let mut know = Knowledge::load(&args)?;
-    let sim = if args.port == "sim" {
-        let sim = SimStick::start(SimConfig {
-            rate: args.sim_rate,
-            script: ScriptOptions {
-                seed: args.sim_seed,
-                ..ScriptOptions::default()
-            },
-            ..SimConfig::default()
-        })
-        .context("starting the simulated stick")?;
-        Some(sim)
-    } else {
-        None
-    };
-    let path = match &sim {
-        Some(s) => s.path().to_path_buf(),
-        None => PathBuf::from(&args.port),
+    let (sim, path) = match &args.port {
+        PortChoice::Simulated => {
+            let sim = SimStick::start(SimConfig {
+                rate: args.sim_rate,
+                script: ScriptOptions {
+                    seed: args.sim_seed,
+                    ..ScriptOptions::default()
+                },
+                ..SimConfig::default()
+            })
+            .context("starting the simulated stick")?;
+            let path = sim.path().to_path_buf();
+            (Some(sim), path)
+        }
+        PortChoice::Device(path) => (None, path.clone()),
     };
     let mut config = PortConfig::new(path);
     config.fail_on_first_open = true;

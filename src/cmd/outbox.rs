@@ -137,7 +137,7 @@ fn parse_since(s: &str) -> Result<UnixMs> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(UnixMs::from(t));
     }
-    let d = enocean_agent::webhook::config::duration::parse(s)
+    let d = enocean_agent::duration::parse(s)
         .map_err(|e| anyhow!("--since: not an RFC 3339 time or a duration: {e}"))?;
     let sd = jiff::SignedDuration::try_from(d)?;
     let t = jiff::Timestamp::now().checked_sub(sd)?;
@@ -145,7 +145,7 @@ fn parse_since(s: &str) -> Result<UnixMs> {
 }
 
 fn resend(ctx: &context::Ctx, ids: &[i64]) -> Result<ExitCode> {
-    let clock = webhook::system_clock_check();
+    let clock = enocean_agent::clock::system_clock_check();
     let (mut ok, mut failed, mut missing, mut refused) = (0, 0, 0, 0);
     for &id in ids {
         match webhook::resend(&ctx.config.webhooks, &ctx.store, id, &clock) {
@@ -210,7 +210,7 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
     outln!(
         "last seq      {}   oldest stored {}",
         s.max_seq,
-        age_ms(s.oldest_committed_ms)
+        age_ms(s.oldest_committed_ms.map(UnixMs::as_millis))
     );
     outln!(
         "{:<20} {:>8} {:>8} {:>7} {:>14}",
@@ -227,7 +227,7 @@ fn status(ctx: &context::Ctx) -> Result<ExitCode> {
             w.depth,
             w.retrying,
             w.failed,
-            age_ms(w.oldest_pending_ms)
+            age_ms(w.oldest_pending_ms.map(UnixMs::as_millis))
         );
     }
     let counter = |n: &str| s.counters.iter().find(|c| c.0 == n).map_or(0, |c| c.1);

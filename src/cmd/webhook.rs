@@ -57,7 +57,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 id: ctx.config.gateway.id.clone(),
                 base_id: None,
             };
-            match webhook::send_test(cfg, &ctx.store, gw, &webhook::system_clock_check()) {
+            match webhook::send_test(
+                cfg,
+                &ctx.store,
+                gw,
+                &enocean_agent::clock::system_clock_check(),
+            ) {
                 Ok(r) => {
                     let what = match (r.status, &r.error) {
                         (Some(s), _) => format!("HTTP {s}"),
@@ -99,7 +104,10 @@ fn unknown(name: &str) -> ExitCode {
 }
 
 fn switch(ctx: &mut context::Ctx, name: &str, on: bool) -> Result<ExitCode> {
-    if ctx.config.webhook(name).is_none() {
+    let mqtt = name
+        .strip_prefix(enocean_agent::mqtt::OUTPUT_PREFIX)
+        .is_some_and(|n| ctx.config.mqtt.iter().any(|m| m.name == n));
+    if ctx.config.webhook(name).is_none() && !mqtt {
         return Ok(unknown(name));
     }
     ctx.store.ensure_webhook(name)?;
@@ -114,7 +122,14 @@ fn switch(ctx: &mut context::Ctx, name: &str, on: bool) -> Result<ExitCode> {
 }
 
 fn list(ctx: &context::Ctx) -> Result<ExitCode> {
-    let all = webhook::health::health(&ctx.store, &ctx.config.webhooks, &ctx.config.storage.path)?;
+    let mut all =
+        webhook::health::health(&ctx.store, &ctx.config.webhooks, &ctx.config.storage.path)?;
+    // MQTT outputs (`mqtt:NAME`) keep the same figures; `webhook enable|disable mqtt:NAME` works.
+    all.extend(enocean_agent::mqtt::health(
+        &ctx.store,
+        &ctx.config.mqtt,
+        &ctx.config.storage.path,
+    )?);
     outln!(
         "{:<16} {:<19} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7}  {:<20} URL",
         "NAME",

@@ -321,13 +321,26 @@ impl<'i> Document<'i> {
         if !errors.is_empty() {
             return Err(errors
                 .iter()
-                .map(|e| Problem {
-                    at: e.span().map(|s| s.start),
-                    path: e
+                .map(|e| {
+                    let mut path = e
                         .span()
                         .map(|s| path_text(&locate(root.get_ref(), &s, None).0))
-                        .unwrap_or_default(),
-                    message: e.message().trim().to_owned(),
+                        .unwrap_or_default();
+                    let mut message = e.message().trim().to_owned();
+                    if message == "duplicate key" {
+                        // The repeated key is not in the parsed tree: name it from the text.
+                        if path.is_empty()
+                            && let Some(k) = e.span().and_then(|s| text.get(s))
+                        {
+                            path = k.trim().to_owned();
+                        }
+                        message.push_str(": this table already sets it; keep one");
+                    }
+                    Problem {
+                        at: e.span().map(|s| s.start),
+                        path,
+                        message,
+                    }
                 })
                 .collect());
         }
@@ -352,7 +365,8 @@ impl<'i> Document<'i> {
 /// Deserializes `T` from the document, reporting every problem serde finds: after each error the
 /// entry it points at is removed from a working copy (its default then applies, or the table
 /// holding it is dropped) and deserialization runs again. A problem caused by an earlier removal
-/// (a required key removed for its wrong type is then "missing") is not reported twice. Returns
+/// (a required key removed for its wrong type is then "missing") is not reported twice; a key
+/// that is missing in its own right is. Returns
 /// the value (when one could be built at all), the problems, and for each array of tables named
 /// in `arrays` the file index of every element kept.
 pub(crate) fn deserialize_all<T: DeserializeOwned>(
@@ -382,7 +396,7 @@ pub(crate) fn deserialize_all<T: DeserializeOwned>(
                 return (Some(v), problems, kept);
             }
             Err(e) => {
-                let message = e.message().trim().to_owned();
+                let message = with_hint(e.message().trim());
                 let field = unknown_field(&message);
                 let Some(span) = e.span() else {
                     problems.push(Problem {
@@ -393,9 +407,14 @@ pub(crate) fn deserialize_all<T: DeserializeOwned>(
                     break;
                 };
                 let (steps, at) = locate(doc.root.get_ref(), &span, field.as_deref());
-                let consequence = reported
-                    .iter()
-                    .any(|r| r.len() > steps.len() && r.starts_with(&steps));
+                // "missing field `x`" right after `x` itself was removed for a problem.
+                let consequence = missing_field(&message).is_some_and(|x| {
+                    reported.iter().any(|r| {
+                        r.len() == steps.len() + 1
+                            && r.starts_with(&steps)
+                            && r.last() == Some(&Step::Key(x.clone()))
+                    })
+                });
                 if !consequence {
                     problems.push(Problem {
                         at: Some(at),
@@ -412,6 +431,44 @@ pub(crate) fn deserialize_all<T: DeserializeOwned>(
         }
     }
     (None, problems, BTreeMap::new())
+}
+
+/// Serde's message with what to do, where serde does not say it: a missing key to add, a value
+/// of the wrong type to rewrite.
+fn with_hint(message: &str) -> String {
+    if message.contains("untagged enum Raw") {
+        // The duration helper's "seconds or text" wrapper.
+        return "not a duration: write it like \"30s\", \"500ms\", \"5m\", \"1h 30m\" or \"7d\""
+            .into();
+    }
+    let hint = if let Some(rest) = message.strip_prefix("missing field `") {
+        let key = &rest[..rest.find('`').unwrap_or(rest.len())];
+        format!("add `{key} = …` to this table")
+    } else if message.starts_with("invalid type:") {
+        let expected = message.rsplit("expected ").next().unwrap_or("");
+        match expected {
+            "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => {
+                "write a whole number without quotes".to_owned()
+            }
+            "f32" | "f64" => "write a number without quotes".to_owned(),
+            "a boolean" => "write true or false without quotes".to_owned(),
+            e if e.contains("tagged enum") || e.starts_with("struct") || e.contains("map") => {
+                "write a table: { type = \"…\", … } or a [section]".to_owned()
+            }
+            e if e.contains("string") => "write the value in double quotes".to_owned(),
+            e if e.contains("sequence") => "write a list: [\"a\", \"b\"]".to_owned(),
+            _ => return message.to_owned(),
+        }
+    } else {
+        return message.to_owned();
+    };
+    format!("{message}: {hint}")
+}
+
+/// `x` of serde's "missing field `x`".
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
 }
 
 /// `x` of serde's "unknown field `x`, expected …".

@@ -47,6 +47,7 @@ pub static FAMILIES: &[(u8, u8, &str)] = &[
     ),
     (0xD2, 0x11, "Bidirectional Room Operating Panel"),
     (0xD2, 0x14, "Multi Function Sensors"),
+    (0xD2, 0x15, "People Activity"),
     (0xD2, 0x20, "Fan Control"),
     (
         0xD2,
@@ -55,9 +56,11 @@ pub static FAMILIES: &[(u8, u8, &str)] = &[
     ),
     (0xD2, 0x31, "Automated Meter Reading Gateway"),
     (0xD2, 0x32, "A.C. Current Clamp"),
+    (0xD2, 0x34, "Heating Actuator"),
     (0xD2, 0x40, "LED Controller Status"),
     (0xD2, 0x50, "Heat Recovery Ventilation"),
     (0xD2, 0xA0, "Standard Valve"),
+    (0xD2, 0xB0, "Liquid Leakage Sensor"),
     (0xD5, 0x00, "Contacts and Switches"),
     (0xF6, 0x01, "Switches Buttons"),
     (0xF6, 0x02, "Rocker Switch, 2 Rocker"),
@@ -65,6 +68,7 @@ pub static FAMILIES: &[(u8, u8, &str)] = &[
     (0xF6, 0x04, "Position Switch, Home and Office Application"),
     (0xF6, 0x05, "Detectors"),
     (0xF6, 0x10, "Mechanical Handle"),
+    (0xF6, 0x3F, "Universal (manufacturer-specific RPS)"),
 ];
 
 /// The title of a family, when it is known.

@@ -16,6 +16,7 @@ pub mod bits;
 pub mod decode;
 pub mod families;
 pub mod golden;
+pub mod ha;
 pub mod keys;
 pub mod library;
 pub mod model;
@@ -26,5 +27,5 @@ pub use decode::{
 };
 pub use golden::{VectorFailure, check_vectors};
 pub use library::{Family, Library, LoadError, LookupError};
-pub use model::{EepId, Profile, ProfileError, parse_profile};
+pub use model::{EepId, Profile, ProfileError, Variant, parse_profile};
 pub use teach_in::{TeachIn, UteQuery, UteRequest, teach_in, teach_in_payload};

@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use super::keys::{self, KeyKind, SemanticKey};
 
-/// An EEP identifier: RORG, FUNC and TYPE, written `A5-02-05`.
+/// An EEP identifier: RORG, FUNC and TYPE, written `A5-02-05`, and optionally a manufacturer
+/// variant written after them, `A5-06-01-ELTAKO`: a device that sends the telegrams of an EEP but
+/// fills them its own way (documented by its maker, decoded by FHEM and others). A variant is
+/// 1 to 16 letters, digits or `_`, kept upper case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EepId {
     /// Radio telegram type (F6, D5, A5, D2, D0, …).
@@ -24,24 +27,75 @@ pub struct EepId {
     pub func: u8,
     /// Profile type.
     pub type_: u8,
+    /// The manufacturer variant, empty for the EEP itself.
+    pub variant: Variant,
+}
+
+/// A manufacturer variant name (see [`EepId`]): up to 16 ASCII bytes, zero-padded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Variant([u8; 16]);
+
+impl Variant {
+    /// The name, None for the EEP itself.
+    pub fn as_str(&self) -> Option<&str> {
+        let n = self.0.iter().position(|b| *b == 0).unwrap_or(16);
+        (n > 0).then(|| std::str::from_utf8(&self.0[..n]).unwrap_or(""))
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        if s.is_empty()
+            || s.len() > 16
+            || !s.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        out[..s.len()].copy_from_slice(s.to_ascii_uppercase().as_bytes());
+        Some(Self(out))
+    }
 }
 
 impl EepId {
     /// Builds an identifier from its three numbers.
     pub const fn new(rorg: u8, func: u8, type_: u8) -> Self {
-        Self { rorg, func, type_ }
+        Self {
+            rorg,
+            func,
+            type_,
+            variant: Variant([0; 16]),
+        }
+    }
+
+    /// The EEP itself, without a manufacturer variant.
+    pub const fn base(&self) -> Self {
+        Self::new(self.rorg, self.func, self.type_)
+    }
+
+    /// The TYPE as two hex digits, with the variant after it (`01-ELTAKO`).
+    pub fn type_label(&self) -> String {
+        match self.variant.as_str() {
+            Some(v) => format!("{:02X}-{v}", self.type_),
+            None => format!("{:02X}", self.type_),
+        }
     }
 }
 
 impl fmt::Display for EepId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02X}-{:02X}-{:02X}", self.rorg, self.func, self.type_)
+        write!(f, "{:02X}-{:02X}-{:02X}", self.rorg, self.func, self.type_)?;
+        if let Some(v) = self.variant.as_str() {
+            write!(f, "-{v}")?;
+        }
+        Ok(())
     }
 }
 
 /// Why a string is not an EEP identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an EEP (expected RR-FF-TT in hex, e.g. A5-02-05)")]
+#[error(
+    "{0:?} is not an EEP (expected RR-FF-TT in hex, e.g. A5-02-05, or a variant, e.g. A5-06-01-ELTAKO)"
+)]
 pub struct BadEepId(pub String);
 
 impl FromStr for EepId {
@@ -49,7 +103,8 @@ impl FromStr for EepId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || BadEepId(s.to_string());
-        let mut parts = s.trim().split(['-', ':', '.']);
+        let t = s.trim();
+        let mut parts = t.splitn(4, ['-', ':', '.']);
         let mut next = || -> Result<u8, BadEepId> {
             let p = parts.next().ok_or_else(bad)?;
             if p.len() != 2 {
@@ -57,9 +112,9 @@ impl FromStr for EepId {
             }
             u8::from_str_radix(p, 16).map_err(|_| bad())
         };
-        let id = EepId::new(next()?, next()?, next()?);
-        if parts.next().is_some() {
-            return Err(bad());
+        let mut id = EepId::new(next()?, next()?, next()?);
+        if let Some(v) = parts.next() {
+            id.variant = Variant::parse(v).ok_or_else(bad)?;
         }
         Ok(id)
     }
@@ -986,6 +1041,28 @@ mod tests {
         assert!("A5-02-05-01".parse::<EepId>().is_err());
         assert!("A5-0G-05".parse::<EepId>().is_err());
         assert!("A5-2-005".parse::<EepId>().is_err());
+    }
+
+    #[test]
+    fn manufacturer_variants_parse_print_and_sort_after_their_eep() {
+        let v: EepId = "a5-06-01-eltako".parse().unwrap();
+        assert_eq!(v.to_string(), "A5-06-01-ELTAKO");
+        assert_eq!(v.variant.as_str(), Some("ELTAKO"));
+        assert_eq!(v.base(), EepId::new(0xA5, 0x06, 0x01));
+        assert_eq!(v.type_label(), "01-ELTAKO");
+        assert!(v > v.base() && v < EepId::new(0xA5, 0x06, 0x02));
+        assert_eq!(
+            "F6-3F-7F-Eltako_FSB".parse::<EepId>().unwrap().to_string(),
+            "F6-3F-7F-ELTAKO_FSB"
+        );
+        for bad in [
+            "A5-06-01-",
+            "A5-06-01-1X",
+            "A5-06-01-ELTAKO-X",
+            "A5-06-01-ABCDEFGHIJKLMNOPQ",
+        ] {
+            assert!(bad.parse::<EepId>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::webhook::config::duration;
+use crate::duration;
 
 /// What to do when the outbox reaches `max_rows`, `max_bytes` or the free-disk reserve.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -351,7 +351,12 @@ impl Outbox {
         if now.duration_since(self.last_maintenance) >= MAINTENANCE_EVERY {
             self.last_maintenance = now;
             if let Err(e) = self.maintain() {
-                log::warn!("outbox: maintenance failed: {e}");
+                // Pruning needs a little room too; a full-disk episode is reported once.
+                if e.is_disk_full() && self.counts.disk_full_now {
+                    log::debug!("outbox: maintenance failed: {e}");
+                } else {
+                    log::warn!("outbox: maintenance failed: {e}");
+                }
             }
         }
         Ok(out)
@@ -646,7 +651,7 @@ impl Outbox {
         if let Some(d) = self.commit_delay {
             std::thread::sleep(d);
         }
-        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let now_ms = UnixMs::now();
         let tx = self.store.conn.transaction()?;
         let mut out = Vec::with_capacity(encoded.len());
         {
@@ -800,13 +805,13 @@ impl Outbox {
         )? as u64;
         let del_cutoff = UnixMs::ago(self.cfg.delivered_retention);
         p.deliveries += self.store.conn.execute(
-            "DELETE FROM delivery WHERE state = 'delivered' AND updated_at < ?1",
-            params![del_cutoff],
+            "DELETE FROM delivery WHERE state = ?2 AND updated_at < ?1",
+            params![del_cutoff, DeliveryState::Delivered],
         )? as u64;
         let surplus = self.store.conn.execute(
-            "DELETE FROM delivery WHERE state = 'failed' AND id IN (SELECT id FROM delivery \
-             WHERE state = 'failed' ORDER BY id DESC LIMIT -1 OFFSET ?1)",
-            params![self.cfg.max_failed as i64],
+            "DELETE FROM delivery WHERE state = ?2 AND id IN (SELECT id FROM delivery \
+             WHERE state = ?2 ORDER BY id DESC LIMIT -1 OFFSET ?1)",
+            params![self.cfg.max_failed as i64, DeliveryState::Failed],
         )? as u64;
         if surplus > 0 {
             log::warn!("outbox: dropped {surplus} oldest failed deliveries (max_failed reached)");

@@ -198,6 +198,23 @@ const MIGRATIONS: &[&str] = &[
         since_ms INTEGER NOT NULL
     );
     ",
+    // 7: secure devices (src/secure/store.rs): the key of a device taught in by radio, sealed
+    // (AES-128 under the gateway's sealing key, kept in a separate file, plus a 4-byte tag), NULL
+    // for a key from the configuration; kcv: the key check value of the key the rolling code
+    // belongs to; slf: security level format (NULL for a configured device's row); next_rlc:
+    // the lowest rolling code accepted next; times in unix ms.
+    "
+    CREATE TABLE secure_devices (
+        id         TEXT PRIMARY KEY,
+        sealed_key BLOB,
+        kcv        BLOB NOT NULL,
+        slf        INTEGER,
+        ptm        INTEGER NOT NULL DEFAULT 0,
+        next_rlc   INTEGER,
+        taught_at  INTEGER,
+        updated_at INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The page size of a new outbox file, in bytes (see [`open`]).

@@ -20,6 +20,7 @@
 //! The agent never transmits radio telegrams: the two handshake commands and the keep-alive
 //! CO_RD_VERSION are the only bytes written to the stick.
 
+mod choice;
 mod handshake;
 mod keepalive;
 mod open;
@@ -42,6 +43,7 @@ use crate::esp3::command::CommonCommand;
 use crate::esp3::event::StickEvent;
 use crate::esp3::{self, Counters, Decoder, Frame, GAP_TIMEOUT, Item, PacketType};
 
+pub use choice::PortChoice;
 pub use handshake::StickInfo;
 pub use open::{BAUD_RATE, OpenError, open};
 

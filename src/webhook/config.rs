@@ -514,11 +514,13 @@ impl WebhookConfig {
                 }
             }
         }
-        if let Some(list) = &self.events {
-            match crate::health::EventFilter::parse(list) {
+        match &self.events {
+            Some(list) => match crate::health::EventFilter::parse(list) {
                 Ok(f) => self.filter = f,
                 Err(m) => check(Err(err("events", m))),
-            }
+            },
+            // The effective list, so `check-config` shows what the webhook receives.
+            None => self.events = Some(self.filter.names().to_vec()),
         }
         match &mut self.auth {
             AuthConfig::None => {}
@@ -748,7 +750,7 @@ impl WebhookConfig {
 /// A bare file name (`token_file = "webhook-token"`) names a systemd credential when the service
 /// has one of that name: `$CREDENTIALS_DIRECTORY/NAME`, or `enocean-agent_NAME` as
 /// `LoadCredential=enocean-agent:DIR` names the files of a directory.
-fn credential(name: &Path) -> Option<PathBuf> {
+pub(crate) fn credential(name: &Path) -> Option<PathBuf> {
     if name.is_absolute() || name.components().count() != 1 {
         return None;
     }
@@ -760,7 +762,9 @@ fn credential(name: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn resolve(
+/// Fills an inline secret from its `*_file` (a systemd credential when the name is bare); every
+/// error names the key and never the value.
+pub(crate) fn resolve(
     inline: &mut Option<Secret>,
     file: &Option<PathBuf>,
     key: &str,
@@ -862,169 +866,42 @@ fn default_true() -> bool {
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
-fn default_connect_timeout() -> Duration {
+pub(crate) fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
 fn default_batch_max() -> usize {
     1
 }
-fn default_max_retries() -> u32 {
+pub(crate) fn default_max_retries() -> u32 {
     2
 }
-fn default_backoff_base() -> Duration {
+pub(crate) fn default_backoff_base() -> Duration {
     Duration::from_secs(2)
 }
-fn default_backoff_max() -> Duration {
+pub(crate) fn default_backoff_max() -> Duration {
     Duration::from_secs(300)
 }
-fn default_jitter() -> f64 {
+pub(crate) fn default_jitter() -> f64 {
     0.2
 }
 fn default_retry_after_max() -> Duration {
     Duration::from_secs(3600)
 }
-fn default_deactivate_after() -> u32 {
+pub(crate) fn default_deactivate_after() -> u32 {
     5
 }
-fn default_probe_base() -> Duration {
+pub(crate) fn default_probe_base() -> Duration {
     Duration::from_secs(30)
 }
-fn default_probe_max() -> Duration {
+pub(crate) fn default_probe_max() -> Duration {
     Duration::from_secs(180)
 }
 fn default_signature_header() -> String {
     "Signature".into()
 }
 
-/// Serde helper: a duration written as `"1s"`, `"250ms"`, `"5m"`, `"1h 30m"` or a number of seconds.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Float(f64),
-        Text(String),
-    }
-
-    /// Parses a duration from a string (`"1s"`, `"500ms"`) or a number of seconds.
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        // Days ("7d", "2 days", "1d 12h") are 24 hours here; the rest is jiff's friendly format.
-        let mut days = 0u64;
-        let mut rest = Vec::new();
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let mut i = 0;
-        while i < words.len() {
-            let w = words[i];
-            let (num, unit) = match w.find(|c: char| !c.is_ascii_digit()) {
-                Some(0) | None => (w, words.get(i + 1).copied().unwrap_or("")),
-                Some(n) => (&w[..n], &w[n..]),
-            };
-            let is_day = matches!(unit, "d" | "day" | "days");
-            match num.parse::<u64>() {
-                Ok(n) if is_day => {
-                    days = days.saturating_add(n);
-                    i += if w.len() == num.len() { 2 } else { 1 };
-                }
-                _ => {
-                    rest.push(w);
-                    i += 1;
-                }
-            }
-        }
-        let base = if rest.is_empty() {
-            Duration::ZERO
-        } else {
-            let sd: jiff::SignedDuration = rest.join(" ").parse().map_err(|e| {
-                format!("{text:?} is not a duration like \"1s\", \"500ms\" or \"7d\": {e}")
-            })?;
-            Duration::try_from(sd).map_err(|_| format!("{text:?} must not be negative"))?
-        };
-        if text.trim().is_empty() {
-            return Err("an empty duration".into());
-        }
-        base.checked_add(Duration::from_secs(days.saturating_mul(86_400)))
-            .ok_or_else(|| format!("{text:?} is too long"))
-    }
-
-    /// A duration as the configuration writes it: `"30s"`, `"250ms"`, `"1m 30s"`, `"7d"`
-    /// (days of 24 hours); [`parse`] reads it back to the same value.
-    pub fn format(d: Duration) -> String {
-        let mut ns = d.as_nanos();
-        if ns == 0 {
-            return "0s".to_owned();
-        }
-        let mut parts = Vec::new();
-        for (unit, size) in [
-            ("d", 86_400_000_000_000u128),
-            ("h", 3_600_000_000_000),
-            ("m", 60_000_000_000),
-            ("s", 1_000_000_000),
-            ("ms", 1_000_000),
-            ("us", 1_000),
-            ("ns", 1),
-        ] {
-            if ns >= size {
-                parts.push(format!("{}{unit}", ns / size));
-                ns %= size;
-            }
-        }
-        parts.join(" ")
-    }
-
-    /// Serializes a duration as [`format`] writes it.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    /// Deserializes a duration.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Duration::from_secs(s)),
-            Raw::Float(f) if (0.0..1e12).contains(&f) => Ok(Duration::from_secs_f64(f)),
-            Raw::Float(f) => Err(D::Error::custom(format!("{f} is not a duration"))),
-            Raw::Text(t) => parse(&t).map_err(D::Error::custom),
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::{format, parse};
-        use std::time::Duration;
-
-        #[test]
-        fn days_and_friendly_units() {
-            assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
-            assert_eq!(parse("2 days"), Ok(Duration::from_secs(2 * 86_400)));
-            assert_eq!(parse("1d 12h"), Ok(Duration::from_secs(36 * 3600)));
-            assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
-            assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
-            assert!(parse("").is_err());
-            assert!(parse("soon").is_err());
-            assert!(parse("-5s").is_err());
-        }
-
-        #[test]
-        fn formatted_durations_parse_back() {
-            for (d, text) in [
-                (Duration::ZERO, "0s"),
-                (Duration::from_secs(30), "30s"),
-                (Duration::from_millis(250), "250ms"),
-                (Duration::from_secs(90), "1m 30s"),
-                (Duration::from_secs(7 * 86_400), "7d"),
-                (Duration::from_secs(36 * 3600), "1d 12h"),
-                (Duration::from_micros(1_500), "1ms 500us"),
-                (Duration::new(3_661, 7), "1h 1m 1s 7ns"),
-            ] {
-                assert_eq!(format(d), text);
-                assert_eq!(parse(text), Ok(d), "{text}");
-            }
-        }
-    }
-}
+/// The duration helper moved to [`crate::duration`]; this path stays for existing callers.
+pub use crate::duration;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::config::WebhookConfig;
-use crate::outbox::{OutboxError, Phase, Store};
+use crate::outbox::{OutboxError, Phase, Store, UnixMs};
 
 /// The state of a webhook as an operator sees it (serialised as [`State::as_str`] writes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -83,6 +83,19 @@ pub struct WebhookHealth {
     pub url: String,
 }
 
+/// One output as the health view needs it (a webhook, or an MQTT output as `mqtt:NAME`).
+#[derive(Debug, Clone)]
+pub struct OutputRef<'a> {
+    /// Its name in the outputs table.
+    pub name: String,
+    /// `enabled` in the configuration.
+    pub enabled: bool,
+    /// Its routes, when it has some.
+    pub devices: Option<&'a [String]>,
+    /// Where it delivers, with credentials hidden.
+    pub url: String,
+}
+
 /// The health of every configured webhook, in configuration order. `db_path` is the outbox file
 /// (for its size in the status figures).
 pub fn health(
@@ -90,9 +103,28 @@ pub fn health(
     webhooks: &[WebhookConfig],
     db_path: &Path,
 ) -> Result<Vec<WebhookHealth>, OutboxError> {
+    let outputs: Vec<OutputRef<'_>> = webhooks
+        .iter()
+        .map(|w| OutputRef {
+            name: w.name.clone(),
+            enabled: w.enabled,
+            devices: w.devices.as_deref(),
+            url: w.display_url(),
+        })
+        .collect();
+    health_of(store, &outputs, db_path)
+}
+
+/// The health of these outputs, in order: the same figures for every kind of output.
+pub fn health_of(
+    store: &Store,
+    outputs: &[OutputRef<'_>],
+    db_path: &Path,
+) -> Result<Vec<WebhookHealth>, OutboxError> {
+    let webhooks = outputs;
     let routes: Vec<(String, Vec<String>)> = webhooks
         .iter()
-        .filter_map(|w| w.devices.clone().map(|d| (w.name.clone(), d)))
+        .filter_map(|w| w.devices.map(|d| (w.name.clone(), d.to_vec())))
         .collect();
     let status = store.status_routed(db_path, &routes)?;
     let mut out = Vec::with_capacity(webhooks.len());
@@ -121,7 +153,9 @@ pub fn health(
             state,
             backlog: depth.map_or(0, |d| d.depth + d.retrying),
             failed: depth.map_or(0, |d| d.failed),
-            oldest_undelivered_ms: depth.and_then(|d| d.oldest_pending_ms),
+            oldest_undelivered_ms: depth
+                .and_then(|d| d.oldest_pending_ms)
+                .map(UnixMs::as_millis),
             last_success: st
                 .as_ref()
                 .and_then(|s| s.last_success)
@@ -135,9 +169,10 @@ pub fn health(
             next_attempt_ms: st
                 .as_ref()
                 .and_then(|s| s.next_attempt_ms)
-                .filter(|_| scheduled),
+                .filter(|_| scheduled)
+                .map(UnixMs::as_millis),
             deactivated_reason: st.as_ref().and_then(|s| s.deactivated_reason.clone()),
-            url: w.display_url(),
+            url: w.url.clone(),
         });
     }
     Ok(out)

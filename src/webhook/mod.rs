@@ -42,9 +42,11 @@ pub mod sender;
 pub mod sign;
 pub mod template;
 
+/// The clock moved to [`crate::clock`]; these paths stay for existing callers.
+pub use crate::clock::{ClockCheck, system_clock_check};
 pub use config::WebhookConfig;
 pub use http::{AttemptResult, Outcome};
-pub use sender::{ClockCheck, Sender, SenderHandle, SenderOptions, system_clock_check};
+pub use sender::{Sender, SenderHandle, SenderOptions};
 
 use crate::outbox::{DeliveryState, OutboxError, Store, Trigger};
 use crate::telemetry::Gateway;

@@ -32,9 +32,10 @@ impl Event {
 
     /// The event of a delivery whose first record is of `kind`.
     pub fn of(kind: crate::telemetry::Kind) -> Self {
-        match kind.event() {
-            "telemetry" => Event::Telemetry,
-            _ => Event::Health(kind),
+        if kind.is_health() {
+            Event::Health(kind)
+        } else {
+            Event::Telemetry
         }
     }
 }
@@ -171,5 +172,7 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
             security_level: Some(0),
             withheld: None,
         },
+        decode_error: None,
+        secure: None,
     }
 }

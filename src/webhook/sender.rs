@@ -20,22 +20,12 @@ use super::http::{self, AttemptResult, Outcome};
 use super::policy::{Action, Decision, Event, Fate, Policy, PolicyConfig};
 use super::render;
 use super::sign;
-use crate::clock::{Clock, ClockRule, SystemClock};
+use crate::clock::{BootStart, ClockCheck, SystemClock, system_clock_check, wall_ms_of};
 use crate::outbox::{
     Delivery, DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, OutboxError,
     Phase, Store, Trigger, UnixMs, Waker, WebhookState,
 };
 use crate::telemetry::Telemetry;
-
-/// The clock the senders use: whether the wall clock can be believed (Standard Webhooks
-/// timestamps and readings received before the clock was synchronised wait for it), the time,
-/// the boot. See [`crate::clock`].
-pub type ClockCheck = Arc<dyn Clock>;
-
-/// The production clock with the default rule (`[gateway] clock_sync = "auto"`).
-pub fn system_clock_check() -> ClockCheck {
-    Arc::new(SystemClock::new(ClockRule::Auto))
-}
 
 /// Options of the sender threads.
 #[derive(Clone)]
@@ -44,7 +34,9 @@ pub struct SenderOptions {
     pub poll_interval: Duration,
     /// Successful first attempts are acknowledged on disk in groups at most this far apart.
     pub ack_window: Duration,
-    /// The clock (injected by tests).
+    /// The clock: whether the wall clock can be believed (Standard Webhooks timestamps and
+    /// readings received before the clock was synchronised wait for it), the time, the boot.
+    /// Injected by tests; see [`crate::clock`].
     pub clock: ClockCheck,
     /// Telemetry rows read ahead per query.
     pub prefetch: usize,
@@ -244,8 +236,8 @@ struct Worker {
     /// ends there (it matters after a crash, when the acknowledgement was lost).
     batch_end: u64,
     holding_for_clock: bool,
-    /// This boot and the wall time it started at, once recorded (see [`crate::clock`]).
-    boot_start: Option<(String, i64)>,
+    /// This boot's start in wall time, once recorded (see [`crate::clock`]).
+    boot_start: BootStart,
     /// Why the thread last stopped sending (logged once per stop), None while it sends.
     stopped: Option<Stopped>,
     /// The webhook's state as last read, and when (re-read when another connection committed,
@@ -309,7 +301,7 @@ impl Worker {
             fetched: cursor,
             batch_end: st.as_ref().map_or(0, |s| s.batch_end),
             holding_for_clock: false,
-            boot_start: None,
+            boot_start: BootStart::default(),
             stopped: None,
             state: None,
             data_version: 0,
@@ -537,16 +529,9 @@ impl Worker {
             }
             return Ok(false);
         }
-        let here = self.opts.clock.boot_time();
-        let start = match &self.boot_start {
-            Some((id, start)) if *id == here.boot_id => *start,
-            _ => {
-                let start =
-                    crate::clock::boot_start_ms(&self.store.conn, &here, self.opts.clock.now())?;
-                self.boot_start = Some((here.boot_id.clone(), start));
-                start
-            }
-        };
+        let (here, start) = self
+            .boot_start
+            .get(&self.store.conn, self.opts.clock.as_ref())?;
         for r in records.iter_mut() {
             r.resolve_time(&here.boot_id, start);
         }
@@ -590,7 +575,7 @@ impl Worker {
             // Readings and teach-ins share a delivery; a health event has one of its own, with
             // its own `event` name.
             if let (Some(first), Some(t)) = (records.first(), t.as_ref())
-                && (first.kind.event() != "telemetry" || t.kind.event() != "telemetry")
+                && (first.kind.is_health() || t.kind.is_health())
             {
                 break;
             }
@@ -725,7 +710,7 @@ impl Worker {
         HealthChange {
             phase: self.policy.phase(),
             consecutive_failures: self.policy.consecutive(),
-            next_attempt_ms: self.policy.not_before().map(wall_ms),
+            next_attempt_ms: self.policy.not_before().map(wall_ms_of),
             success: d.fate == Fate::Delivered,
             failure: counted.then(|| r.error.clone().unwrap_or_else(|| "error".into())),
             deactivate,
@@ -810,15 +795,4 @@ fn delivery_change(d: &Decision, r: &AttemptResult, before: u32, requeue: u8) ->
         // A delivery already put back once is final when rejected again.
         requeue: d.in_streak.then_some(if requeue == 2 { 2 } else { 1 }),
     }
-}
-
-/// The wall-clock time (unix ms) of a monotonic instant.
-fn wall_ms(t: Instant) -> i64 {
-    let now = Instant::now();
-    let ms = if t >= now {
-        (t - now).as_millis() as i64
-    } else {
-        -((now - t).as_millis() as i64)
-    };
-    jiff::Timestamp::now().as_millisecond().saturating_add(ms)
 }

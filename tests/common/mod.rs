@@ -456,6 +456,8 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
             security_level: Some(0),
             withheld: None,
         },
+        decode_error: None,
+        secure: None,
     }
 }
 

@@ -125,10 +125,10 @@ impl Store {
         Ok(self
             .conn
             .prepare_cached(&format!(
-                "SELECT {DELIVERY_COLS} FROM delivery WHERE webhook = ?1 AND state = 'pending' \
+                "SELECT {DELIVERY_COLS} FROM delivery WHERE webhook = ?1 AND state = ?2 \
                  ORDER BY id LIMIT 1"
             ))?
-            .query_row(params![webhook], delivery_from_row)
+            .query_row(params![webhook, DeliveryState::Pending], delivery_from_row)
             .optional()?)
     }
 
@@ -138,10 +138,10 @@ impl Store {
         Ok(self
             .conn
             .prepare_cached(&format!(
-                "SELECT {DELIVERY_COLS} FROM delivery WHERE webhook = ?1 AND state = 'failed' \
+                "SELECT {DELIVERY_COLS} FROM delivery WHERE webhook = ?1 AND state = ?2 \
                  AND requeue = 1 ORDER BY id LIMIT 1"
             ))?
-            .query_row(params![webhook], delivery_from_row)
+            .query_row(params![webhook, DeliveryState::Failed], delivery_from_row)
             .optional()?)
     }
 
@@ -164,10 +164,13 @@ impl Store {
         since: Option<UnixMs>,
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {DELIVERY_COLS} FROM delivery WHERE state = 'failed' \
+            "SELECT {DELIVERY_COLS} FROM delivery WHERE state = ?3 \
              AND (?1 IS NULL OR webhook = ?1) AND (?2 IS NULL OR created_at >= ?2) ORDER BY id"
         ))?;
-        let rows = st.query_map(params![webhook, since], delivery_from_row)?;
+        let rows = st.query_map(
+            params![webhook, since, DeliveryState::Failed],
+            delivery_from_row,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -178,10 +181,10 @@ impl Store {
         since: Option<UnixMs>,
     ) -> Result<Vec<i64>, OutboxError> {
         let mut st = self.conn.prepare(
-            "SELECT id FROM delivery WHERE state = 'failed' \
+            "SELECT id FROM delivery WHERE state = ?3 \
              AND (?1 IS NULL OR webhook = ?1) AND (?2 IS NULL OR created_at >= ?2) ORDER BY id",
         )?;
-        let rows = st.query_map(params![webhook, since], |r| r.get(0))?;
+        let rows = st.query_map(params![webhook, since, DeliveryState::Failed], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -198,12 +201,12 @@ impl Store {
         let mut st = self
             .conn
             .prepare(&format!(
-                "SELECT {cols} FROM delivery WHERE state = 'failed' \
+                "SELECT {cols} FROM delivery WHERE state = ?3 \
                  AND (?1 IS NULL OR webhook = ?1) AND (?2 IS NULL OR created_at >= ?2) ORDER BY id"
             ))
             .map_err(OutboxError::from)?;
         let mut rows = st
-            .query(params![webhook, since])
+            .query(params![webhook, since, DeliveryState::Failed])
             .map_err(OutboxError::from)?;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(OutboxError::from)? {

@@ -24,7 +24,7 @@ pub struct UnknownValue {
 /// Reading a name or code no variant has is an [`UnknownValue`] error.
 macro_rules! stored_enum {
     ($ty:ident, $what:literal, text { $($var:ident => $name:literal),+ $(,)? }) => {
-        stored_enum!(@common $ty { $($var => $name),+ });
+        $crate::outbox::store::stored_enum!(@common $ty { $($var => $name),+ });
         impl rusqlite::types::ToSql for $ty {
             fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
                 Ok(self.as_str().into())
@@ -43,8 +43,8 @@ macro_rules! stored_enum {
         }
     };
     ($ty:ident, $what:literal, code { $($var:ident => $code:literal / $name:literal),+ $(,)? }) => {
-        stored_enum!(@common $ty { $($var => $name),+ });
-        stored_enum!(@code $ty, $what { $($var => $code),+ });
+        $crate::outbox::store::stored_enum!(@common $ty { $($var => $name),+ });
+        $crate::outbox::store::stored_enum!(@code $ty, $what { $($var => $code),+ });
     };
     // An enum defined elsewhere with its own `as_str`: the code and `Display` only.
     ($ty:ident, $what:literal, code_of_named { $($var:ident => $code:literal),+ $(,)? }) => {
@@ -53,7 +53,7 @@ macro_rules! stored_enum {
                 f.pad(self.as_str())
             }
         }
-        stored_enum!(@code $ty, $what { $($var => $code),+ });
+        $crate::outbox::store::stored_enum!(@code $ty, $what { $($var => $code),+ });
     };
     (@code $ty:ident, $what:literal { $($var:ident => $code:literal),+ }) => {
         impl $ty {
@@ -97,6 +97,8 @@ macro_rules! stored_enum {
         }
     };
 }
+
+pub(crate) use stored_enum;
 
 mod attempt_log;
 mod deliveries;

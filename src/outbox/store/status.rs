@@ -4,8 +4,9 @@ use std::path::Path;
 
 use rusqlite::params;
 
-use super::Store;
+use super::{DeliveryState, Store};
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 
 /// Figures for `outbox status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub struct Status {
     /// Highest seq committed.
     pub max_seq: u64,
     /// Oldest telemetry commit time (unix ms).
-    pub oldest_committed_ms: Option<i64>,
+    pub oldest_committed_ms: Option<UnixMs>,
     /// Per webhook: name, depth (telemetry after its cursor), pending retries, failed, oldest
     /// pending commit time (unix ms).
     pub webhooks: Vec<WebhookDepth>,
@@ -40,7 +41,7 @@ pub struct WebhookDepth {
     /// Failed deliveries kept for resending.
     pub failed: u64,
     /// Commit time of the oldest telemetry not yet handed over (unix ms).
-    pub oldest_pending_ms: Option<i64>,
+    pub oldest_pending_ms: Option<UnixMs>,
 }
 
 impl Store {
@@ -56,7 +57,7 @@ impl Store {
         path: &Path,
         routes: &[(String, Vec<String>)],
     ) -> Result<Status, OutboxError> {
-        let (rows, bytes, max_seq, oldest): (i64, i64, i64, Option<i64>) = self.conn.query_row(
+        let (rows, bytes, max_seq, oldest): (i64, i64, i64, Option<UnixMs>) = self.conn.query_row(
             "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(seq), 0), \
              min(committed_at) FROM telemetry",
             [],
@@ -78,26 +79,27 @@ impl Store {
                 .find(|(n, _)| *n == w.name)
                 .map(|(_, d)| serde_json::to_string(d))
                 .transpose()?;
-            let (depth, oldest_pending): (i64, Option<i64>) = self.conn.query_row(
+            let (depth, oldest_pending): (i64, Option<UnixMs>) = self.conn.query_row(
                 "SELECT count(*), min(committed_at) FROM telemetry WHERE seq > ?1 \
                  AND (?2 IS NULL OR device IN (SELECT value FROM json_each(?2)))",
                 params![w.cursor as i64, devices],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let (retrying, failed, oldest_retry): (i64, i64, Option<i64>) = self.conn.query_row(
-                "SELECT coalesce(sum(state = 'pending'), 0), \
-                     coalesce(sum(state = 'failed'), 0), \
-                     min(CASE WHEN state = 'pending' THEN created_at END) \
+            let (retrying, failed, oldest_retry): (i64, i64, Option<UnixMs>) =
+                self.conn.query_row(
+                    "SELECT coalesce(sum(state = ?2), 0), \
+                     coalesce(sum(state = ?3), 0), \
+                     min(CASE WHEN state = ?2 THEN created_at END) \
                      FROM delivery WHERE webhook = ?1",
-                params![w.name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+                    params![w.name, DeliveryState::Pending, DeliveryState::Failed],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
             // The oldest waiting delivery's first reading, by its commit time while the
             // telemetry row is still there, else by the delivery's creation.
-            let retry_committed: Option<i64> = self.conn.query_row(
+            let retry_committed: Option<UnixMs> = self.conn.query_row(
                 "SELECT min(t.committed_at) FROM delivery d JOIN telemetry t ON t.seq = d.seq_first \
-                 WHERE d.webhook = ?1 AND d.state = 'pending'",
-                params![w.name],
+                 WHERE d.webhook = ?1 AND d.state = ?2",
+                params![w.name, DeliveryState::Pending],
                 |r| r.get(0),
             )?;
             let retry_ms = retry_committed.or(oldest_retry);

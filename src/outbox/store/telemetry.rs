@@ -7,10 +7,11 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Store;
 use crate::outbox::OutboxError;
+use crate::outbox::UnixMs;
 use crate::telemetry::Telemetry;
 
 /// A stored reading that cannot be read: (seq, unix ms when found, the error).
-pub type Unreadable = (u64, i64, String);
+pub type Unreadable = (u64, UnixMs, String);
 
 /// What `outbox salvage` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,7 +54,7 @@ impl Store {
                     // Counted and listed (`outbox status`), once, whichever sender finds it.
                     let new = self.conn.execute(
                         "INSERT OR IGNORE INTO unreadable (seq, found_at, error) VALUES (?1, ?2, ?3)",
-                        params![seq as i64, jiff::Timestamp::now().as_millisecond(), e.to_string()],
+                        params![seq as i64, UnixMs::now(), e.to_string()],
                     );
                     if new.is_ok_and(|n| n > 0) {
                         log::error!(
@@ -108,7 +109,7 @@ impl Store {
             })
             .unwrap_or(i64::MAX);
         report.from_seq = from.max(0) as u64;
-        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let now_ms = UnixMs::now();
         let mut cur = from;
         let mut step = 1i64;
         while cur < max_seq {

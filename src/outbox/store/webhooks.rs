@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::attempt_log::insert_log;
-use super::{LogEntry, Outcome, Store};
+use super::{DeliveryState, LogEntry, Outcome, Store};
 use crate::outbox::OutboxError;
 use crate::outbox::UnixMs;
 
@@ -57,8 +57,8 @@ pub struct WebhookState {
     pub phase: Phase,
     /// Error class of the last failed attempt (`http_503`, `timeout`, …).
     pub last_failure_reason: Option<String>,
-    /// When the next retry or probe is due (unix ms), if one is scheduled.
-    pub next_attempt_ms: Option<i64>,
+    /// When the next retry or probe is due, if one is scheduled.
+    pub next_attempt_ms: Option<UnixMs>,
     /// Last seq of a partial batch that was posted and maybe not acknowledged (0: none); a
     /// delivery rebuilt after a crash ends there.
     pub batch_end: u64,
@@ -73,8 +73,8 @@ pub struct HealthChange {
     pub phase: Phase,
     /// Failed deliveries in a row now.
     pub consecutive_failures: u32,
-    /// Next retry or probe (unix ms), None when nothing is scheduled.
-    pub next_attempt_ms: Option<i64>,
+    /// Next retry or probe, None when nothing is scheduled.
+    pub next_attempt_ms: Option<UnixMs>,
     /// A delivery got through: `last_success` is now.
     pub success: bool,
     /// An attempt failed with this error class: `last_failure` is now.
@@ -122,8 +122,21 @@ const STATE_COLS: &str = "name, configured, enabled, deactivated_at, deactivated
 impl Store {
     /// Registers the configured webhooks: new names start at the current end of the telemetry
     /// (history is not replayed to a new webhook); names no longer configured stop holding back
-    /// pruning.
+    /// pruning. Rows of other outputs (`mqtt:NAME`) are left alone.
     pub fn register_webhooks(&mut self, names: &[&str]) -> Result<(), OutboxError> {
+        let prefix = crate::mqtt::OUTPUT_PREFIX;
+        self.register(names, &|n: &str| !n.starts_with(prefix))
+    }
+
+    /// Registers the configured outputs of one other kind, whose names all start with `prefix`
+    /// (`mqtt:`), like [`Store::register_webhooks`]: they share the table, the cursors and the
+    /// health columns with the webhooks; only rows with the prefix are marked unconfigured.
+    pub fn register_outputs(&mut self, prefix: &str, names: &[String]) -> Result<(), OutboxError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.register(&names, &|n: &str| n.starts_with(prefix))
+    }
+
+    fn register(&mut self, names: &[&str], mine: &dyn Fn(&str) -> bool) -> Result<(), OutboxError> {
         let tx = self.conn.transaction()?;
         for n in names {
             // A name coming back after it was removed starts afresh at the end, too.
@@ -141,7 +154,7 @@ impl Store {
             st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for k in known {
-            if !names.contains(&k.as_str()) {
+            if mine(&k) && !names.contains(&k.as_str()) {
                 tx.execute(
                     "UPDATE webhook SET configured = 0 WHERE name = ?1",
                     params![k],
@@ -191,9 +204,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE webhook SET enabled = 1, deactivated_at = NULL, deactivated_reason = NULL, \
-             consecutive_failures = 0, phase = 'active', next_attempt_at = NULL, \
+             consecutive_failures = 0, phase = ?2, next_attempt_at = NULL, \
              resets = resets + 1 WHERE name = ?1",
-            params![name],
+            params![name, Phase::Active],
         )?;
         if n > 0 {
             end_streak(&tx, name, StreakEnd::Requeue)?;
@@ -305,14 +318,21 @@ pub(super) fn apply_health(
 }
 
 fn end_streak(conn: &Connection, webhook: &str, end: StreakEnd) -> Result<(), OutboxError> {
-    let sql = match end {
-        StreakEnd::Finalize => "UPDATE delivery SET requeue = 0 WHERE webhook = ?1 AND requeue = 1",
-        StreakEnd::Requeue => {
-            "UPDATE delivery SET state = 'pending', requeue = 2 \
-             WHERE webhook = ?1 AND requeue = 1 AND state = 'failed'"
-        }
+    let n = match end {
+        StreakEnd::Finalize => conn
+            .prepare_cached("UPDATE delivery SET requeue = 0 WHERE webhook = ?1 AND requeue = 1")?
+            .execute(params![webhook])?,
+        StreakEnd::Requeue => conn
+            .prepare_cached(
+                "UPDATE delivery SET state = ?2, requeue = 2 \
+                 WHERE webhook = ?1 AND requeue = 1 AND state = ?3",
+            )?
+            .execute(params![
+                webhook,
+                DeliveryState::Pending,
+                DeliveryState::Failed
+            ])?,
     };
-    let n = conn.prepare_cached(sql)?.execute(params![webhook])?;
     if end == StreakEnd::Requeue && n > 0 {
         log::info!(
             "webhook {webhook}: {n} deliveries rejected while it kept failing are queued again"
