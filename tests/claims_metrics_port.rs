@@ -2,7 +2,7 @@
 //! outbox and a loopback receiver:
 //! - "A port that cannot be bound is logged as an error and the agent runs on without the
 //!   endpoint": the metrics port is taken by another listener before the agent starts; the agent
-//!   must say so and still receive, commit and deliver readings.
+//!   must say so and still receive, commit and deliver readings, and still write its textfile.
 //! - "SIGTERM/SIGINT stop it cleanly": Ctrl-C (SIGINT) mid-stream must exit 0 with every record
 //!   it counted committed really in the outbox file and none lost.
 
@@ -74,14 +74,16 @@ fn a_taken_metrics_port_is_an_error_line_and_readings_still_flow_then_sigint_los
         });
     }
     let db = dir.path().join("outbox.db");
+    let textfile = dir.path().join("enocean_agent.prom");
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[gateway]\nid = \"claims\"\n[serial]\nport = \"sim\"\n[storage]\npath = \"{}\"\ncommit_window = \"50ms\"\n\
-             [metrics]\nenabled = true\nlisten = \"{taken}\"\n\
+             [metrics]\nenabled = true\nlisten = \"{taken}\"\ntextfile = \"{}\"\n\
              [[webhook]]\nname = \"in\"\nurl = \"{url}\"\nevents = [\"all\"]\n",
             db.display(),
+            textfile.display(),
         ),
     )
     .unwrap();
@@ -121,6 +123,11 @@ fn a_taken_metrics_port_is_an_error_line_and_readings_still_flow_then_sigint_los
         "no endpoint may be announced on a taken port:\n{}",
         log_text(&log)
     );
+    // The textfile does not depend on the port: it is still written.
+    wait_until("the metrics textfile", &log, || {
+        std::fs::read_to_string(&textfile)
+            .is_ok_and(|t| t.contains("enocean_agent_telegrams_total"))
+    });
     assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
 
     // Ctrl-C mid-stream: a clean stop.
