@@ -248,29 +248,27 @@ pub async fn run(
         storage: state.storage.shared_figures(),
         started: state.started,
     };
-    let metrics =
-        match crate::metrics::MetricsServer::start(&cfg.metrics, sources(), options.status_interval)
-        {
-            Ok(m) => m,
-            Err(e) => {
-                // A taken port must not keep readings from being received and delivered, nor the
-                // textfile from being written.
-                error!("{e}; running without the metrics endpoint");
-                let textfile_only = crate::metrics::MetricsConfig {
-                    enabled: false,
-                    ..cfg.metrics.clone()
-                };
-                crate::metrics::MetricsServer::start(
-                    &textfile_only,
-                    sources(),
-                    options.status_interval,
-                )
+    let metrics = match crate::metrics::MetricsServer::start(
+        &cfg.metrics,
+        sources(),
+        options.status_interval,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            // A taken port must not keep readings from being received and delivered, nor the
+            // textfile from being written.
+            error!("{e}; running without the metrics endpoint");
+            let textfile_only = crate::metrics::MetricsConfig {
+                enabled: false,
+                ..cfg.metrics.clone()
+            };
+            crate::metrics::MetricsServer::start(&textfile_only, sources(), options.status_interval)
                 .unwrap_or_else(|e| {
                     error!("{e}; running without the metrics textfile");
                     None
                 })
-            }
-        };
+        }
+    };
     if let Some(addr) = metrics.as_ref().and_then(|m| m.addr()) {
         info!("metrics on http://{addr}/metrics");
     }

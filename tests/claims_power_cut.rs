@@ -15,7 +15,10 @@ fn every_outbox_connection_syncs_each_commit_to_the_disk() {
     let sync: i64 = conn
         .query_row("PRAGMA synchronous", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(sync, 2, "synchronous must be FULL (2), not NORMAL (1) or OFF (0)");
+    assert_eq!(
+        sync, 2,
+        "synchronous must be FULL (2), not NORMAL (1) or OFF (0)"
+    );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
