@@ -173,3 +173,33 @@ fn a_taken_metrics_port_is_an_error_line_and_readings_still_flow_then_sigint_los
     }
     drop(squatter);
 }
+
+/// "serves Prometheus text on `http://127.0.0.1:9464/metrics` (`listen = "0.0.0.0:9464"` to
+/// expose it; nothing is authenticated)": turning metrics on without `listen` must not expose the
+/// unauthenticated endpoint beyond this machine. The effective configuration the daemon would run
+/// with is read back from `check-config`.
+#[test]
+fn metrics_switched_on_without_listen_stay_on_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nid = \"x\"\n[serial]\nport = \"sim\"\n[storage]\npath = \"{}\"\n[metrics]\nenabled = true\n",
+            dir.path().join("outbox.db").display()
+        ),
+    )
+    .unwrap();
+    let out = common::agent_command()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let effective: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}: {text}"));
+    let listen = effective["metrics"]["listen"].as_str().unwrap();
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    assert!(addr.ip().is_loopback(), "default listen {listen}");
+    assert_eq!(addr.port(), 9464);
+}
