@@ -200,6 +200,7 @@ pub async fn run(
         device_store,
         secure_store,
         cfg.webhooks.clone(),
+        cfg.mqtt.clone(),
         cfg.storage.path.clone(),
     )
     .map_err(AgentError::Thread)?;

@@ -364,7 +364,7 @@ fn serve(
             && let Some(s) = store.as_ref()
         {
             cached.0 = Some(std::time::Instant::now());
-            match crate::webhook::health::health(s, &src.config.webhooks, &db) {
+            match crate::mqtt::outputs_health(s, &src.config.webhooks, &src.config.mqtt, &db) {
                 Ok(list) => cached.1 = Some(list),
                 Err(e) => log::debug!("metrics: webhook figures: {e}"),
             }

@@ -158,13 +158,14 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Starts the writer thread with the open outbox and device tables; `webhooks` are reported
-    /// in the runtime status file.
+    /// Starts the writer thread with the open outbox and device tables; `webhooks` and `mqtt`
+    /// outputs are reported in the runtime status file and `gateway.status`.
     pub fn start(
         outbox: Outbox,
         devices: DeviceStore,
         secure: SecureStore,
         webhooks: Vec<crate::webhook::WebhookConfig>,
+        mqtt: Vec<crate::mqtt::MqttConfig>,
         db_path: std::path::PathBuf,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(HANDOFF_CAPACITY);
@@ -177,6 +178,7 @@ impl Storage {
             figures: figures.clone(),
             forgets: forget_tx,
             webhooks,
+            mqtt,
             db_path,
             health: (None, Vec::new()),
         };
@@ -268,6 +270,8 @@ struct Writer {
     figures: Arc<Figures>,
     forgets: UnboundedSender<u32>,
     webhooks: Vec<crate::webhook::WebhookConfig>,
+    /// MQTT outputs, reported beside the webhooks.
+    mqtt: Vec<crate::mqtt::MqttConfig>,
     db_path: std::path::PathBuf,
     /// Per-webhook figures and when they were computed.
     health: (Option<Instant>, Vec<crate::webhook::health::WebhookHealth>),
@@ -372,8 +376,12 @@ impl Writer {
     fn write_status(&mut self, path: &std::path::Path) {
         if self.health.0.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
             self.health.0 = Some(Instant::now());
-            match crate::webhook::health::health(self.outbox.store(), &self.webhooks, &self.db_path)
-            {
+            match crate::mqtt::outputs_health(
+                self.outbox.store(),
+                &self.webhooks,
+                &self.mqtt,
+                &self.db_path,
+            ) {
                 Ok(list) => self.health.1 = list,
                 Err(e) => log::debug!("storage: webhook figures: {e}"),
             }
@@ -470,7 +478,12 @@ impl Writer {
         let Some(status) = t.status.as_mut() else {
             return;
         };
-        match crate::webhook::health::health(self.outbox.store(), &self.webhooks, &self.db_path) {
+        match crate::mqtt::outputs_health(
+            self.outbox.store(),
+            &self.webhooks,
+            &self.mqtt,
+            &self.db_path,
+        ) {
             Ok(list) => {
                 let now = jiff::Timestamp::now().as_millisecond();
                 status.webhooks = list

@@ -29,6 +29,20 @@ pub use sender::{MqttHandle, MqttSender};
 /// may not start with it.
 pub const OUTPUT_PREFIX: &str = "mqtt:";
 
+/// The health of every output: the webhooks, then the MQTT outputs (as `mqtt:NAME`), with the
+/// same figures (what `webhook list`, the runtime status file, `gateway.status` and the metrics
+/// show).
+pub fn outputs_health(
+    store: &crate::outbox::Store,
+    webhooks: &[crate::webhook::WebhookConfig],
+    mqtt: &[MqttConfig],
+    db_path: &std::path::Path,
+) -> Result<Vec<crate::webhook::health::WebhookHealth>, crate::outbox::OutboxError> {
+    let mut all = crate::webhook::health::health(store, webhooks, db_path)?;
+    all.extend(health(store, mqtt, db_path)?);
+    Ok(all)
+}
+
 /// The health of the MQTT outputs (named `mqtt:NAME`), with the same figures as webhooks'.
 pub fn health(
     store: &crate::outbox::Store,

@@ -132,6 +132,9 @@ impl Drop for MqttHandle {
     }
 }
 
+/// How long a stopping output keeps publishing what is committed and waiting for PUBACKs.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// One record published and waiting for its acknowledgements.
 struct InFlight {
     seq: u64,
@@ -162,6 +165,8 @@ struct Worker {
     /// Highest seq read (reads continue after it).
     fetched: u64,
     window: VecDeque<InFlight>,
+    /// Records read ahead (after `fetched`), `SenderOptions::prefetch` per query.
+    prefetched: VecDeque<(u64, String, Option<Telemetry>)>,
     /// Seqs of messages handed to the client and not yet written (their packet id comes with
     /// [`Ev::Sent`], in this order); 0 for the availability message.
     unassigned: VecDeque<u64>,
@@ -220,6 +225,7 @@ impl Worker {
             ack_since: None,
             fetched: cursor,
             window: VecDeque::new(),
+            prefetched: VecDeque::new(),
             unassigned: VecDeque::new(),
             by_pkid: HashMap::new(),
             announced: HashSet::new(),
@@ -251,7 +257,7 @@ impl Worker {
         let mut db_error_at: Option<Instant> = None;
         loop {
             if self.shutdown.load(Ordering::SeqCst) {
-                self.close().await;
+                self.close(true).await;
                 return;
             }
             let wait = match self.step().await {
@@ -306,7 +312,7 @@ impl Worker {
     async fn step(&mut self) -> Result<Option<Duration>, OutboxError> {
         if !self.operator_allows()? {
             if self.session.is_some() {
-                self.close().await;
+                self.close(false).await;
             }
             self.restart_window();
             return Ok(Some(self.opts.poll_interval));
@@ -417,6 +423,7 @@ impl Worker {
         self.window.clear();
         self.unassigned.clear();
         self.by_pkid.clear();
+        self.prefetched.clear();
         self.fetched = self.cursor;
     }
 
@@ -436,8 +443,13 @@ impl Worker {
     /// Reads the next record after `fetched` and publishes its messages. False when there is
     /// none (or it must wait for the clock).
     fn publish_next(&mut self) -> Result<bool, OutboxError> {
-        let rows = self.store.telemetry_after(self.fetched, 1)?;
-        let Some((seq, _device, t)) = rows.into_iter().next() else {
+        if self.prefetched.is_empty() {
+            let rows = self
+                .store
+                .telemetry_after(self.fetched, self.opts.prefetch.max(1))?;
+            self.prefetched.extend(rows);
+        }
+        let Some((seq, device, t)) = self.prefetched.pop_front() else {
             return Ok(false);
         };
         let mut record = match t {
@@ -456,6 +468,8 @@ impl Worker {
             }
         };
         if record.awaits_clock() && !self.resolve_time(&mut record)? {
+            // Not before the clock is synchronised: it waits at the head.
+            self.prefetched.push_front((seq, device, Some(record)));
             return Ok(false);
         }
         let id = crate::webhook::render::delivery_id(&self.output, std::slice::from_ref(&record));
@@ -636,7 +650,8 @@ impl Worker {
         let id = id
             .map(str::to_owned)
             .or_else(|| head.map(|w| w.id.clone()))
-            .unwrap_or_else(|| format!("00000000-0000-8000-8000-{:012x}", self.cursor + 1));
+            // No record was in flight (the connection failed first): the nil id, no seqs.
+            .unwrap_or_else(|| uuid::Uuid::nil().to_string());
         self.restart_window();
         let decision = self.policy.on_attempt(Instant::now(), f.outcome, None);
         let r = AttemptResult {
@@ -685,18 +700,37 @@ impl Worker {
         self.ack_since = None;
     }
 
-    /// At shutdown: wait briefly for the acknowledgements in flight, save the cursor, publish
-    /// `offline` and disconnect.
-    async fn close(&mut self) {
-        if let Some(mut s) = self.session.take() {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while self.window.iter().any(|w| !w.skip) && Instant::now() < deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, s.poll()).await {
-                    Ok(Ok(ev)) => self.on_event(Ok(ev)),
-                    _ => break,
+    /// At shutdown (`drain`): publish what is committed and wait for the acknowledgements, for
+    /// at most [`DRAIN`] (so the stop's own `gateway.status` gets out), save the cursor, publish
+    /// `offline` and disconnect. When the operator disables the output: the same without
+    /// publishing anything new.
+    async fn close(&mut self, drain: bool) {
+        let deadline = Instant::now() + DRAIN;
+        while self.session.is_some() {
+            if drain {
+                while self.session.is_some()
+                    && self.window.iter().filter(|w| !w.skip).count() < self.cfg.inflight
+                {
+                    match self.publish_next() {
+                        Ok(true) => {}
+                        _ => break,
+                    }
                 }
+                self.drain_skipped();
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.window.iter().any(|w| !w.skip) || left.is_zero() {
+                break;
+            }
+            let Some(s) = self.session.as_mut() else {
+                break;
+            };
+            match tokio::time::timeout(left, s.poll()).await {
+                Ok(ev) => self.on_event(ev),
+                Err(_) => break,
+            }
+        }
+        if let Some(mut s) = self.session.take() {
             let status = topic::status_topic(&self.cfg, &self.gateway);
             let _ = s.publish(&Message {
                 topic: status,
