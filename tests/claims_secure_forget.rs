@@ -162,7 +162,10 @@ fn a_forgotten_radio_key_is_gone_from_the_running_daemon_the_file_and_the_next_r
                 .any(|r| r["values"]["button"]["value"] == "a0")
         })
         .await;
-        wait_until("the key stored in the file", &log1, || secure_rows(&db) == 1).await;
+        wait_until("the key stored in the file", &log1, || {
+            secure_rows(&db) == 1
+        })
+        .await;
 
         // The operator forgets the device while the daemon runs.
         let out = common::agent_command()

@@ -88,13 +88,19 @@ fn the_unit_sysusers_udev_rule_and_example_configuration_agree() {
             .any(|l| l.split_whitespace().eq(["m", user, group])),
         "{user} is not made a member of {group}"
     );
-    assert!(one("SupplementaryGroups").split_whitespace().any(|g| g == group));
+    assert!(
+        one("SupplementaryGroups")
+            .split_whitespace()
+            .any(|g| g == group)
+    );
     assert!(rule.contains("SYMLINK+=\"enocean\""));
     assert_eq!(example["serial"]["port"].as_str(), Some("/dev/enocean"));
     // The USB 300 is an FTDI serial converter: a ttyUSB character device.
     assert!(rule.contains("ATTRS{idVendor}==\"0403\""));
     assert!(
-        u["DeviceAllow"].iter().any(|d| d.starts_with("char-ttyUSB")),
+        u["DeviceAllow"]
+            .iter()
+            .any(|d| d.starts_with("char-ttyUSB")),
         "the stick's device class is not allowed"
     );
     assert_eq!(one("DevicePolicy"), "closed");
