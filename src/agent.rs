@@ -242,21 +242,31 @@ pub async fn run(
         keyring,
         secure_parts: crate::secure::Assembler::default(),
     };
+    let sources = || crate::metrics::Sources {
+        config: cfg.clone(),
+        live: state.live.clone(),
+        storage: state.storage.shared_figures(),
+        started: state.started,
+    };
     let metrics = match crate::metrics::MetricsServer::start(
         &cfg.metrics,
-        crate::metrics::Sources {
-            config: cfg.clone(),
-            live: state.live.clone(),
-            storage: state.storage.shared_figures(),
-            started: state.started,
-        },
+        sources(),
         options.status_interval,
     ) {
         Ok(m) => m,
         Err(e) => {
-            // A taken port must not keep readings from being received and delivered.
+            // A taken port must not keep readings from being received and delivered, nor the
+            // textfile from being written.
             error!("{e}; running without the metrics endpoint");
-            None
+            let textfile_only = crate::metrics::MetricsConfig {
+                enabled: false,
+                ..cfg.metrics.clone()
+            };
+            crate::metrics::MetricsServer::start(&textfile_only, sources(), options.status_interval)
+                .unwrap_or_else(|e| {
+                    error!("{e}; running without the metrics textfile");
+                    None
+                })
         }
     };
     if let Some(addr) = metrics.as_ref().and_then(|m| m.addr()) {

@@ -719,3 +719,58 @@ fn teach_ins_go_to_their_own_topic() {
     assert!(!m.retain);
     assert!(!got.iter().any(|m| m.topic == "enocean/test-gw/0180A3F9"));
 }
+
+#[test]
+fn an_mqtt_5_broker_refusing_a_publish_keeps_the_reading_and_names_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    // The agent may write under enocean/ only; the watcher reads everything.
+    std::fs::write(
+        &acl,
+        "user agent\ntopic readwrite enocean/#\n\nuser watcher\ntopic read #\n",
+    )
+    .unwrap();
+    let Some(b) = Broker::start_with(
+        dir.path(),
+        BrokerOptions {
+            users: vec![("agent".into(), "a".into()), ("watcher".into(), "w".into())],
+            listener: vec![format!("acl_file {}", acl.display())],
+        },
+    ) else {
+        return;
+    };
+    let sub = Subscriber::start(b.port, "#", Some(("watcher", "w")));
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "a\n").unwrap();
+    let mut allowed = fast("allowed", &b.url());
+    let mut denied = fast("denied", &b.url());
+    for c in [&mut allowed, &mut denied] {
+        c.protocol = enocean_agent::mqtt::config::Protocol::V5;
+        c.username = Some("agent".into());
+        c.password_file = Some(pw.clone());
+    }
+    denied.topic = "forbidden/{sensor_id}".into();
+    denied.status_topic = "enocean/{gateway}/denied-status".into();
+    let mut r = Running::start(dir.path(), vec![allowed, denied]);
+    let ids = r.enqueue("0180A3F2", 3);
+    let got = sub.wait("the allowed output's readings", |g| first_ids(g).len() >= 3);
+    assert_eq!(first_ids(&got), ids);
+    assert!(common::wait_for(WAIT, || r
+        .store()
+        .webhook("mqtt:denied")
+        .unwrap()
+        .and_then(|s| s.last_failure_reason)
+        .is_some()));
+    let st = r.store().webhook("mqtt:denied").unwrap().unwrap();
+    // Mosquitto answers PUBACK 0x87 and then closes the connection; rumqttc may report either.
+    assert!(
+        matches!(
+            st.last_failure_reason.as_deref(),
+            Some("puback_not_authorized") | Some("connection_reset")
+        ),
+        "{:?}",
+        st.last_failure_reason
+    );
+    assert_eq!(st.cursor, 0, "a refused reading is not passed over");
+    assert!(!sub.got().iter().any(|m| m.topic.starts_with("forbidden/")));
+}

@@ -441,3 +441,51 @@ fn a_secure_chained_message_is_reassembled_verified_and_decrypted() {
     // A first part too short for LEN is not a part.
     assert!(sec_cdm_as_chain_part(&telegram(0x33, &[0x40, 0x00], sender)).is_none());
 }
+
+#[test]
+fn a_changed_key_file_starts_from_its_own_rlc_and_forget_drops_a_taught_key() {
+    use enocean_agent::config::DeviceConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("outbox.db");
+    let configured = |key: [u8; 16], rlc: u32| DeviceConfig {
+        id: "05100001".into(),
+        key: Some(DeviceKey::from_bytes(key)),
+        slf: Some(0x8B),
+        rlc: Some(rlc),
+        ..DeviceConfig::default()
+    };
+    let mut store = SecureStore::open(&db).unwrap();
+    // A rolling code stored for key A.
+    store.note_rlc(
+        0x0510_0001,
+        900,
+        enocean_agent::secure::crypto::check_value(&DeviceKey::from_bytes([0xA; 16])),
+    );
+    store.flush().unwrap();
+    let (ring, _) = load(&db, &[configured([0xA; 16], 10)]).unwrap();
+    assert_eq!(
+        ring.get(0x0510_0001).unwrap().next_rlc,
+        Some(900),
+        "same key: stored code"
+    );
+    let (ring, _) = load(&db, &[configured([0xB; 16], 10)]).unwrap();
+    assert_eq!(
+        ring.get(0x0510_0001).unwrap().next_rlc,
+        Some(10),
+        "new key: its own code"
+    );
+    // A device taught in by radio, then `devices forget` (the CLI's path): its key is gone.
+    let dev = SecureDevice {
+        key: DeviceKey::from_bytes([0xC; 16]),
+        slf: Slf(0xF3),
+        next_rlc: Some(1),
+        ptm: false,
+        configured: false,
+    };
+    store.save_taught(0x0510_0002, &dev).unwrap();
+    assert!(load(&db, &[]).unwrap().0.get(0x0510_0002).is_some());
+    assert!(enocean_agent::device::forget(&db, 0x0510_0002).unwrap());
+    assert!(load(&db, &[]).unwrap().0.get(0x0510_0002).is_none());
+    // A configured device's rolling code row stays.
+    assert_eq!(store.stored_rlc(0x0510_0001).unwrap(), Some(900));
+}

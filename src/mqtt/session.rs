@@ -284,6 +284,7 @@ fn classify_tls(e: &rumqttc::TlsError) -> Failure {
 
 fn classify_v4(e: &rumqttc::ConnectionError) -> Failure {
     use rumqttc::{ConnectReturnCode as C, ConnectionError as E};
+    log::debug!("mqtt: connection error: {e:?}");
     match e {
         E::Io(io) => classify_io(io),
         E::Tls(t) => classify_tls(t),
@@ -301,6 +302,9 @@ fn classify_v4(e: &rumqttc::ConnectionError) -> Failure {
         E::NetworkTimeout | E::FlushTimeout => Failure::new(Outcome::Failed, "timeout"),
         E::MqttState(s) => match s {
             rumqttc::StateError::Io(io) => classify_io(io),
+            rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(io)) => {
+                classify_io(io)
+            }
             rumqttc::StateError::AwaitPingResp => Failure::new(Outcome::Failed, "ping_timeout"),
             _ => Failure::new(Outcome::Failed, "protocol"),
         },
@@ -310,6 +314,7 @@ fn classify_v4(e: &rumqttc::ConnectionError) -> Failure {
 
 fn classify_v5(e: &rumqttc::v5::ConnectionError) -> Failure {
     use rumqttc::v5::ConnectionError as E;
+    log::debug!("mqtt: connection error: {e:?}");
     use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as C;
     match e {
         E::Io(io) => classify_io(io),
@@ -325,6 +330,9 @@ fn classify_v5(e: &rumqttc::v5::ConnectionError) -> Failure {
         E::Timeout(_) => Failure::new(Outcome::Failed, "timeout"),
         E::MqttState(s) => match s {
             rumqttc::v5::StateError::Io(io) => classify_io(io),
+            rumqttc::v5::StateError::Deserialization(rumqttc::v5::mqttbytes::Error::Io(io)) => {
+                classify_io(io)
+            }
             rumqttc::v5::StateError::AwaitPingResp => Failure::new(Outcome::Failed, "ping_timeout"),
             _ => Failure::new(Outcome::Failed, "protocol"),
         },
