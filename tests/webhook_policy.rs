@@ -382,7 +382,7 @@ fn a_rejected_body_is_failed_listed_resendable_and_never_blocks_the_queue() {
     sender.stop();
     // Resendable once the receiver takes it.
     accept_bad.store(true, Ordering::SeqCst);
-    let clock: webhook::ClockCheck = Arc::new(|| true);
+    let clock: enocean_agent::clock::ClockCheck = Arc::new(|| true);
     let r = webhook::resend(&hooks, &store, failed[0].row, &clock).unwrap();
     assert_eq!(r.outcome, webhook::Outcome::Delivered);
     assert!(store.failed(None, None).unwrap().is_empty());
@@ -572,7 +572,7 @@ fn test_delivery_while_deactivated_changes_no_health() {
         .unwrap();
     let before = store.webhook("a").unwrap().unwrap();
     assert!(before.deactivated_at.is_some());
-    let clock: webhook::ClockCheck = Arc::new(|| true);
+    let clock: enocean_agent::clock::ClockCheck = Arc::new(|| true);
     let r = webhook::send_test(&hooks[0], &store, gateway(), &clock).unwrap();
     assert_eq!(r.outcome, webhook::Outcome::Delivered);
     let after = store.webhook("a").unwrap().unwrap();

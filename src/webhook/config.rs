@@ -900,8 +900,7 @@ fn default_signature_header() -> String {
     "Signature".into()
 }
 
-/// The duration helper moved to [`crate::duration`]; this path stays for existing callers.
-pub use crate::duration;
+use crate::duration;
 
 #[cfg(test)]
 mod tests {

@@ -43,7 +43,7 @@ pub mod sign;
 pub mod template;
 
 /// The clock moved to [`crate::clock`]; these paths stay for existing callers.
-pub use crate::clock::{ClockCheck, system_clock_check};
+use crate::clock::ClockCheck;
 pub use config::WebhookConfig;
 pub use http::{AttemptResult, Outcome};
 pub use sender::{Sender, SenderHandle, SenderOptions};
