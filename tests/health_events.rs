@@ -275,6 +275,14 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
         })
         .await;
         assert_eq!(agent.terminate().code(), Some(0));
+        // The clean stop's own status went out before the exit (the senders deliver what is
+        // committed at a stop while the webhook answers): no restart has happened yet.
+        wait_until("the stop's gateway.status before any restart", &log, || {
+            all.kind("gateway.status")
+                .iter()
+                .any(|r| r["status"]["reason"] == "stop")
+        })
+        .await;
         // `devices` shows what is watched: silent, a threshold, or not watched.
         let out = common::agent_command()
             .args(["devices", "--config"])
@@ -314,7 +322,7 @@ fn health_events_are_signed_filtered_and_silence_survives_a_restart() {
         let restarted = jiff::Timestamp::now();
         let log2 = dir.path().join("agent2.log");
         let mut agent = start_agent(&config, &log2);
-        // The clean stop's status arrives (before the exit, or from the outbox after the restart).
+        // The first run's stop status (delivered before its exit, checked above).
         wait_until("the stop's gateway.status", &log2, || {
             all.kind("gateway.status")
                 .iter()

@@ -148,6 +148,10 @@ impl SenderHandle {
     }
 }
 
+/// How long a sender keeps delivering at a clean stop (see `Worker::drain`): well inside
+/// systemd's stop timeout, long enough for the stop's status and a short backlog.
+const DRAIN_AT_STOP: Duration = Duration::from_secs(5);
+
 /// Test-only: a sender thread panics at its first step when this variable is set, to prove that
 /// a dead sender stops the daemon.
 pub const TEST_PANIC_ENV: &str = "ENOCEAN_AGENT_TEST_SENDER_PANIC";
@@ -309,6 +313,20 @@ impl Worker {
         })
     }
 
+    /// At shutdown, after the storage thread's last commit: delivers what is committed while
+    /// the webhook answers, for at most `limit`, so that the stop's own `gateway.status` gets
+    /// out before the exit instead of at the next start. A webhook that is failing, waiting,
+    /// disabled or idle ends it at once (no new attempt against a server that is down).
+    fn drain(&mut self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while Instant::now() < until && self.policy.consecutive() == 0 {
+            match self.step() {
+                Ok(Step::Busy) => {}
+                Ok(Step::Idle(_)) | Err(_) => break,
+            }
+        }
+    }
+
     fn run(mut self) {
         let mut seen = self.waker.seen();
         // Outbox errors (a full disk) repeat every poll: the first is logged, then at most one
@@ -316,6 +334,7 @@ impl Worker {
         let mut db_errors: (Option<Instant>, u64) = (None, 0);
         loop {
             if self.shutdown.load(Ordering::SeqCst) {
+                self.drain(DRAIN_AT_STOP);
                 if let Err(e) = self.flush_acks() {
                     log::error!("webhook {}: acknowledgements not saved: {e}", self.cfg.name);
                 }
