@@ -7,8 +7,11 @@
 
 mod common;
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use enocean_agent::sim::building::ScriptOptions;
@@ -32,6 +35,61 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
         .status()
         .is_ok_and(|s| s.success());
     ok.then(|| Mount(dir.to_path_buf()))
+}
+
+/// Another writer on the same card (a runaway log, a journal): takes every byte of the file
+/// system as soon as it is free, until stopped. Without it the full disk would end as soon as the
+/// agent's own reserve is released and its one-for-one dropping keeps the file from growing;
+/// with it, the outbox meets a disk that stays full for as long as the test needs.
+struct Filler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Filler {
+    fn start(dir: &Path) -> Filler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = dir.join("filler");
+        let (flag, file) = (stop.clone(), path.clone());
+        let thread = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .unwrap();
+            let chunk = vec![0u8; 4096];
+            while !flag.load(Ordering::SeqCst) {
+                if f.write(&chunk).is_err() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+        Filler {
+            stop,
+            thread: Some(thread),
+            path,
+        }
+    }
+
+    /// Stops it and gives its space back.
+    fn release(mut self) {
+        self.halt();
+        std::fs::remove_file(&self.path).unwrap();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        self.halt();
+    }
 }
 
 fn status(run: &Path) -> Option<RuntimeStatus> {
@@ -138,6 +196,15 @@ fn a_full_disk_is_calm_visible_and_bounded() {
             ..SimConfig::default()
         })
         .unwrap();
+        // Readings on the disk first, then something else takes the rest of it.
+        wait(
+            "readings on the disk",
+            &log,
+            Duration::from_secs(120),
+            || status(&run).is_some_and(|s| s.committed >= 2000),
+        )
+        .await;
+        let filler = Filler::start(&disk);
         wait("the disk to fill", &log, Duration::from_secs(120), || {
             status(&run).is_some_and(|s| s.disk_full_now)
         })
@@ -200,6 +267,7 @@ fn a_full_disk_is_calm_visible_and_bounded() {
             "readings kept while full: {stored_while_full}"
         );
         // Space returns: the episode ends with one line and commits resume.
+        filler.release();
         assert!(
             Command::new("mount")
                 .args(["-o", "remount,size=64m"])
