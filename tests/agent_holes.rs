@@ -131,17 +131,7 @@ fn erp1(rorg: u8, payload: &[u8], sender: u32) -> Vec<u8> {
     .encode()
 }
 
-async fn wait_until(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::wait_until;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -11,7 +11,6 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use serde_json::Value;
 
@@ -19,17 +18,7 @@ fn log_text(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
-fn wait_until(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + common::WAIT;
-    while !done() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}; agent log:\n{}",
-            log_text(log)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
+use common::wait_until_blocking as wait_until;
 
 /// The number after `label` in the agent's `stopped: …` line (`… 12 committed, …`).
 fn stop_figure(line: &str, label: &str) -> u64 {

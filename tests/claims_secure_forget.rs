@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use enocean_agent::esp3::{Frame, PacketType};
 use enocean_agent::sim::building::ScriptOptions;
@@ -48,17 +48,7 @@ fn start_agent(config: &Path, log: &Path) -> common::Reaper {
     )
 }
 
-async fn wait_until(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + common::WAIT;
-    while !done() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::wait_until;
 
 fn secure_rows(db: &Path) -> i64 {
     let conn =

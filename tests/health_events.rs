@@ -9,7 +9,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use enocean_agent::esp3::{Frame, PacketType};
 use enocean_agent::sim::building::ScriptOptions;
@@ -154,17 +153,7 @@ fn reading(sender: u32) -> Vec<u8> {
     .encode()
 }
 
-async fn wait_until(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + common::WAIT;
-    while !done() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::wait_until;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

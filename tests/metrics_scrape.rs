@@ -6,10 +6,9 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -121,17 +120,7 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn wait_until(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + common::WAIT;
-    while !done() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::wait_until_blocking as wait_until;
 
 #[test]
 fn scrape_of_the_running_agent_and_its_textfile() {

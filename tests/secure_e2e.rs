@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
@@ -125,17 +125,7 @@ fn start_agent(config: &Path, log: &Path) -> common::Reaper {
     )
 }
 
-async fn wait_until(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::wait_until;
 
 fn log_has(log: &Path, text: &str) -> bool {
     std::fs::read_to_string(log).is_ok_and(|l| l.contains(text))

@@ -262,6 +262,33 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Waits (async, polling every 25 ms, at most [`WAIT`]) until `done` holds; on timeout fails
+/// the test with `what` and the agent's log at `log`.
+pub async fn wait_until(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {what}; agent log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// [`wait_until`] for tests without a runtime (blocks the thread between polls).
+pub fn wait_until_blocking(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {what}; agent log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// The bound of every wait: generous, because a wait ends as soon as its condition holds and a
 /// loaded machine (two cores shared by several builds) can be many times slower than an idle one.
 pub const WAIT: Duration = Duration::from_secs(60);
