@@ -287,7 +287,7 @@ impl Writer {
             let now = Instant::now();
             let wake = self
                 .outbox
-                .commit_due()
+                .next_due()
                 .unwrap_or(now + HOUSEKEEPING_EVERY)
                 .min(last_housekeeping + HOUSEKEEPING_EVERY);
             let open = match rx.recv_timeout(wake.saturating_duration_since(now)) {

@@ -142,10 +142,13 @@ fn a_taken_metrics_port_is_an_error_line_and_readings_still_flow_then_sigint_los
         u64::try_from(rows).unwrap() >= committed,
         "{rows} rows in the outbox, {committed} counted committed"
     );
+    // Stored compressed (src/outbox/body.rs); the library reads it back as the JSON committed.
     let bodies: Vec<String> = conn
         .prepare("SELECT body FROM telemetry ORDER BY seq")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map([], |r| {
+            Ok(enocean_agent::outbox::body::decode(r.get_ref(0)?).expect("stored body"))
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

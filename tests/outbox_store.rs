@@ -399,3 +399,144 @@ fn stored_states_round_trip_and_unknown_values_are_errors() {
         "{e}"
     );
 }
+
+/// Readings are stored compressed (src/outbox/body.rs); rows an older version wrote as JSON text
+/// stay in place and read back the same, in order with the new ones; a damaged body is listed as
+/// unreadable instead of stopping the senders.
+#[test]
+fn stored_bodies_are_compact_and_older_text_rows_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(dir.path());
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    // A row as versions before the compressed bodies wrote it: the JSON text itself.
+    let old = telemetry("0180A3F2", 1);
+    let old_json = serde_json::to_string(&old).unwrap();
+    {
+        let c = rusqlite::Connection::open(&s.path).unwrap();
+        c.execute(
+            "INSERT INTO telemetry (id, device, committed_at, body) VALUES (?1, ?2, 0, ?3)",
+            rusqlite::params![old.id, old.sensor.id, old_json],
+        )
+        .unwrap();
+    }
+    let new = telemetry("0180A3F3", 2);
+    ob.enqueue(new.clone()).unwrap();
+    ob.flush().unwrap();
+    drop(ob);
+    let c = rusqlite::Connection::open(&s.path).unwrap();
+    let (kind, len): (String, i64) = c
+        .query_row(
+            "SELECT typeof(body), length(body) FROM telemetry WHERE id = ?1",
+            [&new.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let new_json = serde_json::to_string(&new).unwrap();
+    assert_eq!(kind, "blob");
+    assert!(
+        (len as usize) * 3 < new_json.len(),
+        "{len} bytes stored for {} bytes of JSON",
+        new_json.len()
+    );
+    let store = Store::open(&s.path).unwrap();
+    let rows = store.telemetry_after(0, 10).unwrap();
+    assert_eq!(rows.len(), 2);
+    let (a, b) = (rows[0].2.clone().unwrap(), rows[1].2.clone().unwrap());
+    assert_eq!(
+        (a.id.as_str(), b.id.as_str()),
+        (old.id.as_str(), new.id.as_str())
+    );
+    // What a sender renders from them is what was committed, byte for byte.
+    let mut a0 = old.clone();
+    a0.seq = a.seq;
+    let mut b0 = new.clone();
+    b0.seq = b.seq;
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&a0).unwrap()
+    );
+    assert_eq!(
+        serde_json::to_string(&b).unwrap(),
+        serde_json::to_string(&b0).unwrap()
+    );
+    // A damaged compressed body: listed unreadable, the others still come.
+    c.execute(
+        "UPDATE telemetry SET body = x'01FFFFFF00DEAD' WHERE id = ?1",
+        [&new.id],
+    )
+    .unwrap();
+    let rows = store.telemetry_after(0, 10).unwrap();
+    assert!(rows[0].2.is_some() && rows[1].2.is_none());
+    let (n, list) = store.unreadable(10).unwrap();
+    assert_eq!(n, 1);
+    assert!(list[0].2.contains("stored body"), "{:?}", list[0]);
+}
+
+/// Readings are committed without a flush each; the flush comes one `commit_window` after the
+/// first unflushed commit, and is skipped only when every running output has come past the
+/// readings (they are at the receivers). A stop always flushes.
+#[test]
+fn commits_are_flushed_within_a_window_unless_every_output_has_come_past_them() {
+    use enocean_agent::outbox::{SyncCounts, Waker};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = storage(dir.path());
+    s.commit_window = Duration::from_secs(5);
+    // Each reading commits in `enqueue`, so the test decides what the outputs did before the
+    // flush is due.
+    s.commit_batch = 1;
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    let waker = Waker::new();
+    waker.delivered().register("w", 0);
+    ob.set_waker(waker.clone());
+
+    // An output that has not come past the reading: flushed at the window's end, not before.
+    let t0 = Instant::now();
+    let c = ob.enqueue(telemetry("0180A3F2", 1)).unwrap();
+    assert_eq!(c.len(), 1);
+    let due = ob.sync_due().expect("a flush is due for the commit");
+    assert!(due >= t0 + Duration::from_secs(5));
+    ob.poll(due - Duration::from_millis(1)).unwrap();
+    assert_eq!(
+        ob.sync_counts(),
+        SyncCounts::default(),
+        "not before the window"
+    );
+    ob.poll(due).unwrap();
+    assert_eq!(ob.sync_counts().flushed, 1);
+    assert!(ob.sync_due().is_none());
+
+    // Every output came past it (delivered): no flush needed.
+    let c = ob.enqueue(telemetry("0180A3F2", 2)).unwrap();
+    waker.delivered().advance("w", c[0].seq);
+    ob.poll(ob.sync_due().unwrap()).unwrap();
+    assert_eq!(ob.sync_counts().flushed, 1);
+    assert_eq!(ob.sync_counts().skipped, 1);
+
+    // A second output that lags keeps the flush.
+    waker.delivered().register("slow", c[0].seq);
+    let c = ob.enqueue(telemetry("0180A3F2", 3)).unwrap();
+    waker.delivered().advance("w", c[0].seq);
+    ob.poll(ob.sync_due().unwrap()).unwrap();
+    assert_eq!(ob.sync_counts().flushed, 2);
+
+    // A stop flushes whatever the outputs did.
+    let c = ob.enqueue(telemetry("0180A3F2", 4)).unwrap();
+    waker.delivered().advance("w", c[0].seq);
+    waker.delivered().advance("slow", c[0].seq);
+    ob.flush().unwrap();
+    assert_eq!(ob.sync_counts().flushed, 3);
+    assert!(ob.sync_due().is_none());
+}
+
+/// Without any running output nothing ever leaves the outbox: every commit is flushed.
+#[test]
+fn without_outputs_every_window_is_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(dir.path());
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    ob.enqueue(telemetry("0180A3F2", 1)).unwrap();
+    ob.poll(Instant::now()).unwrap();
+    ob.poll(ob.sync_due().unwrap()).unwrap();
+    assert_eq!(ob.sync_counts().flushed, 1);
+    assert_eq!(ob.sync_counts().skipped, 0);
+}

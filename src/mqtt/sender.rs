@@ -30,7 +30,7 @@ use super::config::MqttConfig;
 use super::session::{Ev, Failure, Session};
 use super::topic::{self, Message};
 use crate::delivery::Outcome;
-use crate::outbox::{HealthChange, LogEntry, OutboxError, Phase, Store, Trigger, Waker};
+use crate::outbox::{Delivered, HealthChange, LogEntry, OutboxError, Phase, Store, Trigger, Waker};
 use crate::telemetry::Telemetry;
 use crate::webhook::policy::{Action, Decision, Event, Fate, Policy};
 use crate::webhook::{AttemptResult, SenderOptions};
@@ -70,6 +70,7 @@ impl MqttSender {
                 outbox_path.to_path_buf(),
                 options.clone(),
                 shutdown.clone(),
+                waker.delivered().clone(),
             )?;
             let notify = Arc::new(Notify::new());
             let bridge = {
@@ -159,6 +160,8 @@ struct Worker {
     shutdown: Arc<AtomicBool>,
     policy: Policy,
     cursor: u64,
+    /// Where this output's cursor is published for the outbox's flush decision.
+    marks: Delivered,
     persisted_cursor: u64,
     acks: Vec<LogEntry>,
     ack_since: Option<Instant>,
@@ -192,11 +195,13 @@ impl Worker {
         path: PathBuf,
         opts: SenderOptions,
         shutdown: Arc<AtomicBool>,
+        marks: Delivered,
     ) -> Result<Self, OutboxError> {
-        let store = Store::open(&path)?;
+        let store = Store::open_sender(&path)?;
         let output = cfg.output_name();
         let st = store.webhook(&output)?;
         let cursor = st.as_ref().map_or(0, |s| s.cursor);
+        marks.register(&output, cursor);
         let (phase, consecutive) = st
             .as_ref()
             .map_or((Phase::Active, 0), |s| (s.phase, s.consecutive_failures));
@@ -220,6 +225,7 @@ impl Worker {
             shutdown,
             policy,
             cursor,
+            marks,
             persisted_cursor: cursor,
             acks: Vec::new(),
             ack_since: None,
@@ -598,6 +604,7 @@ impl Worker {
         while self.window.front().is_some_and(|w| w.skip) {
             if let Some(w) = self.window.pop_front() {
                 self.cursor = self.cursor.max(w.seq);
+                self.marks.advance(&self.output, self.cursor);
                 self.ack_since.get_or_insert_with(Instant::now);
             }
         }
@@ -616,6 +623,8 @@ impl Worker {
             .policy
             .on_attempt(Instant::now(), Outcome::Delivered, None);
         self.cursor = self.cursor.max(w.seq);
+        // Acknowledged by the broker: the outbox needs no flush for it.
+        self.marks.advance(&self.output, self.cursor);
         self.announced.extend(w.announces);
         self.acks.push(crate::webhook::sender::log_entry(
             &self.output,

@@ -111,7 +111,7 @@ fn default_commit_batch() -> usize {
     1000
 }
 fn default_ack_window() -> Duration {
-    Duration::from_secs(1)
+    Duration::from_secs(5)
 }
 fn default_max_rows() -> u64 {
     1_000_000

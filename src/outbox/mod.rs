@@ -1,4 +1,4 @@
-//! The outbox: one SQLite file (WAL, `synchronous=FULL`) where telemetry is committed before
+//! The outbox: one SQLite file (WAL) where telemetry is committed before
 //! anything else happens to it, with group commit, bounds, pruning and corruption recovery.
 //!
 //! Model: telemetry rows carry the sequence number (`seq`, assigned at commit). Every webhook has a
@@ -9,9 +9,12 @@
 //! are acknowledged on disk in groups (`ack_window`): a crash in between causes a duplicate with
 //! the same delivery id, never a loss.
 //!
-//! Durability window: telemetry handed to [`Outbox::enqueue`] is durable once a commit returns its
-//! [`Committed`] record — at most `commit_window` (default 1 s) or `commit_batch` records later.
+//! Durability window: telemetry handed to [`Outbox::enqueue`] survives a crash of the agent once a
+//! commit returns its [`Committed`] record — at most `commit_window` (default 1 s) or
+//! `commit_batch` records later — and a power cut one more window later unless every output has
+//! delivered it by then ([`Outbox::sync_due`]).
 
+pub mod body;
 pub mod config;
 pub mod schema;
 pub mod store;
@@ -90,14 +93,21 @@ pub struct Committed {
     pub seq: u64,
 }
 
-/// Wakes the sender threads when there is new work (a commit, `webhook enable`, shutdown).
+/// Wakes the sender threads when there is new work (a commit, `webhook enable`, shutdown). It
+/// also carries how far each output has come ([`Delivered`]), since the outbox and every sender
+/// already share it.
 #[derive(Clone, Default)]
-pub struct Waker(Arc<(Mutex<u64>, Condvar)>);
+pub struct Waker(Arc<(Mutex<u64>, Condvar)>, Delivered);
 
 impl Waker {
     /// A new waker.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How far each output has come, in memory.
+    pub fn delivered(&self) -> &Delivered {
+        &self.1
     }
 
     /// Wakes every waiting thread.
@@ -122,6 +132,40 @@ impl Waker {
     /// The current wake count (to pass to [`Waker::wait`]).
     pub fn seen(&self) -> u64 {
         self.0.0.lock().map(|g| *g).unwrap_or(0)
+    }
+}
+
+/// How far each running output has come, in memory: the seq through which every reading was
+/// delivered, passed over (not routed to it) or stored durably in a delivery of its own. The
+/// outbox skips the fsync of readings every output has come past (they are at the receivers or
+/// on the disk already) and flushes the others within `commit_window`.
+#[derive(Clone, Default)]
+pub struct Delivered(Arc<Mutex<Vec<(String, u64)>>>);
+
+impl Delivered {
+    /// An output starts at its stored cursor (again after a restart of its thread).
+    pub fn register(&self, output: &str, cursor: u64) {
+        if let Ok(mut v) = self.0.lock() {
+            match v.iter_mut().find(|(n, _)| n == output) {
+                Some(e) => e.1 = cursor,
+                None => v.push((output.to_owned(), cursor)),
+            }
+        }
+    }
+
+    /// The output has come through `seq`.
+    pub fn advance(&self, output: &str, seq: u64) {
+        if let Ok(mut v) = self.0.lock()
+            && let Some(e) = v.iter_mut().find(|(n, _)| n == output)
+        {
+            e.1 = e.1.max(seq);
+        }
+    }
+
+    /// The seq every registered output has come through; None when no output is running
+    /// (then nothing ever leaves the outbox and every reading is flushed).
+    pub fn through(&self) -> Option<u64> {
+        self.0.lock().ok()?.iter().map(|e| e.1).min()
     }
 }
 
@@ -164,7 +208,21 @@ pub struct Outbox {
     /// Seqs below this are reserved in `<db>.seq` (may have been handed out).
     seq_reserved: u64,
     /// Records of a failed commit, encoded (id, device, body), first in the next try.
-    retry: Vec<(String, String, String)>,
+    retry: Vec<(String, String, Vec<u8>)>,
+    /// Commits not yet flushed to the disk: when the first of them returned, and the last seq
+    /// committed since (see [`Outbox::sync_due`]).
+    unsynced: Option<(Instant, u64)>,
+    /// Flushes done and flushes found unneeded (every output had come past the readings).
+    syncs: SyncCounts,
+}
+
+/// How the outbox's commits reached the disk, counted since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Flushes of the WAL to the disk (readings some output had not come past yet, a stop).
+    pub flushed: u64,
+    /// Windows whose readings every output had come past already: no flush needed.
+    pub skipped: u64,
 }
 
 /// What the outbox counted since it was opened. Kept in memory, so the figures are right while
@@ -239,7 +297,12 @@ impl Outbox {
             drop_log: (None, 0),
             seq_reserved: 0,
             retry: Vec::new(),
+            unsynced: None,
+            syncs: SyncCounts::default(),
         };
+        // Readings are committed without a flush each (see `sync_due`); the CLI's and tests'
+        // connections (`Store::open`) keep flushing every commit.
+        me.store.conn.pragma_update(None, "synchronous", "NORMAL")?;
         me.keep_reserve();
         me.continue_seq()?;
         if me.recovered_from.is_some() {
@@ -323,7 +386,7 @@ impl Outbox {
         // A full group commits at once, unless a commit failed within the window: a failing
         // disk is retried once per window, not once per reading.
         if self.buffer.len() >= self.cfg.commit_batch.max(1) && self.disk_full.is_none() {
-            return self.flush();
+            return self.commit_now();
         }
         Ok(Vec::new())
     }
@@ -342,12 +405,76 @@ impl Outbox {
         Some(oldest.max(next_slot))
     }
 
-    /// Commits the open group when its window has passed, and runs maintenance now and then.
+    /// When committed readings must be on the disk (None when everything is): one
+    /// `commit_window` after the first commit not yet flushed. Commits are not flushed one by one
+    /// (`synchronous=NORMAL`): a reading is in the database when its commit returns, safe from a
+    /// crash of the agent (the page cache keeps it), and is delivered at once; the flush that
+    /// makes it safe from a power cut comes at most a window later, and only when some running
+    /// output has not come past it ([`Delivered`]): a reading already at every receiver, or kept
+    /// in a flushed delivery of its own, needs no flush. A quiet building's SD card so sees no
+    /// flush per reading, and a power cut loses at most the readings of the last window that
+    /// had not been delivered — the bound of the group commit before this.
+    pub fn sync_due(&self) -> Option<Instant> {
+        self.unsynced
+            .map(|(since, _)| since + self.cfg.commit_window)
+    }
+
+    /// The earliest of [`Outbox::commit_due`] and [`Outbox::sync_due`]: when to poll next.
+    pub fn next_due(&self) -> Option<Instant> {
+        match (self.commit_due(), self.sync_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Flushes and skipped flushes since open.
+    pub fn sync_counts(&self) -> SyncCounts {
+        self.syncs
+    }
+
+    /// Flushes the committed readings to the disk unless every running output has come past
+    /// them (`force`: flush anyway, at a stop).
+    fn sync_now(&mut self, force: bool) {
+        let Some((_, last)) = self.unsynced else {
+            return;
+        };
+        let passed = self
+            .waker
+            .as_ref()
+            .and_then(|w| w.delivered().through())
+            .is_some_and(|through| through >= last);
+        if passed && !force {
+            self.syncs.skipped += 1;
+            self.unsynced = None;
+            return;
+        }
+        let mut wal = self.cfg.path.clone().into_os_string();
+        wal.push("-wal");
+        match std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
+            Ok(()) => {
+                self.syncs.flushed += 1;
+                self.unsynced = None;
+            }
+            // No WAL: everything is in the database file, which SQLite flushed at the checkpoint.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.unsynced = None,
+            Err(e) => {
+                // Tried again one window later.
+                log::warn!("outbox: flushing committed readings to the disk failed: {e}");
+                self.unsynced = Some((Instant::now(), last));
+            }
+        }
+    }
+
+    /// Commits the open group when its window has passed, flushes commits to the disk when
+    /// they are due, and runs maintenance now and then.
     pub fn poll(&mut self, now: Instant) -> Result<Vec<Committed>, OutboxError> {
         let out = match self.commit_due() {
-            Some(due) if now >= due => self.flush()?,
+            Some(due) if now >= due => self.commit_now()?,
             _ => Vec::new(),
         };
+        if self.sync_due().is_some_and(|due| now >= due) {
+            self.sync_now(false);
+        }
         if now.duration_since(self.last_maintenance) >= MAINTENANCE_EVERY {
             self.last_maintenance = now;
             if let Err(e) = self.maintain() {
@@ -362,8 +489,16 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Commits everything waiting now (shutdown, tests). Returns the committed records.
+    /// Commits everything waiting now and flushes it to the disk (shutdown, tests). Returns the
+    /// committed records.
     pub fn flush(&mut self) -> Result<Vec<Committed>, OutboxError> {
+        let out = self.commit_now();
+        self.sync_now(true);
+        out
+    }
+
+    /// Commits everything waiting now. Returns the committed records.
+    fn commit_now(&mut self) -> Result<Vec<Committed>, OutboxError> {
         if self.buffer.is_empty() && self.retry.is_empty() {
             return Ok(Vec::new());
         }
@@ -374,7 +509,11 @@ impl Outbox {
         let mut encoded = std::mem::take(&mut self.retry);
         encoded.reserve(batch.len());
         for t in &batch {
-            encoded.push((t.id.clone(), t.sensor.id.clone(), serde_json::to_string(t)?));
+            encoded.push((
+                t.id.clone(),
+                t.sensor.id.clone(),
+                body::encode(&serde_json::to_string(t)?),
+            ));
         }
         drop(batch);
         // A group larger than the bounds themselves keeps only its newest records.
@@ -441,6 +580,10 @@ impl Outbox {
                         since.elapsed(),
                         self.counts.dropped - dropped_then
                     );
+                }
+                if let Some(last) = c.last() {
+                    let since = self.unsynced.map_or_else(Instant::now, |u| u.0);
+                    self.unsynced = Some((since, last.seq));
                 }
                 if let Some(w) = &self.waker {
                     w.wake();
@@ -619,7 +762,7 @@ impl Outbox {
     /// Makes room per the policy, then inserts the batch in one transaction.
     fn commit_batch(
         &mut self,
-        encoded: &[(String, String, String)],
+        encoded: &[(String, String, Vec<u8>)],
     ) -> Result<Vec<Committed>, OutboxError> {
         let n = encoded.len() as u64;
         let new_bytes: u64 = encoded.iter().map(|e| e.2.len() as u64).sum();
@@ -835,7 +978,7 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        if self.buffered() > 0
+        if (self.buffered() > 0 || self.unsynced.is_some())
             && let Err(e) = self.flush()
         {
             log::error!(

@@ -266,9 +266,10 @@ impl Worker {
         waker: Waker,
         shutdown: Arc<AtomicBool>,
     ) -> Result<Self, OutboxError> {
-        let store = Store::open(&path)?;
+        let store = Store::open_sender(&path)?;
         let st = store.webhook(&cfg.name)?;
         let cursor = st.as_ref().map_or(0, |s| s.cursor);
+        waker.delivered().register(&cfg.name, cursor);
         let (phase, consecutive) = st
             .as_ref()
             .map_or((Phase::Active, 0), |s| (s.phase, s.consecutive_failures));
@@ -340,7 +341,11 @@ impl Worker {
                 }
                 return;
             }
-            let wait = match self.step() {
+            let step = self.step();
+            // Past the cursor, every reading was delivered, passed over, or kept in a delivery
+            // flushed to the disk (`record_first_attempt`): the outbox needs no flush for it.
+            self.waker.delivered().advance(&self.cfg.name, self.cursor);
+            let wait = match step {
                 Ok(Step::Busy) => Duration::ZERO,
                 Ok(Step::Idle(d)) => d,
                 Err(e) => {

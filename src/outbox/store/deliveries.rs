@@ -247,6 +247,26 @@ impl Store {
         log: &LogEntry,
         health: &HealthChange,
     ) -> Result<i64, OutboxError> {
+        // The cursor moves past these readings, so the outbox may skip their flush
+        // (`Outbox::sync_due`): the delivery keeping their body must be on the disk when this
+        // returns, whatever the connection's own setting (a sender's is NORMAL).
+        let sync: i64 = self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let row = self.first_attempt_tx(cursor, acks, new, log, health);
+        self.conn.pragma_update(None, "synchronous", sync)?;
+        row
+    }
+
+    fn first_attempt_tx(
+        &mut self,
+        cursor: u64,
+        acks: &[LogEntry],
+        new: NewDelivery<'_>,
+        log: &LogEntry,
+        health: &HealthChange,
+    ) -> Result<i64, OutboxError> {
         let webhook = new.webhook;
         let tx = self.conn.transaction()?;
         for l in acks {

@@ -44,8 +44,12 @@ impl Store {
         while let Some(r) = rows.next()? {
             let seq = r.get::<_, i64>(0)?.max(0) as u64;
             let device: String = r.get(1)?;
-            let body: String = r.get(2)?;
-            let t = match serde_json::from_str::<Telemetry>(&body) {
+            let body = crate::outbox::body::decode(r.get_ref(2)?)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string())
+                });
+            let t = match body {
                 Ok(mut t) => {
                     t.seq = seq;
                     Some(t)
@@ -113,7 +117,7 @@ impl Store {
         let mut cur = from;
         let mut step = 1i64;
         while cur < max_seq {
-            let chunk: Result<Vec<(i64, String, String, String)>, rusqlite::Error> = old
+            let chunk: Result<Vec<(i64, String, String, rusqlite::types::Value)>, rusqlite::Error> = old
                 .prepare("SELECT seq, id, device, body FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT 500")
                 .and_then(|mut st| {
                     st.query_map(params![cur], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -126,7 +130,10 @@ impl Store {
                     let tx = self.conn.transaction()?;
                     for (seq, id, device, body) in &rows {
                         cur = *seq;
-                        if serde_json::from_str::<Telemetry>(body).is_err() {
+                        // Copied as stored (TEXT or compressed BLOB): the same bytes on re-send.
+                        let readable = crate::outbox::body::decode(body.into())
+                            .is_ok_and(|json| serde_json::from_str::<Telemetry>(&json).is_ok());
+                        if !readable {
                             report.unreadable += 1;
                             continue;
                         }
