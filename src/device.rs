@@ -317,6 +317,18 @@ impl DeviceStore {
         if heard.is_empty() {
             return Ok(());
         }
+        // Last-heard facts are refreshed every few seconds and are only advice (silence
+        // events, `devices`): not flushed to the disk on their own (`synchronous=NORMAL` for
+        // this transaction), they reach it with the outbox's next flush or checkpoint. A power
+        // cut can cost the last few seconds of them; a flush every 10 s would rewrite a page of
+        // the SD card each time. Learned devices keep a flush of their own.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = self.heard_tx(heard);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        result
+    }
+
+    fn heard_tx(&mut self, heard: &[Heard]) -> Result<(), DeviceError> {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached(

@@ -91,7 +91,12 @@ pub fn agent(cfg: &WebhookConfig) -> ureq::Agent {
         .timeout_connect(Some(cfg.connect_timeout))
         .user_agent(concat!("enocean-agent/", env!("CARGO_PKG_VERSION")))
         .build();
-    ureq::Agent::new_with_config(config)
+    // ureq's own connector; the resolver caches (a thread per POST otherwise: see resolve.rs).
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        super::resolve::CachedResolver::default(),
+    )
 }
 
 /// Sends one POST and classifies it. Never panics; secrets stay in the headers.

@@ -38,6 +38,7 @@ pub mod health;
 pub mod http;
 pub mod policy;
 pub mod render;
+pub mod resolve;
 pub mod sender;
 pub mod sign;
 pub mod template;
