@@ -5,8 +5,8 @@
 //! counted (never silently lost), while the reader keeps draining the stick.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,23 @@ use crate::telemetry::Telemetry;
 /// Records the hand-off holds while the disk is busy: at the stick's top rate (about 240
 /// telegrams/s) that is 17 s of a stalled SD card; a building's usual 1–20/s is minutes.
 pub const HANDOFF_CAPACITY: usize = 4096;
+
+/// Records queued in the hand-off that wake the writer even while it waits for a commit window
+/// (so a burst is moved into the outbox's group, and `commit_batch` can commit it early, long
+/// before the hand-off could fill).
+const WAKE_AT: usize = HANDOFF_CAPACITY / 16;
+
+/// When a hand-off must wake the writer. A record is a reading the writer will commit at its
+/// window's end anyway: waking the writer for each (a futex wake and two context switches per
+/// telegram) is only needed when nothing waits for a commit — then an idle gateway commits the
+/// reading at once. Other operations always wake it.
+#[derive(Default)]
+struct Wake {
+    /// The writer sleeps with nothing waiting for a commit: the next record wakes it.
+    wanted: AtomicBool,
+    /// Records queued since the writer last drained the hand-off.
+    queued: AtomicUsize,
+}
 
 /// How often the writer looks for forgets and refreshes its figures.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -147,9 +164,21 @@ pub struct Figures {
     pub dropped: AtomicU64,
 }
 
+/// What a look at the hand-off found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// Nothing was waiting.
+    Nothing,
+    /// Operations were handled.
+    Some,
+    /// The handle is gone: commit what is left and stop.
+    Closed,
+}
+
 /// The handle the daemon holds: send work, read figures, receive forgets, stop.
 pub struct Storage {
     tx: Option<SyncSender<Op>>,
+    wake: Arc<Wake>,
     figures: Arc<Figures>,
     forgets: UnboundedReceiver<u32>,
     thread: Option<JoinHandle<()>>,
@@ -169,6 +198,7 @@ impl Storage {
         db_path: std::path::PathBuf,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(HANDOFF_CAPACITY);
+        let wake = Arc::new(Wake::default());
         let (forget_tx, forgets) = unbounded_channel();
         let figures = Arc::new(Figures::default());
         let writer = Writer {
@@ -181,12 +211,14 @@ impl Storage {
             mqtt,
             db_path,
             health: (None, Vec::new()),
+            wake: wake.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("storage".into())
             .spawn(move || writer.run(rx))?;
         Ok(Self {
             tx: Some(tx),
+            wake,
             figures,
             forgets,
             thread: Some(thread),
@@ -200,7 +232,14 @@ impl Storage {
         let Some(tx) = &self.tx else { return false };
         let is_record = matches!(op, Op::Record(_));
         match tx.try_send(op) {
-            Ok(()) => true,
+            Ok(()) => {
+                let queued = self.wake.queued.fetch_add(1, Ordering::SeqCst) + 1;
+                if !is_record || queued >= WAKE_AT || self.wake.wanted.swap(false, Ordering::SeqCst)
+                {
+                    self.unpark();
+                }
+                true
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 if is_record {
                     self.figures.handoff_dropped.fetch_add(1, Ordering::Relaxed);
@@ -242,6 +281,7 @@ impl Storage {
     /// thread died (it logged why).
     pub fn stop(mut self) -> bool {
         self.tx.take();
+        self.unpark();
         match self.thread.take() {
             Some(t) => t.join().is_ok(),
             None => true,
@@ -254,9 +294,19 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Wakes the writer thread (a closed hand-off is noticed at its next look).
+    fn unpark(&self) {
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+}
+
 impl Drop for Storage {
     fn drop(&mut self) {
         self.tx.take();
+        self.unpark();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -275,6 +325,8 @@ struct Writer {
     db_path: std::path::PathBuf,
     /// Per-webhook figures and when they were computed.
     health: (Option<Instant>, Vec<crate::webhook::health::WebhookHealth>),
+    /// Shared with the handle: when a hand-off wakes this thread.
+    wake: Arc<Wake>,
 }
 
 impl Writer {
@@ -290,18 +342,24 @@ impl Writer {
                 .next_due()
                 .unwrap_or(now + HOUSEKEEPING_EVERY)
                 .min(last_housekeeping + HOUSEKEEPING_EVERY);
-            let open = match rx.recv_timeout(wake.saturating_duration_since(now)) {
-                Ok(op) => {
-                    self.handle(op);
-                    // Take whatever else is waiting, so a busy reader gets one commit per window.
-                    while let Ok(op) = rx.try_recv() {
-                        self.handle(op);
-                    }
-                    true
+            // Take whatever is waiting (a busy reader gets one commit per window); with nothing,
+            // sleep until the next commit, flush or housekeeping is due, woken by the handle
+            // (see `Wake`: a record wakes this thread only when nothing waits for a commit).
+            let mut open = self.drain(&rx);
+            if open == Drained::Nothing {
+                self.wake
+                    .wanted
+                    .store(self.outbox.commit_due().is_none(), Ordering::SeqCst);
+                // A record sent between the drain and the flag above is taken now, or its
+                // sender saw the flag and unparks the sleep below.
+                open = self.drain(&rx);
+                if open == Drained::Nothing {
+                    std::thread::park_timeout(wake.saturating_duration_since(now));
+                    open = self.drain(&rx);
                 }
-                Err(RecvTimeoutError::Timeout) => true,
-                Err(RecvTimeoutError::Disconnected) => false,
-            };
+                self.wake.wanted.store(false, Ordering::SeqCst);
+            }
+            let open = open != Drained::Closed;
             let result = if open {
                 self.outbox.poll(Instant::now())
             } else {
@@ -422,6 +480,22 @@ impl Writer {
         self.figures
             .committed
             .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Handles every operation waiting in the hand-off.
+    fn drain(&mut self, rx: &Receiver<Op>) -> Drained {
+        let mut took = Drained::Nothing;
+        loop {
+            match rx.try_recv() {
+                Ok(op) => {
+                    self.wake.queued.store(0, Ordering::SeqCst);
+                    self.handle(op);
+                    took = Drained::Some;
+                }
+                Err(TryRecvError::Empty) => return took,
+                Err(TryRecvError::Disconnected) => return Drained::Closed,
+            }
+        }
     }
 
     fn handle(&mut self, op: Op) {
