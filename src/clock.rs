@@ -127,15 +127,45 @@ impl ClockRule {
 }
 
 /// The system's clocks, judged by a [`ClockRule`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SystemClock {
     rule: ClockRule,
+    /// systemd-timesyncd's flag file and directory as last looked at, and when: asked for
+    /// every telegram, they are looked at (two `stat` calls) at most once per [`LOOK_EVERY`].
+    looked: std::sync::Mutex<Option<(std::time::Instant, bool, bool)>>,
 }
+
+/// How long [`SystemClock`] relies on its last look at systemd-timesyncd's files.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SystemClock {
     /// The system clock with `rule`.
     pub fn new(rule: ClockRule) -> Self {
-        Self { rule }
+        Self {
+            rule,
+            looked: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// (flag file present, timesyncd running), looked at no more than once per [`LOOK_EVERY`].
+    fn timesync(&self) -> (bool, bool) {
+        let look = || {
+            (
+                Path::new(TIMESYNC_FLAG).exists(),
+                Path::new(TIMESYNC_DIR).is_dir(),
+            )
+        };
+        let Ok(mut last) = self.looked.lock() else {
+            return look();
+        };
+        match *last {
+            Some((at, flag, running)) if at.elapsed() < LOOK_EVERY => (flag, running),
+            _ => {
+                let (flag, running) = look();
+                *last = Some((std::time::Instant::now(), flag, running));
+                (flag, running)
+            }
+        }
     }
 }
 
@@ -147,10 +177,11 @@ impl Clock for SystemClock {
         system_boot_time()
     }
     fn synchronized(&self) -> bool {
+        let (timesync_flag, timesync_running) = self.timesync();
         self.rule.synchronized(Signals {
             past_floor: jiff::Timestamp::now() >= plausible_floor(),
-            timesync_flag: Path::new(TIMESYNC_FLAG).exists(),
-            timesync_running: Path::new(TIMESYNC_DIR).is_dir(),
+            timesync_flag,
+            timesync_running,
         })
     }
 }

@@ -108,7 +108,10 @@ fn default_commit_window() -> Duration {
     Duration::from_secs(1)
 }
 fn default_commit_batch() -> usize {
-    1000
+    // A group in memory is this many telemetry objects: small enough to keep a burst's memory
+    // flat (a Pi Zero has 512 MB for everything), large enough that a commit per group costs
+    // nothing per reading.
+    256
 }
 fn default_ack_window() -> Duration {
     Duration::from_secs(5)

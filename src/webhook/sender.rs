@@ -48,7 +48,8 @@ impl Default for SenderOptions {
             poll_interval: Duration::from_secs(1),
             ack_window: Duration::from_secs(1),
             clock: system_clock_check(),
-            prefetch: 512,
+            // Parsed records held in memory per output; a batch larger than this reads on.
+            prefetch: 64,
         }
     }
 }
