@@ -6,11 +6,37 @@ use enocean_agent::eep::{self, Library, library::builtin_files};
 fn every_builtin_profile_is_valid() {
     let mut errors = Vec::new();
     for (name, text) in builtin_files() {
-        if let Err(e) = eep::parse_profile(text, name) {
+        if let Err(e) = eep::parse_profile(&text, name) {
             errors.push(e.to_string());
         }
     }
     assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+/// The binary carries the files compressed (build.rs): each unpacks to its file, byte for byte,
+/// and every file of the directory is there.
+#[test]
+fn embedded_files_unpack_to_the_files_of_the_directory() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("eep-profiles");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    on_disk.sort();
+    let embedded: Vec<(&str, String)> = builtin_files().collect();
+    assert_eq!(
+        embedded.iter().map(|e| e.0).collect::<Vec<_>>(),
+        on_disk.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for (name, text) in embedded {
+        assert_eq!(
+            text,
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+            "{name} unpacks to other text"
+        );
+    }
 }
 
 #[test]
