@@ -66,8 +66,13 @@ cp "$bin" "$tmp/agent" && strip "$tmp/agent"
 echo "| stripped binary, $(uname -m) | $(stat -c %s "$tmp/agent") B | target/release (profile.release) |"
 for t in armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu; do
   f=target/$t/release/enocean-agent
-  if [ -f "$f" ]; then
-    echo "| stripped binary, $t | $(stat -c %s "$f") B | scripts/cross.sh $t (built $(date -u -r "$f" +%Y-%m-%dT%H:%MZ)) |"
+  gnu=arm-linux-gnueabihf; [ "$t" = armv7-unknown-linux-gnueabihf ] || gnu=aarch64-linux-gnu
+  if [ -f "$f" ] && command -v "$gnu-strip" >/dev/null; then
+    # The release profile's `strip` leaves part of the symbol tables in a cross build.
+    cp "$f" "$tmp/agent-$t" && "$gnu-strip" "$tmp/agent-$t"
+    echo "| stripped binary, $t | $(stat -c %s "$tmp/agent-$t") B | scripts/cross.sh $t (built $(date -u -r "$f" +%Y-%m-%dT%H:%MZ)), $gnu-strip |"
+  elif [ -f "$f" ]; then
+    echo "| binary as built, $t | $(stat -c %s "$f") B | scripts/cross.sh $t (built $(date -u -r "$f" +%Y-%m-%dT%H:%MZ)); $gnu-strip not installed |"
   else
     echo "| stripped binary, $t | not built | run scripts/cross.sh $t first |"
   fi

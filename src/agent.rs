@@ -101,7 +101,8 @@ impl Default for Options {
 pub struct Report {
     /// Telegrams received (after removing repeated copies).
     pub telegrams: u64,
-    /// Telemetry records durably committed to the outbox.
+    /// Telemetry records committed to the outbox (see `Outbox::sync_due` for when they are
+    /// on the disk).
     pub committed: u64,
     /// Telegrams decoded with a known EEP.
     pub decoded: u64,

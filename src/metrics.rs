@@ -175,7 +175,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
         (
             "committed_total",
             s.storage.committed.load(Ordering::Relaxed),
-            "Records durably committed to the outbox.",
+            "Records committed to the outbox.",
         ),
         (
             "dropped_total",

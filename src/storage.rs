@@ -147,7 +147,8 @@ pub enum Op {
 /// time without touching the database.
 #[derive(Debug, Default)]
 pub struct Figures {
-    /// Records durably committed by this run.
+    /// Records committed by this run (safe from a crash; on the disk within a commit window
+    /// unless delivered first, see `Outbox::sync_due`).
     pub committed: AtomicU64,
     /// Records the outbox refused or could not keep (overflow policy, failed commits at exit).
     pub not_committed: AtomicU64,

@@ -84,7 +84,8 @@ impl OutboxError {
     }
 }
 
-/// A telemetry record that is durably committed.
+/// A telemetry record that is committed: in the database, safe from a crash of the agent, on
+/// the disk within a commit window unless delivered first ([`Outbox::sync_due`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     /// The telemetry id.
