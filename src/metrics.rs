@@ -178,6 +178,16 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "Records committed to the outbox.",
         ),
         (
+            "outbox_flushes_total",
+            s.storage.flushes.load(Ordering::Relaxed),
+            "Flushes (fsync) of committed readings that an output had not delivered within a commit window.",
+        ),
+        (
+            "outbox_flushes_skipped_total",
+            s.storage.flushes_skipped.load(Ordering::Relaxed),
+            "Commit windows whose readings every output had delivered: no flush of the SD card needed.",
+        ),
+        (
             "dropped_total",
             c.dropped,
             "Records lost: the hand-off to storage was full, or the outbox's overflow policy dropped them.",

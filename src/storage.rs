@@ -163,6 +163,11 @@ pub struct Figures {
     /// Undelivered readings dropped by the outbox's overflow policy since start (refreshed
     /// every second).
     pub dropped: AtomicU64,
+    /// Flushes (fsync) of committed readings some output had not delivered within a commit
+    /// window, since start.
+    pub flushes: AtomicU64,
+    /// Commit windows whose readings every output had delivered: no flush was needed.
+    pub flushes_skipped: AtomicU64,
 }
 
 /// What a look at the hand-off found.
@@ -399,6 +404,11 @@ impl Writer {
             self.figures
                 .buffered
                 .store(self.outbox.buffered() as u64, Ordering::Relaxed);
+            let syncs = self.outbox.sync_counts();
+            self.figures.flushes.store(syncs.flushed, Ordering::Relaxed);
+            self.figures
+                .flushes_skipped
+                .store(syncs.skipped, Ordering::Relaxed);
             if !open {
                 break;
             }

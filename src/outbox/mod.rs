@@ -439,11 +439,11 @@ impl Outbox {
         let Some((_, last)) = self.unsynced else {
             return;
         };
-        let passed = self
-            .waker
-            .as_ref()
-            .and_then(|w| w.delivered().through())
-            .is_some_and(|through| through >= last);
+        let through = self.waker.as_ref().and_then(|w| w.delivered().through());
+        log::debug!(
+            "outbox: flush due for commits through seq {last}; outputs through {through:?}"
+        );
+        let passed = through.is_some_and(|through| through >= last);
         if passed && !force {
             self.syncs.skipped += 1;
             self.unsynced = None;
@@ -469,13 +469,16 @@ impl Outbox {
     /// Commits the open group when its window has passed, flushes commits to the disk when
     /// they are due, and runs maintenance now and then.
     pub fn poll(&mut self, now: Instant) -> Result<Vec<Committed>, OutboxError> {
+        // The flush decision first: it is about the commits that had their whole window to be
+        // delivered, not about a group committed this instant (both fall due together when
+        // readings keep coming).
+        if self.sync_due().is_some_and(|due| now >= due) {
+            self.sync_now(false);
+        }
         let out = match self.commit_due() {
             Some(due) if now >= due => self.commit_now()?,
             _ => Vec::new(),
         };
-        if self.sync_due().is_some_and(|due| now >= due) {
-            self.sync_now(false);
-        }
         if now.duration_since(self.last_maintenance) >= MAINTENANCE_EVERY {
             self.last_maintenance = now;
             if let Err(e) = self.maintain() {
@@ -583,7 +586,13 @@ impl Outbox {
                     );
                 }
                 if let Some(last) = c.last() {
-                    let since = self.unsynced.map_or_else(Instant::now, |u| u.0);
+                    // The window starts with the commit's own slot (`last_commit`), so a flush
+                    // falls due with the next group commit and is decided before it.
+                    let since = self
+                        .unsynced
+                        .map(|u| u.0)
+                        .or(self.last_commit)
+                        .unwrap_or_else(Instant::now);
                     self.unsynced = Some((since, last.seq));
                 }
                 if let Some(w) = &self.waker {
@@ -847,7 +856,14 @@ impl Outbox {
                 .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
                     r.get(0)
                 })?;
-        Ok((max_seq.max(0) as u64).saturating_sub(self.min_cursor()?))
+        // The running outputs' cursors in memory are ahead of the stored ones by up to an
+        // `ack_window`: without them a busy gateway would show seconds of phantom backlog.
+        let live = self
+            .waker
+            .as_ref()
+            .and_then(|w| w.delivered().through())
+            .unwrap_or(0);
+        Ok((max_seq.max(0) as u64).saturating_sub(self.min_cursor()?.max(live)))
     }
 
     fn min_cursor(&self) -> Result<u64, OutboxError> {
