@@ -122,6 +122,38 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 
 use common::wait_until_blocking as wait_until;
 
+/// Starts `enocean-agent run --config CONFIG` with its log beside the configuration and waits for
+/// the metrics address it logs: (the agent, its log, host:port).
+fn start(config: &std::path::Path) -> (common::Reaper, std::path::PathBuf, String) {
+    let log = config.with_file_name("agent.log");
+    let agent = common::Reaper(
+        common::agent_command()
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut addr = String::new();
+    wait_until("the metrics address in the log", &log, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        match text
+            .lines()
+            .find_map(|l| l.split("metrics on http://").nth(1))
+            .and_then(|r| r.split('/').next())
+        {
+            Some(a) => {
+                addr = a.to_owned();
+                true
+            }
+            None => false,
+        }
+    });
+    (agent, log, addr)
+}
+
 #[test]
 fn scrape_of_the_running_agent_and_its_textfile() {
     if !common::pty_usable() {
@@ -167,32 +199,7 @@ fn scrape_of_the_running_agent_and_its_textfile() {
         ),
     )
     .unwrap();
-    let log = dir.path().join("agent.log");
-    let mut agent = common::Reaper(
-        common::agent_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let mut addr = String::new();
-    wait_until("the metrics address in the log", &log, || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        match text
-            .lines()
-            .find_map(|l| l.split("metrics on http://").nth(1))
-            .and_then(|r| r.split('/').next())
-        {
-            Some(a) => {
-                addr = a.to_owned();
-                true
-            }
-            None => false,
-        }
-    });
+    let (mut agent, log, addr) = start(&config);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
 
     // Readings reach the good receiver; the scrape counts at least as many telegrams.
@@ -324,32 +331,7 @@ fn windows_every_output_delivered_are_not_flushed() {
         ),
     )
     .unwrap();
-    let log = dir.path().join("agent.log");
-    let mut agent = common::Reaper(
-        common::agent_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let mut addr = String::new();
-    wait_until("the metrics address in the log", &log, || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        match text
-            .lines()
-            .find_map(|l| l.split("metrics on http://").nth(1))
-            .and_then(|r| r.split('/').next())
-        {
-            Some(a) => {
-                addr = a.to_owned();
-                true
-            }
-            None => false,
-        }
-    });
+    let (mut agent, log, addr) = start(&config);
     wait_until(
         "a window whose readings were all delivered in time",
         &log,
