@@ -210,8 +210,8 @@ pub struct Outbox {
     seq_reserved: u64,
     /// Records of a failed commit, encoded (id, device, body), first in the next try.
     retry: Vec<(String, String, Vec<u8>)>,
-    /// Commits not yet flushed to the disk: when the first of them returned, and the last seq
-    /// committed since (see [`Outbox::sync_due`]).
+    /// Commits not yet flushed to the disk: the commit slot (`last_commit`) of the first of
+    /// them, and the last seq committed since (see [`Outbox::sync_due`]).
     unsynced: Option<(Instant, u64)>,
     /// Flushes done and flushes found unneeded (every output had come past the readings).
     syncs: SyncCounts,
