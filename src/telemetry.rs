@@ -238,6 +238,21 @@ impl Raw {
     }
 }
 
+/// A fresh record id: a UUID version 7 (its first 48 bits the milliseconds since 1970, then 74
+/// random bits). The random bits come from a per-thread generator seeded once from the operating
+/// system, instead of a `getrandom` call per reading as the `uuid` crate's own generator makes:
+/// an id must be unique, not unguessable.
+pub fn fresh_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut random = [0u8; 10];
+    fastrand::fill(&mut random);
+    uuid::Builder::from_unix_timestamp_millis(ms, &random)
+        .into_uuid()
+        .to_string()
+}
+
 impl Telemetry {
     /// A health event record (`gateway.status`, `device.silent`, `device.back`) with a fresh id,
     /// made at `now` by `gateway` about `sensor` (empty for the gateway itself). The caller sets
@@ -249,7 +264,7 @@ impl Telemetry {
         sensor: Sensor,
     ) -> Self {
         Self {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: fresh_id(),
             kind,
             teach_in: None,
             status: None,
@@ -271,7 +286,7 @@ impl Telemetry {
     /// Telemetry for a received telegram with a fresh id and no decoded values yet.
     pub fn from_telegram(t: &Telegram, received_at: jiff::Timestamp, gateway: Gateway) -> Self {
         Self {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: fresh_id(),
             kind: Kind::Telemetry,
             teach_in: None,
             status: None,
@@ -381,6 +396,26 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_ids_are_distinct_version_7_uuids_of_the_current_millisecond() {
+        let before = jiff::Timestamp::now().as_millisecond();
+        let ids: Vec<String> = (0..10_000).map(|_| fresh_id()).collect();
+        let after = jiff::Timestamp::now().as_millisecond();
+        let set: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(set.len(), ids.len(), "no id twice");
+        for id in [&ids[0], &ids[9_999]] {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 7);
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+            let (secs, nanos) = u.get_timestamp().unwrap().to_unix();
+            let ms = i64::try_from(secs).unwrap() * 1000 + i64::from(nanos / 1_000_000);
+            assert!(
+                (before..=after).contains(&ms),
+                "{ms} outside {before}..={after}"
+            );
+        }
+    }
 
     #[test]
     fn json_shape_follows_design() {

@@ -91,10 +91,11 @@ pub fn agent(cfg: &WebhookConfig) -> ureq::Agent {
         .timeout_connect(Some(cfg.connect_timeout))
         .user_agent(concat!("enocean-agent/", env!("CARGO_PKG_VERSION")))
         .build();
-    // ureq's own connector; the resolver caches (a thread per POST otherwise: see resolve.rs).
+    // A leaner TCP transport than ureq's (transport.rs); the resolver caches (a thread per POST
+    // otherwise: see resolve.rs).
     ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::default(),
+        super::transport::connector(),
         super::resolve::CachedResolver::default(),
     )
 }

@@ -42,6 +42,7 @@ pub mod resolve;
 pub mod sender;
 pub mod sign;
 pub mod template;
+pub mod transport;
 
 /// The clock moved to [`crate::clock`]; these paths stay for existing callers.
 use crate::clock::ClockCheck;
@@ -99,7 +100,7 @@ pub fn send_test(
     }
     let now = jiff::Timestamp::now();
     let sample = render::sample_telemetry(gateway, now);
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = crate::telemetry::fresh_id();
     let body = render::render(
         cfg,
         render::Event::Test,

@@ -142,7 +142,7 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
         },
     );
     Telemetry {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: crate::telemetry::fresh_id(),
         kind: Default::default(),
         teach_in: None,
         status: None,
