@@ -540,3 +540,66 @@ fn without_outputs_every_window_is_flushed() {
     assert_eq!(ob.sync_counts().flushed, 1);
     assert_eq!(ob.sync_counts().skipped, 0);
 }
+
+/// Seqs without SQLite's AUTOINCREMENT (one page less per commit): a new file's telemetry table
+/// has none, and a seq is never handed out twice — not after the newest readings were delivered
+/// and deleted and the outbox reopened, not when `outbox salvage` imports readings while the
+/// daemon's outbox is open (they come after every reading committed before, the daemon's next
+/// ones after them, even once the imported rows are gone).
+#[test]
+fn seqs_are_never_reused_without_autoincrement_even_beside_a_salvage() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(dir.path());
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    let raw = rusqlite::Connection::open(&s.path).unwrap();
+    let sql: String = raw
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'telemetry'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+
+    let commit = |ob: &mut Outbox, n: u32| -> u64 {
+        ob.enqueue(telemetry("0180A3F2", n)).unwrap();
+        ob.flush().unwrap().last().unwrap().seq
+    };
+    let mut seen = vec![commit(&mut ob, 1), commit(&mut ob, 2)];
+    drop(ob);
+    raw.execute("DELETE FROM telemetry", []).unwrap();
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    seen.push(commit(&mut ob, 3));
+
+    // A file moved aside with three readings, salvaged while `ob` is open.
+    let old = dir.path().join("old.db");
+    {
+        let mut s2 = storage(dir.path());
+        s2.path = old.clone();
+        let mut other = Outbox::open(&s2, &[]).unwrap();
+        for n in 10..13 {
+            other.enqueue(telemetry("0180A3F3", n)).unwrap();
+        }
+        other.flush().unwrap();
+    }
+    let mut cli = Store::open(&s.path).unwrap();
+    assert_eq!(cli.salvage(&old).unwrap().imported, 3);
+    let salvaged: Vec<u64> = raw
+        .prepare("SELECT seq FROM telemetry WHERE device = '0180A3F3' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get::<_, i64>(0).map(|v| v as u64))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    seen.extend(&salvaged);
+    // The imported rows are delivered and deleted before the daemon commits again.
+    raw.execute("DELETE FROM telemetry", []).unwrap();
+    seen.push(commit(&mut ob, 4));
+    drop(ob);
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    seen.push(commit(&mut ob, 5));
+    assert!(
+        seen.windows(2).all(|w| w[1] > w[0]),
+        "seqs in commit order, none twice: {seen:?}"
+    );
+}

@@ -206,8 +206,10 @@ pub struct Outbox {
     disk_full: Option<(Instant, u64)>,
     /// Rate limit of drop log lines: when the last was written, and drops not yet logged.
     drop_log: (Option<Instant>, u64),
-    /// Seqs below this are reserved in `<db>.seq` (may have been handed out).
+    /// Seqs below this are reserved in `seq_floor` and `<db>.seq` (may have been handed out).
     seq_reserved: u64,
+    /// The seq of the next reading committed.
+    next_seq: u64,
     /// Records of a failed commit, encoded (id, device, body), first in the next try.
     retry: Vec<(String, String, Vec<u8>)>,
     /// Commits not yet flushed to the disk: the commit slot (`last_commit`) of the first of
@@ -277,6 +279,13 @@ impl Outbox {
             Err(e) => return Err(e),
         };
         store.register_webhooks(webhooks)?;
+        match schema::drop_autoincrement(&mut store.conn, schema::REBUILD_MAX_ROWS) {
+            Ok(true) if rows > 0 => {
+                log::info!("outbox: telemetry table copied without AUTOINCREMENT ({rows} rows)")
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("outbox: could not copy the telemetry table: {e}"),
+        }
         let mut me = Self {
             store,
             cfg: cfg.clone(),
@@ -297,6 +306,7 @@ impl Outbox {
             disk_full: None,
             drop_log: (None, 0),
             seq_reserved: 0,
+            next_seq: 1,
             retry: Vec::new(),
             unsynced: None,
             syncs: SyncCounts::default(),
@@ -623,41 +633,47 @@ impl Outbox {
         PathBuf::from(p)
     }
 
-    /// Makes new seqs continue above the reservation in `<db>.seq` (a fresh database after a
-    /// corrupt one was moved aside starts there), then reserves the next block.
+    /// Sets where new seqs start: above every seq this database or its predecessor handed out
+    /// (the reservations in `seq_floor` and in `<db>.seq` — a fresh database after a corrupt one
+    /// was moved aside starts there — and the stored readings), and reserves the next block.
     fn continue_seq(&mut self) -> Result<(), OutboxError> {
-        let floor = std::fs::read_to_string(self.seq_path())
+        let file = std::fs::read_to_string(self.seq_path())
             .ok()
             .and_then(|t| t.trim().parse::<u64>().ok())
             .unwrap_or(0);
+        let db: i64 = self
+            .store
+            .conn
+            .query_row("SELECT seq FROM seq_floor", [], |r| r.get(0))?;
+        let db = db.max(0) as u64;
         let current = self.last_seq()?;
-        if floor > current {
-            let tx = self.store.conn.transaction()?;
-            let n = tx.execute(
-                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'telemetry'",
-                params![floor as i64],
-            )?;
-            if n == 0 {
-                tx.execute(
-                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('telemetry', ?1)",
-                    params![floor as i64],
-                )?;
-            }
-            tx.commit()?;
-            if current > 0 || self.recovered_from.is_some() {
-                log::warn!(
-                    "outbox: seq continues above {floor} (reserved in {}), never reusing a seq handed out before",
-                    self.seq_path().display()
-                );
-            }
+        if file > db.max(current + 1) && (current > 0 || self.recovered_from.is_some()) {
+            log::warn!(
+                "outbox: seq continues above {file} (reserved in {}), never reusing a seq handed out before",
+                self.seq_path().display()
+            );
         }
-        self.seq_reserved = floor;
-        self.reserve_seq(floor.max(current))
+        self.next_seq = file.max(db).max(current + 1);
+        self.seq_reserved = db;
+        // Reserve the next block now (a full disk may refuse: the first commit tries again).
+        let reserved = self.next_seq + SEQ_BLOCK;
+        if let Err(e) = Self::write_seq_file(&self.seq_path(), reserved) {
+            log::warn!("outbox: could not write the seq reservation file: {e}");
+        }
+        match self
+            .store
+            .conn
+            .execute("UPDATE seq_floor SET seq = ?1", params![reserved as i64])
+        {
+            Ok(_) => self.seq_reserved = reserved,
+            Err(e) => log::warn!("outbox: could not reserve the next seqs: {e}"),
+        }
+        Ok(())
     }
 
-    /// Highest seq handed out by this database (SQLite's AUTOINCREMENT high-water mark).
+    /// Highest seq stored or recorded by SQLite's AUTOINCREMENT (tables of older versions).
     fn last_seq(&self) -> Result<u64, OutboxError> {
-        let v: Option<i64> = self
+        let auto: Option<i64> = self
             .store
             .conn
             .query_row(
@@ -666,16 +682,17 @@ impl Outbox {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(v.unwrap_or(0).max(0) as u64)
+        let stored: i64 =
+            self.store
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(auto.unwrap_or(0).max(stored).max(0) as u64)
     }
 
-    /// Reserves the next block when `last` comes within the margin of the reservation.
-    fn reserve_seq(&mut self, last: u64) -> Result<(), OutboxError> {
-        if last + SEQ_MARGIN < self.seq_reserved {
-            return Ok(());
-        }
-        let next = last + SEQ_BLOCK;
-        let path = self.seq_path();
+    /// Writes the reservation `next` to `<db>.seq` (flushed, replaced atomically).
+    fn write_seq_file(path: &Path, next: u64) -> Result<(), OutboxError> {
         let tmp = path.with_extension("seq.tmp");
         {
             use std::io::Write as _;
@@ -683,11 +700,10 @@ impl Outbox {
             writeln!(f, "{next}")?;
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, &path)?;
+        std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
-        self.seq_reserved = next;
         Ok(())
     }
 
@@ -805,17 +821,47 @@ impl Outbox {
             std::thread::sleep(d);
         }
         let now_ms = UnixMs::now();
-        let tx = self.store.conn.transaction()?;
+        let seq_path = self.seq_path();
+        let tx = self
+            .store
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Seqs come from memory, below the reservation in `seq_floor` (schema migration 8); a
+        // reservation moved by another writer (`outbox salvage`) means its seqs start there,
+        // and a row written past both (by hand, by an older version) is stepped over too.
+        let (floor, stored): (i64, i64) = tx
+            .prepare_cached(
+                "SELECT (SELECT seq FROM seq_floor), (SELECT coalesce(max(seq), 0) FROM telemetry)",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let floor = floor.max(0) as u64;
+        let (mut next, mut reserved) = (self.next_seq, self.seq_reserved);
+        if floor > reserved {
+            next = next.max(floor);
+            reserved = floor;
+        }
+        next = next.max(stored.max(0) as u64 + 1);
+        let first = next;
+        let last = first + encoded.len() as u64 - 1;
+        if last + SEQ_MARGIN >= reserved {
+            reserved = last + SEQ_BLOCK;
+            tx.prepare_cached("UPDATE seq_floor SET seq = ?1")?
+                .execute(params![reserved as i64])?;
+            if let Err(e) = Self::write_seq_file(&seq_path, reserved) {
+                log::warn!("outbox: could not write the seq reservation file: {e}");
+            }
+        }
         let mut out = Vec::with_capacity(encoded.len());
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO telemetry (id, device, committed_at, body) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO telemetry (seq, id, device, committed_at, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (id, device, body) in encoded {
-                st.execute(params![id, device, now_ms, body])?;
+            for ((id, device, body), seq) in encoded.iter().zip(first..) {
+                st.execute(params![seq as i64, id, device, now_ms, body])?;
                 out.push(Committed {
                     id: id.clone(),
-                    seq: tx.last_insert_rowid() as u64,
+                    seq,
                 });
             }
         }
@@ -823,14 +869,11 @@ impl Outbox {
             bump(&tx, name, *delta)?;
         }
         tx.commit()?;
+        self.next_seq = last + 1;
+        self.seq_reserved = reserved;
         self.pending_counters.clear();
         self.rows += n;
         self.bytes += new_bytes;
-        if let Some(last) = out.last()
-            && let Err(e) = self.reserve_seq(last.seq)
-        {
-            log::warn!("outbox: could not reserve the next seqs: {e}");
-        }
         Ok(out)
     }
 

@@ -215,7 +215,68 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     ",
+    // 8: sequence numbers without AUTOINCREMENT (`Outbox`, src/outbox/mod.rs). SQLite's
+    // AUTOINCREMENT rewrites its `sqlite_sequence` page with every commit, a second page per
+    // reading in the WAL at a quiet building's rates. Instead, seq_floor.seq is a reservation:
+    // every seq ever handed out by this database is below it. The daemon reserves blocks ahead
+    // (one write per block) and hands out seqs from memory; any other writer (`outbox salvage`)
+    // takes its seqs at the reservation and moves it up, which the daemon sees at its next
+    // commit. The telemetry table loses AUTOINCREMENT in `drop_autoincrement` (a copy of the
+    // table, done while it is small).
+    "
+    CREATE TABLE seq_floor (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        seq INTEGER NOT NULL
+    );
+    INSERT INTO seq_floor (one, seq) VALUES (1, 1 + max(
+        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'telemetry'), 0),
+        coalesce((SELECT max(seq) FROM telemetry), 0)));
+    ",
 ];
+
+/// Below this many stored readings, [`drop_autoincrement`] copies the telemetry table at open.
+pub const REBUILD_MAX_ROWS: u64 = 20_000;
+
+/// Copies the telemetry table into one without AUTOINCREMENT (see migration 8) when it still
+/// has it and holds at most `max_rows` readings (a bigger backlog would need its size again in
+/// free disk and time at start; the copy is tried again at the next start). The reservation in
+/// `seq_floor` is raised over the old high-water mark first. Returns whether it copied.
+pub fn drop_autoincrement(conn: &mut Connection, max_rows: u64) -> Result<bool, OutboxError> {
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'telemetry'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !sql.to_ascii_uppercase().contains("AUTOINCREMENT") {
+        return Ok(false);
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let rows: i64 = tx.query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))?;
+    if rows.max(0) as u64 > max_rows {
+        return Ok(false);
+    }
+    tx.execute_batch(
+        "
+        UPDATE seq_floor SET seq = max(seq, 1 + max(
+            coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'telemetry'), 0),
+            coalesce((SELECT max(seq) FROM telemetry), 0)));
+        CREATE TABLE telemetry_copy (
+            seq          INTEGER PRIMARY KEY,
+            id           TEXT NOT NULL,
+            device       TEXT NOT NULL,
+            committed_at INTEGER NOT NULL,
+            body         TEXT NOT NULL
+        );
+        INSERT INTO telemetry_copy (seq, id, device, committed_at, body)
+            SELECT seq, id, device, committed_at, body FROM telemetry ORDER BY seq;
+        DROP TABLE telemetry;
+        ALTER TABLE telemetry_copy RENAME TO telemetry;
+        DELETE FROM sqlite_sequence WHERE name = 'telemetry';
+        ",
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
 
 /// The page size of a new outbox file, in bytes (see [`open`]).
 pub const PAGE_SIZE: u32 = 1024;
@@ -403,6 +464,77 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A version-7 file (telemetry with AUTOINCREMENT, its high-water mark above the stored
+    /// rows): the reservation starts above every seq handed out, and the table is copied
+    /// without AUTOINCREMENT only while it is small enough.
+    #[test]
+    fn version_7_seqs_move_to_the_reservation_and_small_tables_lose_autoincrement() {
+        let dir = tempfile::tempdir().unwrap();
+        let v7 = |name: &str, rows: i64| {
+            let path = dir.path().join(name);
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..7] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 7).unwrap();
+            for i in 1..=rows + 4 {
+                tx.execute(
+                    "INSERT INTO telemetry (id, device, committed_at, body) \
+                     VALUES (?1, 'D', 0, x'00')",
+                    [format!("t{i}")],
+                )
+                .unwrap();
+            }
+            // The newest four were delivered and cleaned up: their seqs stay handed out.
+            tx.execute("DELETE FROM telemetry WHERE seq > ?1", [rows])
+                .unwrap();
+            tx.commit().unwrap();
+            path
+        };
+        let auto = |c: &Connection| -> bool {
+            let sql: String = c
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = 'telemetry'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            sql.contains("AUTOINCREMENT")
+        };
+        let floor = |c: &Connection| -> i64 {
+            c.query_row("SELECT seq FROM seq_floor", [], |r| r.get(0))
+                .unwrap()
+        };
+
+        let mut small = open(&v7("small.db", 5)).unwrap();
+        assert_eq!(floor(&small), 10, "above seq 9, handed out and deleted");
+        assert!(drop_autoincrement(&mut small, 5).unwrap());
+        assert!(!auto(&small));
+        assert_eq!(floor(&small), 10);
+        let ids: Vec<(i64, String)> = small
+            .prepare("SELECT seq, id FROM telemetry ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want: Vec<(i64, String)> = (1..=5).map(|i| (i, format!("t{i}"))).collect();
+        assert_eq!(ids, want, "every row copied with its seq");
+        assert!(!drop_autoincrement(&mut small, 5).unwrap(), "done once");
+
+        let mut big = open(&v7("big.db", 6)).unwrap();
+        assert!(
+            !drop_autoincrement(&mut big, 5).unwrap(),
+            "too big to copy at start"
+        );
+        assert!(auto(&big), "kept as it is");
+        assert_eq!(floor(&big), 11);
+
+        let fresh = open(&dir.path().join("fresh.db")).unwrap();
+        assert_eq!(floor(&fresh), 1);
     }
 
     #[test]

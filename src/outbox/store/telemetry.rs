@@ -127,7 +127,13 @@ impl Store {
                 Ok(rows) if rows.is_empty() => break,
                 Ok(rows) => {
                     step = 1;
-                    let tx = self.conn.transaction()?;
+                    let tx = self
+                        .conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    // New seqs at the reservation, which then moves above them (schema
+                    // migration 8): the daemon, if it runs, continues above them.
+                    let mut next: i64 =
+                        tx.query_row("SELECT seq FROM seq_floor", [], |r| r.get(0))?;
                     for (seq, id, device, body) in &rows {
                         cur = *seq;
                         // Copied as stored (TEXT or compressed BLOB): the same bytes on re-send.
@@ -148,11 +154,14 @@ impl Store {
                             continue;
                         }
                         tx.execute(
-                            "INSERT INTO telemetry (id, device, committed_at, body) VALUES (?1, ?2, ?3, ?4)",
-                            params![id, device, now_ms, body],
+                            "INSERT INTO telemetry (seq, id, device, committed_at, body) \
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![next, id, device, now_ms, body],
                         )?;
+                        next += 1;
                         report.imported += 1;
                     }
+                    tx.execute("UPDATE seq_floor SET seq = max(seq, ?1)", params![next])?;
                     tx.commit()?;
                 }
                 Err(_) => {
