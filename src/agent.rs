@@ -19,6 +19,7 @@ use crate::mqtt::MqttSender;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
 use crate::serial::{self, PortChoice, PortConfig, SerialEvent};
+#[cfg(feature = "sim")]
 use crate::sim::{SimConfig, SimError, SimStick};
 use crate::storage::{Op, Storage};
 use crate::telemetry::{Gateway, Kind, Sensor, Telemetry};
@@ -33,9 +34,14 @@ pub enum AgentError {
     /// The device table could not be opened.
     #[error("devices: {0}")]
     Device(#[from] DeviceError),
-    /// The simulated stick could not start.
+    /// The simulated stick could not start (only with the `sim` feature).
+    #[cfg(feature = "sim")]
     #[error("simulated stick: {0}")]
     Sim(#[from] SimError),
+    /// `[serial] port = "sim"` in a build without the simulator (never in a build with the
+    /// default `sim` feature); refused before anything is opened.
+    #[error("serial.port: {0}")]
+    NoSimulator(#[from] serial::NoSimulator),
     /// The serial runtime ended with an error.
     #[error("serial: {0}")]
     Serial(#[from] serial::SerialError),
@@ -73,7 +79,9 @@ pub enum Notice {
 pub struct Options {
     /// Options of the webhook sender threads; None derives them from `[storage]`.
     pub sender: Option<SenderOptions>,
-    /// The simulated stick's settings when `[serial] port` is [`PortChoice::Simulated`].
+    /// The simulated stick's settings when `[serial] port` is [`PortChoice::Simulated`] (only
+    /// with the `sim` feature).
+    #[cfg(feature = "sim")]
     pub sim: SimConfig,
     /// How often to send [`Notice::Watchdog`]; None when nobody watches.
     pub watchdog: Option<Duration>,
@@ -88,6 +96,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             sender: None,
+            #[cfg(feature = "sim")]
             sim: SimConfig::default(),
             watchdog: None,
             status_interval: Duration::from_secs(10),
@@ -143,6 +152,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     notify: &mut dyn FnMut(Notice),
 ) -> Result<Report, AgentError> {
+    // `sim` in a build without the simulator: refused before the outbox or a thread is opened.
+    if let Some(e) = cfg.serial.port.unavailable() {
+        return Err(e.into());
+    }
     let mut outbox = Outbox::open(&cfg.storage, &cfg.enabled_webhooks())?;
     if let Some(moved) = outbox.recovered_from() {
         error!(
@@ -206,6 +219,7 @@ pub async fn run(
     )
     .map_err(AgentError::Thread)?;
 
+    #[cfg(feature = "sim")]
     let (sim, port_path) = match &cfg.serial.port {
         PortChoice::Simulated => {
             let sim = SimStick::start(options.sim.clone())?;
@@ -214,6 +228,12 @@ pub async fn run(
             (Some(sim), path)
         }
         PortChoice::Device(path) => (None, path.clone()),
+    };
+    #[cfg(not(feature = "sim"))]
+    let port_path = match &cfg.serial.port {
+        PortChoice::Device(path) => path.clone(),
+        // Refused at the start already.
+        PortChoice::Simulated => return Err(serial::NoSimulator.into()),
     };
     let mut port = PortConfig::new(port_path);
     port.dedup_window = cfg.serial.dedup_window;
@@ -396,6 +416,7 @@ pub async fn run(
     if state.next_status.is_some() {
         state.send_status(StatusReason::Stop, Duration::ZERO);
     }
+    #[cfg(feature = "sim")]
     if let Some(sim) = sim {
         sim.stop().await;
     }

@@ -460,6 +460,10 @@ impl Config {
                 ));
             }
         }
+        // Read the same in every build, refused by one without the simulator (`sim` feature).
+        if let Some(e) = cfg.serial.port.unavailable() {
+            errors.push(error("serial.port".into(), e.to_string()));
+        }
         if cfg.storage.commit_batch == 0 {
             errors.push(error(
                 "storage.commit_batch".into(),

@@ -24,6 +24,9 @@ pub mod outbox;
 pub mod secret;
 pub mod secure;
 pub mod serial;
+/// The simulated USB 300 stick; only with the default-on `sim` feature (a gateway build leaves it
+/// out).
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod storage;
 pub mod telemetry;

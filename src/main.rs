@@ -18,6 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The whole pipeline on this machine: simulated stick, outbox, a local verifying receiver.
+    #[cfg(feature = "sim")]
     Demo(cmd::demo::Args),
     /// Run the agent (the daemon); SIGTERM stops it cleanly.
     Run(cmd::run::Args),
@@ -28,6 +29,7 @@ enum Command {
     /// Decode ESP3 bytes from a capture file, stdin or hex into JSON Lines.
     Decode(cmd::decode::Args),
     /// Run the simulated USB 300 stick behind a pseudo-terminal linked at --link PATH.
+    #[cfg(feature = "sim")]
     Sim(cmd::sim::Args),
     /// Show received telegrams live (teach-ins highlighted); `--port sim` uses the simulator.
     Listen(cmd::listen::Args),
@@ -43,15 +45,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+    // `run` and `demo` start their own logging.
+    let own_logging = match &cli.command {
+        Command::Run(_) => true,
+        #[cfg(feature = "sim")]
+        Command::Demo(_) => true,
+        _ => false,
+    };
+    if !own_logging {
         cmd::logging::init(None);
     }
     let result = match cli.command {
+        #[cfg(feature = "sim")]
         Command::Demo(args) => cmd::demo::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::CheckConfig(args) => cmd::check_config::run(args),
         Command::Devices(args) => cmd::devices::run(args),
         Command::Decode(args) => cmd::decode::run(args),
+        #[cfg(feature = "sim")]
         Command::Sim(args) => cmd::sim::run(args),
         Command::Listen(args) => cmd::listen::run(args),
         Command::Profiles(args) => cmd::profiles::run(args),

@@ -16,14 +16,17 @@ use anyhow::{Context, Result, bail};
 use enocean_agent::eep::{self, TeachIn};
 use enocean_agent::erp1::{Telegram, rorg};
 use enocean_agent::serial::{self, PortChoice, PortConfig, SerialEvent};
+#[cfg(feature = "sim")]
 use enocean_agent::sim::building::ScriptOptions;
+#[cfg(feature = "sim")]
 use enocean_agent::sim::{SimConfig, SimStick};
 use tokio::sync::mpsc;
 
 /// Arguments of `listen`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Serial port of the stick, or `sim` for the built-in simulated stick.
+    /// Serial port of the stick, or `sim` for the built-in simulated stick (builds with the
+    /// default `sim` feature).
     #[arg(long, default_value = "/dev/enocean")]
     port: PortChoice,
     /// Stop after this many seconds (default: until Ctrl-C).
@@ -33,9 +36,11 @@ pub struct Args {
     #[arg(long)]
     all: bool,
     /// With `--port sim`: telegrams per second of the simulated stick.
+    #[cfg(feature = "sim")]
     #[arg(long, default_value_t = 2.0)]
     sim_rate: f64,
     /// With `--port sim`: seed of the simulated building.
+    #[cfg(feature = "sim")]
     #[arg(long, default_value_t = 1)]
     sim_seed: u64,
     /// Decode this sender's telegrams with this EEP, e.g. `--eep 0180A3F2=A5-04-01` (repeatable).
@@ -156,6 +161,9 @@ fn values(
 
 /// Runs `listen` until Ctrl-C/SIGTERM or `--duration`.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(e) = args.port.unavailable() {
+        bail!("--port {}: {e}", args.port);
+    }
     let duration = super::seconds(args.duration, "duration")?;
     let rt = super::runtime()?;
     rt.block_on(listen(args, duration))
@@ -163,6 +171,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
     let mut know = Knowledge::load(&args)?;
+    #[cfg(feature = "sim")]
     let (sim, path) = match &args.port {
         PortChoice::Simulated => {
             let sim = SimStick::start(SimConfig {
@@ -178,6 +187,12 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
             (Some(sim), path)
         }
         PortChoice::Device(path) => (None, path.clone()),
+    };
+    #[cfg(not(feature = "sim"))]
+    let path = match &args.port {
+        PortChoice::Device(path) => path.clone(),
+        // Refused before the configuration was read.
+        PortChoice::Simulated => bail!("--port sim: {}", serial::NoSimulator),
     };
     let mut config = PortConfig::new(path);
     config.fail_on_first_open = true;
@@ -243,6 +258,7 @@ async fn listen(args: Args, duration: Option<Duration>) -> Result<ExitCode> {
         while rx.recv().await.is_some() {}
     };
     let (result, ()) = tokio::join!(runtime, printer);
+    #[cfg(feature = "sim")]
     if let Some(sim) = sim {
         sim.stop().await;
     }

@@ -1,8 +1,10 @@
-//! One module per subcommand of the binary.
+//! One module per subcommand of the binary. `demo` and `sim` exist only with the default-on `sim`
+//! feature (a gateway build, `--no-default-features`, leaves them out).
 pub mod check_config;
 pub mod context;
 pub mod decode;
 pub mod deliveries;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod devices;
 pub mod listen;
@@ -11,6 +13,7 @@ pub mod outbox;
 pub mod profiles;
 pub mod run;
 pub mod signals;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod webhook;
 

@@ -228,7 +228,8 @@ fn name(cmd: CommonCommand) -> &'static str {
     }
 }
 
-#[cfg(test)]
+// The answers come from the simulated stick's, so these run with the `sim` feature (the default).
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::*;
     use crate::sim::response_to;

@@ -43,7 +43,7 @@ use crate::esp3::command::CommonCommand;
 use crate::esp3::event::StickEvent;
 use crate::esp3::{self, Counters, Decoder, Frame, GAP_TIMEOUT, Item, PacketType};
 
-pub use choice::PortChoice;
+pub use choice::{NoSimulator, PortChoice};
 pub use handshake::StickInfo;
 pub use open::{BAUD_RATE, OpenError, open};
 
