@@ -32,6 +32,10 @@ enum Command {
     #[cfg(feature = "sim")]
     Sim(cmd::sim::Args),
     /// Show received telegrams live (teach-ins highlighted); `--port sim` uses the simulator.
+    #[cfg_attr(
+        not(feature = "sim"),
+        command(about = "Show received telegrams live (teach-ins highlighted)")
+    )]
     Listen(cmd::listen::Args),
     /// List, show and check EEP profiles.
     Profiles(cmd::profiles::Args),

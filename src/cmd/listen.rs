@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 /// Arguments of `listen`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Serial port of the stick, or `sim` for the built-in simulated stick (builds with the
-    /// default `sim` feature).
+    /// Serial port of the stick, or `sim` for the built-in simulated stick.
+    #[cfg_attr(not(feature = "sim"), arg(help = "Serial port of the stick"))]
     #[arg(long, default_value = "/dev/enocean")]
     port: PortChoice,
     /// Stop after this many seconds (default: until Ctrl-C).
