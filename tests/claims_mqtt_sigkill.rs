@@ -93,13 +93,18 @@ fn after_a_sigkill_only_readings_past_the_saved_cursor_are_published_again() {
     let seq_of: HashMap<String, u64> = {
         let conn = rusqlite::Connection::open(&db).unwrap();
         let mut stmt = conn.prepare("SELECT id, seq FROM telemetry").unwrap();
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .unwrap()
-            .map(|r| {
-                let (id, seq) = r.unwrap();
-                (id, u64::try_from(seq).unwrap())
-            })
-            .collect()
+        stmt.query_map([], |r| {
+            Ok((
+                enocean_agent::outbox::id_text(r.get_ref(0)?).unwrap(),
+                r.get::<_, i64>(1)?,
+            ))
+        })
+        .unwrap()
+        .map(|r| {
+            let (id, seq) = r.unwrap();
+            (id, u64::try_from(seq).unwrap())
+        })
+        .collect()
     };
     let last = *seq_of.values().max().unwrap();
     assert!(cursor < last, "the backlog was through before the kill");

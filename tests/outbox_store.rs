@@ -424,15 +424,18 @@ fn stored_bodies_are_compact_and_older_text_rows_still_read() {
     ob.flush().unwrap();
     drop(ob);
     let c = rusqlite::Connection::open(&s.path).unwrap();
-    let (kind, len): (String, i64) = c
+    let (kind, len, format, id_len): (String, i64, i64, i64) = c
         .query_row(
-            "SELECT typeof(body), length(body) FROM telemetry WHERE id = ?1",
-            [&new.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            "SELECT typeof(body), length(body), unicode(CAST(substr(body, 1, 1) AS TEXT)), \
+             length(id) FROM telemetry WHERE id = ?1",
+            [enocean_agent::outbox::id_value(&new.id)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
     let new_json = serde_json::to_string(&new).unwrap();
     assert_eq!(kind, "blob");
+    assert_eq!(format, 2, "compressed without the id, which the row holds");
+    assert_eq!(id_len, 16, "the id as its 16 bytes");
     assert!(
         (len as usize) * 3 < new_json.len(),
         "{len} bytes stored for {} bytes of JSON",
@@ -461,8 +464,8 @@ fn stored_bodies_are_compact_and_older_text_rows_still_read() {
     );
     // A damaged compressed body: listed unreadable, the others still come.
     c.execute(
-        "UPDATE telemetry SET body = x'01FFFFFF00DEAD' WHERE id = ?1",
-        [&new.id],
+        "UPDATE telemetry SET body = x'02FFFFFF00DEAD' WHERE id = ?1",
+        [enocean_agent::outbox::id_value(&new.id)],
     )
     .unwrap();
     let rows = store.telemetry_after(0, 10).unwrap();

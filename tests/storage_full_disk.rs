@@ -109,7 +109,12 @@ fn held(db: &Path) -> u64 {
         .unwrap();
     let mut ids = std::collections::HashSet::new();
     let mut st = c.prepare("SELECT id FROM telemetry").unwrap();
-    for id in st.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+    for id in st
+        .query_map([], |r| {
+            Ok(enocean_agent::outbox::id_text(r.get_ref(0)?).unwrap())
+        })
+        .unwrap()
+    {
         ids.insert(id.unwrap());
     }
     let mut st = c

@@ -11,6 +11,7 @@
 //! | first byte | format |
 //! |---|---|
 //! | `0x01` | LZ4 block, uncompressed size prepended (u32 little endian), dictionary v1 |
+//! | `0x02` | as `0x01`, of the JSON without its leading `"id":"…",` member: the row's `id` column holds it |
 //!
 //! The dictionary (`body-dict-v1.txt`) must never change: rows compressed with it would no
 //! longer read. A better dictionary is a new format byte beside this one.
@@ -19,6 +20,9 @@ use rusqlite::types::ValueRef;
 
 /// The first byte of a v1 body: LZ4 with dictionary v1.
 pub const FORMAT_LZ4_V1: u8 = 0x01;
+/// The first byte of a body compressed as v1 without the record's id (a random 36 characters
+/// the dictionary cannot shorten, kept once in the row's `id` column).
+pub const FORMAT_LZ4_V1_NO_ID: u8 = 0x02;
 
 /// Dictionary v1: sample records of the simulated building (one per line). Fixed forever.
 pub const DICT_V1: &[u8] = include_bytes!("body-dict-v1.txt");
@@ -45,6 +49,38 @@ pub enum BodyError {
     /// The text is not UTF-8.
     #[error("stored body is not UTF-8")]
     NotUtf8,
+    /// A body stored without its id does not begin as a JSON object.
+    #[error("stored body without its id is not a JSON object")]
+    NotAnObject,
+}
+
+/// Compresses the JSON text of the record with id `id` for `telemetry.body`: without the id
+/// ([`FORMAT_LZ4_V1_NO_ID`]) when the text begins with it, as it is ([`FORMAT_LZ4_V1`]) otherwise.
+pub fn encode_record(json: &str, id: &str) -> Vec<u8> {
+    let head = ["{\"id\":\"", id, "\","].concat();
+    match json.strip_prefix(head.as_str()) {
+        Some(rest) if !id.contains(['"', '\\']) => {
+            let mut text = String::with_capacity(rest.len() + 1);
+            text.push('{');
+            text.push_str(rest);
+            let mut out = encode(&text);
+            out[0] = FORMAT_LZ4_V1_NO_ID;
+            out
+        }
+        _ => encode(json),
+    }
+}
+
+/// The JSON text of a stored body of the record with id `id` (the row's `id` column).
+pub fn decode_record(value: ValueRef<'_>, id: &str) -> Result<String, BodyError> {
+    match value {
+        ValueRef::Blob(b) if b.first() == Some(&FORMAT_LZ4_V1_NO_ID) => {
+            let text = decompress(&b[1..])?;
+            let rest = text.strip_prefix('{').ok_or(BodyError::NotAnObject)?;
+            Ok(["{\"id\":\"", id, "\",", rest].concat())
+        }
+        _ => decode(value),
+    }
 }
 
 /// Compresses a record's JSON text for `telemetry.body`.
@@ -73,6 +109,11 @@ pub fn decode_blob(b: &[u8]) -> Result<String, BodyError> {
     if format != FORMAT_LZ4_V1 {
         return Err(BodyError::UnknownFormat(format));
     }
+    decompress(rest)
+}
+
+/// LZ4 with dictionary v1, size prepended, to UTF-8 text.
+fn decompress(rest: &[u8]) -> Result<String, BodyError> {
     let size = rest
         .get(..4)
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
@@ -107,6 +148,41 @@ mod tests {
         // Text that looks like nothing in the dictionary still round-trips.
         let odd = "{\"ü\":\"\u{1F600}\",\"x\":[1,2,3]}".repeat(50);
         assert_eq!(decode_blob(&encode(&odd)).unwrap(), odd);
+    }
+
+    #[test]
+    fn a_record_is_stored_without_its_id_and_read_back_with_it() {
+        let id = "01a244f2-dcf2-7275-a32f-d95055b32d69";
+        let line = std::str::from_utf8(DICT_V1)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap();
+        let json = format!("{{\"id\":\"{id}\",{}", &line[1..]);
+        let plain = encode(&json);
+        let stored = encode_record(&json, id);
+        assert_eq!(stored[0], FORMAT_LZ4_V1_NO_ID);
+        assert!(
+            stored.len() + 30 <= plain.len(),
+            "{} bytes without the id, {} with it",
+            stored.len(),
+            plain.len()
+        );
+        assert_eq!(decode_record(ValueRef::Blob(&stored), id).unwrap(), json);
+        // Other shapes are stored whole and read back whole, whatever id is given.
+        let other = "{\"kind\":\"telemetry\",\"id\":\"x\"}";
+        let stored = encode_record(other, "x");
+        assert_eq!(stored[0], FORMAT_LZ4_V1);
+        assert_eq!(decode_record(ValueRef::Blob(&stored), "y").unwrap(), other);
+        assert_eq!(
+            decode_record(ValueRef::Text(other.as_bytes()), "y").unwrap(),
+            other
+        );
+        // A v1-only reader (decode) refuses the new format instead of misreading it.
+        assert!(matches!(
+            decode(ValueRef::Blob(&encode_record(&json, id))),
+            Err(BodyError::UnknownFormat(FORMAT_LZ4_V1_NO_ID))
+        ));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use rusqlite::{ErrorCode, OptionalExtension, params};
 pub use config::{Overflow, StorageConfig};
 pub use store::{
     Delivery, DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, Outcome, Phase,
-    Salvage, Status, Store, StreakEnd, Trigger, UnknownValue, WebhookState,
+    Salvage, Status, Store, StreakEnd, Trigger, UnknownValue, WebhookState, id_text, id_value,
 };
 pub use time::UnixMs;
 
@@ -526,7 +526,7 @@ impl Outbox {
             encoded.push((
                 t.id.clone(),
                 t.sensor.id.clone(),
-                body::encode(&serde_json::to_string(t)?),
+                body::encode_record(&serde_json::to_string(t)?, &t.id),
             ));
         }
         drop(batch);
@@ -858,7 +858,13 @@ impl Outbox {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for ((id, device, body), seq) in encoded.iter().zip(first..) {
-                st.execute(params![seq as i64, id, device, now_ms, body])?;
+                st.execute(params![
+                    seq as i64,
+                    store::id_value(id),
+                    device,
+                    now_ms,
+                    body
+                ])?;
                 out.push(Committed {
                     id: id.clone(),
                     seq,

@@ -303,7 +303,9 @@ pub fn committed_ids(db: &Path) -> Option<Vec<String>> {
     conn.busy_timeout(Duration::from_secs(5)).ok()?;
     let mut stmt = conn.prepare("SELECT id FROM telemetry ORDER BY seq").ok()?;
     let ids = stmt
-        .query_map([], |r| r.get(0))
+        .query_map([], |r| {
+            Ok(enocean_agent::outbox::id_text(r.get_ref(0)?).unwrap_or_default())
+        })
         .ok()?
         .collect::<Result<Vec<String>, _>>()
         .ok()?;

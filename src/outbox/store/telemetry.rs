@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{OptionalExtension, params};
 
 use super::Store;
@@ -12,6 +13,24 @@ use crate::telemetry::Telemetry;
 
 /// A stored reading that cannot be read: (seq, unix ms when found, the error).
 pub type Unreadable = (u64, UnixMs, String);
+
+/// How a reading's id is kept in `telemetry.id`: its 16 bytes when it is a UUID in canonical
+/// text (what this agent makes; 20 bytes less per row than the text), the text otherwise.
+pub fn id_value(id: &str) -> Value {
+    match uuid::Uuid::try_parse(id) {
+        Ok(u) if u.hyphenated().to_string() == id => Value::Blob(u.as_bytes().to_vec()),
+        _ => Value::Text(id.to_owned()),
+    }
+}
+
+/// A reading's id from `telemetry.id` (16 bytes or text, see [`id_value`]).
+pub fn id_text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Blob(b) => uuid::Uuid::from_slice(b).ok().map(|u| u.to_string()),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_owned),
+        _ => None,
+    }
+}
 
 /// What `outbox salvage` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,15 +56,19 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(u64, String, Option<Telemetry>)>, OutboxError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT seq, device, body FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, device, body, id FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let mut rows = st.query(params![cursor as i64, limit as i64])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let seq = r.get::<_, i64>(0)?.max(0) as u64;
             let device: String = r.get(1)?;
-            let body = crate::outbox::body::decode(r.get_ref(2)?)
-                .map_err(|e| e.to_string())
+            let stored = r.get_ref(2)?;
+            let body = id_text(r.get_ref(3)?)
+                .ok_or_else(|| "stored id is not text or a UUID".to_owned())
+                .and_then(|id| {
+                    crate::outbox::body::decode_record(stored, &id).map_err(|e| e.to_string())
+                })
                 .and_then(|json| {
                     serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string())
                 });
@@ -117,7 +140,7 @@ impl Store {
         let mut cur = from;
         let mut step = 1i64;
         while cur < max_seq {
-            let chunk: Result<Vec<(i64, String, String, rusqlite::types::Value)>, rusqlite::Error> = old
+            let chunk: Result<Vec<(i64, Value, String, Value)>, rusqlite::Error> = old
                 .prepare("SELECT seq, id, device, body FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT 500")
                 .and_then(|mut st| {
                     st.query_map(params![cur], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -137,16 +160,22 @@ impl Store {
                     for (seq, id, device, body) in &rows {
                         cur = *seq;
                         // Copied as stored (TEXT or compressed BLOB): the same bytes on re-send.
-                        let readable = crate::outbox::body::decode(body.into())
+                        let Some(id) = id_text(id.into()) else {
+                            report.unreadable += 1;
+                            continue;
+                        };
+                        let readable = crate::outbox::body::decode_record(body.into(), &id)
                             .is_ok_and(|json| serde_json::from_str::<Telemetry>(&json).is_ok());
                         if !readable {
                             report.unreadable += 1;
                             continue;
                         }
                         let present: bool = tx
-                            .query_row("SELECT 1 FROM telemetry WHERE id = ?1", params![id], |_| {
-                                Ok(())
-                            })
+                            .query_row(
+                                "SELECT 1 FROM telemetry WHERE id IN (?1, ?2)",
+                                params![id, id_value(&id)],
+                                |_| Ok(()),
+                            )
                             .optional()?
                             .is_some();
                         if present {
@@ -156,7 +185,7 @@ impl Store {
                         tx.execute(
                             "INSERT INTO telemetry (seq, id, device, committed_at, body) \
                              VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![next, id, device, now_ms, body],
+                            params![next, id_value(&id), device, now_ms, body],
                         )?;
                         next += 1;
                         report.imported += 1;
@@ -180,8 +209,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT 1 FROM telemetry WHERE id = ?1 LIMIT 1",
-                params![id],
+                "SELECT 1 FROM telemetry WHERE id IN (?1, ?2) LIMIT 1",
+                params![id, id_value(id)],
                 |_| Ok(()),
             )
             .optional()?
