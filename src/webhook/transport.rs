@@ -9,7 +9,10 @@
 //!   half full): head and body in one `send`;
 //! - a socket timeout is set again only when the wanted one differs from the set one by more
 //!   than [`TIMEOUT_SLACK`] of it, so a request's deadline holds to within that fraction;
-//! - the probe is one `recv(MSG_PEEK | MSG_DONTWAIT)`.
+//! - the probe is one `recv(MSG_PEEK | MSG_DONTWAIT)`, and it is made once per request: ureq
+//!   asks right after reading an answer (to pool the connection) and again when it takes the
+//!   connection from the pool; the first is answered "open" without a look, the second looks
+//!   (a server's close or stray bytes in between are seen there, as before).
 //!
 //! [`connector`] chains it as ureq's default chain does: a CONNECT proxy from the environment
 //! (`HTTPS_PROXY` …) first, then this, then TLS (ureq's rustls connector). A SOCKS proxy is not
@@ -70,6 +73,7 @@ impl<In: Transport> Connector<In> for LeanTcpConnector {
             buffers: Bufs::new(config.input_buffer_size(), config.output_buffer_size()),
             read_timeout: None,
             write_timeout: None,
+            answered: false,
         })))
     }
 }
@@ -147,6 +151,9 @@ pub struct LeanTcp {
     buffers: Bufs,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// An answer was read since the last probe: the next probe is the pooling one (see the
+    /// module), answered without a look.
+    answered: bool,
 }
 
 /// Whether a socket timeout of `set` may stand for the wanted `want`.
@@ -248,12 +255,16 @@ impl Transport for LeanTcp {
             }
         };
         self.buffers.input_appended(amount);
+        self.answered = true;
         Ok(amount > 0)
     }
 
     fn is_open(&mut self) -> bool {
         if self.buffers.pending != 0 {
             return false;
+        }
+        if std::mem::take(&mut self.answered) {
+            return true;
         }
         // Open means: nothing to read and no end of stream (bytes the server sent unasked, or
         // its close, both make the connection unfit for the next request).
@@ -404,6 +415,7 @@ mod tests {
             buffers: Bufs::new(64 * 1024, 64 * 1024),
             read_timeout: None,
             write_timeout: None,
+            answered: false,
         };
         (t, peer)
     }
@@ -457,10 +469,19 @@ mod tests {
     fn the_probe_says_closed_for_unasked_bytes_and_for_the_peers_close() {
         let (mut t, mut peer) = pair();
         assert!(t.is_open(), "an idle connection is open");
+        t.answered = true;
+        peer.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        t.stream.0.peek(&mut byte).unwrap();
+        assert!(t.is_open(), "pooling right after an answer: no look");
+        assert!(
+            !t.is_open(),
+            "taking it from the pool: a look, which sees the byte"
+        );
+        let (mut t, mut peer) = pair();
         assert!(t.is_open(), "and the probe consumes nothing");
         peer.write_all(b"x").unwrap();
         // Loopback: the byte is queued before write_all returns; wait for it all the same.
-        let mut byte = [0u8; 1];
         t.stream.0.peek(&mut byte).unwrap();
         assert!(!t.is_open(), "bytes nobody asked for");
 
