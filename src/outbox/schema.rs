@@ -303,9 +303,10 @@ pub fn open(path: &Path) -> Result<Connection, OutboxError> {
     // another program may be wider.
     restrict_permissions(path);
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // 512 KiB of page cache per connection (SQLite's default is 2 MiB): the workload appends and
-    // reads by sequence, and a gateway has little memory to spare.
-    conn.pragma_update(None, "cache_size", -512)?;
+    // 128 KiB of page cache per connection (SQLite's default is 2 MiB): the workload appends at
+    // the end and reads by sequence, which needs little more than one path down each B-tree,
+    // and a gateway has little memory to spare (four connections while the daemon runs).
+    conn.pragma_update(None, "cache_size", -128)?;
     migrate(&mut conn)?;
     Ok(conn)
 }
