@@ -144,10 +144,14 @@ fn a_taken_metrics_port_is_an_error_line_and_readings_still_flow_then_sigint_los
     );
     // Stored compressed (src/outbox/body.rs); the library reads it back as the JSON committed.
     let bodies: Vec<String> = conn
-        .prepare("SELECT body FROM telemetry ORDER BY seq")
+        .prepare("SELECT body, id FROM telemetry ORDER BY seq")
         .unwrap()
         .query_map([], |r| {
-            Ok(enocean_agent::outbox::body::decode(r.get_ref(0)?).expect("stored body"))
+            let id = enocean_agent::outbox::id_text(r.get_ref(1)?).expect("stored id");
+            Ok(
+                enocean_agent::outbox::body::decode_record(r.get_ref(0)?, &id)
+                    .expect("stored body"),
+            )
         })
         .unwrap()
         .collect::<Result<_, _>>()
