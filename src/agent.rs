@@ -15,6 +15,7 @@ use crate::device::{DeviceError, DeviceStore, Registry, Source};
 use crate::eep::{self, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::health::{GatewayStatus, Silence, SilenceWatch, StatusReason, Transition, WatchStart};
+#[cfg(feature = "mqtt")]
 use crate::mqtt::MqttSender;
 use crate::outbox::{Outbox, OutboxError};
 use crate::secure::SecureTeachIn;
@@ -42,6 +43,10 @@ pub enum AgentError {
     /// default `sim` feature); refused before anything is opened.
     #[error("serial.port: {0}")]
     NoSimulator(#[from] serial::NoSimulator),
+    /// `[[mqtt]]` outputs in a build without the MQTT client (never in a build with the default
+    /// `mqtt` feature); refused before anything is opened.
+    #[error("mqtt: {0}")]
+    NoMqtt(#[from] crate::mqtt::NoMqtt),
     /// The serial runtime ended with an error.
     #[error("serial: {0}")]
     Serial(#[from] serial::SerialError),
@@ -156,6 +161,12 @@ pub async fn run(
     if let Some(e) = cfg.serial.port.unavailable() {
         return Err(e.into());
     }
+    // `[[mqtt]]` in a build without the MQTT client: the same.
+    if !cfg.mqtt.is_empty()
+        && let Some(e) = crate::mqtt::unavailable()
+    {
+        return Err(e.into());
+    }
     let mut outbox = Outbox::open(&cfg.storage, &cfg.enabled_webhooks())?;
     if let Some(moved) = outbox.recovered_from() {
         error!(
@@ -201,6 +212,7 @@ pub async fn run(
     )?;
     outbox.set_waker(sender.waker());
     // MQTT outputs wake with the same waker: one commit wakes every output.
+    #[cfg(feature = "mqtt")]
     let mqtt = MqttSender::spawn(
         &cfg.mqtt,
         &cfg.gateway.id,
@@ -209,6 +221,15 @@ pub async fn run(
         sender.waker(),
         Arc::new(AtomicBool::new(false)),
     )?;
+    // No MQTT client: outputs left in the outbox (`mqtt:NAME`) are marked unconfigured, as when
+    // their tables are removed, so they stop holding back pruning.
+    #[cfg(not(feature = "mqtt"))]
+    crate::outbox::Store::open(&cfg.storage.path)?
+        .register_outputs(crate::mqtt::OUTPUT_PREFIX, &[])?;
+    #[cfg(feature = "mqtt")]
+    let mqtt_dead = || mqtt.dead();
+    #[cfg(not(feature = "mqtt"))]
+    let mqtt_dead = || 0;
     let storage = Storage::start(
         outbox,
         device_store,
@@ -378,16 +399,16 @@ pub async fn run(
         {
             last_watchdog = Instant::now();
             // A dead storage writer or sender must not be hidden behind a healthy watchdog.
-            if state.storage.is_alive() && sender.dead() == 0 && mqtt.dead() == 0 {
+            if state.storage.is_alive() && sender.dead() == 0 && mqtt_dead() == 0 {
                 notify(Notice::Watchdog);
             }
         }
-        if sender.dead() + mqtt.dead() > 0 && stop_tx.is_some() {
+        if sender.dead() + mqtt_dead() > 0 && stop_tx.is_some() {
             error!(
                 "{} webhook sender and {} MQTT output thread(s) died; stopping so the service \
                  manager restarts the agent",
                 sender.dead(),
-                mqtt.dead()
+                mqtt_dead()
             );
             sender_died = true;
             if let Some(tx) = stop_tx.take() {
@@ -430,10 +451,13 @@ pub async fn run(
     report.handoff_dropped = figures.handoff_dropped.load(Ordering::Relaxed);
     // Waits for the in-flight POSTs, each bounded by its webhook's timeout, and for the MQTT
     // outputs to save their cursors, publish `offline` and disconnect.
+    #[cfg(feature = "mqtt")]
     std::thread::scope(|s| {
         s.spawn(|| mqtt.stop());
         sender.stop();
     });
+    #[cfg(not(feature = "mqtt"))]
+    sender.stop();
     // The textfile's last write, with the final figures.
     drop(metrics);
     match serial_result {

@@ -416,6 +416,12 @@ impl Config {
                     ),
                 ));
             }
+            // Read the same in every build, refused by one without the client (`mqtt` feature);
+            // its files (password, TLS) are then not read.
+            if let Some(e) = crate::mqtt::unavailable() {
+                errors.push(error(format!("mqtt[{i}]"), e.to_string()));
+                continue;
+            }
             if let Err(e) = m.validate(base) {
                 let key = format!("mqtt[{i}].{}", e.key);
                 if !consequence(&key) {

@@ -33,9 +33,25 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Also publish to this MQTT broker (e.g. `mqtt://127.0.0.1:1883`, a local Mosquitto) with
-    /// Home Assistant discovery; watch with `mosquitto_sub -t 'enocean/#' -v`.
+    /// Home Assistant discovery; watch with `mosquitto_sub -t 'enocean/#' -v`. Only in a build
+    /// with the `mqtt` feature.
+    #[cfg(feature = "mqtt")]
     #[arg(long, value_name = "URL")]
     mqtt: Option<String>,
+}
+
+impl Args {
+    /// `--mqtt URL`; always None in a build without the MQTT client.
+    fn mqtt(&self) -> Option<&str> {
+        #[cfg(feature = "mqtt")]
+        {
+            self.mqtt.as_deref()
+        }
+        #[cfg(not(feature = "mqtt"))]
+        {
+            None
+        }
+    }
 }
 
 #[derive(Default)]
@@ -66,7 +82,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let config_path = dir.path().join("config.toml");
     let mut text = demo_config(dir.path(), port, &secret);
-    if let Some(url) = &args.mqtt {
+    if let Some(url) = args.mqtt() {
         let _ = write!(
             text,
             "\n[[mqtt]]\nname = \"demo\"\nurl = {url:?}\ndiscovery = true\nretain = true\n"
@@ -81,7 +97,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         DEVICES.len(),
         cfg.storage.path.display()
     );
-    if let Some(url) = &args.mqtt {
+    if let Some(url) = args.mqtt() {
         outln!(
             "demo: also publishing to {url}: readings on enocean/demo-gateway/<sensor>, Home Assistant discovery on homeassistant/# (watch: mosquitto_sub -h HOST -t 'enocean/#' -t 'homeassistant/#' -v)"
         );
@@ -136,7 +152,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "              {} deliveries with {delivered} records arrived; {verified} signatures verified, {rejected} rejected",
         tally.deliveries.load(Ordering::Relaxed)
     );
-    if args.mqtt.is_some() {
+    if args.mqtt().is_some() {
         let store = enocean_agent::outbox::Store::open(&cfg.storage.path)?;
         let max_seq = store.status(&cfg.storage.path)?.max_seq;
         match store.webhook("mqtt:demo")? {

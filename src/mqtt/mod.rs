@@ -14,16 +14,49 @@
 //! - `tls.rs`: rustls (ring) client settings;
 //! - `session.rs`: one rumqttc connection, MQTT 3.1.1 or 5;
 //! - `sender.rs`: the output threads.
+//!
+//! The client (`session.rs`, `sender.rs`, rumqttc) is only in a build with the default-on `mqtt`
+//! feature. The rest (the configuration and its checks, topics, discovery, health) is in every
+//! build, so `[[mqtt]]` is read the same everywhere and a build without the client refuses it
+//! where it would be used ([`unavailable`]); rows named `mqtt:NAME` in an outbox stay as they
+//! are, just not delivered.
 
 pub mod config;
 pub mod discovery;
+#[cfg(feature = "mqtt")]
 pub mod sender;
+#[cfg(feature = "mqtt")]
 pub mod session;
 pub mod tls;
 pub mod topic;
 
 pub use config::MqttConfig;
+#[cfg(feature = "mqtt")]
 pub use sender::{MqttHandle, MqttSender};
+
+/// True when this build has the MQTT client (the default-on `mqtt` feature).
+pub const BUILT_IN: bool = cfg!(feature = "mqtt");
+
+/// Why this build cannot run `[[mqtt]]` outputs ([`NoMqtt`] in a build without the `mqtt`
+/// feature); None when it can.
+pub fn unavailable() -> Option<NoMqtt> {
+    unavailable_in(BUILT_IN)
+}
+
+/// [`unavailable`] in a build that has the MQTT client or not.
+fn unavailable_in(built_in: bool) -> Option<NoMqtt> {
+    (!built_in).then_some(NoMqtt)
+}
+
+/// An `[[mqtt]]` table in a build without the MQTT client (built with `--no-default-features`
+/// and without `--features mqtt`, as a webhook-only gateway build is). The configuration check
+/// and the agent's start report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this build has no MQTT output (built without the `mqtt` feature): remove the `[[mqtt]]` \
+     tables, or use a build with the default features"
+)]
+pub struct NoMqtt;
 
 /// Prefix of an MQTT output's name in the outbox's outputs table (`mqtt:NAME`); webhook names
 /// may not start with it.
@@ -59,4 +92,20 @@ pub fn health(
         })
         .collect();
     crate::webhook::health::health_of(store, &refs, db_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_is_refused_only_by_a_build_without_the_client() {
+        assert_eq!(unavailable_in(true), None);
+        let text = unavailable_in(false).unwrap().to_string();
+        assert!(
+            text.contains("no MQTT output") && text.contains("built without the `mqtt` feature"),
+            "{text}"
+        );
+        assert_eq!(unavailable().is_none(), BUILT_IN);
+    }
 }
