@@ -154,6 +154,30 @@ fn start(config: &std::path::Path) -> (common::Reaper, std::path::PathBuf, Strin
     (agent, log, addr)
 }
 
+/// A webhook receiver on 127.0.0.1 that answers 200 to everything: its URL and the records it
+/// got.
+fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/in",
+        server.server_addr().to_ip().unwrap().port()
+    );
+    let records: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let r = records.clone();
+    std::thread::spawn(move || {
+        for mut req in server.incoming_requests() {
+            let mut body = Vec::new();
+            let _ = req.as_reader().read_to_end(&mut body);
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            r.lock()
+                .unwrap()
+                .extend(v["records"].as_array().cloned().unwrap_or_default());
+            let _ = req.respond(tiny_http::Response::empty(200));
+        }
+    });
+    (url, records)
+}
+
 #[test]
 fn scrape_of_the_running_agent_and_its_textfile() {
     if !common::pty_usable() {
@@ -161,26 +185,7 @@ fn scrape_of_the_running_agent_and_its_textfile() {
     }
     let dir = tempfile::tempdir().unwrap();
     // A receiver that takes everything, and a port nobody listens on.
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-    let good = format!(
-        "http://127.0.0.1:{}/in",
-        server.server_addr().to_ip().unwrap().port()
-    );
-    let records: Arc<Mutex<Vec<Value>>> = Arc::default();
-    {
-        let (s, r) = (server.clone(), records.clone());
-        std::thread::spawn(move || {
-            for mut req in s.incoming_requests() {
-                let mut body = Vec::new();
-                let _ = req.as_reader().read_to_end(&mut body);
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                r.lock()
-                    .unwrap()
-                    .extend(v["records"].as_array().cloned().unwrap_or_default());
-                let _ = req.respond(tiny_http::Response::empty(200));
-            }
-        });
-    }
+    let (good, records) = receiver();
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://127.0.0.1:{}/in", l.local_addr().unwrap().port())
@@ -305,21 +310,7 @@ fn windows_every_output_delivered_are_not_flushed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-    let good = format!(
-        "http://127.0.0.1:{}/in",
-        server.server_addr().to_ip().unwrap().port()
-    );
-    {
-        let s = server.clone();
-        std::thread::spawn(move || {
-            for mut req in s.incoming_requests() {
-                let mut body = Vec::new();
-                let _ = req.as_reader().read_to_end(&mut body);
-                let _ = req.respond(tiny_http::Response::empty(200));
-            }
-        });
-    }
+    let (good, _records) = receiver();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,

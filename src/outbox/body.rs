@@ -57,8 +57,11 @@ pub enum BodyError {
 /// Compresses the JSON text of the record with id `id` for `telemetry.body`: without the id
 /// ([`FORMAT_LZ4_V1_NO_ID`]) when the text begins with it, as it is ([`FORMAT_LZ4_V1`]) otherwise.
 pub fn encode_record(json: &str, id: &str) -> Vec<u8> {
-    let head = ["{\"id\":\"", id, "\","].concat();
-    match json.strip_prefix(head.as_str()) {
+    let rest = json
+        .strip_prefix("{\"id\":\"")
+        .and_then(|r| r.strip_prefix(id))
+        .and_then(|r| r.strip_prefix("\","));
+    match rest {
         Some(rest) if !id.contains(['"', '\\']) => {
             let mut text = String::with_capacity(rest.len() + 1);
             text.push('{');

@@ -628,7 +628,12 @@ impl Outbox {
     }
 
     fn seq_path(&self) -> PathBuf {
-        let mut p = self.cfg.path.as_os_str().to_owned();
+        Self::seq_path_of(&self.cfg.path)
+    }
+
+    /// `<db>.seq` beside the database at `db`.
+    fn seq_path_of(db: &Path) -> PathBuf {
+        let mut p = db.as_os_str().to_owned();
         p.push(".seq");
         PathBuf::from(p)
     }
@@ -682,13 +687,18 @@ impl Outbox {
                 |r| r.get(0),
             )
             .optional()?;
-        let stored: i64 =
+        Ok((auto.unwrap_or(0).max(0) as u64).max(self.max_seq()?))
+    }
+
+    /// The highest seq stored (0 when the table is empty): one index lookup.
+    fn max_seq(&self) -> Result<u64, OutboxError> {
+        let v: i64 =
             self.store
                 .conn
                 .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
                     r.get(0)
                 })?;
-        Ok(auto.unwrap_or(0).max(stored).max(0) as u64)
+        Ok(v.max(0) as u64)
     }
 
     /// Writes the reservation `next` to `<db>.seq` (flushed, replaced atomically).
@@ -821,7 +831,6 @@ impl Outbox {
             std::thread::sleep(d);
         }
         let now_ms = UnixMs::now();
-        let seq_path = self.seq_path();
         let tx = self
             .store
             .conn
@@ -847,7 +856,7 @@ impl Outbox {
             reserved = last + SEQ_BLOCK;
             tx.prepare_cached("UPDATE seq_floor SET seq = ?1")?
                 .execute(params![reserved as i64])?;
-            if let Err(e) = Self::write_seq_file(&seq_path, reserved) {
+            if let Err(e) = Self::write_seq_file(&Self::seq_path_of(&self.cfg.path), reserved) {
                 log::warn!("outbox: could not write the seq reservation file: {e}");
             }
         }
@@ -899,12 +908,7 @@ impl Outbox {
     /// Readings committed but not yet handed to the slowest configured webhook (an upper bound:
     /// readings a webhook does not route count too). Two index lookups, no table scan.
     pub fn backlog(&self) -> Result<u64, OutboxError> {
-        let max_seq: i64 =
-            self.store
-                .conn
-                .query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
-                    r.get(0)
-                })?;
+        let max_seq = self.max_seq()?;
         // The running outputs' cursors in memory are ahead of the stored ones by up to an
         // `ack_window`: without them a busy gateway would show seconds of phantom backlog.
         let live = self
@@ -912,7 +916,7 @@ impl Outbox {
             .as_ref()
             .and_then(|w| w.delivered().through())
             .unwrap_or(0);
-        Ok((max_seq.max(0) as u64).saturating_sub(self.min_cursor()?.max(live)))
+        Ok(max_seq.saturating_sub(self.min_cursor()?.max(live)))
     }
 
     fn min_cursor(&self) -> Result<u64, OutboxError> {

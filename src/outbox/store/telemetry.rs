@@ -17,8 +17,11 @@ pub type Unreadable = (u64, UnixMs, String);
 /// How a reading's id is kept in `telemetry.id`: its 16 bytes when it is a UUID in canonical
 /// text (what this agent makes; 20 bytes less per row than the text), the text otherwise.
 pub fn id_value(id: &str) -> Value {
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
     match uuid::Uuid::try_parse(id) {
-        Ok(u) if u.hyphenated().to_string() == id => Value::Blob(u.as_bytes().to_vec()),
+        Ok(u) if u.hyphenated().encode_lower(&mut canonical) == id => {
+            Value::Blob(u.as_bytes().to_vec())
+        }
         _ => Value::Text(id.to_owned()),
     }
 }
@@ -170,10 +173,11 @@ impl Store {
                             report.unreadable += 1;
                             continue;
                         }
+                        let stored_id = id_value(&id);
                         let present: bool = tx
                             .query_row(
                                 "SELECT 1 FROM telemetry WHERE id IN (?1, ?2)",
-                                params![id, id_value(&id)],
+                                params![id, stored_id],
                                 |_| Ok(()),
                             )
                             .optional()?
@@ -185,7 +189,7 @@ impl Store {
                         tx.execute(
                             "INSERT INTO telemetry (seq, id, device, committed_at, body) \
                              VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![next, id_value(&id), device, now_ms, body],
+                            params![next, stored_id, device, now_ms, body],
                         )?;
                         next += 1;
                         report.imported += 1;
