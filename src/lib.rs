@@ -30,4 +30,5 @@ pub mod serial;
 pub mod sim;
 pub mod storage;
 pub mod telemetry;
+pub mod tls_roots;
 pub mod webhook;

@@ -142,13 +142,16 @@ fn corrupt_file_is_moved_aside_and_a_fresh_one_created() {
     std::fs::write(&s.path, vec![0x42u8; 8192]).unwrap();
     let mut ob = Outbox::open(&s, &["w"]).unwrap();
     let moved = ob.recovered_from().expect("moved aside").to_path_buf();
-    assert!(
-        moved
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("outbox.db.corrupt-")
-    );
+    let name = moved.file_name().unwrap().to_string_lossy().into_owned();
+    // outbox.db.corrupt-YYYYMMDDTHHMMSSZ (UTC, to the second)
+    let stamp = name
+        .strip_prefix("outbox.db.corrupt-")
+        .expect("named as moved aside");
+    let shape: String = stamp
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "99999999T999999Z", "{name}");
     assert_eq!(std::fs::read(&moved).unwrap(), vec![0x42u8; 8192]);
     let c = enqueue_n(&mut ob, "0180A3F2", 3);
     drop(ob);

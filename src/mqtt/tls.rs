@@ -1,35 +1,16 @@
 //! TLS to the broker: rustls with the ring provider only (no aws-lc, so ARM cross builds need no
-//! cmake or clang). Trusted roots are the built-in Mozilla set, the operating system's store and
+//! cmake or clang). Trusted roots are those of [`crate::tls_roots`] and
 //! the output's `ca_file`; a client certificate is presented when `client_cert_file` is set. The
 //! files are read and checked when the configuration loads, like a webhook's.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::MqttConfig;
 use crate::webhook::config::WebhookConfigError;
-
-/// The built-in and operating-system roots, loaded once per process.
-fn system_roots() -> Arc<Vec<CertificateDer<'static>>> {
-    static ROOTS: OnceLock<Arc<Vec<CertificateDer<'static>>>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let mut roots: Vec<CertificateDer<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                .iter()
-                .map(|c| c.clone().into_owned())
-                .collect();
-            let native = rustls_native_certs::load_native_certs();
-            for e in &native.errors {
-                log::warn!("tls: part of the operating system's certificate store: {e}");
-            }
-            roots.extend(native.certs);
-            Arc::new(roots)
-        })
-        .clone()
-}
 
 fn read(
     path: &Path,
@@ -52,7 +33,7 @@ pub fn client_config(
     err: &dyn Fn(&str, String) -> WebhookConfigError,
 ) -> Result<rustls::ClientConfig, WebhookConfigError> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(system_roots().iter().cloned());
+    roots.add_parsable_certificates(crate::tls_roots::system().iter().cloned());
     if let Some(path) = &cfg.ca_file {
         let path = base_dir.join(path);
         let extra = certs(&read(&path, "ca_file", err)?);

@@ -416,9 +416,8 @@ pub fn is_corruption(e: &OutboxError) -> bool {
 /// Moves a corrupt database (and its WAL and shared-memory files) aside as
 /// `<name>.corrupt-<time>`; returns the new path.
 pub fn move_aside(path: &Path) -> Result<PathBuf, OutboxError> {
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    // RFC 3339 to the second without its separators: 20261205T090703Z.
+    let stamp = format!("{:.0}", jiff::Timestamp::now()).replace(['-', ':'], "");
     let mut target = path.as_os_str().to_owned();
     target.push(format!(".corrupt-{stamp}"));
     let target = PathBuf::from(target);

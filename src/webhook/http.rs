@@ -1,13 +1,12 @@
 //! One HTTP attempt with blocking ureq (rustls with ring): POST the body with its headers,
 //! classify the result. Redirects are never followed; 4xx/5xx are responses, not errors.
 //!
-//! TLS trusts the built-in Mozilla roots, the operating system's store (read once per process:
-//! `/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set) and the webhook's `ca_file`;
+//! TLS trusts the roots of [`crate::tls_roots`] (Mozilla's when built in, the operating system's
+//! store) and the webhook's `ca_file`;
 //! a client certificate is presented when the webhook has one. A handshake that fails is an
 //! endpoint failure with a class that says why (`tls_unknown_ca`, `tls_client_cert_refused`, …).
 
 use std::io;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::config::WebhookConfig;
@@ -37,39 +36,12 @@ pub struct AttemptResult {
     pub retry_after: Option<Duration>,
 }
 
-/// The built-in roots and the operating system's, loaded once per process.
-fn system_roots() -> Arc<Vec<ureq::tls::Certificate<'static>>> {
-    static ROOTS: OnceLock<Arc<Vec<ureq::tls::Certificate<'static>>>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let mut roots: Vec<ureq::tls::Certificate<'static>> =
-                webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                    .iter()
-                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()))
-                    .collect();
-            let builtin = roots.len();
-            let native = rustls_native_certs::load_native_certs();
-            for e in &native.errors {
-                log::warn!("tls: part of the operating system's certificate store: {e}");
-            }
-            roots.extend(
-                native
-                    .certs
-                    .iter()
-                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()),
-            );
-            log::debug!(
-                "tls: {builtin} built-in roots, {} from the operating system's store",
-                native.certs.len()
-            );
-            Arc::new(roots)
-        })
-        .clone()
-}
-
 /// The TLS settings of one webhook: built-in, OS and `ca_file` roots, its client certificate.
 pub fn tls_config(cfg: &WebhookConfig) -> ureq::tls::TlsConfig {
-    let mut roots = system_roots().as_ref().clone();
+    let mut roots: Vec<ureq::tls::Certificate<'static>> = crate::tls_roots::system()
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()))
+        .collect();
     roots.extend(cfg.tls.extra_roots.iter().cloned());
     ureq::tls::TlsConfig::builder()
         .root_certs(ureq::tls::RootCerts::from(roots))
