@@ -5,17 +5,13 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use cmd::cli::{self, Arg, Help, Parser, UsageError};
 
-/// EnOcean USB 300 telegrams to signed, reliable webhook deliveries.
-#[derive(Parser)]
-#[command(name = "enocean-agent", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+#[cfg(test)]
+mod cli_tests;
 
-#[derive(Subcommand)]
+/// A command to run, from the command line.
+#[derive(Debug, PartialEq)]
 enum Command {
     /// The whole pipeline on this machine: simulated stick, outbox, a local verifying receiver.
     #[cfg(feature = "sim")]
@@ -32,10 +28,6 @@ enum Command {
     #[cfg(feature = "sim")]
     Sim(cmd::sim::Args),
     /// Show received telegrams live (teach-ins highlighted); `--port sim` uses the simulator.
-    #[cfg_attr(
-        not(feature = "sim"),
-        command(about = "Show received telegrams live (teach-ins highlighted)")
-    )]
     Listen(cmd::listen::Args),
     /// List, show and check EEP profiles.
     Profiles(cmd::profiles::Args),
@@ -45,12 +37,101 @@ enum Command {
     Outbox(cmd::outbox::Args),
     /// The delivery log: one line per attempt, newest first.
     Deliveries(cmd::deliveries::Args),
+    /// `--version`, `-V`: print the name and version.
+    Version,
+}
+
+/// What `enocean-agent --help` shows.
+const HELP: Help = Help {
+    cmd: "",
+    usage: "<COMMAND>",
+    about: "Edge agent: EnOcean USB 300 telegrams to signed, reliable webhook deliveries",
+    commands: &[
+        #[cfg(feature = "sim")]
+        ("demo", cmd::demo::HELP.about),
+        ("run", cmd::run::HELP.about),
+        ("check-config", cmd::check_config::HELP.about),
+        ("devices", cmd::devices::HELP.about),
+        ("decode", cmd::decode::HELP.about),
+        #[cfg(feature = "sim")]
+        ("sim", cmd::sim::HELP.about),
+        ("listen", cmd::listen::HELP.about),
+        ("profiles", cmd::profiles::HELP.about),
+        ("webhook", cmd::webhook::HELP.about),
+        ("outbox", cmd::outbox::HELP.about),
+        ("deliveries", cmd::deliveries::HELP.about),
+        ("help", "Print this help or the help of the given command"),
+    ],
+    args: &[],
+    options: &[("-V, --version", "Print version")],
+};
+
+/// The command line after the program's name.
+fn parse(p: &mut Parser) -> Result<Command, UsageError> {
+    let h = &HELP;
+    let word = match cli::next(p, h)? {
+        Some(Arg::Value(v)) => cli::word(h, v)?,
+        Some(Arg::Short('V') | Arg::Long("version")) => return Ok(Command::Version),
+        Some(arg) => return Err(cli::unexpected(h, arg)),
+        None => return Err(UsageError::Missing(h)),
+    };
+    Ok(match word.as_str() {
+        #[cfg(feature = "sim")]
+        "demo" => Command::Demo(cmd::demo::parse(p)?),
+        "run" => Command::Run(cmd::run::parse(p)?),
+        "check-config" => Command::CheckConfig(cmd::check_config::parse(p)?),
+        "devices" => Command::Devices(cmd::devices::parse(p)?),
+        "decode" => Command::Decode(cmd::decode::parse(p)?),
+        #[cfg(feature = "sim")]
+        "sim" => Command::Sim(cmd::sim::parse(p)?),
+        "listen" => Command::Listen(cmd::listen::parse(p)?),
+        "profiles" => Command::Profiles(cmd::profiles::parse(p)?),
+        "webhook" => Command::Webhook(cmd::webhook::parse(p)?),
+        "outbox" => Command::Outbox(cmd::outbox::parse(p)?),
+        "deliveries" => Command::Deliveries(cmd::deliveries::parse(p)?),
+        "help" => return Err(cli::help_for(p, h, parse)),
+        #[cfg(not(feature = "sim"))]
+        "demo" | "sim" => {
+            return Err(cli::invalid(
+                h,
+                format_args!(
+                    "{word}: this build has no simulator (built without the `sim` feature)"
+                ),
+            ));
+        }
+        other => return Err(cli::unknown_command(h, other)),
+    })
+}
+
+/// Prints what a usage error or `--help` says, where it belongs; its exit status.
+fn report(e: &UsageError) -> ExitCode {
+    let (text, to_stderr, code) = e.report();
+    write_out(&text, to_stderr);
+    ExitCode::from(code)
+}
+
+/// Writes text to stdout or stderr; a reader gone away (`--help | head`) is no failure.
+fn write_out(text: &str, to_stderr: bool) {
+    use std::io::Write as _;
+    let _ = if to_stderr {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        std::io::stdout().lock().write_all(text.as_bytes())
+    };
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match parse(&mut Parser::from_env()) {
+        Ok(Command::Version) => {
+            let version = concat!("enocean-agent ", env!("CARGO_PKG_VERSION"), "\n");
+            write_out(version, false);
+            return ExitCode::SUCCESS;
+        }
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
     // `run` and `demo` start their own logging.
-    let own_logging = match &cli.command {
+    let own_logging = match &command {
         Command::Run(_) => true,
         #[cfg(feature = "sim")]
         Command::Demo(_) => true,
@@ -59,7 +140,7 @@ fn main() -> ExitCode {
     if !own_logging {
         cmd::logging::init(None);
     }
-    let result = match cli.command {
+    let result = match command {
         #[cfg(feature = "sim")]
         Command::Demo(args) => cmd::demo::run(args),
         Command::Run(args) => cmd::run::run(args),
@@ -73,6 +154,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => cmd::webhook::run(args),
         Command::Outbox(args) => cmd::outbox::run(args),
         Command::Deliveries(args) => cmd::deliveries::run(args),
+        Command::Version => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -5,15 +5,32 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::context::{ConfigArg, report_config_errors};
+use super::cli::{Help, Parser, UsageError};
+use super::context::{CONFIG_OPT, ConfigArg, report_config_errors};
 
 use super::outln;
 
 /// Arguments of `check-config`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
-    #[command(flatten)]
-    config: ConfigArg,
+    pub(crate) config: ConfigArg,
+}
+
+/// What `check-config --help` shows.
+pub const HELP: Help = Help {
+    cmd: "check-config",
+    usage: "[OPTIONS]",
+    about: "Validate the configuration and print it with secrets redacted",
+    commands: &[],
+    args: &[],
+    options: &[CONFIG_OPT],
+};
+
+/// The arguments after `check-config`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    Ok(Args {
+        config: ConfigArg::parse_only(p, &HELP)?,
+    })
 }
 
 /// Exit 0 and the effective configuration, or 78 and every problem with its location.

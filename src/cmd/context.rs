@@ -12,6 +12,8 @@ use anyhow::{Result, bail};
 use enocean_agent::config::{Config, ConfigError};
 use enocean_agent::outbox::Store;
 
+use super::cli::{self, Arg, Help, Parser, UsageError};
+
 /// Default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/enocean-agent/config.toml";
 
@@ -24,12 +26,53 @@ pub const EXIT_STATE: u8 = 5;
 /// Configuration error (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
-/// `--config PATH`, shared by the subcommands.
-#[derive(clap::Args, Debug, Clone)]
+/// `-c/--config PATH`, shared by the subcommands. Like clap's `global` option it was, it may stand
+/// before or after a subcommand (`outbox -c FILE status`, `outbox status -c FILE`); the last one
+/// given counts.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConfigArg {
     /// Configuration file.
-    #[arg(long, short = 'c', global = true, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+impl Default for ConfigArg {
+    fn default() -> Self {
+        ConfigArg {
+            config: PathBuf::from(DEFAULT_CONFIG),
+        }
+    }
+}
+
+/// The help line of `-c/--config` (its default is [`DEFAULT_CONFIG`]).
+pub const CONFIG_OPT: (&str, &str) = (
+    "-c, --config <PATH>",
+    "Configuration file [default: /etc/enocean-agent/config.toml]",
+);
+
+impl ConfigArg {
+    /// Reads the value of `-c/--config`, just seen.
+    pub fn read(&mut self, p: &mut Parser, h: &'static Help) -> Result<(), UsageError> {
+        self.config = cli::raw_value(p, h, "--config")?.into();
+        Ok(())
+    }
+
+    /// The arguments of a command that takes only `-c/--config`.
+    pub fn parse_only(p: &mut Parser, h: &'static Help) -> Result<ConfigArg, UsageError> {
+        let mut config = ConfigArg::default();
+        config.parse_rest(p, h)?;
+        Ok(config)
+    }
+
+    /// The rest of a command line that may only hold `-c/--config`.
+    pub fn parse_rest(&mut self, p: &mut Parser, h: &'static Help) -> Result<(), UsageError> {
+        while let Some(arg) = cli::next(p, h)? {
+            match arg {
+                Arg::Short('c') | Arg::Long("config") => self.read(p, h)?,
+                arg => return Err(cli::unexpected(h, arg)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The loaded configuration and an open outbox.

@@ -14,39 +14,140 @@ use enocean_agent::erp1::{Telegram, rorg};
 use enocean_agent::esp3::{Decoder, Frame, HEADER_LEN, Item, PacketType};
 use enocean_agent::inspect;
 
+use super::cli::{self, Arg, Help, Parser, UsageError};
+
 /// Arguments of `decode`.
-#[derive(clap::Args)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Args {
     /// Capture file with raw ESP3 bytes, or `-` for stdin.
-    #[arg(conflicts_with_all = ["hex", "payload"], required_unless_present_any = ["hex", "payload"])]
-    input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// Decode these ESP3 bytes (whole frames, starting with 55) given as hex (spaces, colons,
     /// commas and 0x prefixes allowed) instead of a file.
-    #[arg(long, conflicts_with = "payload")]
-    hex: Option<String>,
+    pub(crate) hex: Option<String>,
     /// Decode a bare radio telegram: RORG and data bytes in hex (`"A5 00 FA FA 0A"`), optionally
     /// followed by the sender ID and status (the ERP1 data as FHEM logs it; 4BS, 1BS and RPS
     /// only, whose length is fixed); or give those with --sender and --status.
-    #[arg(long, value_name = "HEX")]
-    payload: Option<String>,
+    pub(crate) payload: Option<String>,
     /// Sender ID of a --payload telegram (8 hex digits; default 00000000).
-    #[arg(long, value_name = "ID", requires = "payload")]
-    sender: Option<String>,
+    pub(crate) sender: Option<String>,
     /// Status byte of a --payload telegram in hex (default 00; RPS rockers often need 30).
-    #[arg(long, value_name = "HEX", requires = "payload")]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Also print decoder events (discarded bytes, CRC mismatches) as JSON lines.
-    #[arg(long)]
-    events: bool,
+    pub(crate) events: bool,
     /// Decode radio telegrams with this EEP profile (e.g. A5-02-05).
-    #[arg(long, value_name = "RR-FF-TT")]
-    eep: Option<String>,
+    pub(crate) eep: Option<String>,
     /// Direction for two-direction profiles (1 = from the device, 2 = to it).
-    #[arg(long, value_name = "N", requires = "eep", value_parser = clap::value_parser!(u8).range(1..=2))]
-    direction: Option<u8>,
+    pub(crate) direction: Option<u8>,
     /// Also load profiles from this directory (adds to or overrides the built-in ones).
-    #[arg(long, value_name = "DIR")]
-    profiles: Option<PathBuf>,
+    pub(crate) profiles: Option<PathBuf>,
+}
+
+/// What `decode --help` shows.
+pub const HELP: Help = Help {
+    cmd: "decode",
+    usage: "[OPTIONS] <INPUT | --hex HEX | --payload HEX>",
+    about: "Decode ESP3 bytes from a capture file, stdin or hex into JSON Lines",
+    commands: &[],
+    args: &[(
+        "<INPUT>",
+        "Capture file with raw ESP3 bytes, or `-` for stdin",
+    )],
+    options: &[
+        (
+            "--hex <HEX>",
+            "Decode these ESP3 bytes (whole frames, starting with 55) given as hex \
+             (spaces, colons, commas and 0x prefixes allowed) instead of a file",
+        ),
+        (
+            "--payload <HEX>",
+            "Decode a bare radio telegram: RORG and data bytes in hex (`\"A5 00 FA FA 0A\"`), \
+             optionally followed by the sender ID and status (4BS, 1BS and RPS only), \
+             or give those with --sender and --status",
+        ),
+        (
+            "--sender <ID>",
+            "Sender ID of a --payload telegram (8 hex digits) [default: 00000000]",
+        ),
+        (
+            "--status <HEX>",
+            "Status byte of a --payload telegram in hex (RPS rockers often need 30) [default: 00]",
+        ),
+        (
+            "--events",
+            "Also print decoder events (discarded bytes, CRC mismatches) as JSON lines",
+        ),
+        (
+            "--eep <RR-FF-TT>",
+            "Decode radio telegrams with this EEP profile (e.g. A5-02-05)",
+        ),
+        (
+            "--direction <N>",
+            "Direction for two-direction profiles (1 = from the device, 2 = to it); needs --eep",
+        ),
+        (
+            "--profiles <DIR>",
+            "Also load profiles from this directory (adds to or overrides the built-in ones)",
+        ),
+    ],
+};
+
+/// The arguments after `decode`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let mut a = Args::default();
+    while let Some(arg) = cli::next(p, h)? {
+        match arg {
+            Arg::Long("hex") => cli::once(p, h, "--hex", &mut a.hex)?,
+            Arg::Long("payload") => cli::once(p, h, "--payload", &mut a.payload)?,
+            Arg::Long("sender") => cli::once(p, h, "--sender", &mut a.sender)?,
+            Arg::Long("status") => cli::once(p, h, "--status", &mut a.status)?,
+            Arg::Long("events") => cli::flag(&mut a.events, h, "--events")?,
+            Arg::Long("eep") => cli::once(p, h, "--eep", &mut a.eep)?,
+            Arg::Long("direction") => {
+                let d = match cli::value::<i64>(p, h, "--direction")? {
+                    d @ 1..=2 => d as u8,
+                    d => {
+                        return Err(cli::invalid(
+                            h,
+                            format_args!("--direction is 1 or 2, not {d}"),
+                        ));
+                    }
+                };
+                cli::set(&mut a.direction, d, h, "--direction")?;
+            }
+            Arg::Long("profiles") => cli::once_path(p, h, "--profiles", &mut a.profiles)?,
+            Arg::Value(v) if a.input.is_none() => a.input = Some(v.into()),
+            arg => return Err(cli::unexpected(h, arg)),
+        }
+    }
+    let conflict = |x: &str, y: &str| cli::invalid(h, format_args!("{x} cannot be used with {y}"));
+    if a.input.is_some() && a.hex.is_some() {
+        return Err(conflict("INPUT", "--hex"));
+    }
+    if a.input.is_some() && a.payload.is_some() {
+        return Err(conflict("INPUT", "--payload"));
+    }
+    if a.hex.is_some() && a.payload.is_some() {
+        return Err(conflict("--hex", "--payload"));
+    }
+    if a.input.is_none() && a.hex.is_none() && a.payload.is_none() {
+        return Err(cli::invalid(
+            h,
+            "give a capture file (INPUT, `-` for stdin), --hex or --payload",
+        ));
+    }
+    for (set, name) in [
+        (a.sender.is_some(), "--sender"),
+        (a.status.is_some(), "--status"),
+    ] {
+        if set && a.payload.is_none() {
+            return Err(cli::invalid(h, format_args!("{name} requires --payload")));
+        }
+    }
+    if a.direction.is_some() && a.eep.is_none() {
+        return Err(cli::invalid(h, "--direction requires --eep"));
+    }
+    Ok(a)
 }
 
 /// Runs `decode`; exit code 0 when at least one frame was found or the input was empty, 2 when
@@ -211,7 +312,9 @@ fn read_input(args: &Args) -> Result<Vec<u8>> {
     if let Some(text) = &args.hex {
         return parse_hex(text).map_err(|e| anyhow::anyhow!("--hex: {e}"));
     }
-    let path = args.input.as_ref().expect("clap requires input or --hex");
+    let Some(path) = &args.input else {
+        bail!("give a capture file, - for stdin, --hex or --payload");
+    };
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {
         io::stdin()

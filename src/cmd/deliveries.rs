@@ -4,27 +4,63 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::context::{self, ConfigArg, EXIT_NOT_FOUND};
+use super::context::{self, CONFIG_OPT, ConfigArg, EXIT_NOT_FOUND};
 
+use super::cli::{self, Arg, Help, Parser, UsageError};
 use super::outln;
 
 /// Arguments of `deliveries`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
-    #[command(flatten)]
-    config: ConfigArg,
+    pub(crate) config: ConfigArg,
     /// Only this webhook.
-    #[arg(long)]
-    webhook: Option<String>,
+    pub(crate) webhook: Option<String>,
     /// Only attempts that did not deliver.
-    #[arg(long)]
-    failed: bool,
+    pub(crate) failed: bool,
     /// At most this many entries.
-    #[arg(long, default_value_t = 20)]
-    limit: usize,
+    pub(crate) limit: usize,
     /// Also print the start of each response body.
-    #[arg(long)]
-    verbose: bool,
+    pub(crate) verbose: bool,
+}
+
+/// What `deliveries --help` shows.
+pub const HELP: Help = Help {
+    cmd: "deliveries",
+    usage: "[OPTIONS]",
+    about: "The delivery log: one line per attempt, newest first",
+    commands: &[],
+    args: &[],
+    options: &[
+        CONFIG_OPT,
+        ("--webhook <NAME>", "Only this webhook"),
+        ("--failed", "Only attempts that did not deliver"),
+        ("--limit <N>", "At most this many entries [default: 20]"),
+        ("--verbose", "Also print the start of each response body"),
+    ],
+};
+
+/// The arguments after `deliveries`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let mut config = ConfigArg::default();
+    let (mut webhook, mut failed, mut limit, mut verbose) = (None, false, None, false);
+    while let Some(arg) = cli::next(p, h)? {
+        match arg {
+            Arg::Short('c') | Arg::Long("config") => config.read(p, h)?,
+            Arg::Long("webhook") => cli::once(p, h, "--webhook", &mut webhook)?,
+            Arg::Long("failed") => cli::flag(&mut failed, h, "--failed")?,
+            Arg::Long("limit") => cli::once(p, h, "--limit", &mut limit)?,
+            Arg::Long("verbose") => cli::flag(&mut verbose, h, "--verbose")?,
+            arg => return Err(cli::unexpected(h, arg)),
+        }
+    }
+    Ok(Args {
+        config,
+        webhook,
+        failed,
+        limit: limit.unwrap_or(20),
+        verbose,
+    })
 }
 
 /// Runs `deliveries`.

@@ -18,26 +18,84 @@ use enocean_agent::sim::building::DEVICES;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::cli::{self, Arg, Help, Parser, UsageError};
 use super::outln;
 
 /// Arguments of `demo`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
     /// How long to run, in seconds (Ctrl-C stops earlier).
-    #[arg(long, default_value_t = 15)]
-    duration: u64,
+    pub(crate) duration: u64,
     /// Telegrams per second from the simulated stick.
-    #[arg(long, default_value_t = 4.0)]
-    rate: f64,
+    pub(crate) rate: f64,
     /// Seed of the simulated building (same seed, same telegrams).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Also publish to this MQTT broker (e.g. `mqtt://127.0.0.1:1883`, a local Mosquitto) with
     /// Home Assistant discovery; watch with `mosquitto_sub -t 'enocean/#' -v`. Only in a build
     /// with the `mqtt` feature.
     #[cfg(feature = "mqtt")]
-    #[arg(long, value_name = "URL")]
-    mqtt: Option<String>,
+    pub(crate) mqtt: Option<String>,
+}
+
+/// What `demo --help` shows.
+pub const HELP: Help = Help {
+    cmd: "demo",
+    usage: "[OPTIONS]",
+    about: "The whole pipeline on this machine: simulated stick, outbox, a local verifying receiver",
+    commands: &[],
+    args: &[],
+    options: &[
+        (
+            "--duration <SECONDS>",
+            "How long to run (Ctrl-C stops earlier) [default: 15]",
+        ),
+        (
+            "--rate <N>",
+            "Telegrams per second from the simulated stick [default: 4]",
+        ),
+        (
+            "--seed <N>",
+            "Seed of the simulated building (same seed, same telegrams) [default: 1]",
+        ),
+        #[cfg(feature = "mqtt")]
+        (
+            "--mqtt <URL>",
+            "Also publish to this MQTT broker (e.g. `mqtt://127.0.0.1:1883`) with Home Assistant \
+             discovery; watch with `mosquitto_sub -t 'enocean/#' -v`",
+        ),
+    ],
+};
+
+/// The arguments after `demo`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let (mut duration, mut rate, mut seed) = (None, None, None);
+    #[cfg(feature = "mqtt")]
+    let mut mqtt = None;
+    while let Some(arg) = cli::next(p, h)? {
+        match arg {
+            Arg::Long("duration") => cli::once(p, h, "--duration", &mut duration)?,
+            Arg::Long("rate") => cli::once(p, h, "--rate", &mut rate)?,
+            Arg::Long("seed") => cli::once(p, h, "--seed", &mut seed)?,
+            #[cfg(feature = "mqtt")]
+            Arg::Long("mqtt") => cli::once(p, h, "--mqtt", &mut mqtt)?,
+            #[cfg(not(feature = "mqtt"))]
+            Arg::Long("mqtt") => {
+                return Err(cli::invalid(
+                    h,
+                    "--mqtt: this build has no MQTT client (built without the `mqtt` feature)",
+                ));
+            }
+            arg => return Err(cli::unexpected(h, arg)),
+        }
+    }
+    Ok(Args {
+        duration: duration.unwrap_or(15),
+        rate: rate.unwrap_or(4.0),
+        seed: seed.unwrap_or(1),
+        #[cfg(feature = "mqtt")]
+        mqtt,
+    })
 }
 
 impl Args {

@@ -6,26 +6,90 @@ use std::process::ExitCode;
 use anyhow::Result;
 use enocean_agent::device;
 
-use super::context::{ConfigArg, EXIT_NOT_FOUND, load_config};
+use super::cli::{self, Arg, Help, Parser, UsageError};
+use super::context::{CONFIG_OPT, ConfigArg, EXIT_NOT_FOUND, load_config};
 
 use super::outln;
 
 /// Arguments of `devices`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
-    #[command(flatten)]
-    config: ConfigArg,
-    #[command(subcommand)]
-    action: Option<Action>,
+    pub(crate) config: ConfigArg,
+    pub(crate) action: Option<Action>,
 }
 
-#[derive(clap::Subcommand)]
-enum Action {
+/// What `devices` does besides listing.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Action {
     /// Remove a learned device (its telegrams become raw telemetry again).
     Forget {
         /// Sender ID, eight hex digits.
         id: String,
     },
+}
+
+/// What `devices --help` shows.
+pub const HELP: Help = Help {
+    cmd: "devices",
+    usage: "[OPTIONS] [COMMAND]",
+    about: "Configured and learned devices; `devices forget ID`",
+    commands: &[(
+        "forget",
+        "Remove a learned device (its telegrams become raw telemetry again)",
+    )],
+    args: &[],
+    options: &[CONFIG_OPT],
+};
+
+/// What `devices forget --help` shows.
+pub const FORGET_HELP: Help = Help {
+    cmd: "devices forget",
+    usage: "[OPTIONS] <ID>",
+    about: "Remove a learned device (its telegrams become raw telemetry again)",
+    commands: &[],
+    args: &[("<ID>", "Sender ID, eight hex digits")],
+    options: &[CONFIG_OPT],
+};
+
+/// The arguments after `devices`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let mut config = ConfigArg::default();
+    let name = loop {
+        match cli::next(p, h)? {
+            Some(Arg::Short('c') | Arg::Long("config")) => config.read(p, h)?,
+            Some(Arg::Value(v)) => break cli::word(h, v)?,
+            Some(arg) => return Err(cli::unexpected(h, arg)),
+            None => {
+                return Ok(Args {
+                    config,
+                    action: None,
+                });
+            }
+        }
+    };
+    let action = match name.as_str() {
+        "forget" => {
+            let h = &FORGET_HELP;
+            let mut id = None;
+            while let Some(arg) = cli::next(p, h)? {
+                match arg {
+                    Arg::Short('c') | Arg::Long("config") => config.read(p, h)?,
+                    Arg::Value(v) if id.is_none() => id = Some(cli::text(h, v, "ID")?),
+                    arg => return Err(cli::unexpected(h, arg)),
+                }
+            }
+            Action::Forget {
+                id: cli::required(id, h, "ID")?,
+            }
+        }
+        "help" => return Err(cli::help_for(p, h, parse)),
+        other => return Err(cli::unknown_command(h, other)),
+    };
+    Ok(Args {
+        config,
+        action: Some(action),
+    })
 }
 
 /// Lists devices or forgets one.

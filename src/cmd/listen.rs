@@ -22,33 +22,124 @@ use enocean_agent::sim::building::ScriptOptions;
 use enocean_agent::sim::{SimConfig, SimStick};
 use tokio::sync::mpsc;
 
+use super::cli::{self, Arg, Help, Parser, UsageError};
+
 /// Arguments of `listen`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
     /// Serial port of the stick, or `sim` for the built-in simulated stick.
-    #[cfg_attr(not(feature = "sim"), arg(help = "Serial port of the stick"))]
-    #[arg(long, default_value = "/dev/enocean")]
-    port: PortChoice,
+    pub(crate) port: PortChoice,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(long)]
-    duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// Show repeated copies too (normally a telegram repeated within 2 s is shown once).
-    #[arg(long)]
-    all: bool,
+    pub(crate) all: bool,
     /// With `--port sim`: telegrams per second of the simulated stick.
     #[cfg(feature = "sim")]
-    #[arg(long, default_value_t = 2.0)]
-    sim_rate: f64,
+    pub(crate) sim_rate: f64,
     /// With `--port sim`: seed of the simulated building.
     #[cfg(feature = "sim")]
-    #[arg(long, default_value_t = 1)]
-    sim_seed: u64,
+    pub(crate) sim_seed: u64,
     /// Decode this sender's telegrams with this EEP, e.g. `--eep 0180A3F2=A5-04-01` (repeatable).
-    #[arg(long, value_name = "ID=EEP")]
-    eep: Vec<String>,
+    pub(crate) eep: Vec<String>,
     /// Configuration whose `[[device]]` EEPs are used (skipped when the default file is missing).
-    #[arg(long, short = 'c', default_value = super::context::DEFAULT_CONFIG)]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
+}
+
+/// What `listen --help` shows.
+pub const HELP: Help = Help {
+    cmd: "listen",
+    usage: "[OPTIONS]",
+    #[cfg(feature = "sim")]
+    about: "Show received telegrams live (teach-ins highlighted); `--port sim` uses the simulator",
+    #[cfg(not(feature = "sim"))]
+    about: "Show received telegrams live (teach-ins highlighted)",
+    commands: &[],
+    args: &[],
+    options: &[
+        #[cfg(feature = "sim")]
+        (
+            "--port <PORT>",
+            "Serial port of the stick, or `sim` for the built-in simulated stick \
+             [default: /dev/enocean]",
+        ),
+        #[cfg(not(feature = "sim"))]
+        (
+            "--port <PORT>",
+            "Serial port of the stick [default: /dev/enocean]",
+        ),
+        (
+            "--duration <SECONDS>",
+            "Stop after this many seconds (default: until Ctrl-C)",
+        ),
+        (
+            "--all",
+            "Show repeated copies too (normally a telegram repeated within 2 s is shown once)",
+        ),
+        #[cfg(feature = "sim")]
+        (
+            "--sim-rate <N>",
+            "With `--port sim`: telegrams per second of the simulated stick [default: 2]",
+        ),
+        #[cfg(feature = "sim")]
+        (
+            "--sim-seed <N>",
+            "With `--port sim`: seed of the simulated building [default: 1]",
+        ),
+        (
+            "--eep <ID=EEP>",
+            "Decode this sender's telegrams with this EEP, e.g. `--eep 0180A3F2=A5-04-01` (repeatable)",
+        ),
+        (
+            "-c, --config <PATH>",
+            "Configuration whose `[[device]]` EEPs are used (skipped when the default file is \
+             missing) [default: /etc/enocean-agent/config.toml]",
+        ),
+    ],
+};
+
+/// The arguments after `listen`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let (mut port, mut duration, mut all, mut eep, mut config) =
+        (None, None, false, Vec::new(), None);
+    #[cfg(feature = "sim")]
+    let (mut sim_rate, mut sim_seed) = (None, None);
+    while let Some(arg) = cli::next(p, h)? {
+        match arg {
+            Arg::Long("port") => {
+                // Any bytes make a device path; `sim` is the simulator (PortChoice::parse).
+                let v = cli::raw_value(p, h, "--port")?;
+                let choice = if v == PortChoice::SIMULATED {
+                    PortChoice::Simulated
+                } else {
+                    PortChoice::Device(v.into())
+                };
+                cli::set(&mut port, choice, h, "--port")?;
+            }
+            Arg::Long("duration") => cli::once(p, h, "--duration", &mut duration)?,
+            Arg::Long("all") => cli::flag(&mut all, h, "--all")?,
+            #[cfg(feature = "sim")]
+            Arg::Long("sim-rate") => cli::once(p, h, "--sim-rate", &mut sim_rate)?,
+            #[cfg(feature = "sim")]
+            Arg::Long("sim-seed") => cli::once(p, h, "--sim-seed", &mut sim_seed)?,
+            Arg::Long("eep") => eep.push(cli::value(p, h, "--eep")?),
+            Arg::Short('c') | Arg::Long("config") => {
+                cli::once_path(p, h, "--config", &mut config)?;
+            }
+            arg => return Err(cli::unexpected(h, arg)),
+        }
+    }
+    Ok(Args {
+        port: port.unwrap_or_default(),
+        duration,
+        all,
+        #[cfg(feature = "sim")]
+        sim_rate: sim_rate.unwrap_or(2.0),
+        #[cfg(feature = "sim")]
+        sim_seed: sim_seed.unwrap_or(1),
+        eep,
+        config: config.unwrap_or_else(|| PathBuf::from(super::context::DEFAULT_CONFIG)),
+    })
 }
 
 /// What `listen` knows to decode with: the library and an EEP per sender.

@@ -1,6 +1,7 @@
 //! One module per subcommand of the binary. `demo` and `sim` exist only with the default-on `sim`
 //! feature (a gateway build, `--no-default-features`, leaves them out).
 pub mod check_config;
+pub mod cli;
 pub mod context;
 pub mod decode;
 pub mod deliveries;

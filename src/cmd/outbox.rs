@@ -6,42 +6,39 @@ use anyhow::{Result, anyhow};
 use enocean_agent::outbox::UnixMs;
 use enocean_agent::webhook::{self, ManualError, Outcome};
 
-use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE, age_ms};
+use super::cli::{self, Arg, Help, Parser, UsageError};
+use super::context::{
+    self, CONFIG_OPT, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE, age_ms,
+};
 
 use super::outln;
 
 /// Arguments of `outbox`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
-    #[command(flatten)]
-    config: ConfigArg,
-    #[command(subcommand)]
-    action: Action,
+    pub(crate) config: ConfigArg,
+    pub(crate) action: Action,
 }
 
-#[derive(clap::Subcommand)]
-enum Action {
+/// What `outbox` does.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Action {
     /// Depth per webhook, oldest pending age, sizes, drops.
     Status,
     /// Failed deliveries kept for resending.
     Failed {
         /// Only this webhook.
-        #[arg(long)]
         webhook: Option<String>,
     },
     /// Resend failed deliveries once each (same body, same delivery id).
     Resend {
-        /// Delivery IDs (from `outbox failed`).
-        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        /// Delivery IDs (from `outbox failed`); none with `failed`.
         ids: Vec<i64>,
-        /// Resend every failed delivery (with --since / --webhook to narrow).
-        #[arg(long)]
+        /// Resend every failed delivery (with `since` / `webhook` to narrow).
         failed: bool,
         /// Only deliveries created since this time (RFC 3339) or this long ago ("2h", "30m").
-        #[arg(long, requires = "failed")]
         since: Option<String>,
         /// Only this webhook.
-        #[arg(long, requires = "failed")]
         webhook: Option<String>,
     },
     /// Import the undelivered readings still readable from an outbox moved aside as corrupt
@@ -50,6 +47,162 @@ enum Action {
         /// The moved-aside database file.
         file: std::path::PathBuf,
     },
+}
+
+/// What `outbox --help` shows.
+pub const HELP: Help = Help {
+    cmd: "outbox",
+    usage: "[OPTIONS] <COMMAND>",
+    about: "The outbox: status, failed deliveries, resend",
+    commands: &[
+        ("status", STATUS_HELP.about),
+        ("failed", FAILED_HELP.about),
+        ("resend", RESEND_HELP.about),
+        ("salvage", SALVAGE_HELP.about),
+    ],
+    args: &[],
+    options: &[CONFIG_OPT],
+};
+
+/// What `outbox status --help` shows.
+pub const STATUS_HELP: Help = Help {
+    cmd: "outbox status",
+    usage: "[OPTIONS]",
+    about: "Depth per webhook, oldest pending age, sizes, drops",
+    commands: &[],
+    args: &[],
+    options: &[CONFIG_OPT],
+};
+
+/// What `outbox failed --help` shows.
+pub const FAILED_HELP: Help = Help {
+    cmd: "outbox failed",
+    usage: "[OPTIONS]",
+    about: "Failed deliveries kept for resending",
+    commands: &[],
+    args: &[],
+    options: &[CONFIG_OPT, ("--webhook <NAME>", "Only this webhook")],
+};
+
+/// What `outbox resend --help` shows.
+pub const RESEND_HELP: Help = Help {
+    cmd: "outbox resend",
+    usage: "[OPTIONS] <IDS>... | --failed [--since WHEN] [--webhook NAME]",
+    about: "Resend failed deliveries once each (same body, same delivery id)",
+    commands: &[],
+    args: &[("<IDS>...", "Delivery IDs (from `outbox failed`)")],
+    options: &[
+        CONFIG_OPT,
+        (
+            "--failed",
+            "Resend every failed delivery (with --since / --webhook to narrow)",
+        ),
+        (
+            "--since <WHEN>",
+            "Only deliveries created since this time (RFC 3339) or this long ago (\"2h\", \"30m\")",
+        ),
+        ("--webhook <NAME>", "Only this webhook"),
+    ],
+};
+
+/// What `outbox salvage --help` shows.
+pub const SALVAGE_HELP: Help = Help {
+    cmd: "outbox salvage",
+    usage: "[OPTIONS] <FILE>",
+    about: "Import the undelivered readings still readable from an outbox moved aside as corrupt \
+            (`outbox.db.corrupt-<time>`); they are delivered again with their ids",
+    commands: &[],
+    args: &[("<FILE>", "The moved-aside database file")],
+    options: &[CONFIG_OPT],
+};
+
+/// The arguments after `outbox`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let mut config = ConfigArg::default();
+    let name = loop {
+        match cli::next(p, h)? {
+            Some(Arg::Short('c') | Arg::Long("config")) => config.read(p, h)?,
+            Some(Arg::Value(v)) => break cli::word(h, v)?,
+            Some(arg) => return Err(cli::unexpected(h, arg)),
+            None => return Err(UsageError::Missing(h)),
+        }
+    };
+    let action = match name.as_str() {
+        "status" => {
+            config.parse_rest(p, &STATUS_HELP)?;
+            Action::Status
+        }
+        "failed" => {
+            let h = &FAILED_HELP;
+            let mut webhook = None;
+            while let Some(arg) = cli::next(p, h)? {
+                match arg {
+                    Arg::Short('c') | Arg::Long("config") => config.read(p, h)?,
+                    Arg::Long("webhook") => cli::once(p, h, "--webhook", &mut webhook)?,
+                    arg => return Err(cli::unexpected(h, arg)),
+                }
+            }
+            Action::Failed { webhook }
+        }
+        "resend" => parse_resend(p, &mut config)?,
+        "salvage" => {
+            let h = &SALVAGE_HELP;
+            let mut file = None;
+            while let Some(arg) = cli::next(p, h)? {
+                match arg {
+                    Arg::Short('c') | Arg::Long("config") => config.read(p, h)?,
+                    Arg::Value(v) if file.is_none() => file = Some(v.into()),
+                    arg => return Err(cli::unexpected(h, arg)),
+                }
+            }
+            Action::Salvage {
+                file: cli::required(file, h, "FILE")?,
+            }
+        }
+        "help" => return Err(cli::help_for(p, h, parse)),
+        other => return Err(cli::unknown_command(h, other)),
+    };
+    Ok(Args { config, action })
+}
+
+/// The arguments after `outbox resend`.
+fn parse_resend(p: &mut Parser, config: &mut ConfigArg) -> Result<Action, UsageError> {
+    let h = &RESEND_HELP;
+    let (mut ids, mut failed, mut since, mut webhook) = (Vec::new(), false, None, None);
+    while let Some(arg) = cli::next(p, h)? {
+        match arg {
+            Arg::Short('c') | Arg::Long("config") => config.read(p, h)?,
+            Arg::Long("failed") => cli::flag(&mut failed, h, "--failed")?,
+            Arg::Long("since") => cli::once(p, h, "--since", &mut since)?,
+            Arg::Long("webhook") => cli::once(p, h, "--webhook", &mut webhook)?,
+            Arg::Value(v) => ids.push(cli::parse_value(h, v, "a delivery ID")?),
+            arg => return Err(cli::unexpected(h, arg)),
+        }
+    }
+    if failed && !ids.is_empty() {
+        return Err(cli::invalid(h, "delivery IDs cannot be used with --failed"));
+    }
+    if !failed && ids.is_empty() {
+        return Err(cli::invalid(
+            h,
+            "give delivery IDs (from `outbox failed`) or --failed",
+        ));
+    }
+    for (set, name) in [
+        (since.is_some(), "--since"),
+        (webhook.is_some(), "--webhook"),
+    ] {
+        if set && !failed {
+            return Err(cli::invalid(h, format_args!("{name} requires --failed")));
+        }
+    }
+    Ok(Action::Resend {
+        ids,
+        failed,
+        since,
+        webhook,
+    })
 }
 
 /// Runs `outbox`.

@@ -7,25 +7,24 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use enocean_agent::eep::{self, Library, Profile, library::read_dir_profiles, model::FieldSpec};
 
+use super::cli::{self, Arg, Help, Parser, UsageError};
 use super::outln;
 
 /// Arguments of `profiles`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
-    #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
-#[derive(clap::Subcommand)]
-enum Command {
+/// What `profiles` does.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Command {
     /// List known profiles: EEP, title and the semantic keys they yield; the count and the
     /// families go to stderr.
     List {
         /// Also load profiles from this directory (they add to or override the built-in ones).
-        #[arg(long)]
         profiles: Option<PathBuf>,
         /// List the families instead: family, profiles, golden vectors, title.
-        #[arg(long)]
         families: bool,
     },
     /// Show one profile: cases, fields with bit positions, scaling and units.
@@ -33,7 +32,6 @@ enum Command {
         /// The EEP, e.g. A5-02-05.
         eep: String,
         /// Also load profiles from this directory.
-        #[arg(long)]
         profiles: Option<PathBuf>,
     },
     /// Validate the profile files of a directory and run their golden vectors.
@@ -41,6 +39,115 @@ enum Command {
         /// Directory with `*.toml` profile files.
         dir: PathBuf,
     },
+}
+
+/// What `profiles --help` shows.
+pub const HELP: Help = Help {
+    cmd: "profiles",
+    usage: "<COMMAND>",
+    about: "List, show and check EEP profiles",
+    commands: &[
+        ("list", LIST_HELP.about),
+        ("show", SHOW_HELP.about),
+        ("check", CHECK_HELP.about),
+    ],
+    args: &[],
+    options: &[],
+};
+
+/// What `profiles list --help` shows.
+pub const LIST_HELP: Help = Help {
+    cmd: "profiles list",
+    usage: "[OPTIONS]",
+    about: "List known profiles: EEP, title and the semantic keys they yield; the count and the \
+            families go to stderr",
+    commands: &[],
+    args: &[],
+    options: &[
+        (
+            "--profiles <DIR>",
+            "Also load profiles from this directory (they add to or override the built-in ones)",
+        ),
+        (
+            "--families",
+            "List the families instead: family, profiles, golden vectors, title",
+        ),
+    ],
+};
+
+/// What `profiles show --help` shows.
+pub const SHOW_HELP: Help = Help {
+    cmd: "profiles show",
+    usage: "[OPTIONS] <EEP>",
+    about: "Show one profile: cases, fields with bit positions, scaling and units",
+    commands: &[],
+    args: &[("<EEP>", "The EEP, e.g. A5-02-05")],
+    options: &[("--profiles <DIR>", "Also load profiles from this directory")],
+};
+
+/// What `profiles check --help` shows.
+pub const CHECK_HELP: Help = Help {
+    cmd: "profiles check",
+    usage: "<DIR>",
+    about: "Validate the profile files of a directory and run their golden vectors",
+    commands: &[],
+    args: &[("<DIR>", "Directory with `*.toml` profile files")],
+    options: &[],
+};
+
+/// The arguments after `profiles`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let word = match cli::next(p, h)? {
+        Some(Arg::Value(v)) => cli::word(h, v)?,
+        Some(arg) => return Err(cli::unexpected(h, arg)),
+        None => return Err(UsageError::Missing(h)),
+    };
+    let command = match word.as_str() {
+        "list" => {
+            let h = &LIST_HELP;
+            let (mut profiles, mut families) = (None, false);
+            while let Some(arg) = cli::next(p, h)? {
+                match arg {
+                    Arg::Long("profiles") => cli::once_path(p, h, "--profiles", &mut profiles)?,
+                    Arg::Long("families") => cli::flag(&mut families, h, "--families")?,
+                    arg => return Err(cli::unexpected(h, arg)),
+                }
+            }
+            Command::List { profiles, families }
+        }
+        "show" => {
+            let h = &SHOW_HELP;
+            let (mut eep, mut profiles) = (None, None);
+            while let Some(arg) = cli::next(p, h)? {
+                match arg {
+                    Arg::Long("profiles") => cli::once_path(p, h, "--profiles", &mut profiles)?,
+                    Arg::Value(v) if eep.is_none() => eep = Some(cli::text(h, v, "EEP")?),
+                    arg => return Err(cli::unexpected(h, arg)),
+                }
+            }
+            Command::Show {
+                eep: cli::required(eep, h, "EEP")?,
+                profiles,
+            }
+        }
+        "check" => {
+            let h = &CHECK_HELP;
+            let mut dir = None;
+            while let Some(arg) = cli::next(p, h)? {
+                match arg {
+                    Arg::Value(v) if dir.is_none() => dir = Some(PathBuf::from(v)),
+                    arg => return Err(cli::unexpected(h, arg)),
+                }
+            }
+            Command::Check {
+                dir: cli::required(dir, h, "DIR")?,
+            }
+        }
+        "help" => return Err(cli::help_for(p, h, parse)),
+        other => return Err(cli::unknown_command(h, other)),
+    };
+    Ok(Args { command })
 }
 
 /// Loads the built-in profiles plus an optional directory.

@@ -10,13 +10,30 @@ use enocean_agent::config::{Config, ConfigError};
 use enocean_agent::eep::{Library, LookupError};
 use sd_notify::NotifyState;
 
-use super::context::{ConfigArg, report_config_errors};
+use super::cli::{Help, Parser, UsageError};
+use super::context::{CONFIG_OPT, ConfigArg, report_config_errors};
 
 /// Arguments of `run`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
-    #[command(flatten)]
-    config: ConfigArg,
+    pub(crate) config: ConfigArg,
+}
+
+/// What `run --help` shows.
+pub const HELP: Help = Help {
+    cmd: "run",
+    usage: "[OPTIONS]",
+    about: "Run the agent (the daemon); SIGTERM stops it cleanly",
+    commands: &[],
+    args: &[],
+    options: &[CONFIG_OPT],
+};
+
+/// The arguments after `run`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    Ok(Args {
+        config: ConfigArg::parse_only(p, &HELP)?,
+    })
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.

@@ -9,25 +9,76 @@ use anyhow::{Context, Result, bail};
 use enocean_agent::sim::building::ScriptOptions;
 use enocean_agent::sim::{SIM_BASE_ID, SimConfig, SimStick};
 
+use super::cli::{self, Arg, Help, Parser, UsageError};
+
 /// Arguments of `sim`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
     /// Where to create the symlink to the simulated stick's pty (e.g. /tmp/enocean-sim).
-    #[arg(long)]
-    link: PathBuf,
+    pub(crate) link: PathBuf,
     /// Original telegrams per second; 0 means as fast as the reader takes them.
-    #[arg(long, default_value_t = 5.0)]
-    rate: f64,
+    pub(crate) rate: f64,
     /// Seed of the simulated building: the same seed gives the same telegrams.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
-    #[arg(long)]
-    duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// Stop after this many original telegrams, once the host has closed the port (at most 10 s
     /// later), so closing the pty does not discard bytes the host has not read yet.
-    #[arg(long)]
-    count: Option<u64>,
+    pub(crate) count: Option<u64>,
+}
+
+/// What `sim --help` shows.
+pub const HELP: Help = Help {
+    cmd: "sim",
+    usage: "--link <PATH> [OPTIONS]",
+    about: "Run the simulated USB 300 stick behind a pseudo-terminal linked at --link PATH",
+    commands: &[],
+    args: &[],
+    options: &[
+        (
+            "--link <PATH>",
+            "Where to create the symlink to the simulated stick's pty (e.g. /tmp/enocean-sim); required",
+        ),
+        (
+            "--rate <N>",
+            "Original telegrams per second; 0 means as fast as the reader takes them [default: 5]",
+        ),
+        (
+            "--seed <N>",
+            "Seed of the simulated building: the same seed gives the same telegrams [default: 1]",
+        ),
+        (
+            "--duration <SECONDS>",
+            "Stop after this many seconds (default: until Ctrl-C or SIGTERM)",
+        ),
+        (
+            "--count <N>",
+            "Stop after this many original telegrams, once the host has closed the port (at most 10 s later)",
+        ),
+    ],
+};
+
+/// The arguments after `sim`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let (mut link, mut rate, mut seed, mut duration, mut count) = (None, None, None, None, None);
+    while let Some(arg) = cli::next(p, h)? {
+        match arg {
+            Arg::Long("link") => cli::once_path(p, h, "--link", &mut link)?,
+            Arg::Long("rate") => cli::once(p, h, "--rate", &mut rate)?,
+            Arg::Long("seed") => cli::once(p, h, "--seed", &mut seed)?,
+            Arg::Long("duration") => cli::once(p, h, "--duration", &mut duration)?,
+            Arg::Long("count") => cli::once(p, h, "--count", &mut count)?,
+            arg => return Err(cli::unexpected(h, arg)),
+        }
+    }
+    Ok(Args {
+        link: cli::required(link, h, "--link")?,
+        rate: rate.unwrap_or(5.0),
+        seed: seed.unwrap_or(1),
+        duration,
+        count,
+    })
 }
 
 /// How long `--count` keeps the port open for the host after the last telegram.

@@ -6,21 +6,23 @@ use anyhow::Result;
 use enocean_agent::telemetry::Gateway;
 use enocean_agent::webhook::{self, ManualError, Outcome};
 
-use super::context::{self, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE};
+use super::cli::{self, Arg, Help, Parser, UsageError};
+use super::context::{
+    self, CONFIG_OPT, ConfigArg, EXIT_ATTEMPT_FAILED, EXIT_NOT_FOUND, EXIT_STATE,
+};
 
 use super::outln;
 
 /// Arguments of `webhook`.
-#[derive(clap::Args)]
+#[derive(Debug, PartialEq)]
 pub struct Args {
-    #[command(flatten)]
-    config: ConfigArg,
-    #[command(subcommand)]
-    action: Action,
+    pub(crate) config: ConfigArg,
+    pub(crate) action: Action,
 }
 
-#[derive(clap::Subcommand)]
-enum Action {
+/// What `webhook` does.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Action {
     /// Health of every webhook: state, backlog, oldest undelivered reading, failed deliveries,
     /// failures in a row, next retry or probe, last success, last failure with its reason.
     List,
@@ -39,6 +41,114 @@ enum Action {
         /// Webhook name.
         name: String,
     },
+}
+
+/// What `webhook --help` shows.
+pub const HELP: Help = Help {
+    cmd: "webhook",
+    usage: "[OPTIONS] <COMMAND>",
+    about: "Webhooks: list, test delivery, enable, disable",
+    commands: &[
+        ("list", LIST_HELP.about),
+        ("test", TEST_HELP.about),
+        ("enable", ENABLE_HELP.about),
+        ("disable", DISABLE_HELP.about),
+    ],
+    args: &[],
+    options: &[CONFIG_OPT],
+};
+
+/// What `webhook list --help` shows.
+pub const LIST_HELP: Help = Help {
+    cmd: "webhook list",
+    usage: "[OPTIONS]",
+    about: "Health of every webhook: state, backlog, oldest undelivered reading, failed \
+            deliveries, failures in a row, next retry or probe, last success, last failure",
+    commands: &[],
+    args: &[],
+    options: &[CONFIG_OPT],
+};
+
+/// The argument of `webhook test|enable|disable`.
+const NAME_ARG: (&str, &str) = ("<NAME>", "Webhook name");
+
+/// What `webhook test --help` shows.
+pub const TEST_HELP: Help = Help {
+    cmd: "webhook test",
+    usage: "[OPTIONS] <NAME>",
+    about: "Send one test delivery (`event: \"test\"`) through the real payload, auth and signing",
+    commands: &[],
+    args: &[NAME_ARG],
+    options: &[CONFIG_OPT],
+};
+
+/// What `webhook enable --help` shows.
+pub const ENABLE_HELP: Help = Help {
+    cmd: "webhook enable",
+    usage: "[OPTIONS] <NAME>",
+    about: "Switch a webhook on; clears a deactivation and the failure count. The backlog drains",
+    commands: &[],
+    args: &[NAME_ARG],
+    options: &[CONFIG_OPT],
+};
+
+/// What `webhook disable --help` shows.
+pub const DISABLE_HELP: Help = Help {
+    cmd: "webhook disable",
+    usage: "[OPTIONS] <NAME>",
+    about: "Switch a webhook off; telemetry keeps queueing for it",
+    commands: &[],
+    args: &[NAME_ARG],
+    options: &[CONFIG_OPT],
+};
+
+/// The arguments after `webhook`.
+pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
+    let h = &HELP;
+    let mut config = ConfigArg::default();
+    let word = loop {
+        match cli::next(p, h)? {
+            Some(Arg::Short('c') | Arg::Long("config")) => config.read(p, h)?,
+            Some(Arg::Value(v)) => break cli::word(h, v)?,
+            Some(arg) => return Err(cli::unexpected(h, arg)),
+            None => return Err(UsageError::Missing(h)),
+        }
+    };
+    let action = match word.as_str() {
+        "list" => {
+            config.parse_rest(p, &LIST_HELP)?;
+            Action::List
+        }
+        "test" => Action::Test {
+            name: parse_name(p, &TEST_HELP, &mut config)?,
+        },
+        "enable" => Action::Enable {
+            name: parse_name(p, &ENABLE_HELP, &mut config)?,
+        },
+        "disable" => Action::Disable {
+            name: parse_name(p, &DISABLE_HELP, &mut config)?,
+        },
+        "help" => return Err(cli::help_for(p, h, parse)),
+        other => return Err(cli::unknown_command(h, other)),
+    };
+    Ok(Args { config, action })
+}
+
+/// The webhook name (and `-c/--config`) after `webhook test|enable|disable`.
+fn parse_name(
+    p: &mut Parser,
+    h: &'static Help,
+    config: &mut ConfigArg,
+) -> Result<String, UsageError> {
+    let mut name = None;
+    while let Some(arg) = cli::next(p, h)? {
+        match arg {
+            Arg::Short('c') | Arg::Long("config") => config.read(p, h)?,
+            Arg::Value(v) if name.is_none() => name = Some(cli::text(h, v, "NAME")?),
+            arg => return Err(cli::unexpected(h, arg)),
+        }
+    }
+    cli::required(name, h, "NAME")
 }
 
 /// Runs `webhook`.
