@@ -4,14 +4,23 @@
 //!
 //! Run: `cargo bench --bench outbox` (set `OUTBOX_BENCH_N` to change the sizes' base).
 //! Goals (issue 4): ≥ 2 000/s unbatched, ≥ 20 000/s batched, ≤ 1.5 KB written per telegram.
+//!
+//! Also the CPU per record of the stored body (criterion, `cargo bench --bench outbox -- record`):
+//! `record/encode` is `body::encode_record` of one reading of the simulated building (its JSON
+//! text as committed), `record/serialize_encode` the same from the `Telemetry` (what a commit
+//! does per reading), `record/decode` is `body::decode_record` of a stored body (what a sender
+//! does per row before parsing the JSON). A filter other than `throughput` skips the
+//! enqueue/drain runs; `-- throughput` runs only those.
 
 use std::collections::BTreeMap;
+use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use enocean_agent::outbox::{Outbox, StorageConfig, Store};
+use criterion::Criterion;
+use enocean_agent::outbox::{Outbox, StorageConfig, Store, body};
 use enocean_agent::telemetry::{Gateway, Telemetry};
 use enocean_agent::webhook::render::sample_telemetry;
 use enocean_agent::webhook::{Sender, SenderOptions, WebhookConfig};
@@ -145,7 +154,112 @@ fn drain_rate(n: u32, batch_max: usize) {
     );
 }
 
+/// Readings as the agent commits them: the simulated building's telegrams decoded with the
+/// built-in profiles, the installer's names, a synchronised clock, 2 000 a second.
+#[cfg(feature = "sim")]
+fn building(n: usize) -> Vec<Telemetry> {
+    use enocean_agent::clock::BootTime;
+    use enocean_agent::eep::{self, Library};
+    use enocean_agent::erp1::Telegram;
+    use enocean_agent::sim::building::{DEVICES, Script, ScriptOptions};
+    use enocean_agent::telemetry::TimeSource;
+
+    let lib = Library::builtin().expect("profiles");
+    let mut script = Script::new(ScriptOptions::default());
+    let gateway = Gateway {
+        id: "bench".into(),
+        base_id: Some("FF8A1200".into()),
+    };
+    let start = jiff::Timestamp::now();
+    (0..n)
+        .map(|i| {
+            let e = script.next_telegram();
+            let t = Telegram::from_frame(&e.frame()).expect("telegram");
+            let at = start + jiff::SignedDuration::from_micros(500 * i as i64);
+            let mut tm = Telemetry::from_telegram(&t, at, gateway.clone());
+            tm.clock = Some(TimeSource::Synchronized);
+            tm.received_monotonic = Some(BootTime {
+                boot_id: "a4fd08b6-33ef-4fa4-b9e6-b05820c6769a".into(),
+                since_boot_ms: 778_968 + i as u64 / 2,
+            });
+            tm.sensor.name = Some(DEVICES[e.device].name.into());
+            tm.sensor.eep = Some(e.eep.into());
+            if let Ok(p) = lib.get_str(e.eep)
+                && let Ok(d) = eep::decode(p, &t)
+            {
+                tm.values = d.readings();
+            }
+            tm
+        })
+        .collect()
+}
+
+/// Without the simulator: the sample reading, one sensor id per device.
+#[cfg(not(feature = "sim"))]
+fn building(n: usize) -> Vec<Telemetry> {
+    (0..n as u32).map(telemetry).collect()
+}
+
+/// Per-record CPU of the stored body: encode (from JSON text, and from `Telemetry` as a commit
+/// does) and decode. One record per iteration, taken in turn from a thousand.
+fn records(c: &mut Criterion) {
+    let items = building(1_000);
+    let texts: Vec<(String, String)> = items
+        .iter()
+        .map(|t| (t.id.clone(), serde_json::to_string(t).expect("json")))
+        .collect();
+    let stored: Vec<(String, Vec<u8>)> = texts
+        .iter()
+        .map(|(id, json)| (id.clone(), body::encode_record(json, id)))
+        .collect();
+    let bytes: usize = stored.iter().map(|s| s.1.len()).sum();
+    let json: usize = texts.iter().map(|s| s.1.len()).sum();
+    println!(
+        "record: {} readings, {:.1} bytes of JSON and {:.1} bytes stored per reading",
+        texts.len(),
+        json as f64 / texts.len() as f64,
+        bytes as f64 / texts.len() as f64
+    );
+    let mut group = c.benchmark_group("record");
+    let mut k = 0;
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            k = (k + 1) % texts.len();
+            let (id, json) = &texts[k];
+            body::encode_record(black_box(json), black_box(id))
+        })
+    });
+    group.bench_function("serialize_encode", |b| {
+        b.iter(|| {
+            k = (k + 1) % items.len();
+            let t = black_box(&items[k]);
+            body::encode_record(&serde_json::to_string(t).expect("json"), &t.id)
+        })
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            k = (k + 1) % stored.len();
+            let (id, blob) = &stored[k];
+            body::decode_record(rusqlite::types::ValueRef::Blob(black_box(blob)), id)
+                .expect("decode")
+        })
+    });
+    group.finish();
+}
+
 fn main() {
+    // A filter (`cargo bench --bench outbox -- record`) selects criterion's cases; the
+    // enqueue/drain runs go with no filter or `throughput`.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let mut c = Criterion::default().configure_from_args();
+    records(&mut c);
+    c.final_summary();
+    if !"throughput".contains(filter.as_str()) {
+        return;
+    }
     // `cargo test --benches` runs bench binaries with `--bench` absent: keep that quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let base: u32 = std::env::var("OUTBOX_BENCH_N")
