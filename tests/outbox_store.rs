@@ -111,7 +111,8 @@ fn full_database_is_survived_by_dropping_oldest() {
     ob.set_page_limit(pages as u64).unwrap();
     let mut committed = Vec::new();
     let mut errors = 0;
-    for round in 0..40 {
+    // Enough rounds to fill it with bodies as small as they are stored now (about 60 bytes each).
+    for round in 0..80 {
         for i in 0..20 {
             ob.enqueue(telemetry("0180A3F2", round * 20 + i))
                 .unwrap_or_default();
@@ -132,7 +133,7 @@ fn full_database_is_survived_by_dropping_oldest() {
         .last()
         .expect("commits went on after the disk filled");
     assert!(store.has_telemetry(&last.id).unwrap());
-    assert!(errors < 40);
+    assert!(errors < 80);
 }
 
 #[test]

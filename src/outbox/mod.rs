@@ -16,6 +16,7 @@
 
 pub mod body;
 pub mod config;
+mod lz4;
 pub mod schema;
 pub mod store;
 pub mod time;
@@ -619,6 +620,10 @@ impl Outbox {
                     let excess = kept.len() - cap;
                     kept.drain(..excess);
                     self.count_drop(excess as u64, "commit failing, memory buffer full");
+                }
+                // Kept for a while: a body is sized for its worst case until shrunk.
+                for (_, _, stored) in &mut kept {
+                    stored.shrink_to_fit();
                 }
                 self.retry = kept;
                 self.oldest_buffered = oldest.or(Some(Instant::now()));
