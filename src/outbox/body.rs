@@ -84,9 +84,21 @@ pub(crate) fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
 pub fn decode_record(value: ValueRef<'_>, id: &str) -> Result<String, BodyError> {
     match value {
         ValueRef::Blob(b) if b.first() == Some(&FORMAT_LZ4_V1_NO_ID) => {
-            let text = decompress(&b[1..])?;
-            let rest = text.strip_prefix('{').ok_or(BodyError::NotAnObject)?;
-            Ok(["{\"id\":\"", id, "\",", rest].concat())
+            // `{"id":"<id>"`, then the stored text decompressed right after it, its leading `{`
+            // made the `,`: the record in one buffer, without a copy.
+            let head: [&[u8]; 3] = [b"{\"id\":\"", id.as_bytes(), b"\""];
+            let at: usize = head.iter().map(|h| h.len()).sum();
+            let mut json = decompress_after(&head, &b[1..])?;
+            let object = json.get(at) == Some(&b'{');
+            if object {
+                json[at] = b',';
+            }
+            // The same errors, in the same order, as for the stored text alone.
+            let json = String::from_utf8(json).map_err(|_| BodyError::NotUtf8)?;
+            if !object {
+                return Err(BodyError::NotAnObject);
+            }
+            Ok(json)
         }
         _ => decode(value),
     }
@@ -139,16 +151,29 @@ pub fn decode_blob(b: &[u8]) -> Result<String, BodyError> {
 
 /// LZ4 with dictionary v1, size prepended, to UTF-8 text.
 fn decompress(rest: &[u8]) -> Result<String, BodyError> {
-    let size = rest
-        .get(..4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
+    String::from_utf8(decompress_after(&[], rest)?).map_err(|_| BodyError::NotUtf8)
+}
+
+/// The parts of `head`, then LZ4 with dictionary v1, size prepended, decompressed after them
+/// (as `lz4_flex::block::decompress_size_prepended_with_dict` would, into the same vector).
+fn decompress_after(head: &[&[u8]], rest: &[u8]) -> Result<Vec<u8>, BodyError> {
+    let (size, block) = rest
+        .split_first_chunk::<4>()
+        .map(|(s, block)| (u32::from_le_bytes(*s) as usize, block))
         .ok_or_else(|| BodyError::Corrupt("no size".into()))?;
     if size > MAX_JSON {
         return Err(BodyError::Corrupt(format!("size {size} too large")));
     }
-    let json = lz4_flex::block::decompress_size_prepended_with_dict(rest, DICT_V1)
+    let at: usize = head.iter().map(|h| h.len()).sum();
+    let mut out = Vec::with_capacity(at + size);
+    for h in head {
+        out.extend_from_slice(h);
+    }
+    out.resize(at + size, 0);
+    let n = lz4_flex::block::decompress_into_with_dict(block, &mut out[at..], DICT_V1)
         .map_err(|e| BodyError::Corrupt(e.to_string()))?;
-    String::from_utf8(json).map_err(|_| BodyError::NotUtf8)
+    out.truncate(at + n);
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -523,14 +523,14 @@ impl Outbox {
         // Records of a failed commit wait encoded: a failing disk costs no re-encoding per try.
         let mut encoded = std::mem::take(&mut self.retry);
         encoded.reserve(batch.len());
-        for t in &batch {
-            encoded.push((
-                t.id.clone(),
-                t.sensor.id.clone(),
-                body::encode_record(&serde_json::to_string(t)?, &t.id),
-            ));
+        // One JSON buffer for the group; the ids move out of the records.
+        let mut json = Vec::with_capacity(1024);
+        for t in batch {
+            json.clear();
+            serde_json::to_writer(&mut json, &t)?;
+            let stored = body::encode_record_bytes(&json, &t.id);
+            encoded.push((t.id, t.sensor.id, stored));
         }
-        drop(batch);
         // A group larger than the bounds themselves keeps only its newest records.
         if self.cfg.overflow == Overflow::DropOldest {
             let mut excess = encoded.len().saturating_sub(self.cfg.max_rows as usize);

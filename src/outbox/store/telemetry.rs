@@ -28,9 +28,19 @@ pub fn id_value(id: &str) -> Value {
 
 /// A reading's id from `telemetry.id` (16 bytes or text, see [`id_value`]).
 pub fn id_text(v: ValueRef<'_>) -> Option<String> {
+    with_id_text(v, str::to_owned)
+}
+
+/// `f` of a reading's id from `telemetry.id` as [`id_text`] gives it, without allocating it
+/// (a 16-byte id is written out on the stack).
+fn with_id_text<R>(v: ValueRef<'_>, f: impl FnOnce(&str) -> R) -> Option<R> {
     match v {
-        ValueRef::Blob(b) => uuid::Uuid::from_slice(b).ok().map(|u| u.to_string()),
-        ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_owned),
+        ValueRef::Blob(b) => {
+            let u = uuid::Uuid::from_slice(b).ok()?;
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            Some(f(u.hyphenated().encode_lower(&mut text)))
+        }
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().map(f),
         _ => None,
     }
 }
@@ -67,14 +77,11 @@ impl Store {
             let seq = r.get::<_, i64>(0)?.max(0) as u64;
             let device: String = r.get(1)?;
             let stored = r.get_ref(2)?;
-            let body = id_text(r.get_ref(3)?)
-                .ok_or_else(|| "stored id is not text or a UUID".to_owned())
-                .and_then(|id| {
-                    crate::outbox::body::decode_record(stored, &id).map_err(|e| e.to_string())
-                })
-                .and_then(|json| {
-                    serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string())
-                });
+            let body = with_id_text(r.get_ref(3)?, |id| {
+                crate::outbox::body::decode_record(stored, id).map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|| Err("stored id is not text or a UUID".to_owned()))
+            .and_then(|json| serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string()));
             let t = match body {
                 Ok(mut t) => {
                     t.seq = seq;
@@ -219,5 +226,31 @@ impl Store {
             )
             .optional()?
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_reads_back_as_it_was_given() {
+        let id = "01a244f2-dcf2-7275-a32f-d95055b32d69";
+        for stored in [
+            id_value(id),
+            id_value("not-a-uuid"),
+            id_value(&id.to_uppercase()),
+        ] {
+            let text = match &stored {
+                Value::Text(t) => t.clone(),
+                Value::Blob(_) => id.to_owned(),
+                _ => unreachable!(),
+            };
+            assert_eq!(id_text((&stored).into()).as_deref(), Some(text.as_str()));
+            assert_eq!(with_id_text((&stored).into(), str::len), Some(text.len()));
+        }
+        assert!(matches!(id_value(id), Value::Blob(_)));
+        assert_eq!(id_text(ValueRef::Blob(&[1, 2, 3])), None);
+        assert_eq!(id_text(ValueRef::Integer(7)), None);
     }
 }
