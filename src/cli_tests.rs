@@ -312,14 +312,27 @@ fn the_config_goes_before_or_after_a_subcommand() {
         })
     );
     assert_eq!(
-        ok(&["devices", "forget", "0180A3F2", "--config", "a.toml"]),
-        Command::Devices(devices::Args {
+        ok(&["webhook", "--config=a.toml", "list"]),
+        Command::Webhook(webhook::Args {
             config: config("a.toml"),
-            action: Some(devices::Action::Forget {
-                id: "0180A3F2".into()
-            }),
+            action: webhook::Action::List,
         })
     );
+    for args in [
+        &["devices", "forget", "0180A3F2", "--config", "a.toml"][..],
+        &["devices", "-c", "a.toml", "forget", "0180A3F2"],
+    ] {
+        assert_eq!(
+            ok(args),
+            Command::Devices(devices::Args {
+                config: config("a.toml"),
+                action: Some(devices::Action::Forget {
+                    id: "0180A3F2".into()
+                }),
+            }),
+            "{args:?}"
+        );
+    }
     assert_eq!(
         ok(&["devices", "-c", "a.toml"]),
         Command::Devices(devices::Args {
@@ -327,6 +340,29 @@ fn the_config_goes_before_or_after_a_subcommand() {
             action: None,
         })
     );
+}
+
+#[test]
+fn before_its_subcommand_name_a_group_takes_only_its_config_and_help() {
+    // A config and no name: the group's help (`devices` lists, above).
+    for group in ["outbox", "webhook"] {
+        match try_parse(&[group, "-c", "a.toml"]) {
+            Err(UsageError::Missing(h)) => assert_eq!(h.cmd, group),
+            other => panic!("{group}: {other:?}"),
+        }
+    }
+    // `profiles` reads no configuration, before its name either.
+    assert_eq!(
+        err(&["profiles", "-c", "x", "list"]),
+        "enocean-agent profiles: unknown option -c"
+    );
+    for group in ["devices", "outbox", "webhook"] {
+        assert_eq!(help(&[group, "-c", "a.toml", "--help"]), group);
+        assert_eq!(
+            err(&[group, "--bogus", "x"]),
+            format!("enocean-agent {group}: unknown option --bogus")
+        );
+    }
 }
 
 #[test]

@@ -10,6 +10,8 @@ use std::str::FromStr;
 
 pub use lexopt::{Arg, Parser};
 
+use super::context::ConfigArg;
+
 /// What `--help` shows of one command. The default of an option is written in its text, as
 /// `[default: …]`.
 pub struct Help {
@@ -205,6 +207,26 @@ pub fn required<T>(slot: Option<T>, h: &'static Help, name: &str) -> Result<T, U
 /// The word naming a subcommand (error for non-UTF-8 bytes).
 pub fn word(h: &'static Help, v: OsString) -> Result<String, UsageError> {
     text(h, v, "command")
+}
+
+/// The name of a command group's subcommand (`outbox status`, `devices forget`), or None when
+/// the command line ends before one (each group decides what that means: its help on stderr, or
+/// a default action). Before the name, `-c/--config` goes into `config` for the groups that read
+/// a configuration (None: `-c` is an unknown option); `-h/--help` gives the group's help, and
+/// any other option is an error, as is a name that is not UTF-8.
+pub(crate) fn subcommand(
+    p: &mut Parser,
+    h: &'static Help,
+    mut config: Option<&mut ConfigArg>,
+) -> Result<Option<String>, UsageError> {
+    loop {
+        match (next(p, h)?, config.as_deref_mut()) {
+            (Some(Arg::Short('c') | Arg::Long("config")), Some(config)) => config.read(p, h)?,
+            (Some(Arg::Value(v)), _) => return word(h, v).map(Some),
+            (Some(arg), _) => return Err(unexpected(h, arg)),
+            (None, _) => return Ok(None),
+        }
+    }
 }
 
 /// An unknown subcommand of the command `h` describes.

@@ -55,18 +55,11 @@ pub const FORGET_HELP: Help = Help {
 pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
     let h = &HELP;
     let mut config = ConfigArg::default();
-    let name = loop {
-        match cli::next(p, h)? {
-            Some(Arg::Short('c') | Arg::Long("config")) => config.read(p, h)?,
-            Some(Arg::Value(v)) => break cli::word(h, v)?,
-            Some(arg) => return Err(cli::unexpected(h, arg)),
-            None => {
-                return Ok(Args {
-                    config,
-                    action: None,
-                });
-            }
-        }
+    let Some(name) = cli::subcommand(p, h, Some(&mut config))? else {
+        return Ok(Args {
+            config,
+            action: None,
+        });
     };
     let action = match name.as_str() {
         "forget" => {

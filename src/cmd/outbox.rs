@@ -120,14 +120,7 @@ pub const SALVAGE_HELP: Help = Help {
 pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
     let h = &HELP;
     let mut config = ConfigArg::default();
-    let name = loop {
-        match cli::next(p, h)? {
-            Some(Arg::Short('c') | Arg::Long("config")) => config.read(p, h)?,
-            Some(Arg::Value(v)) => break cli::word(h, v)?,
-            Some(arg) => return Err(cli::unexpected(h, arg)),
-            None => return Err(UsageError::Missing(h)),
-        }
-    };
+    let name = cli::subcommand(p, h, Some(&mut config))?.ok_or(UsageError::Missing(h))?;
     let action = match name.as_str() {
         "status" => {
             config.parse_rest(p, &STATUS_HELP)?;

@@ -98,11 +98,7 @@ pub const CHECK_HELP: Help = Help {
 /// The arguments after `profiles`.
 pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
     let h = &HELP;
-    let word = match cli::next(p, h)? {
-        Some(Arg::Value(v)) => cli::word(h, v)?,
-        Some(arg) => return Err(cli::unexpected(h, arg)),
-        None => return Err(UsageError::Missing(h)),
-    };
+    let word = cli::subcommand(p, h, None)?.ok_or(UsageError::Missing(h))?;
     let command = match word.as_str() {
         "list" => {
             let h = &LIST_HELP;

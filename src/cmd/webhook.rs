@@ -106,14 +106,7 @@ pub const DISABLE_HELP: Help = Help {
 pub fn parse(p: &mut Parser) -> Result<Args, UsageError> {
     let h = &HELP;
     let mut config = ConfigArg::default();
-    let word = loop {
-        match cli::next(p, h)? {
-            Some(Arg::Short('c') | Arg::Long("config")) => config.read(p, h)?,
-            Some(Arg::Value(v)) => break cli::word(h, v)?,
-            Some(arg) => return Err(cli::unexpected(h, arg)),
-            None => return Err(UsageError::Missing(h)),
-        }
-    };
+    let word = cli::subcommand(p, h, Some(&mut config))?.ok_or(UsageError::Missing(h))?;
     let action = match word.as_str() {
         "list" => {
             config.parse_rest(p, &LIST_HELP)?;
