@@ -154,44 +154,13 @@ fn drain_rate(n: u32, batch_max: usize) {
     );
 }
 
-/// Readings as the agent commits them: the simulated building's telegrams decoded with the
-/// built-in profiles, the installer's names, a synchronised clock, 2 000 a second.
+/// Readings as the agent commits them ([`enocean_agent::sim::sample_readings`]: the simulated
+/// building's telegrams decoded with the built-in profiles, the installer's names, a
+/// synchronised clock), 2 000 a second from now.
 #[cfg(feature = "sim")]
 fn building(n: usize) -> Vec<Telemetry> {
-    use enocean_agent::clock::BootTime;
-    use enocean_agent::eep::{self, Library};
-    use enocean_agent::erp1::Telegram;
-    use enocean_agent::sim::building::{DEVICES, Script, ScriptOptions};
-    use enocean_agent::telemetry::TimeSource;
-
-    let lib = Library::builtin().expect("profiles");
-    let mut script = Script::new(ScriptOptions::default());
-    let gateway = Gateway {
-        id: "bench".into(),
-        base_id: Some("FF8A1200".into()),
-    };
-    let start = jiff::Timestamp::now();
-    (0..n)
-        .map(|i| {
-            let e = script.next_telegram();
-            let t = Telegram::from_frame(&e.frame()).expect("telegram");
-            let at = start + jiff::SignedDuration::from_micros(500 * i as i64);
-            let mut tm = Telemetry::from_telegram(&t, at, gateway.clone());
-            tm.clock = Some(TimeSource::Synchronized);
-            tm.received_monotonic = Some(BootTime {
-                boot_id: "a4fd08b6-33ef-4fa4-b9e6-b05820c6769a".into(),
-                since_boot_ms: 778_968 + i as u64 / 2,
-            });
-            tm.sensor.name = Some(DEVICES[e.device].name.into());
-            tm.sensor.eep = Some(e.eep.into());
-            if let Ok(p) = lib.get_str(e.eep)
-                && let Ok(d) = eep::decode(p, &t)
-            {
-                tm.values = d.readings();
-            }
-            tm
-        })
-        .collect()
+    let step = jiff::SignedDuration::from_micros(500);
+    enocean_agent::sim::sample_readings(n, jiff::Timestamp::now(), step)
 }
 
 /// Without the simulator: the sample reading, one sensor id per device.

@@ -213,10 +213,10 @@ fn e2e(rate: f64, secs: f64, batch: usize) {
 }
 
 fn backlog(n: u64, secs: f64) {
-    use enocean_agent::eep::{self, Library};
-    use enocean_agent::erp1::Telegram;
+    use enocean_agent::eep::Library;
     use enocean_agent::outbox::{Outbox, StorageConfig};
-    use enocean_agent::telemetry::{Gateway, Telemetry};
+    use enocean_agent::sim::decoded_reading;
+    use enocean_agent::telemetry::Gateway;
 
     let dir = tempdir();
     let link = dir.path().join("stick");
@@ -237,15 +237,9 @@ fn backlog(n: u64, secs: f64) {
         let now = jiff::Timestamp::now();
         for _ in 0..n {
             let e = script.next_telegram();
-            let t = Telegram::from_frame(&e.frame()).unwrap();
-            let mut tm = Telemetry::from_telegram(&t, now, gateway.clone());
-            tm.sensor.eep = Some(e.eep.to_string());
-            if let Ok(p) = lib.get_str(e.eep)
-                && let Ok(d) = eep::decode(p, &t)
-            {
-                tm.values = d.readings();
-            }
-            outbox.enqueue(tm).unwrap();
+            outbox
+                .enqueue(decoded_reading(&lib, &e, now, gateway.clone()))
+                .unwrap();
         }
         outbox.flush().unwrap();
     }

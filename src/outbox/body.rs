@@ -276,52 +276,16 @@ mod tests {
         assert!(matches!(decode_blob(&huge), Err(BodyError::Corrupt(_))));
     }
 
-    /// Readings as the agent commits them (the simulated building's telegrams decoded with the
-    /// built-in profiles, the installer's names, a synchronised clock, 2 000 a second): (id,
-    /// JSON text).
+    /// Readings as the agent commits them ([`crate::sim::sample_readings`]: the simulated
+    /// building's telegrams decoded with the built-in profiles, 2 000 a second): (id, JSON text).
+    /// Fixed times, and so ids: the same records every run.
     #[cfg(feature = "sim")]
     fn building(n: usize) -> Vec<(String, String)> {
-        use crate::clock::BootTime;
-        use crate::eep::{self, Library};
-        use crate::erp1::Telegram;
-        use crate::sim::building::{DEVICES, Script, ScriptOptions};
-        use crate::telemetry::{Gateway, Telemetry, TimeSource};
-
-        let lib = Library::builtin().unwrap();
-        let mut script = Script::new(ScriptOptions::default());
-        let gateway = Gateway {
-            id: "bench".into(),
-            base_id: Some("FF8A1200".into()),
-        };
-        // Fixed times and ids (UUID v7 of the time, seeded): the same records every run.
-        let start: jiff::Timestamp = "2027-03-14T09:26:53.589793238Z".parse().unwrap();
-        let mut rng = fastrand::Rng::with_seed(12);
-        (0..n)
-            .map(|i| {
-                let e = script.next_telegram();
-                let t = Telegram::from_frame(&e.frame()).unwrap();
-                let at = start + jiff::SignedDuration::from_nanos(500_123 * i as i64);
-                let mut tm = Telemetry::from_telegram(&t, at, gateway.clone());
-                let mut random = [0u8; 10];
-                rng.fill(&mut random);
-                let ms = u64::try_from(at.as_millisecond()).unwrap();
-                tm.id = uuid::Builder::from_unix_timestamp_millis(ms, &random)
-                    .into_uuid()
-                    .to_string();
-                tm.clock = Some(TimeSource::Synchronized);
-                tm.received_monotonic = Some(BootTime {
-                    boot_id: "a4fd08b6-33ef-4fa4-b9e6-b05820c6769a".into(),
-                    since_boot_ms: 778_968 + i as u64 / 2,
-                });
-                tm.sensor.name = Some(DEVICES[e.device].name.into());
-                tm.sensor.eep = Some(e.eep.into());
-                if let Ok(p) = lib.get_str(e.eep)
-                    && let Ok(d) = eep::decode(p, &t)
-                {
-                    tm.values = d.readings();
-                }
-                (tm.id.clone(), serde_json::to_string(&tm).unwrap())
-            })
+        let start = "2027-03-14T09:26:53.589793238Z".parse().unwrap();
+        let step = jiff::SignedDuration::from_nanos(500_123);
+        crate::sim::sample_readings(n, start, step)
+            .into_iter()
+            .map(|tm| (tm.id.clone(), serde_json::to_string(&tm).unwrap()))
             .collect()
     }
 

@@ -22,6 +22,10 @@
 //! link is removed only if it still points at this simulator's pty.
 
 pub mod building;
+mod sample;
+
+#[doc(hidden)]
+pub use sample::{decoded_reading, sample_readings};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
