@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use enocean_agent::outbox::record::StoredRecord;
 use enocean_agent::outbox::{
     DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, Outbox, Outcome, Overflow,
     Phase, Store, Trigger, UnixMs, UnknownValue,
@@ -249,6 +250,7 @@ fn stored_states_round_trip_and_unknown_values_are_errors() {
         (DeliveryState::Delivered, "delivered"),
         (DeliveryState::Failed, "failed"),
     ];
+    let stored: Vec<StoredRecord> = records.iter().cloned().map(StoredRecord::parsed).collect();
     let mut rows = Vec::new();
     for (state, _) in states {
         let change = DeliveryChange {
@@ -266,7 +268,7 @@ fn stored_states_round_trip_and_unknown_values_are_errors() {
                     webhook: "w",
                     uuid: &uuid::Uuid::now_v7().to_string(),
                     event: "telemetry",
-                    records: &records,
+                    records: &stored,
                     body: b"{}",
                     first_attempt: &change,
                 },

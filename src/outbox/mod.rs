@@ -17,6 +17,7 @@
 pub mod body;
 pub mod config;
 mod lz4;
+pub mod record;
 pub mod schema;
 pub mod store;
 pub mod time;

@@ -729,8 +729,13 @@ impl WebhookConfig {
     /// `devices` (a `gateway.status` concerns no device and goes to every webhook that asks for
     /// it).
     pub fn accepts(&self, t: &crate::telemetry::Telemetry) -> bool {
-        self.filter.accepts(t.kind.as_str())
-            && (t.kind == crate::telemetry::Kind::GatewayStatus || self.routes(&t.sensor.id))
+        self.accepts_from(t.kind, &t.sensor.id)
+    }
+
+    /// [`Self::accepts`] of a record of `kind` from the sender ID `device`.
+    pub fn accepts_from(&self, kind: crate::telemetry::Kind, device: &str) -> bool {
+        self.filter.accepts(kind.as_str())
+            && (kind == crate::telemetry::Kind::GatewayStatus || self.routes(device))
     }
 
     /// True when telemetry from this sender ID goes to this webhook.

@@ -6,6 +6,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::WebhookConfig;
+use crate::outbox::record::StoredRecord;
 use crate::telemetry::{Gateway, Raw, Reading, Sensor, Signal, Telemetry};
 
 /// What a delivery reports.
@@ -57,11 +58,16 @@ struct Envelope<'a> {
 /// telemetry ids, so a delivery re-rendered after a crash keeps its id (receivers deduplicate on
 /// it, and it is the Standard Webhooks `webhook-id`).
 pub fn delivery_id(webhook: &str, records: &[Telemetry]) -> String {
+    delivery_id_of(webhook, records.iter().map(|r| r.id.as_str()))
+}
+
+/// [`delivery_id`] of the records with these ids.
+pub fn delivery_id_of<'a>(webhook: &str, ids: impl IntoIterator<Item = &'a str>) -> String {
     let mut h = Sha256::new();
     h.update(webhook.as_bytes());
-    for r in records {
+    for id in ids {
         h.update(b"\n");
-        h.update(r.id.as_bytes());
+        h.update(id.as_bytes());
     }
     let d = h.finalize();
     let mut b = [0u8; 16];
@@ -116,6 +122,50 @@ pub fn render(
             }
         }
     }
+}
+
+/// [`render`] of records read back from the outbox: the default envelope is written around
+/// their stored texts (the same bytes as `render` of the parsed readings); a template renders
+/// the parsed readings.
+pub fn render_stored(
+    cfg: &WebhookConfig,
+    event: Event,
+    id: &str,
+    created: jiff::Timestamp,
+    records: &[StoredRecord],
+) -> Result<Vec<u8>, serde_json::Error> {
+    if cfg.template.is_some() {
+        let parsed = records
+            .iter()
+            .map(StoredRecord::telemetry)
+            .collect::<Result<Vec<_>, _>>()?;
+        return render(cfg, event, id, created, &parsed);
+    }
+    let timestamp = created.round(jiff::Unit::Millisecond).unwrap_or(created);
+    let mut out = Vec::with_capacity(256 + records.len() * 768);
+    // As serde writes `Envelope`: its members in order, no spaces.
+    out.extend_from_slice(b"{\"version\":");
+    serde_json::to_writer(&mut out, ENVELOPE_VERSION)?;
+    out.extend_from_slice(b",\"event\":");
+    serde_json::to_writer(&mut out, event.as_str())?;
+    out.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut out, id)?;
+    out.extend_from_slice(b",\"timestamp\":");
+    serde_json::to_writer(&mut out, &format!("{timestamp:.3}"))?;
+    out.extend_from_slice(b",\"gateway\":");
+    match records.first() {
+        Some(r) => r.write_gateway(&mut out)?,
+        None => serde_json::to_writer(&mut out, &Gateway::default())?,
+    }
+    out.extend_from_slice(b",\"records\":[");
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        r.write_json(&mut out)?;
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 /// A plausible sample telemetry for test deliveries (a temperature and humidity sensor).
@@ -174,5 +224,75 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
         },
         decode_error: None,
         secure: None,
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+
+    /// Readings as the sender reads them back: committed text (seq 0), then the row's seq.
+    fn stored(readings: &[Telemetry]) -> Vec<StoredRecord> {
+        readings
+            .iter()
+            .map(|t| {
+                let mut c = t.clone();
+                c.seq = 0;
+                let json = serde_json::to_string(&c).unwrap();
+                StoredRecord::read(t.seq, json, false).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_spliced_envelope_is_the_serialised_one_byte_for_byte() {
+        let start = "2026-03-01T08:00:00.5Z".parse().unwrap();
+        let mut readings =
+            crate::sim::sample_readings(60, start, jiff::SignedDuration::from_millis(733));
+        for (i, t) in readings.iter_mut().enumerate() {
+            t.seq = 41 + i as u64;
+        }
+        let cfg = WebhookConfig::new("w", "http://127.0.0.1/hook");
+        let created = "2026-03-01T08:01:02.3456Z".parse().unwrap();
+        for batch in [1, 2, 7, 60] {
+            for chunk in readings.chunks(batch) {
+                let id = delivery_id(&cfg.name, chunk);
+                let recs = stored(chunk);
+                assert_eq!(
+                    delivery_id_of(&cfg.name, recs.iter().map(|r| r.id.as_str())),
+                    id
+                );
+                for event in [
+                    Event::Telemetry,
+                    Event::Health(crate::telemetry::Kind::GatewayStatus),
+                ] {
+                    let a = render(&cfg, event, &id, created, chunk).unwrap();
+                    let b = render_stored(&cfg, event, &id, created, &recs).unwrap();
+                    assert_eq!(String::from_utf8(b).unwrap(), String::from_utf8(a).unwrap());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_renders_the_parsed_readings() {
+        let start = "2026-03-01T08:00:00Z".parse().unwrap();
+        let mut readings =
+            crate::sim::sample_readings(3, start, jiff::SignedDuration::from_secs(1));
+        for (i, t) in readings.iter_mut().enumerate() {
+            t.seq = 5 + i as u64;
+        }
+        let mut cfg = WebhookConfig::new("w", "http://127.0.0.1/hook");
+        let table: toml::Table = toml::from_str(
+            "sensor = \"{{sensor.id}}\"\nseq = \"{{seq}}\"\nid = \"{{delivery.id}}\"",
+        )
+        .unwrap();
+        cfg.template = Some(super::super::template::Template::compile(&table).unwrap());
+        let recs = stored(&readings);
+        let a = render(&cfg, Event::Telemetry, "d", start, &readings).unwrap();
+        let b = render_stored(&cfg, Event::Telemetry, "d", start, &recs).unwrap();
+        assert_eq!(a, b);
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v[2]["seq"], Value::from(7));
     }
 }

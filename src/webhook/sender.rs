@@ -21,11 +21,11 @@ use super::policy::{Action, Decision, Event, Fate, Policy, PolicyConfig};
 use super::render;
 use super::sign;
 use crate::clock::{BootStart, ClockCheck, SystemClock, system_clock_check, wall_ms_of};
+use crate::outbox::record::StoredRecord;
 use crate::outbox::{
     Delivery, DeliveryChange, DeliveryState, HealthChange, LogEntry, NewDelivery, OutboxError,
     Phase, Store, Trigger, UnixMs, Waker, WebhookState,
 };
-use crate::telemetry::Telemetry;
 
 /// Options of the sender threads.
 #[derive(Clone)]
@@ -234,7 +234,7 @@ struct Worker {
     persisted_cursor: u64,
     acks: Vec<LogEntry>,
     ack_since: Option<Instant>,
-    prefetched: VecDeque<(u64, String, Option<Telemetry>)>,
+    prefetched: VecDeque<(u64, Option<StoredRecord>)>,
     /// Highest seq read into `prefetched` (reads continue after it).
     fetched: u64,
     /// Last seq of a partial batch stored before its POST: the batch starting at the cursor
@@ -542,7 +542,7 @@ impl Worker {
     /// Gives readings received before the clock was synchronised their wall time (from this
     /// boot's recorded start) or marks them unknown (received in an earlier boot). False while
     /// the clock is not synchronised: they wait, and so does everything behind them.
-    fn resolve_times(&mut self, records: &mut [Telemetry]) -> Result<bool, OutboxError> {
+    fn resolve_times(&mut self, records: &mut [StoredRecord]) -> Result<bool, OutboxError> {
         if !self.opts.clock.synchronized() {
             if !self.holding_for_clock {
                 self.holding_for_clock = true;
@@ -567,24 +567,28 @@ impl Worker {
     fn first_attempt(&mut self, probe: bool) -> Result<Step, OutboxError> {
         let bound = (self.batch_end > self.cursor).then_some(self.batch_end);
         let mut at_bound = false;
-        let mut records: Vec<Telemetry> = Vec::new();
+        let mut records: Vec<StoredRecord> = Vec::new();
         loop {
             if self.prefetched.is_empty() {
                 let from = self.fetched.max(self.cursor);
-                let rows = self
-                    .store
-                    .telemetry_after(from, self.opts.prefetch.max(1))?;
+                let rows = self.store.records_after(
+                    from,
+                    self.opts.prefetch.max(1),
+                    self.cfg.template.is_some(),
+                )?;
                 let Some(last) = rows.last() else {
                     break;
                 };
                 self.fetched = last.0;
                 self.prefetched.extend(rows);
             }
-            let Some((seq, _, t)) = self.prefetched.front() else {
+            let Some((seq, t)) = self.prefetched.front() else {
                 break;
             };
             let seq = *seq;
-            let routed = t.as_ref().is_some_and(|t| self.cfg.accepts(t));
+            let routed = t
+                .as_ref()
+                .is_some_and(|t| self.cfg.accepts_from(t.kind, &t.sensor));
             if !routed {
                 // Not for this webhook (or unreadable): pass over it.
                 self.prefetched.pop_front();
@@ -611,15 +615,14 @@ impl Worker {
                 at_bound = true;
                 break;
             }
-            if let Some((_, _, Some(t))) = self.prefetched.pop_front() {
+            if let Some((_, Some(t))) = self.prefetched.pop_front() {
                 records.push(t);
             }
         }
-        if records.iter().any(Telemetry::awaits_clock) && !self.resolve_times(&mut records)? {
+        if records.iter().any(|r| r.awaits_clock) && !self.resolve_times(&mut records)? {
             // Not before the clock is synchronised: put them back and look again later.
             for r in records.into_iter().rev() {
-                self.prefetched
-                    .push_front((r.seq, r.sensor.id.clone(), Some(r)));
+                self.prefetched.push_front((r.seq, Some(r)));
             }
             return Ok(Step::Idle(self.opts.poll_interval));
         }
@@ -642,7 +645,7 @@ impl Worker {
             self.acks_saved();
             self.batch_end = last;
         }
-        let id = render::delivery_id(&self.cfg.name, &records);
+        let id = render::delivery_id_of(&self.cfg.name, records.iter().map(|r| r.id.as_str()));
         // Id and timestamp derive from the records, so a delivery re-rendered after a crash (its
         // acknowledgement lost) is byte-identical to the one sent before.
         let created = records
@@ -651,7 +654,7 @@ impl Worker {
             .find_map(|r| r.received_at)
             .unwrap_or_else(|| self.opts.clock.now());
         let event = render::Event::of(records[0].kind);
-        let body = render::render(&self.cfg, event, &id, created, &records)?;
+        let body = render::render_stored(&self.cfg, event, &id, created, &records)?;
         let r = attempt(&self.agent, &self.cfg, &id, &body);
         let decision = self
             .policy

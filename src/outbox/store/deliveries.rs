@@ -8,7 +8,7 @@ use super::webhooks::apply_health;
 use super::{HealthChange, LogEntry, Outcome, Store};
 use crate::outbox::OutboxError;
 use crate::outbox::UnixMs;
-use crate::telemetry::Telemetry;
+use crate::outbox::record::StoredRecord;
 
 /// Where a stored delivery stands (stored by name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub struct NewDelivery<'a> {
     /// `telemetry`.
     pub event: &'a str,
     /// Its records (seq set).
-    pub records: &'a [Telemetry],
+    pub records: &'a [StoredRecord],
     /// The exact body.
     pub body: &'a [u8],
     /// What the first attempt left: state, attempts, status, error, `requeue` mark.

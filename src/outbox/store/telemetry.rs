@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use super::Store;
 use crate::outbox::OutboxError;
 use crate::outbox::UnixMs;
+use crate::outbox::record::StoredRecord;
 use crate::telemetry::Telemetry;
 
 /// A stored reading that cannot be read: (seq, unix ms when found, the error).
@@ -68,6 +69,39 @@ impl Store {
         cursor: u64,
         limit: usize,
     ) -> Result<Vec<(u64, String, Option<Telemetry>)>, OutboxError> {
+        self.rows_after(cursor, limit, |seq, json| {
+            let mut t = serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string())?;
+            t.seq = seq;
+            Ok(t)
+        })
+    }
+
+    /// Telemetry after `cursor` as a webhook sender reads it (see [`StoredRecord`]): oldest
+    /// first, at most `limit` rows, None for a row that cannot be read. `parse_all` parses every
+    /// record whole (a webhook with a template).
+    pub fn records_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+        parse_all: bool,
+    ) -> Result<Vec<(u64, Option<StoredRecord>)>, OutboxError> {
+        Ok(self
+            .rows_after(cursor, limit, |seq, json| {
+                StoredRecord::read(seq, json, parse_all).map_err(|e| e.to_string())
+            })?
+            .into_iter()
+            .map(|(seq, _, r)| (seq, r))
+            .collect())
+    }
+
+    /// Rows after `cursor` with `read` of their JSON text: a row it cannot read is listed as
+    /// unreadable (once, whichever sender finds it) and comes back as None.
+    fn rows_after<T>(
+        &self,
+        cursor: u64,
+        limit: usize,
+        read: impl Fn(u64, String) -> Result<T, String>,
+    ) -> Result<Vec<(u64, String, Option<T>)>, OutboxError> {
         let mut st = self.conn.prepare_cached(
             "SELECT seq, device, body, id FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
@@ -81,12 +115,9 @@ impl Store {
                 crate::outbox::body::decode_record(stored, id).map_err(|e| e.to_string())
             })
             .unwrap_or_else(|| Err("stored id is not text or a UUID".to_owned()))
-            .and_then(|json| serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string()));
+            .and_then(|json| read(seq, json));
             let t = match body {
-                Ok(mut t) => {
-                    t.seq = seq;
-                    Some(t)
-                }
+                Ok(t) => Some(t),
                 Err(e) => {
                     // Counted and listed (`outbox status`), once, whichever sender finds it.
                     let new = self.conn.execute(

@@ -1,0 +1,250 @@
+//! A committed reading as a webhook sender reads it back: the JSON text the storage thread
+//! committed, read only as far as routing and the envelope need (kind, sensor, times, where the
+//! id, seq and gateway are in the text). The default envelope is spliced from these texts
+//! instead of parsing every reading into a [`Telemetry`] and serialising it again, which was
+//! about half of a sender's own work per delivery. Records whose text is not in the current
+//! shape (stored by an older version), records still waiting for the clock, and webhooks with a
+//! template keep the whole parse.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::telemetry::{Kind, Telemetry, TimeSource};
+
+/// One committed reading read back for delivery (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    /// Its seq (the row's; the text holds the seq it was committed with).
+    pub seq: u64,
+    /// The reading's id.
+    pub id: String,
+    /// What the record is.
+    pub kind: Kind,
+    /// The sender ID (routing by `devices`).
+    pub sensor: String,
+    /// `received_at` as stored.
+    pub received_at: Option<jiff::Timestamp>,
+    /// True while the reading waits for a synchronised clock.
+    pub awaits_clock: bool,
+    form: Form,
+}
+
+#[derive(Debug, Clone)]
+enum Form {
+    /// The committed text, with where its `seq` value and `gateway` object are.
+    Text {
+        json: String,
+        seq_at: Range<usize>,
+        gateway: Range<usize>,
+    },
+    /// The whole record, parsed (seq set).
+    Parsed(Box<Telemetry>),
+}
+
+/// The members read from a record's text. Every member serde writes unconditionally is required,
+/// so a text written by an older version (a member missing) takes the whole parse instead.
+#[derive(Deserialize)]
+struct Head<'a> {
+    id: std::borrow::Cow<'a, str>,
+    kind: Kind,
+    #[serde(borrow)]
+    seq: &'a RawValue,
+    #[serde(borrow)]
+    received_at: &'a RawValue,
+    #[serde(default)]
+    clock: Option<TimeSource>,
+    #[serde(borrow)]
+    gateway: &'a RawValue,
+    #[serde(borrow)]
+    sensor: SensorHead<'a>,
+    #[serde(borrow)]
+    #[allow(dead_code)] // required, not read
+    values: &'a RawValue,
+    #[serde(borrow)]
+    #[allow(dead_code)] // required, not read
+    signal: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct SensorHead<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
+impl StoredRecord {
+    /// Reads the record committed as `json` under `seq`. With `parse_all` (a webhook with a
+    /// template needs every member) the whole record is parsed; so is a record waiting for the
+    /// clock or one whose text is not in the current shape. An error means the record cannot be
+    /// read at all.
+    pub fn read(seq: u64, json: String, parse_all: bool) -> Result<Self, serde_json::Error> {
+        let head = if parse_all {
+            None
+        } else {
+            serde_json::from_str::<Head<'_>>(&json)
+                .ok()
+                .and_then(|h| Some((serde_json::from_str(h.received_at.get()).ok()?, h)))
+        };
+        match head {
+            Some((received_at, h)) if h.clock != Some(TimeSource::Pending) => {
+                let at = |raw: &RawValue| {
+                    let start = raw.get().as_ptr() as usize - json.as_ptr() as usize;
+                    start..start + raw.get().len()
+                };
+                let (seq_at, gateway) = (at(h.seq), at(h.gateway));
+                Ok(Self {
+                    seq,
+                    id: h.id.into_owned(),
+                    kind: h.kind,
+                    sensor: h.sensor.id.into_owned(),
+                    received_at,
+                    awaits_clock: false,
+                    form: Form::Text {
+                        seq_at,
+                        gateway,
+                        json,
+                    },
+                })
+            }
+            _ => {
+                let mut t: Telemetry = serde_json::from_str(&json)?;
+                t.seq = seq;
+                Ok(Self::parsed(t))
+            }
+        }
+    }
+
+    /// A record from a parsed reading (its seq set).
+    pub fn parsed(t: Telemetry) -> Self {
+        Self {
+            seq: t.seq,
+            id: t.id.clone(),
+            kind: t.kind,
+            sensor: t.sensor.id.clone(),
+            received_at: t.received_at,
+            awaits_clock: t.awaits_clock(),
+            form: Form::Parsed(Box::new(t)),
+        }
+    }
+
+    /// The whole reading: parsed from the text unless it was already.
+    pub fn telemetry(&self) -> Result<Telemetry, serde_json::Error> {
+        match &self.form {
+            Form::Parsed(t) => Ok((**t).clone()),
+            Form::Text { json, .. } => {
+                let mut t: Telemetry = serde_json::from_str(json)?;
+                t.seq = self.seq;
+                Ok(t)
+            }
+        }
+    }
+
+    /// Gives a reading waiting for the clock its wall time (see [`Telemetry::resolve_time`]).
+    pub fn resolve_time(&mut self, boot_id: &str, boot_start_ms: i64) {
+        if let Form::Parsed(t) = &mut self.form {
+            t.resolve_time(boot_id, boot_start_ms);
+            self.received_at = t.received_at;
+            self.awaits_clock = t.awaits_clock();
+        }
+    }
+
+    /// Writes the record's JSON as `serde_json` writes the [`Telemetry`] (its seq set): the
+    /// stored text with the row's seq put in.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        match &self.form {
+            Form::Parsed(t) => serde_json::to_writer(out, t),
+            Form::Text { json, seq_at, .. } => {
+                out.extend_from_slice(&json.as_bytes()[..seq_at.start]);
+                std::io::Write::write_fmt(out, format_args!("{}", self.seq))
+                    .map_err(serde_json::Error::io)?;
+                out.extend_from_slice(&json.as_bytes()[seq_at.end..]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the record's `gateway` object as `serde_json` writes it.
+    pub fn write_gateway(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        match &self.form {
+            Form::Parsed(t) => serde_json::to_writer(out, &t.gateway),
+            Form::Text { json, gateway, .. } => {
+                out.extend_from_slice(&json.as_bytes()[gateway.clone()]);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+
+    fn committed(t: &Telemetry) -> String {
+        // As the storage thread writes it: before the seq is assigned.
+        let mut c = t.clone();
+        c.seq = 0;
+        serde_json::to_string(&c).unwrap()
+    }
+
+    #[test]
+    fn the_text_form_writes_what_serde_writes_for_the_parsed_reading() {
+        let start = "2026-03-01T08:00:00.123Z".parse().unwrap();
+        let readings =
+            crate::sim::sample_readings(400, start, jiff::SignedDuration::from_micros(500_123));
+        let mut kinds = std::collections::BTreeSet::new();
+        for (i, mut t) in readings.into_iter().enumerate() {
+            t.seq = 1000 + i as u64;
+            let r = StoredRecord::read(t.seq, committed(&t), false).unwrap();
+            assert!(matches!(r.form, Form::Text { .. }), "{}", t.id);
+            assert_eq!(
+                (r.id.as_str(), r.kind, r.sensor.as_str(), r.received_at),
+                (t.id.as_str(), t.kind, t.sensor.id.as_str(), t.received_at)
+            );
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            r.write_json(&mut a).unwrap();
+            serde_json::to_writer(&mut b, &t).unwrap();
+            assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            r.write_gateway(&mut a).unwrap();
+            serde_json::to_writer(&mut b, &t.gateway).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(r.telemetry().unwrap(), t);
+            kinds.insert(t.sensor.eep.clone());
+        }
+        assert!(
+            kinds.len() > 5,
+            "the sample covers several profiles: {kinds:?}"
+        );
+    }
+
+    #[test]
+    fn pending_old_shaped_and_template_records_are_parsed_whole() {
+        let start = "2026-03-01T08:00:00Z".parse().unwrap();
+        let mut t =
+            crate::sim::sample_readings(1, start, jiff::SignedDuration::from_secs(1)).remove(0);
+        t.seq = 7;
+        // A template needs every member.
+        let r = StoredRecord::read(7, committed(&t), true).unwrap();
+        assert!(matches!(r.form, Form::Parsed(_)));
+        // An older version's text: no `kind` member.
+        let old = committed(&t).replace("\"kind\":\"telemetry\",", "");
+        assert_ne!(old, committed(&t));
+        let r = StoredRecord::read(7, old, false).unwrap();
+        assert!(matches!(r.form, Form::Parsed(_)));
+        let mut out = Vec::new();
+        r.write_json(&mut out).unwrap();
+        assert_eq!(out, serde_json::to_vec(&t).unwrap());
+        // Waiting for the clock: parsed, then resolved.
+        let mut p = t.clone();
+        p.clock = Some(TimeSource::Pending);
+        p.received_at = None;
+        let mut r = StoredRecord::read(7, committed(&p), false).unwrap();
+        assert!(r.awaits_clock && matches!(r.form, Form::Parsed(_)));
+        r.resolve_time("another boot", 0);
+        assert!(!r.awaits_clock);
+        // Not JSON of a record: unreadable.
+        assert!(StoredRecord::read(7, "{\"id\":1}".into(), false).is_err());
+        assert!(StoredRecord::read(7, "{".into(), false).is_err());
+    }
+}
