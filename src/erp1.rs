@@ -148,7 +148,7 @@ impl Telegram {
 
     /// The sender ID as eight uppercase hex digits.
     pub fn sender_hex(&self) -> String {
-        format!("{:08X}", self.sender)
+        hex::encode_upper(self.sender.to_be_bytes())
     }
 
     /// True when the payload carries key material (a secure teach-in): such a payload never

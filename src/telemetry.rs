@@ -248,9 +248,12 @@ pub fn fresh_id() -> String {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut random = [0u8; 10];
     fastrand::fill(&mut random);
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     uuid::Builder::from_unix_timestamp_millis(ms, &random)
         .into_uuid()
-        .to_string()
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 impl Telemetry {
@@ -307,10 +310,10 @@ impl Telemetry {
                 sub_telegrams: t.sub_telegrams,
             },
             raw: Raw {
-                rorg: format!("{:02X}", t.rorg),
+                rorg: hex::encode_upper([t.rorg]),
                 payload: t.payload_hex(),
-                status: format!("{:02X}", t.status),
-                destination: t.destination.map(|d| format!("{d:08X}")),
+                status: hex::encode_upper([t.status]),
+                destination: t.destination.map(|d| hex::encode_upper(d.to_be_bytes())),
                 security_level: t.security_level,
                 withheld: t.carries_key().then(|| "key material".to_owned()),
             },
