@@ -445,8 +445,14 @@ pub fn decimals_for(step: f64, origin: f64) -> Option<u8> {
             return Some(d);
         }
     }
-    let d = (-step.log10()).ceil() + 1.0;
-    Some(d.clamp(0.0, f64::from(MAX_DECIMALS)) as u8)
+    // ⌈−log10 step⌉ + 1 within 0..=MAX_DECIMALS: n is the smallest power with step × 10^n ≥ 1.
+    // Counted without libm's `log10`, the only libm function the agent used: not linking libm
+    // keeps half a megabyte of its pages out of the daemon's resident memory.
+    let mut n = -1i32;
+    while n < i32::from(MAX_DECIMALS) - 1 && step * 10f64.powi(n) < 1.0 {
+        n += 1;
+    }
+    Some((n + 1) as u8)
 }
 
 /// Rounds `x` to `decimals` places (half away from zero). Numbers too large for the scaled
@@ -1003,6 +1009,35 @@ mod tests {
         assert_eq!(round_to(0.4 * 101.0, 1), 40.4);
         assert_eq!(round_to(-12.345, 2), -12.35);
         assert_eq!(round_to(1e300, 3), 1e300);
+    }
+
+    #[test]
+    fn off_grid_decimals_are_one_past_the_steps_first_significant_digit() {
+        // The rule as first written with libm's log10, for steps off every decimal grid.
+        let by_log = |step: f64| {
+            let d = (-step.abs().log10()).ceil() + 1.0;
+            d.clamp(0.0, f64::from(MAX_DECIMALS)) as u8
+        };
+        let mut steps = vec![1e-30, 3e-13, 7e-13, 1e30, 123456.789, 0.099_999_999];
+        for range in [1.0, 2.55, 10.0, 40.0, 51.0, 80.0, 100.0, 165.0, 1000.0, 1e5, 1e7] {
+            for raw in [3.0, 7.0, 15.0, 63.0, 127.0, 255.0, 1023.0, 4095.0, 65535.0] {
+                steps.push(range / raw);
+                steps.push(range / raw / 3600.0);
+            }
+        }
+        let mut off_grid = 0;
+        for step in steps {
+            let on_some_grid = (0..=MAX_DECIMALS).any(|d| {
+                let x = step * 10f64.powi(i32::from(d));
+                (x - x.round()).abs() <= 1e-9_f64.max(x.abs() * 4.0 * f64::EPSILON)
+            });
+            if !on_some_grid {
+                off_grid += 1;
+                assert_eq!(decimals_for(step, 0.0), Some(by_log(step)), "step {step}");
+                assert_eq!(decimals_for(-step, 0.0), Some(by_log(step)), "step -{step}");
+            }
+        }
+        assert!(off_grid > 100, "{off_grid} off-grid steps checked");
     }
 
     #[test]
