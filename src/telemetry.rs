@@ -248,8 +248,14 @@ pub fn fresh_id() -> String {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut random = [0u8; 10];
     fastrand::fill(&mut random);
+    id_at(ms, &random)
+}
+
+/// A reading id made at `ms` (unix milliseconds) from `random`: a UUID v7 in lowercase
+/// hyphenated text.
+pub fn id_at(ms: u64, random: &[u8; 10]) -> String {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Builder::from_unix_timestamp_millis(ms, &random)
+    uuid::Builder::from_unix_timestamp_millis(ms, random)
         .into_uuid()
         .hyphenated()
         .encode_lower(&mut text)

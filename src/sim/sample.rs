@@ -39,9 +39,7 @@ pub fn sample_readings(n: usize, start: Timestamp, step: SignedDuration) -> Vec<
             let mut random = [0u8; 10];
             rng.fill(&mut random);
             let ms = u64::try_from(at.as_millisecond()).expect("a time after 1970");
-            tm.id = uuid::Builder::from_unix_timestamp_millis(ms, &random)
-                .into_uuid()
-                .to_string();
+            tm.id = crate::telemetry::id_at(ms, &random);
             tm.clock = Some(TimeSource::Synchronized);
             tm.received_monotonic = Some(BootTime {
                 boot_id: "a4fd08b6-33ef-4fa4-b9e6-b05820c6769a".into(),

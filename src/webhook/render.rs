@@ -86,8 +86,7 @@ pub fn render(
     created: jiff::Timestamp,
     records: &[Telemetry],
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let timestamp = created.round(jiff::Unit::Millisecond).unwrap_or(created);
-    let timestamp = format!("{timestamp:.3}");
+    let timestamp = timestamp_text(created);
     match &cfg.template {
         None => {
             let empty = Gateway::default();
@@ -124,6 +123,12 @@ pub fn render(
     }
 }
 
+/// The envelope's `timestamp`: `created` to the millisecond, RFC 3339 with three decimals.
+fn timestamp_text(created: jiff::Timestamp) -> String {
+    let t = created.round(jiff::Unit::Millisecond).unwrap_or(created);
+    format!("{t:.3}")
+}
+
 /// [`render`] of records read back from the outbox: the default envelope is written around
 /// their stored texts (the same bytes as `render` of the parsed readings); a template renders
 /// the parsed readings.
@@ -141,7 +146,6 @@ pub fn render_stored(
             .collect::<Result<Vec<_>, _>>()?;
         return render(cfg, event, id, created, &parsed);
     }
-    let timestamp = created.round(jiff::Unit::Millisecond).unwrap_or(created);
     let mut out = Vec::with_capacity(256 + records.len() * 768);
     // As serde writes `Envelope`: its members in order, no spaces.
     out.extend_from_slice(b"{\"version\":");
@@ -151,7 +155,7 @@ pub fn render_stored(
     out.extend_from_slice(b",\"id\":");
     serde_json::to_writer(&mut out, id)?;
     out.extend_from_slice(b",\"timestamp\":");
-    serde_json::to_writer(&mut out, &format!("{timestamp:.3}"))?;
+    serde_json::to_writer(&mut out, &timestamp_text(created))?;
     out.extend_from_slice(b",\"gateway\":");
     match records.first() {
         Some(r) => r.write_gateway(&mut out)?,
@@ -244,14 +248,23 @@ mod tests {
             .collect()
     }
 
+    /// `n` readings of the simulated building `step` apart from `start`, seqs from `first`.
+    fn numbered(n: usize, start: &str, step: jiff::SignedDuration, first: u64) -> Vec<Telemetry> {
+        let mut readings = crate::sim::sample_readings(n, start.parse().unwrap(), step);
+        for (i, t) in readings.iter_mut().enumerate() {
+            t.seq = first + i as u64;
+        }
+        readings
+    }
+
     #[test]
     fn the_spliced_envelope_is_the_serialised_one_byte_for_byte() {
-        let start = "2026-03-01T08:00:00.5Z".parse().unwrap();
-        let mut readings =
-            crate::sim::sample_readings(60, start, jiff::SignedDuration::from_millis(733));
-        for (i, t) in readings.iter_mut().enumerate() {
-            t.seq = 41 + i as u64;
-        }
+        let readings = numbered(
+            60,
+            "2026-03-01T08:00:00.5Z",
+            jiff::SignedDuration::from_millis(733),
+            41,
+        );
         let cfg = WebhookConfig::new("w", "http://127.0.0.1/hook");
         let created = "2026-03-01T08:01:02.3456Z".parse().unwrap();
         for batch in [1, 2, 7, 60] {
@@ -277,11 +290,12 @@ mod tests {
     #[test]
     fn a_template_renders_the_parsed_readings() {
         let start = "2026-03-01T08:00:00Z".parse().unwrap();
-        let mut readings =
-            crate::sim::sample_readings(3, start, jiff::SignedDuration::from_secs(1));
-        for (i, t) in readings.iter_mut().enumerate() {
-            t.seq = 5 + i as u64;
-        }
+        let readings = numbered(
+            3,
+            "2026-03-01T08:00:00Z",
+            jiff::SignedDuration::from_secs(1),
+            5,
+        );
         let mut cfg = WebhookConfig::new("w", "http://127.0.0.1/hook");
         let table: toml::Table = toml::from_str(
             "sensor = \"{{sensor.id}}\"\nseq = \"{{seq}}\"\nid = \"{{delivery.id}}\"",
