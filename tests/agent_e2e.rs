@@ -272,6 +272,28 @@ fn every_telegram_arrives_signed_and_decoded_across_a_replug() {
             records.len(),
             "a telemetry id was delivered twice"
         );
+        // Every reading was stored without its id and boot id (body format 0x03, the boot id
+        // as 16 bytes) and delivered with this boot's id as the kernel gives it.
+        let db = rusqlite::Connection::open(dir.path().join("outbox.db")).unwrap();
+        let formats: Vec<(i64, i64)> = db
+            .prepare("SELECT hex(substr(body, 1, 1)), count(*) FROM telemetry GROUP BY 1")
+            .unwrap()
+            .query_map([], |r| {
+                let f: String = r.get(0)?;
+                Ok((i64::from_str_radix(&f, 16).unwrap_or(-1), r.get(1)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(formats, vec![(3, records.len() as i64)]);
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        for (r, _) in &records {
+            assert_eq!(
+                r["received_monotonic"]["boot_id"].as_str(),
+                Some(boot.trim()),
+                "{r}"
+            );
+        }
 
         // Each delivery is one the stick sent, with the right values.
         let by_telegram: HashMap<(String, String), &enocean_agent::sim::Sent> = sent

@@ -42,7 +42,9 @@ pub fn sample_readings(n: usize, start: Timestamp, step: SignedDuration) -> Vec<
             tm.id = crate::telemetry::id_at(ms, &random);
             tm.clock = Some(TimeSource::Synchronized);
             tm.received_monotonic = Some(BootTime {
-                boot_id: "a4fd08b6-33ef-4fa4-b9e6-b05820c6769a".into(),
+                // Not the boot id of the stored-body dictionary's samples: a running gateway's
+                // never is.
+                boot_id: "530fc982-8d81-4e82-ae51-865f95a0751f".into(),
                 since_boot_ms: 778_968 + i as u64 / 2,
             });
             tm.sensor.name = Some(DEVICES[e.device].name.into());
