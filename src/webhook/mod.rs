@@ -109,7 +109,7 @@ pub fn send_test(
         std::slice::from_ref(&sample),
     )?;
     let agent = http::agent(cfg);
-    let r = sender::attempt(&agent, cfg, &id, &body);
+    let r = sender::attempt(&agent, cfg, &sign::Signer::new(cfg), &id, &body);
     let entry = manual_entry(cfg, &id, None, (None, None), Trigger::Test, &r);
     store.log_attempt(&entry)?;
     Ok(r)
@@ -141,7 +141,7 @@ pub fn resend(
         return Err(ManualError::ClockNotSynchronised);
     }
     let agent = http::agent(cfg);
-    let r = sender::attempt(&agent, cfg, &d.uuid, &d.body);
+    let r = sender::attempt(&agent, cfg, &sign::Signer::new(cfg), &d.uuid, &d.body);
     let entry = manual_entry(
         cfg,
         &d.uuid,

@@ -193,14 +193,16 @@ pub(crate) fn log_entry(
     }
 }
 
-/// Performs one attempt of `body` for `cfg` now: signs, posts, returns the classification.
+/// Performs one attempt of `body` for `cfg` now: signs (with `signer`, prepared from `cfg`),
+/// posts, returns the classification.
 pub fn attempt(
     agent: &ureq::Agent,
     cfg: &WebhookConfig,
+    signer: &sign::Signer,
     delivery_id: &str,
     body: &[u8],
 ) -> AttemptResult {
-    let headers = sign::headers(cfg, delivery_id, body, jiff::Timestamp::now().as_second());
+    let headers = signer.headers(delivery_id, body, jiff::Timestamp::now().as_second());
     http::post(agent, cfg, &headers, body)
 }
 
@@ -222,6 +224,8 @@ enum Step {
 
 struct Worker {
     cfg: WebhookConfig,
+    /// `cfg`'s auth and signing, prepared once.
+    signer: sign::Signer,
     store: Store,
     agent: ureq::Agent,
     opts: SenderOptions,
@@ -292,6 +296,7 @@ impl Worker {
         }
         Ok(Self {
             agent: http::agent(&cfg),
+            signer: sign::Signer::new(&cfg),
             cfg,
             store,
             opts,
@@ -510,7 +515,7 @@ impl Worker {
     /// One attempt (retry or probe) of the stored delivery at the head of the queue.
     fn retry(&mut self, d: Delivery, probe: bool) -> Result<Step, OutboxError> {
         self.flush_acks()?;
-        let r = attempt(&self.agent, &self.cfg, &d.uuid, &d.body);
+        let r = attempt(&self.agent, &self.cfg, &self.signer, &d.uuid, &d.body);
         let decision = self
             .policy
             .on_attempt(Instant::now(), r.outcome, r.retry_after);
@@ -655,7 +660,7 @@ impl Worker {
             .unwrap_or_else(|| self.opts.clock.now());
         let event = render::Event::of(records[0].kind);
         let body = render::render_stored(&self.cfg, event, &id, created, &records)?;
-        let r = attempt(&self.agent, &self.cfg, &id, &body);
+        let r = attempt(&self.agent, &self.cfg, &self.signer, &id, &body);
         let decision = self
             .policy
             .on_attempt(Instant::now(), r.outcome, r.retry_after);
