@@ -440,7 +440,10 @@ fn stored_bodies_are_compact_and_older_text_rows_still_read() {
         .unwrap();
     let new_json = serde_json::to_string(&new).unwrap();
     assert_eq!(kind, "blob");
-    assert_eq!(format, 2, "compressed without the id, which the row holds");
+    assert_eq!(
+        format, 3,
+        "compressed without the id, which the row holds, its time kept in binary"
+    );
     assert_eq!(id_len, 16, "the id as its 16 bytes");
     assert!(
         (len as usize) * 3 < new_json.len(),

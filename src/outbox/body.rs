@@ -14,12 +14,14 @@
 //! |---|---|
 //! | `0x01` | LZ4 block, uncompressed size prepended (u32 little endian), dictionary v1 |
 //! | `0x02` | as `0x01`, of the JSON without its leading `"id":"…",` member: the row's `id` column holds it |
-//! | `0x03` | as `0x02`, and the value of the first `"boot_id"` member emptied: its 16 bytes follow the format byte |
+//! | `0x03` | as `0x02`, with the values of the first `"received_at"` and `"boot_id"` members emptied; a flags byte (bit 0: time, bit 1: boot id), then the time's nanoseconds since the epoch (i64 little endian, 8 bytes) and the boot id's 16 bytes, each when its flag is set, come after the format byte |
 //!
 //! Format `0x03` exists for the SD card: the boot id (a random 36 characters, the same in
-//! every reading of a boot) was the largest piece of a stored body the dictionary could not
-//! shorten; 16 bytes instead of about 37 make a stored reading about a sixth smaller. Each row
-//! stays readable on its own (no table of boot ids that a damaged page could take with it).
+//! every reading of a boot) and the reception time (30 characters, mostly digits) were the
+//! largest pieces of a stored body the dictionary could not shorten; 24 bytes instead of them
+//! make a stored reading about a fifth smaller. A value is cut out only when it reads back as
+//! the same characters (checked on every record before it is stored), and each row stays
+//! readable on its own (no table of boot ids that a damaged page could take with it).
 //!
 //! The dictionary (`body-dict-v1.txt`) must never change: rows compressed with it would no
 //! longer read. A better dictionary is a new format byte beside this one.
@@ -36,12 +38,18 @@ pub const FORMAT_LZ4_V1: u8 = 0x01;
 /// the dictionary cannot shorten, kept once in the row's `id` column).
 pub const FORMAT_LZ4_V1_NO_ID: u8 = 0x02;
 
-/// The first byte of a body compressed as [`FORMAT_LZ4_V1_NO_ID`] with the value of its first
-/// `"boot_id"` member emptied; the boot id's 16 bytes follow the format byte.
-pub const FORMAT_LZ4_V1_NO_ID_BOOT: u8 = 0x03;
+/// The first byte of a body compressed as [`FORMAT_LZ4_V1_NO_ID`] with the values of its first
+/// `"received_at"` and `"boot_id"` members kept in binary before the size (see the module doc).
+pub const FORMAT_LZ4_V1_NO_ID_CUT: u8 = 0x03;
 
 /// The member whose value format `0x03` keeps as 16 bytes.
 const BOOT_KEY: &[u8] = b"\"boot_id\":\"";
+/// The member whose value format `0x03` keeps as 8 bytes of nanoseconds.
+const TIME_KEY: &[u8] = b"\"received_at\":\"";
+/// Format `0x03` flag: a time follows.
+const CUT_TIME: u8 = 1;
+/// Format `0x03` flag: a boot id follows.
+const CUT_BOOT: u8 = 2;
 
 /// Length of a UUID in its hyphenated text form.
 const UUID_TEXT: usize = 36;
@@ -77,7 +85,7 @@ pub enum BodyError {
 }
 
 /// Compresses the JSON text of the record with id `id` for `telemetry.body`: without the id
-/// when the text begins with it ([`FORMAT_LZ4_V1_NO_ID`]; [`FORMAT_LZ4_V1_NO_ID_BOOT`] when it
+/// when the text begins with it ([`FORMAT_LZ4_V1_NO_ID`]; [`FORMAT_LZ4_V1_NO_ID_CUT`] when it
 /// also holds a boot id in the form it reads back), as it is ([`FORMAT_LZ4_V1`]) otherwise.
 pub fn encode_record(json: &str, id: &str) -> Vec<u8> {
     encode_record_bytes(json.as_bytes(), id)
@@ -91,14 +99,12 @@ pub(crate) fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
         .and_then(|r| r.strip_prefix(id.as_bytes()))
         .and_then(|r| r.strip_prefix(b"\","));
     match rest {
-        Some(rest) if !id.contains(['"', '\\']) => match boot_id_at(rest) {
-            // `{` and the text after the id member, its boot id cut out, as one text.
-            Some((at, uuid)) => {
-                let mut text = Vec::with_capacity(1 + rest.len() - UUID_TEXT);
-                text.push(b'{');
-                text.extend_from_slice(&rest[..at]);
-                text.extend_from_slice(&rest[at + UUID_TEXT..]);
-                compress_with(FORMAT_LZ4_V1_NO_ID_BOOT, uuid.as_bytes(), b"", &text)
+        Some(rest) if !id.contains(['"', '\\']) => match cut_out(rest) {
+            // `{` and the text after the id member, its time and boot id cut out, as one text.
+            Some((cuts, text)) => {
+                let mut head = Vec::with_capacity(25);
+                cuts.write(&mut head);
+                compress_with(FORMAT_LZ4_V1_NO_ID_CUT, &head, b"", &text)
             }
             // `{` and the text after the id member, compressed as one text without joining them.
             None => compress(FORMAT_LZ4_V1_NO_ID, b"{", rest),
@@ -107,10 +113,175 @@ pub(crate) fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
     }
 }
 
+/// The values format `0x03` keeps out of the compressed text.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Cuts {
+    /// `received_at`, nanoseconds since the Unix epoch.
+    time: Option<i64>,
+    /// `boot_id`, its 16 bytes.
+    boot: Option<[u8; 16]>,
+}
+
+impl Cuts {
+    /// Appends the flags byte and the values.
+    fn write(&self, out: &mut Vec<u8>) {
+        let flags = self.time.map_or(0, |_| CUT_TIME) | self.boot.map_or(0, |_| CUT_BOOT);
+        out.push(flags);
+        if let Some(t) = self.time {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        if let Some(b) = self.boot {
+            out.extend_from_slice(&b);
+        }
+    }
+
+    /// The values at the start of `b` and the bytes after them.
+    fn read(b: &[u8]) -> Result<(Self, &[u8]), BodyError> {
+        let short = || BodyError::Corrupt("cut-out values missing".into());
+        let (&flags, mut b) = b.split_first().ok_or_else(short)?;
+        if flags & !(CUT_TIME | CUT_BOOT) != 0 {
+            return Err(BodyError::Corrupt(format!(
+                "unknown cut-out flags {flags:#04x}"
+            )));
+        }
+        let mut cuts = Self::default();
+        if flags & CUT_TIME != 0 {
+            let (t, rest) = b.split_first_chunk::<8>().ok_or_else(short)?;
+            cuts.time = Some(i64::from_le_bytes(*t));
+            b = rest;
+        }
+        if flags & CUT_BOOT != 0 {
+            let (boot, rest) = b.split_first_chunk::<16>().ok_or_else(short)?;
+            cuts.boot = Some(*boot);
+            b = rest;
+        }
+        Ok((cuts, b))
+    }
+
+    /// Puts the values back into `json` (from `from` on): each into the first member of its
+    /// name, which must be empty.
+    fn restore(&self, json: &mut Vec<u8>, from: usize) -> Result<(), BodyError> {
+        if let Some(t) = self.time {
+            let (text, n) = time_text(t)
+                .ok_or_else(|| BodyError::Corrupt(format!("stored time {t} out of range")))?;
+            let at = empty_member(json, from, TIME_KEY)?;
+            json.splice(at..at, text[..n].iter().copied());
+        }
+        if let Some(b) = self.boot {
+            let mut text = [0u8; UUID_TEXT];
+            uuid::Uuid::from_bytes(b)
+                .hyphenated()
+                .encode_lower(&mut text);
+            let at = empty_member(json, from, BOOT_KEY)?;
+            json.splice(at..at, text);
+        }
+        Ok(())
+    }
+}
+
+/// Where the value of the first `key` member of `json[from..]` would begin, when it is empty.
+fn empty_member(json: &[u8], from: usize, key: &[u8]) -> Result<usize, BodyError> {
+    json.get(from..)
+        .and_then(|j| find(j, key))
+        .map(|p| from + p + key.len())
+        .filter(|&p| json.get(p) == Some(&b'"'))
+        .ok_or_else(|| {
+            BodyError::Corrupt(format!(
+                "no empty {} member",
+                String::from_utf8_lossy(&key[..key.len() - 2])
+            ))
+        })
+}
+
+/// `{` and `rest` with the values of its first time and boot id members cut out, and those
+/// values, when there is one that reads back as the same characters. Checked by reading the
+/// text back: what is stored is what comes back, whatever `rest` holds.
+fn cut_out(rest: &[u8]) -> Option<(Cuts, Vec<u8>)> {
+    let mut cuts = Cuts::default();
+    let mut ranges = [(0, 0); 2];
+    if let Some((at, len, t)) = time_at(rest) {
+        cuts.time = Some(t);
+        ranges[0] = (at, at + len);
+    }
+    if let Some((at, uuid)) = boot_id_at(rest) {
+        cuts.boot = Some(*uuid.as_bytes());
+        ranges[1] = (at, at + UUID_TEXT);
+    }
+    if cuts == Cuts::default() {
+        return None;
+    }
+    ranges.sort_unstable();
+    if ranges[0].1 > ranges[1].0 {
+        return None;
+    }
+    let mut text = Vec::with_capacity(1 + rest.len());
+    text.push(b'{');
+    let mut next = 0;
+    for (a, b) in ranges {
+        text.extend_from_slice(&rest[next..a]);
+        next = next.max(b);
+    }
+    text.extend_from_slice(&rest[next..]);
+    let mut check = text.clone();
+    cuts.restore(&mut check, 0).ok()?;
+    (check[1..] == *rest).then_some((cuts, text))
+}
+
+/// Where the value of the first `"received_at"` member of `text` begins, its length and the
+/// time it names (nanoseconds since the epoch), when [`time_text`] writes it back the same.
+fn time_at(text: &[u8]) -> Option<(usize, usize, i64)> {
+    let at = find(text, TIME_KEY)? + TIME_KEY.len();
+    let len = text.get(at..)?.iter().take(40).position(|&c| c == b'"')?;
+    let value = &text[at..at + len];
+    let t: jiff::Timestamp = std::str::from_utf8(value).ok()?.parse().ok()?;
+    let nanos = i64::try_from(t.as_nanosecond()).ok()?;
+    let (back, n) = time_text(nanos)?;
+    (back[..n] == *value).then_some((at, len, nanos))
+}
+
+/// A time as a reading's `received_at` holds it (RFC 3339 in UTC, `Z`, the fraction of a second
+/// without trailing zeros, none when whole), for years 0000 to 9999: the text and its length.
+/// Written here, not by a library, so stored rows read back the same with any version of it.
+fn time_text(nanos: i64) -> Option<([u8; 30], usize)> {
+    let t = jiff::Timestamp::from_nanosecond(i128::from(nanos)).ok()?;
+    let d = jiff::tz::Offset::UTC.to_datetime(t);
+    if !(0..=9999).contains(&d.year()) {
+        return None;
+    }
+    let mut out = [0u8; 30];
+    let mut n = 0;
+    // `lead` (none when 0), then `v` in `width` digits.
+    let mut put = |lead: u8, v: i64, width: u32| {
+        if lead != 0 {
+            out[n] = lead;
+            n += 1;
+        }
+        for k in (0..width).rev() {
+            out[n] = b'0' + (v / 10i64.pow(k) % 10) as u8;
+            n += 1;
+        }
+    };
+    put(0, i64::from(d.year()), 4);
+    put(b'-', i64::from(d.month()), 2);
+    put(b'-', i64::from(d.day()), 2);
+    put(b'T', i64::from(d.hour()), 2);
+    put(b':', i64::from(d.minute()), 2);
+    put(b':', i64::from(d.second()), 2);
+    let mut frac = i64::from(d.subsec_nanosecond());
+    if frac > 0 {
+        let mut width = 9;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        put(b'.', frac, width);
+    }
+    put(b'Z', 0, 0);
+    Some((out, n))
+}
+
 /// Where the value of the first `"boot_id"` member of `text` begins, and that value as a UUID,
-/// when it is one written the way it reads back (lowercase, hyphenated): only then can format
-/// `0x03` restore the same bytes. The first occurrence is the one cut out, so a reader finds
-/// it again as the first occurrence of the member with an empty value.
+/// when it is one written the way it reads back (lowercase, hyphenated).
 fn boot_id_at(text: &[u8]) -> Option<(usize, uuid::Uuid)> {
     let at = find(text, BOOT_KEY)? + BOOT_KEY.len();
     let value = text.get(at..at + UUID_TEXT)?;
@@ -148,10 +319,8 @@ pub fn decode_record(value: ValueRef<'_>, id: &str) -> Result<String, BodyError>
             }
             Ok(json)
         }
-        ValueRef::Blob(b) if b.first() == Some(&FORMAT_LZ4_V1_NO_ID_BOOT) => {
-            let (boot, rest) = b[1..]
-                .split_first_chunk::<16>()
-                .ok_or_else(|| BodyError::Corrupt("no boot id".into()))?;
+        ValueRef::Blob(b) if b.first() == Some(&FORMAT_LZ4_V1_NO_ID_CUT) => {
+            let (cuts, rest) = Cuts::read(&b[1..])?;
             let head: [&[u8]; 3] = [b"{\"id\":\"", id.as_bytes(), b"\""];
             let at: usize = head.iter().map(|h| h.len()).sum();
             let mut json = decompress_after(&head, rest)?;
@@ -159,16 +328,7 @@ pub fn decode_record(value: ValueRef<'_>, id: &str) -> Result<String, BodyError>
                 return Err(BodyError::NotAnObject);
             }
             json[at] = b',';
-            // The first boot id member after the id, stored empty, gets its value back.
-            let value = find(&json[at..], BOOT_KEY)
-                .map(|p| at + p + BOOT_KEY.len())
-                .filter(|&p| json.get(p) == Some(&b'"'))
-                .ok_or_else(|| BodyError::Corrupt("no empty boot id member".into()))?;
-            let mut text = [0u8; UUID_TEXT];
-            uuid::Uuid::from_bytes(*boot)
-                .hyphenated()
-                .encode_lower(&mut text);
-            json.splice(value..value, text);
+            cuts.restore(&mut json, at)?;
             String::from_utf8(json).map_err(|_| BodyError::NotUtf8)
         }
         _ => decode(value),
@@ -293,8 +453,10 @@ mod tests {
         );
         let json = format!("{{\"id\":\"{id}\",{}", &line[1..]);
         let plain = encode(&json);
-        // Without a boot id member: 0x02.
-        let no_boot = json.replace("\"boot_id\":\"", "\"boot\":\"");
+        // Without a time or boot id member: 0x02.
+        let no_boot = json
+            .replace("\"boot_id\":\"", "\"boot\":\"")
+            .replace("\"received_at\":\"", "\"received\":\"");
         let stored = encode_record(&no_boot, id);
         assert_eq!(stored[0], FORMAT_LZ4_V1_NO_ID);
         assert!(
@@ -304,12 +466,13 @@ mod tests {
             plain.len()
         );
         assert_eq!(decode_record(ValueRef::Blob(&stored), id).unwrap(), no_boot);
-        // With its boot id: 0x03, smaller again.
+        // With them: 0x03, both cut out, smaller again.
         let with_boot = encode_record(&json, id);
-        assert_eq!(with_boot[0], FORMAT_LZ4_V1_NO_ID_BOOT);
+        assert_eq!(with_boot[0], FORMAT_LZ4_V1_NO_ID_CUT);
+        assert_eq!(with_boot[1], CUT_TIME | CUT_BOOT);
         assert!(
             with_boot.len() + 15 <= encode_record(&no_boot, id).len(),
-            "{} bytes with the boot id cut out, {} without a boot id member",
+            "{} bytes with the time and boot id cut out, {} without such members",
             with_boot.len(),
             stored.len()
         );
@@ -330,7 +493,7 @@ mod tests {
         ));
         assert!(matches!(
             decode(ValueRef::Blob(&with_boot)),
-            Err(BodyError::UnknownFormat(FORMAT_LZ4_V1_NO_ID_BOOT))
+            Err(BodyError::UnknownFormat(FORMAT_LZ4_V1_NO_ID_CUT))
         ));
     }
 
@@ -345,17 +508,17 @@ mod tests {
             // (text after the id, format expected)
             (
                 format!("\"m\":{{\"boot_id\":\"{boot}\",\"ms\":1}}}}"),
-                FORMAT_LZ4_V1_NO_ID_BOOT,
+                FORMAT_LZ4_V1_NO_ID_CUT,
             ),
             // Two members: the first is cut out, the second stays as it is.
             (
                 format!("\"a\":{{\"boot_id\":\"{boot}\"}},\"b\":{{\"boot_id\":\"{boot}\"}}}}"),
-                FORMAT_LZ4_V1_NO_ID_BOOT,
+                FORMAT_LZ4_V1_NO_ID_CUT,
             ),
             // An empty second member after the cut one.
             (
                 format!("\"boot_id\":\"{boot}\",\"x\":{{\"boot_id\":\"\"}}}}"),
-                FORMAT_LZ4_V1_NO_ID_BOOT,
+                FORMAT_LZ4_V1_NO_ID_CUT,
             ),
             // Upper case, braces, no hyphens, too short, too long, not hex: kept in the text.
             (
@@ -394,6 +557,60 @@ mod tests {
             assert_eq!(stored[0], format, "{json}");
             assert_eq!(decode_record(ValueRef::Blob(&stored), id).unwrap(), json);
         }
+        // Times: cut out when they read back the same, whole seconds and every fraction length.
+        for (time, cut) in [
+            ("2026-12-06T00:10:50.833241385Z", true),
+            ("2026-12-05T03:47:47.01958677Z", true),
+            ("2027-01-01T00:00:00Z", true),
+            ("2027-01-01T00:00:00.1Z", true),
+            ("1970-01-01T00:00:00.000000001Z", true),
+            ("1969-12-31T23:59:59.999999999Z", true),
+            ("2262-04-11T23:47:16.854775807Z", true),
+            // Past i64 nanoseconds, another spelling of the same time, an offset, trailing
+            // zeros, lower case, not a time: kept in the text.
+            ("2262-04-11T23:47:16.854775808Z", false),
+            ("2027-01-01T00:00:00.100Z", false),
+            ("2027-01-01T01:00:00+01:00", false),
+            ("2027-01-01T00:00:00.000Z", false),
+            ("2027-01-01t00:00:00z", false),
+            ("2027-01-01 00:00:00Z", false),
+            ("yesterday", false),
+            ("", false),
+        ] {
+            let json = record(&format!("\"received_at\":\"{time}\",\"k\":1}}"));
+            let stored = encode_record(&json, id);
+            let want = if cut {
+                FORMAT_LZ4_V1_NO_ID_CUT
+            } else {
+                FORMAT_LZ4_V1_NO_ID
+            };
+            assert_eq!(stored[0], want, "{time}");
+            if cut {
+                assert_eq!(stored[1], CUT_TIME, "{time}");
+            }
+            assert_eq!(decode_record(ValueRef::Blob(&stored), id).unwrap(), json);
+        }
+        // Both, in either order, and a second time member left as it is.
+        for rest in [
+            format!(
+                "\"received_at\":\"2027-01-01T00:00:00.5Z\",\"m\":{{\"boot_id\":\"{boot}\"}},\"received_at\":\"2027-01-01T00:00:00.5Z\"}}"
+            ),
+            format!(
+                "\"m\":{{\"boot_id\":\"{boot}\"}},\"received_at\":\"2027-01-01T00:00:00.5Z\"}}"
+            ),
+        ] {
+            let json = record(&rest);
+            let stored = encode_record(&json, id);
+            assert_eq!(stored[..2], [FORMAT_LZ4_V1_NO_ID_CUT, CUT_TIME | CUT_BOOT]);
+            assert_eq!(decode_record(ValueRef::Blob(&stored), id).unwrap(), json);
+        }
+        // Flags this version does not know, or values missing: an error.
+        let mut unknown = encode_record(&record("\"received_at\":\"2027-01-01T00:00:00Z\"}"), id);
+        unknown[1] |= 0x80;
+        assert!(matches!(
+            decode_record(ValueRef::Blob(&unknown), id),
+            Err(BodyError::Corrupt(_))
+        ));
         // A record whose id is stored whole keeps its boot id too (format 0x01).
         let json = format!("{{\"id\":\"a\\\"b\",\"boot_id\":\"{boot}\"}}");
         let stored = encode_record(&json, "a\"b");
@@ -405,7 +622,7 @@ mod tests {
         // 0x03 with its member damaged or missing is an error, never a wrong text or a panic.
         let good = encode_record(&record(&format!("\"boot_id\":\"{boot}\"}}")), id);
         let mut no_member = good.clone();
-        no_member.truncate(17);
+        no_member.truncate(18);
         no_member.extend_from_slice(&compress(0, b"", b"{\"x\":1}")[1..]);
         assert!(matches!(
             decode_record(ValueRef::Blob(&no_member), id),
@@ -488,7 +705,7 @@ mod tests {
         for (id, text) in &records {
             // Every reading is stored without its id and boot id, and reads back the same.
             let stored = encode_record(text, id);
-            assert_eq!(stored[0], FORMAT_LZ4_V1_NO_ID_BOOT);
+            assert_eq!(stored[..2], [FORMAT_LZ4_V1_NO_ID_CUT, CUT_TIME | CUT_BOOT]);
             assert_eq!(&decode_record(ValueRef::Blob(&stored), id).unwrap(), text);
             with_boot_cut += stored.len();
             // Format 0x02 (what encode_record stored before), ours and lz4_flex's.
@@ -528,7 +745,7 @@ mod tests {
             per(whole_theirs)
         );
         eprintln!(
-            "without the id and the boot id (format 0x03): {:.2} B each",
+            "without the id, the time and the boot id (format 0x03): {:.2} B each",
             per(with_boot_cut)
         );
         // 16 bytes instead of a 36-character literal: about 20 bytes fewer per reading.
@@ -544,6 +761,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Our text of a time is jiff's (what serde writes for `received_at`), for every time
+        /// format 0x03 can hold.
+        #[test]
+        fn time_text_is_jiffs(nanos in proptest::prop_oneof![
+            proptest::num::i64::ANY,
+            (-1_000_000_000i64..1_000_000_000).prop_map(|s| s * 1_000_000_000),
+            (0i64..10_000_000_000).prop_map(|ms| ms * 1_000_000),
+        ]) {
+            let t = jiff::Timestamp::from_nanosecond(i128::from(nanos)).unwrap();
+            let (text, n) = time_text(nanos).unwrap();
+            proptest::prop_assert_eq!(std::str::from_utf8(&text[..n]).unwrap(), t.to_string());
+            let json = serde_json::to_string(&t).unwrap();
+            proptest::prop_assert_eq!(&json[1..json.len() - 1], t.to_string());
+        }
+
         /// Any text, with any id, reads back as it was given (stored without the id or whole).
         #[test]
         fn any_text_round_trips(json in ".*", id in ".*") {
@@ -567,6 +799,12 @@ mod tests {
                     "[0-9a-fA-F]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{11,13}\"?"
                         .prop_map(|v| format!("\"boot_id\":\"{v}")),
                     proptest::strategy::Just("\"boot_id\":\"".to_owned()),
+                    // Time members: as serde writes them, and bare starts.
+                    proptest::num::i64::ANY.prop_map(|n| {
+                        format!("\"received_at\":{}", serde_json::to_string(
+                            &jiff::Timestamp::from_nanosecond(i128::from(n)).unwrap()).unwrap())
+                    }),
+                    proptest::strategy::Just("\"received_at\":\"".to_owned()),
                 ],
                 0..10,
             ),
@@ -576,7 +814,7 @@ mod tests {
             if id.contains(['"', '\\']) {
                 proptest::prop_assert_eq!(stored[0], FORMAT_LZ4_V1);
             } else {
-                proptest::prop_assert!([FORMAT_LZ4_V1_NO_ID, FORMAT_LZ4_V1_NO_ID_BOOT].contains(&stored[0]));
+                proptest::prop_assert!([FORMAT_LZ4_V1_NO_ID, FORMAT_LZ4_V1_NO_ID_CUT].contains(&stored[0]));
             }
             proptest::prop_assert_eq!(decode_record(ValueRef::Blob(&stored), &id).unwrap(), json);
         }
