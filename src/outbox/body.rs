@@ -87,7 +87,8 @@ pub enum BodyError {
 
 /// Compresses the JSON text of the record with id `id` for `telemetry.body`: without the id
 /// when the text begins with it ([`FORMAT_LZ4_V1_NO_ID`]; [`FORMAT_LZ4_V1_NO_ID_CUT`] when it
-/// also holds a boot id in the form it reads back), as it is ([`FORMAT_LZ4_V1`]) otherwise.
+/// also holds a reception time or a boot id that reads back the same), as it is
+/// ([`FORMAT_LZ4_V1`]) otherwise.
 pub fn encode_record(json: &str, id: &str) -> Vec<u8> {
     encode_record_bytes(json.as_bytes(), id)
 }
