@@ -3,6 +3,7 @@
 //! `docs/outbox-and-webhooks.md`, "Configuration"); the fields below, with their serde names, are
 //! its reference, and `README.md` explains `kind`, `teach_in` and `clock`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -61,8 +62,9 @@ pub struct Telemetry {
     /// Which device sent it.
     pub sensor: Sensor,
     /// Decoded values keyed by semantic key (`temperature`, `humidity`, …); empty when the
-    /// telegram could not be decoded.
-    pub values: BTreeMap<String, Reading>,
+    /// telegram could not be decoded. A decoded key borrows the semantic key list's name
+    /// (no allocation per reading); a key read back from JSON is owned.
+    pub values: BTreeMap<Cow<'static, str>, Reading>,
     /// Radio signal facts.
     pub signal: Signal,
     /// The telegram as received, so nothing is lost even when decoding is not possible (absent
@@ -190,8 +192,9 @@ pub struct Sensor {
 pub struct Reading {
     /// The value: a number, a label (enums), a bool, or null when a sentinel says there is none.
     pub value: serde_json::Value,
-    /// Canonical unit of the semantic key ("°C", "%", …), None for unitless values.
-    pub unit: Option<String>,
+    /// Canonical unit of the semantic key ("°C", "%", …), None for unitless values. Borrowed
+    /// from the semantic key list when decoded, owned when read back from JSON.
+    pub unit: Option<Cow<'static, str>>,
     /// The spec's shortcut (`TMP`, `HUM`, …).
     pub shortcut: String,
     /// The raw bits as read from the telegram.

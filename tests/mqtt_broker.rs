@@ -439,10 +439,10 @@ fn reading(
     t.values.clear();
     for (k, v, unit) in values {
         t.values.insert(
-            (*k).to_owned(),
+            (*k).to_owned().into(),
             enocean_agent::telemetry::Reading {
                 value: v.clone(),
-                unit: unit.map(str::to_owned),
+                unit: unit.map(|u| u.to_owned().into()),
                 shortcut: "X".into(),
                 raw: 0,
                 status: None,

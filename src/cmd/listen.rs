@@ -228,7 +228,10 @@ impl Knowledge {
 
 /// `temperature 21.4 °C, humidity 48 %` from decoded readings.
 fn values(
-    readings: &std::collections::BTreeMap<String, enocean_agent::telemetry::Reading>,
+    readings: &std::collections::BTreeMap<
+        std::borrow::Cow<'static, str>,
+        enocean_agent::telemetry::Reading,
+    >,
 ) -> String {
     if readings.is_empty() {
         return "no values".into();

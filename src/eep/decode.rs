@@ -1,5 +1,6 @@
 //! Decoding a telegram's payload with a profile: case selection, bit fields, scaling, labels.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
@@ -143,7 +144,7 @@ impl Value<'_> {
     pub fn to_reading(&self) -> Reading {
         Reading {
             value: self.value.to_json(),
-            unit: self.unit.map(str::to_string),
+            unit: self.unit.map(Cow::Borrowed),
             shortcut: self.shortcut.to_string(),
             raw: self.raw,
             status: self.status.map(str::to_string),
@@ -174,10 +175,10 @@ impl<'p> Decoded<'p> {
     }
 
     /// The values as telemetry readings keyed by semantic key.
-    pub fn readings(&self) -> BTreeMap<String, Reading> {
+    pub fn readings(&self) -> BTreeMap<Cow<'static, str>, Reading> {
         self.values
             .iter()
-            .map(|v| (v.key.to_string(), v.to_reading()))
+            .map(|v| (Cow::Borrowed(v.key), v.to_reading()))
             .collect()
     }
 

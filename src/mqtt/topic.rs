@@ -231,7 +231,7 @@ pub fn messages(
     let mut new = Vec::new();
     if cfg.discovery {
         for key in r.values.keys() {
-            let pair = (r.sensor.id.clone(), key.clone());
+            let pair = (r.sensor.id.clone(), key.to_string());
             if announced.contains(&pair) {
                 continue;
             }

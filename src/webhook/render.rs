@@ -176,7 +176,7 @@ pub fn render_stored(
 pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
     let mut values = std::collections::BTreeMap::new();
     values.insert(
-        "temperature".to_owned(),
+        "temperature".into(),
         Reading {
             value: serde_json::json!(21.4),
             unit: Some("°C".into()),
@@ -186,7 +186,7 @@ pub fn sample_telemetry(gateway: Gateway, now: jiff::Timestamp) -> Telemetry {
         },
     );
     values.insert(
-        "humidity".to_owned(),
+        "humidity".into(),
         Reading {
             value: serde_json::json!(48.0),
             unit: Some("%".into()),

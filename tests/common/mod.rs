@@ -445,7 +445,7 @@ pub fn gateway() -> Gateway {
 pub fn telemetry(device: &str, n: u32) -> Telemetry {
     let mut values = BTreeMap::new();
     values.insert(
-        "temperature".to_owned(),
+        "temperature".into(),
         Reading {
             value: serde_json::json!(f64::from(n) / 10.0),
             unit: Some("°C".into()),
