@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::device::{DeviceError, DeviceStore, Registry, Source};
-use crate::eep::{self, Library, TeachIn};
+use crate::eep::{self, EepId, Library, TeachIn};
 use crate::erp1::Telegram;
 use crate::health::{GatewayStatus, Silence, SilenceWatch, StatusReason, Transition, WatchStart};
 #[cfg(feature = "mqtt")]
@@ -748,12 +748,25 @@ impl State<'_> {
 
     /// A new record of `t` as received, with what the registry knows of its sender.
     fn record(&mut self, t: &Telegram, received_at: jiff::Timestamp) -> Telemetry {
+        self.record_with_eep(t, received_at, &mut None)
+    }
+
+    /// [`State::record`], also setting `eep_id` to the sender's EEP as the registry holds it
+    /// parsed (left alone for a device the registry does not know). An out parameter: the
+    /// record is large, and a returned pair cost a copy of it per telegram.
+    fn record_with_eep(
+        &mut self,
+        t: &Telegram,
+        received_at: jiff::Timestamp,
+        eep_id: &mut Option<EepId>,
+    ) -> Telemetry {
         let mut tm = Telemetry::from_telegram(t, received_at, self.gateway.clone());
         tm.stamp_reception(self.clock.as_ref());
         if let Some(dev) = self.registry.get(t.sender) {
             tm.sensor.name = dev.name.clone();
             tm.sensor.tags = dev.tags.clone();
             tm.sensor.eep = dev.eep.clone();
+            *eep_id = dev.eep_id;
         }
         tm
     }
@@ -768,7 +781,8 @@ impl State<'_> {
         received_at: jiff::Timestamp,
     ) {
         let t = plain;
-        let mut tm = self.record(received, received_at);
+        let mut eep_id = None;
+        let mut tm = self.record_with_eep(received, received_at, &mut eep_id);
         if secure.is_some() && tm.sensor.eep.is_none() && plain.rorg == crate::erp1::rorg::RPS {
             // A PTM secure rocker: its 4-bit code became an F6-02-01 telegram.
             tm.sensor.eep = self
@@ -776,14 +790,17 @@ impl State<'_> {
                 .get(received.sender)
                 .filter(|d| d.ptm)
                 .map(|_| "F6-02-01".to_owned());
+            eep_id = tm.sensor.eep.as_deref().and_then(|e| e.parse().ok());
         }
         tm.secure = secure;
-        match tm
-            .sensor
-            .eep
-            .as_deref()
-            .map(|e| (e, self.library.get_str(e)))
-        {
+        // The registry's parsed EEP finds the profile without parsing text; only an EEP without
+        // a usable profile goes through its text, for the error to warn about.
+        let library = self.library;
+        let found = match eep_id.and_then(|id| library.get(id)) {
+            Some(profile) => Some((profile.eep.as_str(), Ok(profile))),
+            None => tm.sensor.eep.as_deref().map(|e| (e, library.get_str(e))),
+        };
+        match found {
             Some((_, Ok(profile))) => match eep::decode(profile, t) {
                 Ok(d) => {
                     tm.values = d.readings();

@@ -8,6 +8,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use crate::config::DeviceConfig;
+use crate::eep::EepId;
 use crate::outbox::UnixMs;
 
 /// Errors of the device registry.
@@ -57,6 +58,9 @@ pub struct Device {
     pub id: u32,
     /// EEP as `RR-FF-TT`, when known.
     pub eep: Option<String>,
+    /// `eep` parsed, when it names an EEP: what the reader looks the device's profile up by,
+    /// so no EEP text is parsed per telegram. Set with `eep` by the registry.
+    pub eep_id: Option<EepId>,
     /// Display name.
     pub name: Option<String>,
     /// Tags copied into telemetry.
@@ -69,6 +73,11 @@ pub struct Device {
     pub last_seen: Option<UnixMs>,
     /// Signal of the last telegram.
     pub last_dbm: Option<i16>,
+}
+
+/// The EEP named by a device's `eep` text, when it is one.
+fn eep_id_of(eep: Option<&str>) -> Option<EepId> {
+    eep?.parse().ok()
 }
 
 /// Parses an eight-hex-digit sender ID.
@@ -126,11 +135,13 @@ impl Registry {
             let id = parse_id(&c.id)?;
             by_id.insert(id, c.clone());
             let prev = devices.remove(&id);
+            let eep = c.eep.clone().or(prev.as_ref().and_then(|p| p.eep.clone()));
             devices.insert(
                 id,
                 Device {
                     id,
-                    eep: c.eep.clone().or(prev.as_ref().and_then(|p| p.eep.clone())),
+                    eep_id: eep_id_of(eep.as_deref()),
+                    eep,
                     name: c.name.clone(),
                     tags: c.tags.clone(),
                     source: Source::Configured,
@@ -184,6 +195,7 @@ impl Registry {
         let d = self.devices.entry(id).or_insert(Device {
             id,
             eep: None,
+            eep_id: None,
             name: None,
             tags: BTreeMap::new(),
             source: Source::Learned,
@@ -192,6 +204,7 @@ impl Registry {
             last_dbm: None,
         });
         d.eep = Some(eep.to_string());
+        d.eep_id = eep_id_of(Some(eep));
         d.manufacturer = manufacturer;
         self.bound();
         true
@@ -204,6 +217,7 @@ impl Registry {
             Some(c) => {
                 if let Some(d) = self.devices.get_mut(&id) {
                     d.eep = c.eep.clone();
+                    d.eep_id = eep_id_of(d.eep.as_deref());
                     d.manufacturer = None;
                 }
             }
@@ -418,6 +432,7 @@ fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
         };
         out.push(Device {
             id,
+            eep_id: eep_id_of(eep.as_deref()),
             eep,
             name,
             tags: BTreeMap::new(),
@@ -500,6 +515,10 @@ mod tests {
             .unwrap();
         assert!(!reg.learn(0x0194_E3B9, "A5-02-05", Some(0x00D)));
         assert!(!reg.learn(0x0180_A3F2, "A5-02-05", None));
+        // The parsed EEP the reader looks profiles up by follows the text.
+        let eep_of = |reg: &Registry, id| reg.get(id).and_then(|d| d.eep_id).map(|e| e.to_string());
+        assert_eq!(eep_of(&reg, 0x0194_E3B9).as_deref(), Some("A5-02-05"));
+        assert_eq!(eep_of(&reg, 0x0180_A3F2).as_deref(), Some("A5-04-01"));
         heard(&mut reg, &mut store, 0x0194_E3B9, 1_795_284_000_000);
         drop((reg, store));
         let all = list(&db, &configured).unwrap();
@@ -507,6 +526,7 @@ mod tests {
         assert_eq!(all[0].eep.as_deref(), Some("A5-04-01"));
         assert_eq!(all[0].source, Source::Configured);
         assert_eq!(all[1].eep.as_deref(), Some("A5-02-05"));
+        assert_eq!(all[1].eep_id, "A5-02-05".parse().ok());
         assert_eq!(all[1].source, Source::Learned);
         assert_eq!(all[1].last_dbm, Some(-60));
         assert!(forget(&db, 0x0194_E3B9).unwrap());
@@ -543,6 +563,7 @@ mod tests {
         }
         assert!(reg.get(0x0194_E3B9).is_none());
         assert_eq!(reg.get(0x0180_A3F2).unwrap().eep, None);
+        assert_eq!(reg.get(0x0180_A3F2).unwrap().eep_id, None, "follows eep");
         assert!(store.take_forgets().unwrap().is_empty());
         // Heard again: an unknown sender, not a learned device, now and after a restart.
         heard(&mut reg, &mut store, 0x0194_E3B9, 3);
