@@ -195,8 +195,9 @@ pub struct Reading {
     /// Canonical unit of the semantic key ("°C", "%", …), None for unitless values. Borrowed
     /// from the semantic key list when decoded, owned when read back from JSON.
     pub unit: Option<Cow<'static, str>>,
-    /// The spec's shortcut (`TMP`, `HUM`, …).
-    pub shortcut: String,
+    /// The spec's shortcut (`TMP`, `HUM`, …). Shared with the profile's field when decoded
+    /// (no copy per reading).
+    pub shortcut: std::sync::Arc<str>,
     /// The raw bits as read from the telegram.
     pub raw: u64,
     /// Why there is no value (`error`, `out_of_range`, `invalid`, …), when a sentinel matched.

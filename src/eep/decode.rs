@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -128,6 +129,9 @@ pub struct Value<'p> {
     pub unit: Option<&'static str>,
     /// The spec's shortcut.
     pub shortcut: &'p str,
+    /// The same shortcut as its field shares it: what a telemetry reading holds, without a
+    /// copy of its own.
+    pub shared_shortcut: &'p Arc<str>,
     /// The raw bits.
     pub raw: u64,
     /// The decoded value.
@@ -145,7 +149,7 @@ impl Value<'_> {
         Reading {
             value: self.value.to_json(),
             unit: self.unit.map(Cow::Borrowed),
-            shortcut: self.shortcut.to_string(),
+            shortcut: Arc::clone(self.shared_shortcut),
             raw: self.raw,
             status: self.status.map(str::to_string),
         }
@@ -354,6 +358,7 @@ fn decode_field<'p>(
         key: field.key.name,
         unit: field.key.unit,
         shortcut: &spec.shortcut,
+        shared_shortcut: &field.shared_shortcut,
         raw,
         value: Val::None,
         status: None,
@@ -544,7 +549,7 @@ size = 8
         let t = &r["temperature"];
         assert_eq!(t.value, serde_json::json!(10.0));
         assert_eq!(t.unit.as_deref(), Some("°C"));
-        assert_eq!(t.shortcut, "S");
+        assert_eq!(&*t.shortcut, "S");
         assert_eq!(t.raw, 0x14);
         assert_eq!(t.status, None);
     }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -337,6 +338,9 @@ pub struct Field {
     pub conditions: Vec<((usize, usize), FieldCondition)>,
     /// The `multiplier`, resolved.
     pub multiplier: Option<ResolvedMultiplier>,
+    /// The shortcut once more, shared with every reading decoded from this field: a reading
+    /// holds it without a copy of its own.
+    pub shared_shortcut: Arc<str>,
 }
 
 impl Field {
@@ -981,6 +985,7 @@ fn compile_field(
         FieldKind::Raw
     };
     Ok(Field {
+        shared_shortcut: Arc::from(field.shortcut.as_str()),
         spec: field.clone(),
         key,
         kind,
