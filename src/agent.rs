@@ -265,7 +265,7 @@ pub async fn run(
         registry,
         storage,
         gateway: Gateway {
-            id: cfg.gateway.id.clone(),
+            id: cfg.gateway.id.as_str().into(),
             base_id: None,
         },
         report: Report::default(),
@@ -650,7 +650,7 @@ impl State<'_> {
             } => self.on_telegram(&telegram, received_at),
             SerialEvent::StickInfo(info) => {
                 info!("stick: {info}");
-                self.gateway.base_id = info.base_id_hex();
+                self.gateway.base_id = info.base_id_hex().map(Into::into);
                 self.stick.base_id = info.base_id_hex();
                 if let Some(v) = &info.version {
                     self.stick.firmware = Some(crate::health::version_text(v.app_version));

@@ -164,13 +164,14 @@ pub struct TeachInRecord {
     pub stored: Option<bool>,
 }
 
-/// The gateway that received a telegram.
+/// The gateway that received a telegram. Its texts are shared (`Arc<str>`): every record of a
+/// gateway holds them without copies of its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gateway {
     /// Configured gateway name.
-    pub id: String,
+    pub id: std::sync::Arc<str>,
     /// The stick's base ID (eight hex digits), once the handshake has read it.
-    pub base_id: Option<String>,
+    pub base_id: Option<std::sync::Arc<str>>,
 }
 
 /// The sending device.

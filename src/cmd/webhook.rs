@@ -157,7 +157,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 return Ok(unknown(&name));
             };
             let gw = Gateway {
-                id: ctx.config.gateway.id.clone(),
+                id: ctx.config.gateway.id.as_str().into(),
                 base_id: None,
             };
             match webhook::send_test(
