@@ -179,11 +179,16 @@ impl<'p> Decoded<'p> {
     }
 
     /// The values as telemetry readings keyed by semantic key.
+    ///
+    /// Inserted one by one: collecting would gather them in a vector and sort it first, an
+    /// allocation more per telegram for the handful of values a telegram has. As with
+    /// collecting, a key that comes twice keeps its last value.
     pub fn readings(&self) -> BTreeMap<Cow<'static, str>, Reading> {
-        self.values
-            .iter()
-            .map(|v| (Cow::Borrowed(v.key), v.to_reading()))
-            .collect()
+        let mut readings = BTreeMap::new();
+        for v in &self.values {
+            readings.insert(Cow::Borrowed(v.key), v.to_reading());
+        }
+        readings
     }
 
     /// The name of the matched case, when it has one.
