@@ -127,11 +127,9 @@ pub struct Value<'p> {
     pub key: &'static str,
     /// Canonical unit of the key, None for unitless values.
     pub unit: Option<&'static str>,
-    /// The spec's shortcut.
-    pub shortcut: &'p str,
-    /// The same shortcut as its field shares it: what a telemetry reading holds, without a
+    /// The spec's shortcut, as its field shares it: what a telemetry reading holds, without a
     /// copy of its own.
-    pub shared_shortcut: &'p Arc<str>,
+    pub shortcut: &'p Arc<str>,
     /// The raw bits.
     pub raw: u64,
     /// The decoded value.
@@ -149,7 +147,7 @@ impl Value<'_> {
         Reading {
             value: self.value.to_json(),
             unit: self.unit.map(Cow::Borrowed),
-            shortcut: Arc::clone(self.shared_shortcut),
+            shortcut: Arc::clone(self.shortcut),
             raw: self.raw,
             status: self.status.map(str::to_string),
         }
@@ -175,7 +173,7 @@ impl<'p> Decoded<'p> {
 
     /// The value with this spec shortcut.
     pub fn by_shortcut(&self, shortcut: &str) -> Option<&Value<'p>> {
-        self.values.iter().find(|v| v.shortcut == shortcut)
+        self.values.iter().find(|v| &**v.shortcut == shortcut)
     }
 
     /// The values as telemetry readings keyed by semantic key.
@@ -362,8 +360,7 @@ fn decode_field<'p>(
     let mut out = Value {
         key: field.key.name,
         unit: field.key.unit,
-        shortcut: &spec.shortcut,
-        shared_shortcut: &field.shared_shortcut,
+        shortcut: &field.shared_shortcut,
         raw,
         value: Val::None,
         status: None,
