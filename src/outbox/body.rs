@@ -43,10 +43,34 @@ pub const FORMAT_LZ4_V1_NO_ID: u8 = 0x02;
 /// `"received_at"` and `"boot_id"` members kept in binary before the size (see the module doc).
 pub const FORMAT_LZ4_V1_NO_ID_CUT: u8 = 0x03;
 
-/// The member whose value format `0x03` keeps as 16 bytes.
-const BOOT_KEY: &[u8] = b"\"boot_id\":\"";
-/// The member whose value format `0x03` keeps as 8 bytes of nanoseconds.
-const TIME_KEY: &[u8] = b"\"received_at\":\"";
+/// A member whose value format `0x03` keeps in binary.
+#[derive(Debug, Clone, Copy)]
+enum Member {
+    /// `received_at`, as 8 bytes of nanoseconds.
+    Time,
+    /// `boot_id`, as its 16 bytes.
+    Boot,
+}
+
+impl Member {
+    /// The member's name with its quotes, the colon and the value's opening quote.
+    fn key(self) -> &'static [u8] {
+        match self {
+            Self::Time => b"\"received_at\":\"",
+            Self::Boot => b"\"boot_id\":\"",
+        }
+    }
+
+    /// Where the value of the first such member in `hay` begins. The searchers are built once:
+    /// a record is searched four times on its way in and out.
+    fn value_at(self, hay: &[u8]) -> Option<usize> {
+        use memchr::memmem::Finder;
+        static FINDERS: OnceLock<[Finder<'static>; 2]> = OnceLock::new();
+        let finders =
+            FINDERS.get_or_init(|| [Member::Time, Member::Boot].map(|m| Finder::new(m.key())));
+        Some(finders[self as usize].find(hay)? + self.key().len())
+    }
+}
 /// Format `0x03` flag: a time follows.
 const CUT_TIME: u8 = 1;
 /// Format `0x03` flag: a boot id follows.
@@ -166,7 +190,7 @@ impl Cuts {
         if let Some(t) = self.time {
             let (text, n) = time_text(t)
                 .ok_or_else(|| BodyError::Corrupt(format!("stored time {t} out of range")))?;
-            let at = empty_member(json, from, TIME_KEY)?;
+            let at = empty_member(json, from, Member::Time)?;
             insert_at(json, at, &text[..n]);
         }
         if let Some(b) = self.boot {
@@ -174,7 +198,7 @@ impl Cuts {
             uuid::Uuid::from_bytes(b)
                 .hyphenated()
                 .encode_lower(&mut text);
-            let at = empty_member(json, from, BOOT_KEY)?;
+            let at = empty_member(json, from, Member::Boot)?;
             insert_at(json, at, &text);
         }
         Ok(())
@@ -192,18 +216,13 @@ fn insert_at(v: &mut Vec<u8>, at: usize, bytes: &[u8]) {
     v[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
-/// Where the value of the first `key` member of `json[from..]` would begin, when it is empty.
-fn empty_member(json: &[u8], from: usize, key: &[u8]) -> Result<usize, BodyError> {
+/// Where the value of the first `member` of `json[from..]` would begin, when it is empty.
+fn empty_member(json: &[u8], from: usize, member: Member) -> Result<usize, BodyError> {
     json.get(from..)
-        .and_then(|j| find(j, key))
-        .map(|p| from + p + key.len())
+        .and_then(|j| member.value_at(j))
+        .map(|p| from + p)
         .filter(|&p| json.get(p) == Some(&b'"'))
-        .ok_or_else(|| {
-            BodyError::Corrupt(format!(
-                "no empty {} member",
-                String::from_utf8_lossy(&key[..key.len() - 2])
-            ))
-        })
+        .ok_or_else(|| BodyError::Corrupt(format!("no empty {member:?} member")))
 }
 
 /// `{` and `rest` with the values of its first time and boot id members cut out, and those
@@ -244,7 +263,7 @@ fn cut_out(rest: &[u8]) -> Option<(Cuts, Vec<u8>)> {
 /// Where the value of the first `"received_at"` member of `text` begins, its length and the
 /// time it names (nanoseconds since the epoch), when [`time_text`] writes it back the same.
 fn time_at(text: &[u8]) -> Option<(usize, usize, i64)> {
-    let at = find(text, TIME_KEY)? + TIME_KEY.len();
+    let at = Member::Time.value_at(text)?;
     let len = text.get(at..)?.iter().take(40).position(|&c| c == b'"')?;
     let value = &text[at..at + len];
     let t: jiff::Timestamp = std::str::from_utf8(value).ok()?.parse().ok()?;
@@ -299,7 +318,7 @@ fn time_text(nanos: i64) -> Option<([u8; 30], usize)> {
 /// Where the value of the first `"boot_id"` member of `text` begins, and that value as a UUID,
 /// when it is one written the way it reads back (lowercase, hyphenated).
 fn boot_id_at(text: &[u8]) -> Option<(usize, uuid::Uuid)> {
-    let at = find(text, BOOT_KEY)? + BOOT_KEY.len();
+    let at = Member::Boot.value_at(text)?;
     let value = text.get(at..at + UUID_TEXT)?;
     if text.get(at + UUID_TEXT) != Some(&b'"') {
         return None;
@@ -310,55 +329,32 @@ fn boot_id_at(text: &[u8]) -> Option<(usize, uuid::Uuid)> {
     (canonical[..] == *value).then_some((at, uuid))
 }
 
-/// The first position of the member name `key` ([`TIME_KEY`] or [`BOOT_KEY`]) in `hay`. The
-/// searchers are built once: a record is searched four times on its way in and out.
-fn find(hay: &[u8], key: &[u8]) -> Option<usize> {
-    use memchr::memmem::Finder;
-    static FINDERS: OnceLock<[Finder<'static>; 2]> = OnceLock::new();
-    let [time, boot] = FINDERS.get_or_init(|| [Finder::new(TIME_KEY), Finder::new(BOOT_KEY)]);
-    if key == TIME_KEY {
-        time.find(hay)
-    } else if key == BOOT_KEY {
-        boot.find(hay)
-    } else {
-        memchr::memmem::find(hay, key)
-    }
-}
-
 /// The JSON text of a stored body of the record with id `id` (the row's `id` column).
 pub fn decode_record(value: ValueRef<'_>, id: &str) -> Result<String, BodyError> {
-    match value {
-        ValueRef::Blob(b) if b.first() == Some(&FORMAT_LZ4_V1_NO_ID) => {
-            // `{"id":"<id>"`, then the stored text decompressed right after it, its leading `{`
-            // made the `,`: the record in one buffer, without a copy.
-            let head: [&[u8]; 3] = [b"{\"id\":\"", id.as_bytes(), b"\""];
-            let at: usize = head.iter().map(|h| h.len()).sum();
-            let mut json = decompress_after(&head, &b[1..])?;
-            let object = json.get(at) == Some(&b'{');
-            if object {
-                json[at] = b',';
-            }
-            // The same errors, in the same order, as for the stored text alone.
-            let json = String::from_utf8(json).map_err(|_| BodyError::NotUtf8)?;
-            if !object {
-                return Err(BodyError::NotAnObject);
-            }
-            Ok(json)
+    let (cuts, rest, spare) = match value {
+        ValueRef::Blob([FORMAT_LZ4_V1_NO_ID, rest @ ..]) => (Cuts::default(), rest, 0),
+        ValueRef::Blob([FORMAT_LZ4_V1_NO_ID_CUT, rest @ ..]) => {
+            let (cuts, rest) = Cuts::read(rest)?;
+            (cuts, rest, CUT_MAX)
         }
-        ValueRef::Blob(b) if b.first() == Some(&FORMAT_LZ4_V1_NO_ID_CUT) => {
-            let (cuts, rest) = Cuts::read(&b[1..])?;
-            let head: [&[u8]; 3] = [b"{\"id\":\"", id.as_bytes(), b"\""];
-            let at: usize = head.iter().map(|h| h.len()).sum();
-            let mut json = decompress_after_with(&head, rest, CUT_MAX)?;
-            if json.get(at) != Some(&b'{') {
-                return Err(BodyError::NotAnObject);
-            }
-            json[at] = b',';
-            cuts.restore(&mut json, at)?;
-            String::from_utf8(json).map_err(|_| BodyError::NotUtf8)
-        }
-        _ => decode(value),
+        _ => return decode(value),
+    };
+    // `{"id":"<id>"`, then the stored text decompressed right after it, its leading `{` made
+    // the `,`, the cut-out values put back: the record in one buffer, without a copy.
+    let head: [&[u8]; 3] = [b"{\"id\":\"", id.as_bytes(), b"\""];
+    let at: usize = head.iter().map(|h| h.len()).sum();
+    let mut json = decompress_after_with(&head, rest, spare)?;
+    let object = json.get(at) == Some(&b'{');
+    if object {
+        json[at] = b',';
+        cuts.restore(&mut json, at)?;
     }
+    // The same errors, in the same order, as for the stored text alone.
+    let json = String::from_utf8(json).map_err(|_| BodyError::NotUtf8)?;
+    if !object {
+        return Err(BodyError::NotAnObject);
+    }
+    Ok(json)
 }
 
 /// Compresses a record's JSON text for `telemetry.body`.
