@@ -11,57 +11,11 @@ use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Hex HMAC-SHA256 of `body` with `key` (what a receiver recomputes).
-pub fn hmac_hex(key: &[u8], body: &[u8]) -> String {
-    hex::encode(hmac_raw(key, body))
-}
-
-fn hmac_raw(key: &[u8], body: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length; the error branch cannot be taken.
-    match HmacSha256::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(body);
-            mac.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
 /// The key bytes of a `whsec_…` Standard Webhooks secret, None when it is not one.
 pub fn whsec_key(secret: &Secret) -> Option<Vec<u8>> {
     let b64 = secret.expose().strip_prefix("whsec_")?;
     let key = STANDARD.decode(b64).ok()?;
     (!key.is_empty()).then_some(key)
-}
-
-/// The `webhook-signature` value for one attempt: `v1,<base64>` per secret, space separated.
-pub fn standard_webhooks_signature(
-    keys: &[Vec<u8>],
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> String {
-    let mut signed = Vec::with_capacity(msg_id.len() + body.len() + 24);
-    signed.extend_from_slice(msg_id.as_bytes());
-    signed.push(b'.');
-    signed.extend_from_slice(timestamp.to_string().as_bytes());
-    signed.push(b'.');
-    signed.extend_from_slice(body);
-    keys.iter()
-        .map(|k| format!("v1,{}", STANDARD.encode(hmac_raw(k, &signed))))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Every header for one attempt: auth, then signature. `msg_id` is the delivery's stable id and
-/// `now_unix` the attempt's time (Standard Webhooks only). One-off: a sender keeps a [`Signer`].
-pub fn headers(
-    cfg: &WebhookConfig,
-    msg_id: &str,
-    body: &[u8],
-    now_unix: i64,
-) -> Vec<(String, String)> {
-    Signer::new(cfg).headers(msg_id, body, now_unix)
 }
 
 /// A webhook's auth header and signing keys, prepared once for all its attempts: the HMAC keys
@@ -198,6 +152,42 @@ impl std::fmt::Debug for Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hex HMAC-SHA256 of `body` with `key`, computed from the key itself (what a receiver
+    /// recomputes): the oracle of [`Signer`].
+    fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+        hex::encode(hmac_raw(key, body))
+    }
+
+    fn hmac_raw(key: &[u8], body: &[u8]) -> Vec<u8> {
+        // HMAC accepts keys of any length; the error branch cannot be taken.
+        match HmacSha256::new_from_slice(key) {
+            Ok(mut mac) => {
+                mac.update(body);
+                mac.finalize().into_bytes().to_vec()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The `webhook-signature` value for one attempt: `v1,<base64>` per secret, space separated.
+    fn standard_webhooks_signature(
+        keys: &[Vec<u8>],
+        msg_id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> String {
+        let mut signed = Vec::with_capacity(msg_id.len() + body.len() + 24);
+        signed.extend_from_slice(msg_id.as_bytes());
+        signed.push(b'.');
+        signed.extend_from_slice(timestamp.to_string().as_bytes());
+        signed.push(b'.');
+        signed.extend_from_slice(body);
+        keys.iter()
+            .map(|k| format!("v1,{}", STANDARD.encode(hmac_raw(k, &signed))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 
     #[test]
     fn rfc4231_case_2() {
