@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{BootTime, Clock};
 use crate::erp1::Telegram;
 
+mod json;
+
 /// How a record's `received_at` was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,6 +270,12 @@ pub fn id_at(ms: u64, random: &[u8; 10]) -> String {
 }
 
 impl Telemetry {
+    /// Appends the record's JSON to `out`: the bytes `serde_json::to_writer` writes for it,
+    /// written faster (the outbox commits every reading this way).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        json::write(self, out)
+    }
+
     /// A health event record (`gateway.status`, `device.silent`, `device.back`) with a fresh id,
     /// made at `now` by `gateway` about `sensor` (empty for the gateway itself). The caller sets
     /// `status` or `silence` and stamps it like a reception.

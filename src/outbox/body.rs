@@ -119,7 +119,7 @@ pub fn encode_record(json: &str, id: &str) -> Vec<u8> {
 
 /// [`encode_record`] of JSON text given as its bytes (as `serde_json::to_writer` writes it, so
 /// the commit path can reuse one buffer for every record).
-pub(crate) fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
+pub fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
     let rest = json
         .strip_prefix(b"{\"id\":\"")
         .and_then(|r| r.strip_prefix(id.as_bytes()))
@@ -275,7 +275,7 @@ fn time_at(text: &[u8]) -> Option<(usize, usize, i64)> {
 /// A time as a reading's `received_at` holds it (RFC 3339 in UTC, `Z`, the fraction of a second
 /// without trailing zeros, none when whole), for years 0000 to 9999: the text and its length.
 /// Written here, not by a library, so stored rows read back the same with any version of it.
-fn time_text(nanos: i64) -> Option<([u8; 30], usize)> {
+pub(crate) fn time_text(nanos: i64) -> Option<([u8; 30], usize)> {
     let t = jiff::Timestamp::from_nanosecond(i128::from(nanos)).ok()?;
     let d = jiff::tz::Offset::UTC.to_datetime(t);
     if !(0..=9999).contains(&d.year()) {

@@ -528,7 +528,7 @@ impl Outbox {
         let mut json = Vec::with_capacity(1024);
         for t in batch {
             json.clear();
-            serde_json::to_writer(&mut json, &t)?;
+            t.write_json(&mut json)?;
             let stored = body::encode_record_bytes(&json, &t.id);
             encoded.push((t.id, t.sensor.id, stored));
         }

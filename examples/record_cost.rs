@@ -1,0 +1,68 @@
+//! The storage and sender work per reading, for instruction counts under callgrind
+//! (`scripts/bench.sh` runs it): `record_cost MODE N` builds the simulated building's first
+//! 1 000 readings, then does MODE's work N times over them (one reading after another) and
+//! prints the stored size per reading. Instructions per reading of a step are
+//! (total(MODE, N) − total(`none`, N)) / N.
+//!
+//! Modes: `none` (only the set-up), `json` (write a reading's JSON as a commit does), `serde`
+//! (the same with `serde_json`, for comparison), `store` (write and encode the stored body: a
+//! commit's work before SQLite), `read` (decode a stored body and read it as a webhook sender
+//! does before rendering).
+
+use std::hint::black_box;
+
+use enocean_agent::outbox::body;
+use enocean_agent::outbox::record::StoredRecord;
+use enocean_agent::sim::sample_readings;
+use jiff::{SignedDuration, Timestamp};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map(String::as_str).unwrap_or("none");
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let items = sample_readings(
+        1_000,
+        Timestamp::from_second(1_790_000_000).expect("time"),
+        SignedDuration::from_millis(250),
+    );
+    let stored: Vec<Vec<u8>> = items
+        .iter()
+        .map(|t| body::encode_record(&serde_json::to_string(t).expect("json"), &t.id))
+        .collect();
+    let bytes: usize = stored.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(4096);
+    for k in 0..n {
+        let i = k % items.len();
+        match mode {
+            "json" => {
+                out.clear();
+                black_box(&items[i]).write_json(&mut out).expect("json");
+                black_box(&out);
+            }
+            "serde" => {
+                out.clear();
+                serde_json::to_writer(&mut out, black_box(&items[i])).expect("json");
+                black_box(&out);
+            }
+            "store" => {
+                let t = black_box(&items[i]);
+                out.clear();
+                t.write_json(&mut out).expect("json");
+                black_box(body::encode_record_bytes(&out, &t.id));
+            }
+            "read" => {
+                let text = body::decode_record(
+                    rusqlite::types::ValueRef::Blob(black_box(&stored[i])),
+                    &items[i].id,
+                )
+                .expect("decode");
+                black_box(StoredRecord::read(i as u64, text, false).expect("read"));
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "mode={mode} n={n} stored_bytes_per_reading={:.1}",
+        bytes as f64 / items.len() as f64
+    );
+}
