@@ -102,6 +102,8 @@ fn spawn(args: &[String]) -> Child {
 #[derive(Debug, Clone, Copy)]
 struct Usage {
     cpu_s: f64,
+    user_s: f64,
+    switches: u64,
     write_bytes: u64,
     wchar: u64,
     hwm_kib: u64,
@@ -110,7 +112,8 @@ struct Usage {
 fn usage(pid: u32) -> Usage {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let user: f64 = fields[11].parse().unwrap();
+    let ticks: f64 = user + fields[12].parse::<f64>().unwrap();
     let hz = 100.0; // USER_HZ on Linux
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |text: &str, name: &str| -> u64 {
@@ -123,10 +126,55 @@ fn usage(pid: u32) -> Usage {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     Usage {
         cpu_s: ticks / hz,
+        user_s: user / hz,
+        switches: threads(pid).iter().map(|t| t.switches).sum(),
         write_bytes: field(&io, "write_bytes:"),
         wchar: field(&io, "wchar:"),
         hwm_kib: field(&status, "VmHWM:"),
     }
+}
+
+/// One thread of a live process: its name, CPU seconds and context switches.
+#[derive(Debug, Clone)]
+struct Thread {
+    tid: String,
+    name: String,
+    cpu_s: f64,
+    switches: u64,
+}
+
+fn threads(pid: u32) -> Vec<Thread> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let base = e.path();
+        let (Ok(stat), Ok(status)) = (
+            std::fs::read_to_string(base.join("stat")),
+            std::fs::read_to_string(base.join("status")),
+        ) else {
+            continue;
+        };
+        let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        let n = |key: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        out.push(Thread {
+            tid: e.file_name().to_string_lossy().into_owned(),
+            name,
+            cpu_s: ticks / 100.0,
+            switches: n("voluntary_ctxt_switches:") + n("nonvoluntary_ctxt_switches:"),
+        });
+    }
+    out
 }
 
 fn stop(mut c: Child) {
@@ -180,6 +228,7 @@ fn e2e(rate: f64, secs: f64, batch: usize) {
         usage(agent.id()),
         Instant::now(),
     );
+    let th0 = threads(agent.id());
     // The end: the simulator has sent everything, and no record arrived for 3 s.
     let mut last = (n0, Instant::now());
     let mut sim_done = false;
@@ -199,13 +248,28 @@ fn e2e(rate: f64, secs: f64, batch: usize) {
         }
     }
     let u1 = usage(agent.id());
+    let th1 = threads(agent.id());
     let span = last.1.duration_since(t0).as_secs_f64();
     stop(sim);
     stop(agent);
     let n = (last.0 - n0).max(1);
+    // Per thread, on stderr (scripts/bench.sh reads stdout).
+    for t in &th1 {
+        let before = th0.iter().find(|b| b.tid == t.tid);
+        let cpu = t.cpu_s - before.map_or(0.0, |b| b.cpu_s);
+        let sw = t.switches - before.map_or(0, |b| b.switches);
+        eprintln!(
+            "thread {:<16} cpu_us={:.1} switches={:.2}",
+            t.name,
+            cpu * 1e6 / n as f64,
+            sw as f64 / n as f64
+        );
+    }
     println!(
-        "rate={rate} batch={batch} secs={span:.1} delivered={n} cpu_us={:.1} write_bytes={:.0} wchar={:.0} hwm_kib={}",
+        "rate={rate} batch={batch} secs={span:.1} delivered={n} cpu_us={:.1} user_us={:.1} switches={:.2} write_bytes={:.0} wchar={:.0} hwm_kib={}",
         (u1.cpu_s - u0.cpu_s) * 1e6 / n as f64,
+        (u1.user_s - u0.user_s) * 1e6 / n as f64,
+        (u1.switches - u0.switches) as f64 / n as f64,
         (u1.write_bytes - u0.write_bytes) as f64 / n as f64,
         (u1.wchar - u0.wchar) as f64 / n as f64,
         u1.hwm_kib
