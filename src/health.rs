@@ -229,6 +229,10 @@ struct Watched {
 #[derive(Debug, Default)]
 pub struct SilenceWatch {
     devices: HashMap<u32, Watched>,
+    /// No device can become silent before this (the earliest threshold of those not silent, as
+    /// of the last look; hearing a device only moves its own later): [`SilenceWatch::due`]
+    /// looks at the devices only from then on, not on every telegram. None: look now.
+    next: Option<Instant>,
 }
 
 /// A device to watch, as the agent knows it at start.
@@ -262,7 +266,10 @@ impl SilenceWatch {
                 )
             })
             .collect();
-        Self { devices }
+        Self {
+            devices,
+            next: None,
+        }
     }
 
     /// Number of watched devices.
@@ -282,6 +289,9 @@ impl SilenceWatch {
         d.last = now;
         d.credit = Duration::ZERO;
         if std::mem::take(&mut d.silent) {
+            // Watched again: its threshold may come before every other one.
+            let at = now.checked_add(d.after);
+            self.next = self.next.min(at);
             return Some(Transition::Back { id, silent_for });
         }
         None
@@ -289,18 +299,34 @@ impl SilenceWatch {
 
     /// Devices that became silent by `now` (each reported once until heard again), by ID.
     pub fn due(&mut self, now: Instant) -> Vec<Transition> {
+        if self.next.is_some_and(|t| now < t) {
+            return Vec::new();
+        }
+        let mut next: Option<Instant> = None;
         let mut out: Vec<Transition> = self
             .devices
             .iter_mut()
             .filter_map(|(&id, d)| {
                 let silent_for = now.saturating_duration_since(d.last) + d.credit;
-                if d.silent || silent_for < d.after {
+                if d.silent {
+                    return None;
+                }
+                if silent_for < d.after {
+                    // Silent at `last + after − credit` unless heard before.
+                    let at = d.last.checked_add(d.after.saturating_sub(d.credit));
+                    next = match (next, at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                     return None;
                 }
                 d.silent = true;
                 Some(Transition::Silent { id, silent_for })
             })
             .collect();
+        // Nothing to wait for (every device silent, or thresholds beyond the clock's range):
+        // look again only once a device is heard.
+        self.next = Some(next.unwrap_or_else(|| now + Duration::from_secs(86_400 * 365)));
         out.sort_by_key(|t| match t {
             Transition::Silent { id, .. } | Transition::Back { id, .. } => *id,
         });
@@ -438,6 +464,34 @@ mod tests {
         }));
         assert_eq!(d.len(), 2);
         assert!(w.heard(3, t0).is_none(), "not watched");
+    }
+
+    proptest::proptest! {
+        /// Looking at the devices only from the earliest threshold on reports what looking at
+        /// every device every time reports: the same transitions at the same calls.
+        #[test]
+        fn skipping_looks_reports_what_looking_every_time_reports(
+            devices in proptest::collection::vec((1u64..50, 0u64..60, proptest::bool::ANY), 1..6),
+            steps in proptest::collection::vec((0u64..20, proptest::option::of(0usize..6)), 1..60),
+        ) {
+            let t0 = Instant::now();
+            let starts: Vec<WatchStart> = devices
+                .iter()
+                .enumerate()
+                .map(|(k, &(after, before, was))| start(k as u32, after, before, was))
+                .collect();
+            let mut fast = SilenceWatch::new(&starts, t0);
+            let mut every = SilenceWatch::new(&starts, t0);
+            let mut now = t0;
+            for (dt, heard) in steps {
+                now += Duration::from_secs(dt);
+                if let Some(k) = heard.filter(|&k| k < devices.len()) {
+                    proptest::prop_assert_eq!(fast.heard(k as u32, now), every.heard(k as u32, now));
+                }
+                every.next = None; // the reference looks every time
+                proptest::prop_assert_eq!(fast.due(now), every.due(now));
+            }
+        }
     }
 
     #[test]
