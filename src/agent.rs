@@ -348,6 +348,10 @@ pub async fn run(
     let mut last_status = Instant::now();
     let mut last_watchdog = Instant::now();
     let mut sender_died = false;
+    // Wakes the loop at least every `tick` for the timed work below (one timer, set again when
+    // it fires, not one per event).
+    let ticker = tokio::time::sleep(tick);
+    tokio::pin!(ticker);
 
     // Runs until the serial side has stopped and every event it sent has been handled. Nothing
     // here touches the disk: records go to the storage writer thread through a bounded queue.
@@ -372,7 +376,7 @@ pub async fn run(
                     let _ = tx.send(());
                 }
             }
-            () = tokio::time::sleep(tick) => {}
+            () = &mut ticker => ticker.as_mut().reset(tokio::time::Instant::now() + tick),
         }
         if let Some(summary) = state.strangers.due(Instant::now()) {
             info!("{summary}");
@@ -1060,12 +1064,15 @@ impl State<'_> {
     }
 
     /// Publishes the counters and the stick for the metrics thread.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let counters = self.counters();
         *self.live.counters.lock().unwrap_or_else(|e| e.into_inner()) = counters;
-        let mut stick = self.stick.clone();
-        stick.connected = self.monitor.connected();
-        *self.live.stick.lock().unwrap_or_else(|e| e.into_inner()) = stick;
+        self.stick.connected = self.monitor.connected();
+        let mut live = self.live.stick.lock().unwrap_or_else(|e| e.into_inner());
+        // The stick's facts change rarely: copied (their texts) only when they did.
+        if *live != self.stick {
+            *live = self.stick.clone();
+        }
     }
 
     /// Hands a `gateway.status` record to storage (which adds the webhook and disk figures) and
