@@ -390,6 +390,9 @@ impl Session<'_> {
         let mut clock = LineClock::new();
         let mut buf = vec![0u8; 4096];
         let mut items = Vec::new();
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut timer_fired = true;
         let end = loop {
             let now = Instant::now();
             if let Some(cmd) = hs.poll_send(now)
@@ -454,6 +457,15 @@ impl Session<'_> {
             .into_iter()
             .flatten()
             .min();
+            // One timer for the loop, moved only when it would wake too late or has fired: a
+            // deadline that moved later (a frame came) costs an early wake at most, which
+            // finds nothing to do, instead of a timer set and cancelled per frame.
+            if let Some(w) = wake
+                && (timer_fired || timer.deadline() > w)
+            {
+                timer.as_mut().reset(w);
+                timer_fired = false;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.as_mut() => break End::Shutdown,
@@ -466,7 +478,8 @@ impl Session<'_> {
                     Err(e) => break End::Lost(e.to_string()),
                 },
                 // The read was polled just before and found nothing: the port is empty now.
-                _ = sleep_opt(wake), if wake.is_some() => {
+                () = &mut timer, if wake.is_some() && !timer_fired => {
+                    timer_fired = true;
                     clock.saw_empty(Some(std::time::Instant::now()));
                     decoder.expire(clock.idle(), |item| items.push(item));
                 }
@@ -554,13 +567,6 @@ fn route(
             Err(_) => Some(SerialEvent::Frame(frame)),
         },
         _ => Some(SerialEvent::Frame(frame)),
-    }
-}
-
-async fn sleep_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 
