@@ -7,13 +7,15 @@
 //! Modes: `none` (only the set-up), `json` (write a reading's JSON as a commit does), `serde`
 //! (the same with `serde_json`, for comparison), `store` (write and encode the stored body: a
 //! commit's work before SQLite), `read` (decode a stored body and read it as a webhook sender
-//! does before rendering).
+//! does before rendering), `recent` (the same through the head the storage thread remembered,
+//! the remembering included).
 
 use std::hint::black_box;
 
 use enocean_agent::outbox::body;
-use enocean_agent::outbox::record::StoredRecord;
+use enocean_agent::outbox::record::{Recent, Remembered, StoredRecord};
 use enocean_agent::sim::sample_readings;
+use enocean_agent::telemetry::Marks;
 use jiff::{SignedDuration, Timestamp};
 
 fn main() {
@@ -30,6 +32,15 @@ fn main() {
         .map(|t| body::encode_record(&serde_json::to_string(t).expect("json"), &t.id))
         .collect();
     let bytes: usize = stored.iter().map(Vec::len).sum();
+    let texts: Vec<(Vec<u8>, Marks)> = items
+        .iter()
+        .map(|t| {
+            let mut out = Vec::new();
+            let marks = t.write_json(&mut out).expect("json");
+            (out, marks)
+        })
+        .collect();
+    let recent = Recent::default();
     let mut out = Vec::with_capacity(4096);
     for k in 0..n {
         let i = k % items.len();
@@ -49,6 +60,21 @@ fn main() {
                 out.clear();
                 t.write_json(&mut out).expect("json");
                 black_box(body::encode_record_bytes(&out, &t.id));
+            }
+            "recent" => {
+                // What the storage thread remembers of a commit, then a sender's read of it.
+                let (json, marks) = &texts[i];
+                let r = Remembered::new(&items[i], json, marks.clone()).expect("remembered");
+                recent.remember(k as u64 + 1, r);
+                let text = body::decode_record(
+                    rusqlite::types::ValueRef::Blob(black_box(&stored[i])),
+                    &items[i].id,
+                )
+                .expect("decode");
+                black_box(
+                    StoredRecord::read_recent(k as u64 + 1, text, false, Some(&recent))
+                        .expect("read"),
+                );
             }
             "read" => {
                 let text = body::decode_record(

@@ -12,6 +12,7 @@ use crate::clock::{BootTime, Clock};
 use crate::erp1::Telegram;
 
 mod json;
+pub use json::Marks;
 
 /// How a record's `received_at` was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,8 +272,9 @@ pub fn id_at(ms: u64, random: &[u8; 10]) -> String {
 
 impl Telemetry {
     /// Appends the record's JSON to `out`: the bytes `serde_json::to_writer` writes for it,
-    /// written faster (the outbox commits every reading this way).
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    /// written faster (the outbox commits every reading this way). Says where its `seq` value
+    /// and `gateway` object are in what it appended.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<json::Marks, serde_json::Error> {
         json::write(self, out)
     }
 

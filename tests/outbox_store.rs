@@ -615,3 +615,94 @@ fn seqs_are_never_reused_without_autoincrement_even_beside_a_salvage() {
         "seqs in commit order, none twice: {seen:?}"
     );
 }
+
+/// The records the storage thread remembers for the senders (`record::Recent`) spare a sender
+/// the parse of a row it remembers, never the row itself: a row dropped after its commit is
+/// not read back, a row changed on the disk is read as it is now (or listed unreadable), and
+/// what is read is the same record a sender without the memory reads.
+#[test]
+fn remembered_records_never_outlive_or_overrule_their_rows() {
+    use enocean_agent::outbox::Waker;
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(dir.path());
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    let waker = Waker::new();
+    ob.set_waker(waker.clone());
+    let readings: Vec<_> = (0..4).map(|k| telemetry("0180A3F2", 20 + k)).collect();
+    for t in &readings {
+        ob.enqueue(t.clone()).unwrap();
+    }
+    ob.flush().unwrap();
+    let store = Store::open(&s.path).unwrap();
+    let text = |r: &StoredRecord| {
+        let mut out = Vec::new();
+        r.write_json(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let read = |recent: Option<&enocean_agent::outbox::record::Recent>| {
+        store
+            .records_after(0, 10, false, recent)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, r)| (seq, r.map(|r| (r.id.clone(), r.sensor.clone(), text(&r)))))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        waker.recent().len(),
+        4,
+        "every committed reading remembered"
+    );
+    let with = read(Some(waker.recent()));
+    assert_eq!(
+        waker.recent().hits(),
+        4,
+        "every row read through its remembered head"
+    );
+    assert_eq!(with.len(), 4);
+    assert_eq!(
+        with,
+        read(None),
+        "the same records with and without the memory"
+    );
+    for ((_, r), t) in with.iter().zip(&readings) {
+        let (id, _, json) = r.as_ref().unwrap();
+        assert_eq!(id, &t.id);
+        let mut t = t.clone();
+        t.seq = serde_json::from_str::<serde_json::Value>(json).unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(json, &serde_json::to_string(&t).unwrap());
+    }
+    let seqs: Vec<u64> = with.iter().map(|(seq, _)| *seq).collect();
+    let c = rusqlite::Connection::open(&s.path).unwrap();
+    // Dropped after its commit (the outbox's bounds, an operator): not read back.
+    c.execute("DELETE FROM telemetry WHERE seq = ?1", [seqs[1] as i64])
+        .unwrap();
+    // Changed on the disk: another reading's body, and a damaged one.
+    let other = telemetry("0BADBEEF", 99);
+    let body = enocean_agent::outbox::body::encode_record(
+        &serde_json::to_string(&other).unwrap(),
+        &readings[2].id,
+    );
+    c.execute(
+        "UPDATE telemetry SET body = ?1 WHERE seq = ?2",
+        rusqlite::params![body, seqs[2] as i64],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE telemetry SET body = x'02FFFFFF00DEAD' WHERE seq = ?1",
+        [seqs[3] as i64],
+    )
+    .unwrap();
+    let after = read(Some(waker.recent()));
+    assert_eq!(waker.recent().hits(), 5, "only the untouched row");
+    assert_eq!(after, read(None));
+    assert_eq!(
+        after.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        vec![seqs[0], seqs[2], seqs[3]]
+    );
+    assert_eq!(after[0], with[0], "the untouched row");
+    let (_, sensor, _) = after[1].1.as_ref().unwrap();
+    assert_eq!(sensor, "0BADBEEF", "read as the row is now");
+    assert!(after[2].1.is_none(), "unreadable, as without the memory");
+}

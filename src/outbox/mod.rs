@@ -97,10 +97,10 @@ pub struct Committed {
 }
 
 /// Wakes the sender threads when there is new work (a commit, `webhook enable`, shutdown). It
-/// also carries how far each output has come ([`Delivered`]), since the outbox and every sender
-/// already share it.
+/// also carries how far each output has come ([`Delivered`]) and the records committed last
+/// ([`record::Recent`]), since the outbox and every sender already share it.
 #[derive(Clone, Default)]
-pub struct Waker(Arc<(Mutex<u64>, Condvar)>, Delivered);
+pub struct Waker(Arc<(Mutex<u64>, Condvar)>, Delivered, record::Recent);
 
 impl Waker {
     /// A new waker.
@@ -111,6 +111,11 @@ impl Waker {
     /// How far each output has come, in memory.
     pub fn delivered(&self) -> &Delivered {
         &self.1
+    }
+
+    /// The records committed last.
+    pub fn recent(&self) -> &record::Recent {
+        &self.2
     }
 
     /// Wakes every waiting thread.
@@ -524,12 +529,22 @@ impl Outbox {
         // Records of a failed commit wait encoded: a failing disk costs no re-encoding per try.
         let mut encoded = std::mem::take(&mut self.retry);
         encoded.reserve(batch.len());
-        // One JSON buffer for the group; the ids move out of the records.
+        // One JSON buffer for the group; the ids move out of the records. With senders to tell,
+        // what they will read back is remembered once committed (aligned with `encoded`; the
+        // records of a failed commit have nothing to remember).
+        let remember = self.waker.is_some();
+        let mut recent: Vec<Option<record::Remembered>> = Vec::new();
+        if remember {
+            recent.resize_with(encoded.len(), || None);
+        }
         let mut json = Vec::with_capacity(1024);
         for t in batch {
             json.clear();
-            t.write_json(&mut json)?;
+            let marks = t.write_json(&mut json)?;
             let stored = body::encode_record_bytes(&json, &t.id);
+            if remember {
+                recent.push(record::Remembered::new(&t, &json, marks));
+            }
             encoded.push((t.id, t.sensor.id, stored));
         }
         // A group larger than the bounds themselves keeps only its newest records.
@@ -542,6 +557,7 @@ impl Outbox {
             }
             if excess > 0 {
                 encoded.drain(..excess);
+                recent.drain(..excess.min(recent.len()));
                 self.count_drop(excess as u64, "group larger than the outbox bounds");
             }
         }
@@ -608,6 +624,13 @@ impl Outbox {
                     self.unsynced = Some((since, last.seq));
                 }
                 if let Some(w) = &self.waker {
+                    if c.len() == recent.len() {
+                        for (committed, r) in c.iter().zip(recent) {
+                            if let Some(r) = r {
+                                w.recent().remember(committed.seq, r);
+                            }
+                        }
+                    }
                     w.wake();
                 }
                 Ok(c)

@@ -6,10 +6,24 @@
 //! reading rarely holds (teach-in facts, health figures, secure facts, a value that is not a
 //! number, text or bool, a time outside years 0000–9999) is written by serde_json itself.
 
+use std::ops::Range;
+
 use super::{Reading, Telemetry, TimeSource};
 
-/// Appends `t`'s JSON to `out`, byte for byte what `serde_json::to_writer(out, t)` writes.
-pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+/// Where two values are in a record's text, as byte ranges from its start: the `seq` member's
+/// value and the `gateway` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marks {
+    /// The `seq` value's digits.
+    pub seq: Range<usize>,
+    /// The `gateway` object, braces included.
+    pub gateway: Range<usize>,
+}
+
+/// Appends `t`'s JSON to `out`, byte for byte what `serde_json::to_writer(out, t)` writes, and
+/// says where its `seq` value and `gateway` object are.
+pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Error> {
+    let base = out.len();
     out.extend_from_slice(b"{\"id\":");
     text(out, &t.id)?;
     out.extend_from_slice(b",\"kind\":\"");
@@ -25,7 +39,9 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<(), serde_json::Error> 
         member_serde(out, b",\"silence\":", v)?;
     }
     out.extend_from_slice(b",\"seq\":");
+    let seq_start = out.len() - base;
     int(out, t.seq);
+    let seq = seq_start..out.len() - base;
     out.extend_from_slice(b",\"received_at\":");
     match t.received_at {
         None => out.extend_from_slice(b"null"),
@@ -58,11 +74,15 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<(), serde_json::Error> 
         int(out, m.since_boot_ms);
         out.push(b'}');
     }
-    out.extend_from_slice(b",\"gateway\":{\"id\":");
+    out.extend_from_slice(b",\"gateway\":");
+    let gateway_start = out.len() - base;
+    out.extend_from_slice(b"{\"id\":");
     text(out, &t.gateway.id)?;
     out.extend_from_slice(b",\"base_id\":");
     opt_text(out, t.gateway.base_id.as_deref())?;
-    out.extend_from_slice(b"},\"sensor\":{\"id\":");
+    out.push(b'}');
+    let gateway = gateway_start..out.len() - base;
+    out.extend_from_slice(b",\"sensor\":{\"id\":");
     text(out, &t.sensor.id)?;
     out.extend_from_slice(b",\"name\":");
     opt_text(out, t.sensor.name.as_deref())?;
@@ -129,7 +149,7 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<(), serde_json::Error> 
         member_serde(out, b",\"secure\":", v)?;
     }
     out.push(b'}');
-    Ok(())
+    Ok(Marks { seq, gateway })
 }
 
 /// One decoded value's object.
@@ -220,13 +240,19 @@ mod tests {
 
     fn same_as_serde(t: &Telemetry) {
         let mut ours = b"left alone".to_vec();
-        write(t, &mut ours).unwrap();
+        let marks = write(t, &mut ours).unwrap();
         let theirs = serde_json::to_vec(t).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&ours[10..]),
             String::from_utf8_lossy(&theirs)
         );
         assert_eq!(&ours[..10], b"left alone", "appends, never clears");
+        let text = &ours[10..];
+        assert_eq!(text[marks.seq].to_vec(), t.seq.to_string().into_bytes());
+        assert_eq!(
+            text[marks.gateway].to_vec(),
+            serde_json::to_vec(&t.gateway).unwrap()
+        );
     }
 
     fn reading(value: serde_json::Value) -> Reading {

@@ -580,6 +580,7 @@ impl Worker {
                     from,
                     self.opts.prefetch.max(1),
                     self.cfg.template.is_some(),
+                    Some(self.waker.recent()),
                 )?;
                 let Some(last) = rows.last() else {
                     break;

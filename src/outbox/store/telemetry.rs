@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use super::Store;
 use crate::outbox::OutboxError;
 use crate::outbox::UnixMs;
-use crate::outbox::record::StoredRecord;
+use crate::outbox::record::{Recent, StoredRecord};
 use crate::telemetry::Telemetry;
 
 /// A stored reading that cannot be read: (seq, unix ms when found, the error).
@@ -78,16 +78,18 @@ impl Store {
 
     /// Telemetry after `cursor` as a webhook sender reads it (see [`StoredRecord`]): oldest
     /// first, at most `limit` rows, None for a row that cannot be read. `parse_all` parses every
-    /// record whole (a webhook with a template).
+    /// record whole (a webhook with a template); `recent`, the records the storage thread
+    /// committed last, spares reading the head out of a row's text that it remembers.
     pub fn records_after(
         &self,
         cursor: u64,
         limit: usize,
         parse_all: bool,
+        recent: Option<&Recent>,
     ) -> Result<Vec<(u64, Option<StoredRecord>)>, OutboxError> {
         Ok(self
             .rows_after(cursor, limit, |seq, json| {
-                StoredRecord::read(seq, json, parse_all).map_err(|e| e.to_string())
+                StoredRecord::read_recent(seq, json, parse_all, recent).map_err(|e| e.to_string())
             })?
             .into_iter()
             .map(|(seq, _, r)| (seq, r))
