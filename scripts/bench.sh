@@ -14,7 +14,7 @@ mkdir -p "$BENCH_DIR"
 tmp=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-cargo build --release --bins --example bench_table >&2
+cargo build --release --bins --example bench_table --example record_cost >&2
 bin=target/release/enocean-agent
 ex=target/release/examples/bench_table
 
@@ -40,6 +40,18 @@ if command -v valgrind >/dev/null; then
   p0=$(instr "$tmp/c0.esp3"); pN=$(instr "$tmp/cN.esp3")
   echo "| \`decode --eep A5-04-01\` instructions per frame (JSON out) | $(( (eN - e0) / n )) ($(( (pN - p0) / n )) without \`--eep\`) | callgrind, (total($n frames) - total(0)) / $n, simulator capture |"
   echo "| \`decode --eep A5-04-01\` start-up instructions | $e0 | callgrind, empty capture |"
+  # A stored reading's steps (examples/record_cost.rs): (total(mode, m) - total(none, m)) / m.
+  cost() {
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/rc.out" target/release/examples/record_cost "$@" >/dev/null 2>&1 || true
+    grep -m1 '^summary:' "$tmp/rc.out" | awk '{print $2}'
+    rm -f "$tmp/rc.out"
+  }
+  m=5000; r0=$(cost none $m)
+  for step in "json:a reading's JSON as a commit writes it" "serde:the same with serde_json" \
+    "store:JSON and stored body (a commit before SQLite)" "read:a sender's read of a stored body" \
+    "recent:the same through the remembered head, the remembering included"; do
+    echo "| instructions per reading, \`${step%%:*}\`: ${step#*:} | $(( ($(cost "${step%%:*}" $m) - r0) / m )) | callgrind, examples/record_cost.rs, $m readings |"
+  done
 else
   echo "| decode instructions per frame | (valgrind not installed) | |"
 fi
