@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::erp1::Telegram;
 use crate::esp3::{Event, Frame, PacketType};
+use crate::json_text::{int, opt_int, text};
 
 /// The JSON object for one frame: packet type, hex fields, and a `telegram` object for RADIO_ERP1.
 pub fn frame_json(frame: &Frame) -> Map<String, Value> {
@@ -148,9 +149,9 @@ impl<'p> FrameWriter<'p> {
         out.reserve(1024);
         let pt = frame.packet_type();
         out.extend_from_slice(b"{\"packet_type\":");
-        write_int(out, u64::from(pt.code()));
+        int(out, pt.code());
         out.extend_from_slice(b",\"packet_type_name\":");
-        write_str(out, pt.name());
+        text(out, pt.name());
         out.extend_from_slice(b",\"data\":\"");
         match frame.data() {
             [crate::erp1::rorg::SEC_TI, info, ..] if pt == PacketType::RadioErp1 => {
@@ -171,7 +172,7 @@ impl<'p> FrameWriter<'p> {
                 }
                 Err(e) => {
                     out.extend_from_slice(b"{\"error\":");
-                    write_str(out, &e.to_string());
+                    text(out, &e.to_string());
                     out.push(b'}');
                 }
             }
@@ -205,7 +206,7 @@ impl<'p> FrameWriter<'p> {
         if let Err(e) = &decoded {
             self.values.clear();
             out.extend_from_slice(b",\"decode_error\":");
-            write_str(out, &e.to_string());
+            text(out, &e.to_string());
         }
         out.extend_from_slice(b",\"eep\":");
         write_plain(out, &p.eep);
@@ -242,9 +243,9 @@ fn write_telegram_fields(out: &mut Vec<u8>, t: &Telegram) {
     out.extend_from_slice(b"\",\"sender\":\"");
     write_hex(out, &t.sender.to_be_bytes());
     out.extend_from_slice(b"\",\"status\":");
-    write_int(out, u64::from(t.status));
+    int(out, t.status);
     out.extend_from_slice(b",\"repeater_count\":");
-    write_int(out, u64::from(t.repeater_count()));
+    int(out, t.repeater_count());
     out.extend_from_slice(b",\"payload\":\"");
     if !t.carries_key() {
         write_hex(out, &t.payload);
@@ -264,9 +265,9 @@ fn write_telegram_fields(out: &mut Vec<u8>, t: &Telegram) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"sub_telegrams\":");
-    write_opt_int(out, t.sub_telegrams);
+    opt_int(out, t.sub_telegrams);
     out.extend_from_slice(b",\"security_level\":");
-    write_opt_int(out, t.security_level);
+    opt_int(out, t.security_level);
     if t.carries_key() {
         out.extend_from_slice(b",\"withheld\":\"key material\"");
     }
@@ -279,7 +280,7 @@ fn write_reading(out: &mut Vec<u8>, v: &crate::eep::Value<'_>) {
     match v.value {
         Val::Number(x) => write_serialized(out, &x),
         Val::Int(i) => write_serialized(out, &i),
-        Val::Label(s) => write_str(out, s),
+        Val::Label(s) => text(out, s),
         Val::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
         Val::None => out.extend_from_slice(b"null"),
     }
@@ -289,12 +290,12 @@ fn write_reading(out: &mut Vec<u8>, v: &crate::eep::Value<'_>) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"shortcut\":");
-    write_str(out, v.shortcut);
+    text(out, v.shortcut);
     out.extend_from_slice(b",\"raw\":");
-    write_int(out, v.raw);
+    int(out, v.raw);
     if let Some(s) = v.status {
         out.extend_from_slice(b",\"status\":");
-        write_str(out, s);
+        text(out, s);
     }
     out.push(b'}');
 }
@@ -307,22 +308,6 @@ fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
         pair[0] = HEX[usize::from(b >> 4)];
         pair[1] = HEX[usize::from(b & 0x0F)];
     }
-}
-
-fn write_int(out: &mut Vec<u8>, n: u64) {
-    write_serialized(out, &n);
-}
-
-fn write_opt_int(out: &mut Vec<u8>, n: Option<u8>) {
-    match n {
-        Some(n) => write_int(out, u64::from(n)),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// A string with JSON escapes, as serde_json writes it.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    write_serialized(out, s);
 }
 
 /// A string known to need no JSON escape (semantic keys and units of the registry, checked by

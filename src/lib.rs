@@ -18,6 +18,7 @@ pub mod erp1;
 pub mod esp3;
 pub mod health;
 pub mod inspect;
+mod json_text;
 pub mod metrics;
 pub mod mqtt;
 pub mod outbox;

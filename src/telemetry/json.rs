@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use super::{Reading, Telemetry, TimeSource};
+use crate::json_text::{int, opt_int, opt_text, text};
 
 /// Where two values are in a record's text, as byte ranges from its start: the `seq` member's
 /// value and the `gateway` object.
@@ -25,7 +26,7 @@ pub struct Marks {
 pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Error> {
     let base = out.len();
     out.extend_from_slice(b"{\"id\":");
-    text(out, &t.id)?;
+    text(out, &t.id);
     out.extend_from_slice(b",\"kind\":\"");
     out.extend_from_slice(t.kind.as_str().as_bytes());
     out.push(b'"');
@@ -69,7 +70,7 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Erro
     }
     if let Some(m) = &t.received_monotonic {
         out.extend_from_slice(b",\"received_monotonic\":{\"boot_id\":");
-        text(out, &m.boot_id)?;
+        text(out, &m.boot_id);
         out.extend_from_slice(b",\"since_boot_ms\":");
         int(out, m.since_boot_ms);
         out.push(b'}');
@@ -77,73 +78,64 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Erro
     out.extend_from_slice(b",\"gateway\":");
     let gateway_start = out.len() - base;
     out.extend_from_slice(b"{\"id\":");
-    text(out, &t.gateway.id)?;
+    text(out, &t.gateway.id);
     out.extend_from_slice(b",\"base_id\":");
-    opt_text(out, t.gateway.base_id.as_deref())?;
+    opt_text(out, t.gateway.base_id.as_deref());
     out.push(b'}');
     let gateway = gateway_start..out.len() - base;
     out.extend_from_slice(b",\"sensor\":{\"id\":");
-    text(out, &t.sensor.id)?;
+    text(out, &t.sensor.id);
     out.extend_from_slice(b",\"name\":");
-    opt_text(out, t.sensor.name.as_deref())?;
+    opt_text(out, t.sensor.name.as_deref());
     out.extend_from_slice(b",\"eep\":");
-    opt_text(out, t.sensor.eep.as_deref())?;
+    opt_text(out, t.sensor.eep.as_deref());
     out.extend_from_slice(b",\"tags\":{");
     for (k, (name, value)) in t.sensor.tags.iter().enumerate() {
         if k > 0 {
             out.push(b',');
         }
-        text(out, name)?;
+        text(out, name);
         out.push(b':');
-        text(out, value)?;
+        text(out, value);
     }
     out.extend_from_slice(b"}},\"values\":{");
     for (k, (key, reading)) in t.values.iter().enumerate() {
         if k > 0 {
             out.push(b',');
         }
-        text(out, key)?;
+        text(out, key);
         out.push(b':');
         write_reading(reading, out)?;
     }
     let s = &t.signal;
     out.extend_from_slice(b"},\"signal\":{\"dbm\":");
-    match s.dbm {
-        Some(v) => int(out, v),
-        None => out.extend_from_slice(b"null"),
-    }
+    opt_int(out, s.dbm);
     out.extend_from_slice(b",\"repeater_count\":");
     int(out, s.repeater_count);
     out.extend_from_slice(b",\"sub_telegrams\":");
-    match s.sub_telegrams {
-        Some(v) => int(out, v),
-        None => out.extend_from_slice(b"null"),
-    }
+    opt_int(out, s.sub_telegrams);
     out.push(b'}');
     if !t.raw.is_empty() {
         let r = &t.raw;
         out.extend_from_slice(b",\"raw\":{\"rorg\":");
-        text(out, &r.rorg)?;
+        text(out, &r.rorg);
         out.extend_from_slice(b",\"payload\":");
-        text(out, &r.payload)?;
+        text(out, &r.payload);
         out.extend_from_slice(b",\"status\":");
-        text(out, &r.status)?;
+        text(out, &r.status);
         out.extend_from_slice(b",\"destination\":");
-        opt_text(out, r.destination.as_deref())?;
+        opt_text(out, r.destination.as_deref());
         out.extend_from_slice(b",\"security_level\":");
-        match r.security_level {
-            Some(v) => int(out, v),
-            None => out.extend_from_slice(b"null"),
-        }
+        opt_int(out, r.security_level);
         if let Some(w) = &r.withheld {
             out.extend_from_slice(b",\"withheld\":");
-            text(out, w)?;
+            text(out, w);
         }
         out.push(b'}');
     }
     if let Some(e) = &t.decode_error {
         out.extend_from_slice(b",\"decode_error\":");
-        text(out, e)?;
+        text(out, e);
     }
     if let Some(v) = &t.secure {
         member_serde(out, b",\"secure\":", v)?;
@@ -159,19 +151,19 @@ fn write_reading(r: &Reading, out: &mut Vec<u8>) -> Result<(), serde_json::Error
         serde_json::Value::Null => out.extend_from_slice(b"null"),
         serde_json::Value::Bool(true) => out.extend_from_slice(b"true"),
         serde_json::Value::Bool(false) => out.extend_from_slice(b"false"),
-        serde_json::Value::String(s) => text(out, s)?,
+        serde_json::Value::String(s) => text(out, s),
         // Numbers as serde_json writes them (its float formatting is its own).
         v => serde_json::to_writer(&mut *out, v)?,
     }
     out.extend_from_slice(b",\"unit\":");
-    opt_text(out, r.unit.as_deref())?;
+    opt_text(out, r.unit.as_deref());
     out.extend_from_slice(b",\"shortcut\":");
-    text(out, &r.shortcut)?;
+    text(out, &r.shortcut);
     out.extend_from_slice(b",\"raw\":");
     int(out, r.raw);
     if let Some(s) = &r.status {
         out.extend_from_slice(b",\"status\":");
-        text(out, s)?;
+        text(out, s);
     }
     out.push(b'}');
     Ok(())
@@ -185,44 +177,6 @@ fn member_serde<T: serde::Serialize>(
 ) -> Result<(), serde_json::Error> {
     out.extend_from_slice(name);
     serde_json::to_writer(&mut *out, v)
-}
-
-/// An integer in decimal.
-fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-}
-
-/// A JSON string, or `null`.
-fn opt_text(out: &mut Vec<u8>, s: Option<&str>) -> Result<(), serde_json::Error> {
-    match s {
-        Some(s) => text(out, s),
-        None => {
-            out.extend_from_slice(b"null");
-            Ok(())
-        }
-    }
-}
-
-/// A JSON string: copied between quotes when nothing in it needs escaping, else escaped by
-/// serde_json (so every escape is its own).
-fn text(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
-    if needs_escape(s.as_bytes()) {
-        return serde_json::to_writer(&mut *out, s);
-    }
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
-    Ok(())
-}
-
-/// True when JSON needs an escape for some byte of `b` (a quote, a backslash or a control
-/// character: what serde_json escapes). Looks at every byte without stopping early, which
-/// compilers turn into a few wide comparisons per 16 bytes.
-fn needs_escape(b: &[u8]) -> bool {
-    b.iter().fold(false, |acc, &c| {
-        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
-    })
 }
 
 #[cfg(test)]
