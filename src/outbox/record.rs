@@ -80,26 +80,21 @@ struct SensorHead<'a> {
 const RECENT_CAP: usize = 256;
 
 /// A record the storage thread just committed, as it knew it: its text's length and 64-bit
-/// hash, and the head a sender would otherwise read out of that text again.
+/// hash, and the record a sender would otherwise read out of that text again (its text left
+/// empty: the sender's row brings it).
 #[derive(Debug)]
 struct RecentRecord {
-    seq: u64,
     len: usize,
     hash: u64,
-    id: String,
-    kind: Kind,
-    sensor: String,
-    received_at: Option<jiff::Timestamp>,
-    seq_at: Range<usize>,
-    gateway: Range<usize>,
+    record: StoredRecord,
 }
 
 /// The records committed last (at most 256), shared by the storage thread and the webhook
 /// senders, which read every reading back from the outbox soon after its commit. A sender
 /// whose row decodes to the text remembered for its seq (the same length and 64-bit hash, std's
 /// `DefaultHasher`, SipHash-1-3 today: a row changed on the disk passes for it with a chance of
-/// about 2^-64) takes the remembered head
-/// instead of reading it out of the JSON again (about half of a sender's work per reading).
+/// about 2^-64) takes the remembered head instead of reading it out of the JSON again (about
+/// half of a sender's work per reading).
 /// The row stays the truth: a row that is gone is not delivered, and a row that decodes to
 /// anything else (another version wrote it, the disk changed it) is read and checked in full.
 #[derive(Debug, Clone, Default)]
@@ -124,15 +119,21 @@ impl Remembered {
             return None;
         }
         Some(Self(RecentRecord {
-            seq: 0,
             len: text.len(),
             hash: text_hash(text),
-            id: t.id.clone(),
-            kind: t.kind,
-            sensor: t.sensor.id.clone(),
-            received_at: t.received_at,
-            seq_at: marks.seq,
-            gateway: marks.gateway,
+            record: StoredRecord {
+                seq: 0,
+                id: t.id.clone(),
+                kind: t.kind,
+                sensor: t.sensor.id.clone(),
+                received_at: t.received_at,
+                awaits_clock: false,
+                form: Form::Text {
+                    json: String::new(),
+                    seq_at: marks.seq,
+                    gateway: marks.gateway,
+                },
+            },
         }))
     }
 }
@@ -149,9 +150,10 @@ fn text_hash(text: &[u8]) -> u64 {
 impl Recent {
     /// Remembers `r`, committed under `seq`, forgetting the oldest beyond the bound.
     pub fn remember(&self, seq: u64, r: Remembered) {
-        let r = RecentRecord { seq, ..r.0 };
+        let mut r = r.0;
+        r.record.seq = seq;
         let mut q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
-        if q.back().is_some_and(|b| b.seq >= seq) {
+        if q.back().is_some_and(|b| b.record.seq >= seq) {
             // Seqs only grow; anything else (another writer) starts the memory afresh.
             q.clear();
         }
@@ -176,39 +178,29 @@ impl Recent {
         self.0.hits.load(Ordering::Relaxed)
     }
 
-    /// The record for `seq` when `json` is exactly the text remembered for it.
+    /// The record for `seq` when `json` is the text remembered for it (see [`Recent`]).
     fn take(&self, seq: u64, json: String) -> Result<StoredRecord, String> {
         let q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
         let found = q
-            .binary_search_by_key(&seq, |r| r.seq)
+            .binary_search_by_key(&seq, |r| r.record.seq)
             .ok()
             .map(|k| &q[k])
             .filter(|r| r.len == json.len() && r.hash == text_hash(json.as_bytes()));
-        if found.is_some() {
-            self.0.hits.fetch_add(1, Ordering::Relaxed);
+        let Some(r) = found else {
+            return Err(json);
+        };
+        self.0.hits.fetch_add(1, Ordering::Relaxed);
+        let mut record = r.record.clone();
+        if let Form::Text { json: text, .. } = &mut record.form {
+            *text = json;
         }
-        match found {
-            Some(r) => Ok(StoredRecord {
-                seq,
-                id: r.id.clone(),
-                kind: r.kind,
-                sensor: r.sensor.clone(),
-                received_at: r.received_at,
-                awaits_clock: false,
-                form: Form::Text {
-                    json,
-                    seq_at: r.seq_at.clone(),
-                    gateway: r.gateway.clone(),
-                },
-            }),
-            None => Err(json),
-        }
+        Ok(record)
     }
 }
 
 impl StoredRecord {
-    /// [`StoredRecord::read`], taking the head from `recent` when it remembers exactly this
-    /// text for `seq` (see [`Recent`]).
+    /// [`StoredRecord::read`], taking the head from `recent` when it remembers this text for
+    /// `seq` (see [`Recent`]).
     pub fn read_recent(
         seq: u64,
         json: String,
