@@ -392,6 +392,9 @@ impl Session<'_> {
         let mut items = Vec::new();
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
+        // Whether this loop saw the timer fire (not `Sleep::is_elapsed`, which is also true for
+        // a deadline reset into the past that the driver expired before the branch was polled:
+        // the branch must still run for it).
         let mut timer_fired = true;
         let end = loop {
             let now = Instant::now();
