@@ -730,7 +730,7 @@ impl State<'_> {
                 let secure = crate::telemetry::SecureRecord {
                     rlc: u.rlc,
                     rorg: format!("{:02X}", plain.rorg),
-                    payload: hex::encode_upper(&plain.payload),
+                    payload: crate::erp1::upper_hex(&plain.payload),
                     status: format!("{:02X}", plain.status),
                 };
                 self.on_reading(t, &plain, Some(secure), received_at);

@@ -148,7 +148,7 @@ impl Telegram {
 
     /// The sender ID as eight uppercase hex digits.
     pub fn sender_hex(&self) -> String {
-        hex::encode_upper(self.sender.to_be_bytes())
+        upper_hex(&self.sender.to_be_bytes())
     }
 
     /// True when the payload carries key material (a secure teach-in): such a payload never
@@ -163,8 +163,29 @@ impl Telegram {
         if self.carries_key() {
             String::new()
         } else {
-            hex::encode_upper(&self.payload)
+            upper_hex(&self.payload)
         }
+    }
+}
+
+/// Bytes as uppercase hex, the way records, listings and logs show ids and payloads (every
+/// received telegram is shown this way: the `hex` crate's encoder builds its text a character
+/// at a time, several times slower).
+pub fn upper_hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(2 * bytes.len());
+    write_upper_hex(&mut out, bytes);
+    // Hex digits are ASCII: never the empty fallback.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `bytes` as uppercase hex to `out`.
+pub(crate) fn write_upper_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let start = out.len();
+    out.resize(start + 2 * bytes.len(), 0);
+    for (pair, b) in out[start..].chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0x0F)];
     }
 }
 
@@ -191,6 +212,18 @@ impl std::fmt::Debug for Telegram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn upper_hex_is_the_hex_crates(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40), head in proptest::collection::vec(proptest::num::u8::ANY, 0..3)) {
+            let oracle = hex::encode_upper(&bytes);
+            proptest::prop_assert_eq!(&upper_hex(&bytes), &oracle);
+            let mut out = head.clone();
+            write_upper_hex(&mut out, &bytes);
+            proptest::prop_assert_eq!(&out[..head.len()], &head[..]);
+            proptest::prop_assert_eq!(&out[head.len()..], oracle.as_bytes());
+        }
+    }
 
     #[test]
     fn reads_4bs_telegram() {

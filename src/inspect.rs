@@ -155,12 +155,12 @@ impl<'p> FrameWriter<'p> {
         out.extend_from_slice(b",\"data\":\"");
         match frame.data() {
             [crate::erp1::rorg::SEC_TI, info, ..] if pt == PacketType::RadioErp1 => {
-                write_hex(out, &[crate::erp1::rorg::SEC_TI, *info]);
+                crate::erp1::write_upper_hex(out, &[crate::erp1::rorg::SEC_TI, *info]);
             }
-            d => write_hex(out, d),
+            d => crate::erp1::write_upper_hex(out, d),
         }
         out.extend_from_slice(b"\",\"optional\":\"");
-        write_hex(out, frame.optional());
+        crate::erp1::write_upper_hex(out, frame.optional());
         out.push(b'"');
         if pt == PacketType::RadioErp1 {
             out.extend_from_slice(b",\"telegram\":");
@@ -239,16 +239,16 @@ impl<'p> FrameWriter<'p> {
 /// The telegram object of [`telegram_json`] without its closing brace.
 fn write_telegram_fields(out: &mut Vec<u8>, t: &Telegram) {
     out.extend_from_slice(b"{\"rorg\":\"");
-    write_hex(out, &[t.rorg]);
+    crate::erp1::write_upper_hex(out, &[t.rorg]);
     out.extend_from_slice(b"\",\"sender\":\"");
-    write_hex(out, &t.sender.to_be_bytes());
+    crate::erp1::write_upper_hex(out, &t.sender.to_be_bytes());
     out.extend_from_slice(b"\",\"status\":");
     int(out, t.status);
     out.extend_from_slice(b",\"repeater_count\":");
     int(out, t.repeater_count());
     out.extend_from_slice(b",\"payload\":\"");
     if !t.carries_key() {
-        write_hex(out, &t.payload);
+        crate::erp1::write_upper_hex(out, &t.payload);
     }
     out.extend_from_slice(b"\",\"dbm\":");
     match t.dbm() {
@@ -259,7 +259,7 @@ fn write_telegram_fields(out: &mut Vec<u8>, t: &Telegram) {
     match t.destination {
         Some(d) => {
             out.push(b'"');
-            write_hex(out, &d.to_be_bytes());
+            crate::erp1::write_upper_hex(out, &d.to_be_bytes());
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
@@ -298,16 +298,6 @@ fn write_reading(out: &mut Vec<u8>, v: &crate::eep::Value<'_>) {
         text(out, s);
     }
     out.push(b'}');
-}
-
-fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let start = out.len();
-    out.resize(start + 2 * bytes.len(), 0);
-    for (pair, b) in out[start..].chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0x0F)];
-    }
 }
 
 /// A string known to need no JSON escape (semantic keys and units of the registry, checked by

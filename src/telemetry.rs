@@ -331,10 +331,12 @@ impl Telemetry {
                 sub_telegrams: t.sub_telegrams,
             },
             raw: Raw {
-                rorg: hex::encode_upper([t.rorg]),
+                rorg: crate::erp1::upper_hex(&[t.rorg]),
                 payload: t.payload_hex(),
-                status: hex::encode_upper([t.status]),
-                destination: t.destination.map(|d| hex::encode_upper(d.to_be_bytes())),
+                status: crate::erp1::upper_hex(&[t.status]),
+                destination: t
+                    .destination
+                    .map(|d| crate::erp1::upper_hex(&d.to_be_bytes())),
                 security_level: t.security_level,
                 withheld: t.carries_key().then(|| "key material".to_owned()),
             },
