@@ -52,8 +52,9 @@ pub fn plausible_floor() -> jiff::Timestamp {
 /// suspend too), and which boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootTime {
-    /// The boot's identity (`/proc/sys/kernel/random/boot_id`).
-    pub boot_id: String,
+    /// The boot's identity (`/proc/sys/kernel/random/boot_id`): this boot's is read once and
+    /// borrowed by every reading; one read back from a stored record is owned.
+    pub boot_id: std::borrow::Cow<'static, str>,
     /// Milliseconds since that boot started.
     pub since_boot_ms: u64,
 }
@@ -211,7 +212,7 @@ pub fn system_boot_time() -> BootTime {
         .saturating_mul(1000)
         .saturating_add((t.tv_nsec.max(0) as u64) / 1_000_000);
     BootTime {
-        boot_id: boot_id().to_owned(),
+        boot_id: std::borrow::Cow::Borrowed(boot_id()),
         since_boot_ms: ms,
     }
 }
@@ -260,7 +261,7 @@ impl BootStart {
             Some((id, start)) if *id == here.boot_id => *start,
             _ => {
                 let start = boot_start_ms(conn, &here, clock.now())?;
-                self.known = Some((here.boot_id.clone(), start));
+                self.known = Some((here.boot_id.to_string(), start));
                 start
             }
         };
@@ -338,7 +339,7 @@ mod tests {
         let conn = crate::outbox::schema::open(&dir.path().join("outbox.db")).unwrap();
         let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
         let boot = |id: &str, ms| BootTime {
-            boot_id: id.into(),
+            boot_id: id.to_owned().into(),
             since_boot_ms: ms,
         };
         let clock = Fixed(std::sync::Mutex::new((

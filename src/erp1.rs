@@ -178,6 +178,33 @@ pub fn upper_hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// A byte as two uppercase hex digits, from a table (a record's RORG and status: no
+/// allocation per telegram).
+pub fn byte_hex(b: u8) -> &'static str {
+    let i = 2 * usize::from(b);
+    // Every pair of the table is two ASCII digits: the range is always in it.
+    BYTE_PAIRS.get(i..i + 2).unwrap_or("")
+}
+
+/// "00" to "FF", each byte's two digits at twice its value.
+const BYTE_PAIRS: &str = {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    const PAIRS: [u8; 512] = {
+        let mut t = [0u8; 512];
+        let mut i = 0;
+        while i < 256 {
+            t[2 * i] = HEX[i >> 4];
+            t[2 * i + 1] = HEX[i & 0x0F];
+            i += 1;
+        }
+        t
+    };
+    match std::str::from_utf8(&PAIRS) {
+        Ok(s) => s,
+        Err(_) => panic!("hex digits are ASCII"),
+    }
+};
+
 /// Appends `bytes` as uppercase hex to `out`.
 pub(crate) fn write_upper_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -218,6 +245,9 @@ mod tests {
         fn upper_hex_is_the_hex_crates(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40), head in proptest::collection::vec(proptest::num::u8::ANY, 0..3)) {
             let oracle = hex::encode_upper(&bytes);
             proptest::prop_assert_eq!(&upper_hex(&bytes), &oracle);
+            for (k, b) in bytes.iter().enumerate() {
+                proptest::prop_assert_eq!(byte_hex(*b), &oracle[2 * k..2 * k + 2]);
+            }
             let mut out = head.clone();
             write_upper_hex(&mut out, &bytes);
             proptest::prop_assert_eq!(&out[..head.len()], &head[..]);

@@ -223,12 +223,13 @@ pub struct Signal {
 /// The telegram as received.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Raw {
-    /// RORG as two hex digits.
-    pub rorg: String,
+    /// RORG as two hex digits (borrowed from a table when received: no allocation per
+    /// telegram).
+    pub rorg: Cow<'static, str>,
     /// Payload as uppercase hex.
     pub payload: String,
-    /// Status byte as two hex digits.
-    pub status: String,
+    /// Status byte as two hex digits (borrowed like `rorg`).
+    pub status: Cow<'static, str>,
     /// Destination ID, eight hex digits, when reported.
     pub destination: Option<String>,
     /// Security level, when reported.
@@ -331,9 +332,9 @@ impl Telemetry {
                 sub_telegrams: t.sub_telegrams,
             },
             raw: Raw {
-                rorg: crate::erp1::upper_hex(&[t.rorg]),
+                rorg: Cow::Borrowed(crate::erp1::byte_hex(t.rorg)),
                 payload: t.payload_hex(),
-                status: crate::erp1::upper_hex(&[t.status]),
+                status: Cow::Borrowed(crate::erp1::byte_hex(t.status)),
                 destination: t
                     .destination
                     .map(|d| crate::erp1::upper_hex(&d.to_be_bytes())),
@@ -496,7 +497,7 @@ mod tests {
 
     fn boot(id: &str, ms: u64) -> BootTime {
         BootTime {
-            boot_id: id.into(),
+            boot_id: id.to_owned().into(),
             since_boot_ms: ms,
         }
     }

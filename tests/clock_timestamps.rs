@@ -32,7 +32,7 @@ impl TestClock {
                 synced,
                 wall.parse().unwrap(),
                 BootTime {
-                    boot_id: boot.into(),
+                    boot_id: boot.to_owned().into(),
                     since_boot_ms: ms,
                 },
             ))),

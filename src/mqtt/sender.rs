@@ -535,7 +535,7 @@ impl Worker {
             _ => {
                 let start =
                     crate::clock::boot_start_ms(&self.store.conn, &here, self.opts.clock.now())?;
-                self.boot_start = Some((here.boot_id.clone(), start));
+                self.boot_start = Some((here.boot_id.to_string(), start));
                 start
             }
         };
