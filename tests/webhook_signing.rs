@@ -42,6 +42,13 @@ fn deliver(webhook_toml: &str, n: u32) -> (Vec<Received>, Config) {
         Arc::new(AtomicBool::new(false)),
     )
     .unwrap();
+    // A webhook that reads rows' heads asks the storage thread to remember them; one with a
+    // template parses every row whole and does not.
+    assert_eq!(
+        sender.waker().recent().wanted(),
+        cfg.webhooks.iter().any(|w| w.template.is_none()),
+        "remembered heads wanted"
+    );
     ob.set_waker(sender.waker());
     enqueue_n(&mut ob, "0180A3F2", n);
     assert!(wait_for(WAIT, || rx.count() == n as usize));

@@ -532,7 +532,7 @@ impl Outbox {
         // One JSON buffer for the group; the ids move out of the records. With senders to tell,
         // what they will read back is remembered once committed (aligned with `encoded`; the
         // records of a failed commit have nothing to remember).
-        let remember = self.waker.is_some();
+        let remember = self.waker.as_ref().is_some_and(|w| w.recent().wanted());
         let mut recent: Vec<Option<record::Remembered>> = Vec::new();
         if remember {
             recent.resize_with(encoded.len(), || None);

@@ -105,6 +105,9 @@ struct RecentInner {
     records: Mutex<VecDeque<RecentRecord>>,
     /// Rows read through a remembered head.
     hits: AtomicU64,
+    /// Some reader takes heads from it ([`Recent::want`]): without one (no webhook, or only
+    /// template webhooks, which parse every row whole) nothing is remembered.
+    wanted: std::sync::atomic::AtomicBool,
 }
 
 /// A record being committed, to remember once it is ([`Recent::remember`]).
@@ -148,6 +151,18 @@ fn text_hash(text: &[u8]) -> u64 {
 }
 
 impl Recent {
+    /// Says that a reader will take heads from it: from now on committed records are
+    /// remembered (a webhook sender calls it when it starts).
+    pub fn want(&self) {
+        self.0.wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// True once some reader [wants](Recent::want) it: the storage thread remembers
+    /// committed records only then.
+    pub fn wanted(&self) -> bool {
+        self.0.wanted.load(Ordering::Relaxed)
+    }
+
     /// Remembers `r`, committed under `seq`, forgetting the oldest beyond the bound.
     pub fn remember(&self, seq: u64, r: Remembered) {
         let mut r = r.0;

@@ -275,6 +275,10 @@ impl Worker {
         let st = store.webhook(&cfg.name)?;
         let cursor = st.as_ref().map_or(0, |s| s.cursor);
         waker.delivered().register(&cfg.name, cursor);
+        if cfg.template.is_none() {
+            // It reads the rows' heads; a template webhook parses every row whole.
+            waker.recent().want();
+        }
         let (phase, consecutive) = st
             .as_ref()
             .map_or((Phase::Active, 0), |s| (s.phase, s.consecutive_failures));
