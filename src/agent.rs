@@ -796,7 +796,7 @@ impl State<'_> {
                 .map(|_| "F6-02-01".to_owned());
             eep_id = tm.sensor.eep.as_deref().and_then(|e| e.parse().ok());
         }
-        tm.secure = secure;
+        tm.secure = secure.map(Box::new);
         // The registry's parsed EEP finds the profile without parsing text; only an EEP without
         // a usable profile goes through its text, for the error to warn about.
         let library = self.library;
@@ -1096,7 +1096,7 @@ impl State<'_> {
             self.gateway.clone(),
             Sensor::default(),
         );
-        tm.status = Some(GatewayStatus {
+        tm.status = Some(Box::new(GatewayStatus {
             reason,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_s: self.started.elapsed().as_secs(),
@@ -1104,7 +1104,7 @@ impl State<'_> {
             webhooks: Vec::new(),
             disk_free_bytes: None,
             counters,
-        });
+        }));
         tm.stamp_reception(self.clock.as_ref());
         self.storage.send(Op::Status(Box::new(tm)));
     }

@@ -40,10 +40,10 @@ pub struct Telemetry {
     pub kind: Kind,
     /// For a `teach_in` record: what the device announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub teach_in: Option<TeachInRecord>,
+    pub teach_in: Option<Box<TeachInRecord>>,
     /// For a `gateway.status` record: the gateway's figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<crate::health::GatewayStatus>,
+    pub status: Option<Box<crate::health::GatewayStatus>>,
     /// For a `device.silent` or `device.back` record: how long the device was not heard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence: Option<crate::health::Silence>,
@@ -81,7 +81,7 @@ pub struct Telemetry {
     pub decode_error: Option<String>,
     /// For a secure telegram that verified: the plain telegram it carried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secure: Option<SecureRecord>,
+    pub secure: Option<Box<SecureRecord>>,
 }
 
 /// The plain telegram inside a verified secure telegram (`raw` keeps what was received).
@@ -409,13 +409,13 @@ impl Telemetry {
     ) -> Self {
         let mut tm = Self::from_telegram(t, received_at, gateway);
         tm.kind = Kind::TeachIn;
-        tm.teach_in = Some(TeachInRecord {
+        tm.teach_in = Some(Box::new(TeachInRecord {
             kind: "secure".to_owned(),
             secure: Some(info),
             key: Some("withheld".to_owned()),
             slf: None,
             stored: None,
-        });
+        }));
         tm
     }
 }

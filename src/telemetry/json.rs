@@ -288,12 +288,12 @@ mod tests {
                 withheld: Some("key material".into()),
             },
             decode_error: Some("wrong_length".into()),
-            secure: Some(SecureRecord {
+            secure: Some(Box::new(SecureRecord {
                 rlc: Some(4_294_967_295),
                 rorg: "F6".into(),
                 payload: "30".into(),
                 status: "30".into(),
-            }),
+            })),
         }
     }
 
@@ -340,7 +340,7 @@ mod tests {
         let base = full();
         let teach_in = Telemetry {
             kind: Kind::TeachIn,
-            teach_in: Some(TeachInRecord {
+            teach_in: Some(Box::new(TeachInRecord {
                 kind: "secure".into(),
                 secure: Some(SecureTeachIn {
                     part: 1,
@@ -357,13 +357,13 @@ mod tests {
                     encryption: Encryption::Vaes,
                 }),
                 stored: Some(true),
-            }),
+            })),
             ..base.clone()
         };
         same_as_serde(&teach_in);
         let status = Telemetry {
             kind: Kind::GatewayStatus,
-            status: Some(GatewayStatus {
+            status: Some(Box::new(GatewayStatus {
                 reason: StatusReason::Start,
                 version: "1.2.3".into(),
                 uptime_s: 5,
@@ -371,7 +371,7 @@ mod tests {
                 webhooks: Vec::new(),
                 disk_free_bytes: Some(1 << 40),
                 counters: Counters::default(),
-            }),
+            })),
             ..base.clone()
         };
         same_as_serde(&status);
