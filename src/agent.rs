@@ -1060,6 +1060,8 @@ impl State<'_> {
                 .handoff_dropped
                 .load(Ordering::Relaxed),
             connects: stats.connects,
+            secure_verified: self.report.secure_verified,
+            secure_rejected: self.report.secure_rejected,
         }
     }
 

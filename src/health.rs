@@ -147,6 +147,14 @@ pub struct Counters {
     pub dropped: u64,
     /// Times the stick was (re)connected.
     pub connects: u64,
+    /// Secure telegrams verified (CMAC, rolling code) and decrypted (absent in records of older
+    /// versions).
+    #[serde(default)]
+    pub secure_verified: u64,
+    /// Secure telegrams forwarded raw because they failed (unknown key, bad CMAC, replay, …;
+    /// each record names the reason in `decode_error`).
+    #[serde(default)]
+    pub secure_rejected: u64,
 }
 
 /// One webhook in a `gateway.status` record.

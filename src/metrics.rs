@@ -173,6 +173,16 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "Times the stick was (re)connected.",
         ),
         (
+            "secure_verified_total",
+            c.secure_verified,
+            "Secure telegrams verified (CMAC, rolling code) and decrypted.",
+        ),
+        (
+            "secure_rejected_total",
+            c.secure_rejected,
+            "Secure telegrams forwarded raw: unknown key, bad CMAC, replay, …",
+        ),
+        (
             "committed_total",
             s.storage.committed.load(Ordering::Relaxed),
             "Records committed to the outbox.",
@@ -479,5 +489,40 @@ mod tests {
             let name = l.split(['{', ' ']).next().unwrap();
             assert!(typed.contains(&name), "{name} has no TYPE line");
         }
+    }
+
+    #[test]
+    fn secure_telegrams_are_counted_apart() {
+        let figures = crate::storage::Figures::default();
+        let text = render(&Snapshot {
+            gateway: "g",
+            uptime_s: 5,
+            counters: crate::health::Counters {
+                secure_verified: 2,
+                secure_rejected: 4,
+                ..Default::default()
+            },
+            stick: crate::health::StickFacts::default(),
+            storage: &figures,
+            webhooks: None,
+            disk_free_bytes: None,
+            now_ms: 0,
+        });
+        let sample = |name: &str| {
+            text.lines()
+                .find(|l| l.split(['{', ' ']).next() == Some(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            sample("enocean_agent_secure_verified_total").as_deref(),
+            Some("2"),
+            "{text}"
+        );
+        assert_eq!(
+            sample("enocean_agent_secure_rejected_total").as_deref(),
+            Some("4"),
+            "{text}"
+        );
     }
 }

@@ -159,7 +159,7 @@ fn write_config(dir: &Path, link: &Path, url: &str) -> PathBuf {
     let text = format!(
         "[gateway]\nid = \"secure\"\n\n[serial]\nport = \"{}\"\n\n[storage]\npath = \"{}\"\ncommit_window = \"50ms\"\n\n[learn]\nenabled = true\n\n\
          [[device]]\nid = \"{SENSOR:08X}\"\neep = \"A5-02-05\"\nname = \"Secure sensor\"\nkey_file = \"sensor.key\"\nslf = 0xF3\n\n\
-         [[webhook]]\nname = \"hook\"\nurl = \"{url}\"\ntimeout = \"2s\"\nbackoff_base = \"50ms\"\n",
+         [[webhook]]\nname = \"hook\"\nurl = \"{url}\"\ntimeout = \"2s\"\nbackoff_base = \"50ms\"\nevents = [\"all\"]\n",
         link.display(),
         dir.join("outbox.db").display()
     );
@@ -306,6 +306,30 @@ fn secure_devices_decode_across_a_restart_replays_are_rejected_and_keys_never_le
         assert!(
             stopped.contains("2 secure verified, 4 secure rejected"),
             "the stop line counts them: {stopped}"
+        );
+        // So does the `gateway.status` record of run 2's clean stop (delivered before the exit;
+        // the metrics show the same counters). Run 1 heard four telegrams and, stopped that
+        // early, may have sent no status at all (a stop status follows a start status).
+        let stops = || {
+            hook.of("")
+                .into_iter()
+                .filter(|r| {
+                    r["kind"] == "gateway.status"
+                        && r["status"]["reason"] == "stop"
+                        && r["status"]["counters"]["telegrams"].as_u64() >= Some(6)
+                })
+                .collect::<Vec<_>>()
+        };
+        wait_until("run 2's stop status", &log2, || !stops().is_empty()).await;
+        let stop_status = stops().pop().unwrap();
+        assert_eq!(stop_status["status"]["reason"], "stop", "{stop_status}");
+        assert_eq!(
+            stop_status["status"]["counters"]["secure_verified"], 2,
+            "{stop_status}"
+        );
+        assert_eq!(
+            stop_status["status"]["counters"]["secure_rejected"], 4,
+            "{stop_status}"
         );
 
         // (c) The keys: nowhere.
