@@ -729,9 +729,9 @@ impl State<'_> {
                 }
                 let secure = crate::telemetry::SecureRecord {
                     rlc: u.rlc,
-                    rorg: format!("{:02X}", plain.rorg),
+                    rorg: crate::erp1::byte_hex(plain.rorg).to_owned(),
                     payload: crate::erp1::upper_hex(&plain.payload),
-                    status: format!("{:02X}", plain.status),
+                    status: crate::erp1::byte_hex(plain.status).to_owned(),
                 };
                 self.on_reading(t, &plain, Some(secure), received_at);
             }

@@ -186,15 +186,17 @@ pub fn byte_hex(b: u8) -> &'static str {
     BYTE_PAIRS.get(i..i + 2).unwrap_or("")
 }
 
+/// The hex digits, uppercase.
+const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+
 /// "00" to "FF", each byte's two digits at twice its value.
 const BYTE_PAIRS: &str = {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     const PAIRS: [u8; 512] = {
         let mut t = [0u8; 512];
         let mut i = 0;
         while i < 256 {
-            t[2 * i] = HEX[i >> 4];
-            t[2 * i + 1] = HEX[i & 0x0F];
+            t[2 * i] = HEX_DIGITS[i >> 4];
+            t[2 * i + 1] = HEX_DIGITS[i & 0x0F];
             i += 1;
         }
         t
@@ -207,12 +209,11 @@ const BYTE_PAIRS: &str = {
 
 /// Appends `bytes` as uppercase hex to `out`.
 pub(crate) fn write_upper_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let start = out.len();
     out.resize(start + 2 * bytes.len(), 0);
     for (pair, b) in out[start..].chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0x0F)];
+        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(b & 0x0F)];
     }
 }
 

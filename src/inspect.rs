@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::erp1::Telegram;
+use crate::erp1::{Telegram, write_upper_hex};
 use crate::esp3::{Event, Frame, PacketType};
 use crate::json_text::{int, opt_int, text};
 
@@ -155,12 +155,12 @@ impl<'p> FrameWriter<'p> {
         out.extend_from_slice(b",\"data\":\"");
         match frame.data() {
             [crate::erp1::rorg::SEC_TI, info, ..] if pt == PacketType::RadioErp1 => {
-                crate::erp1::write_upper_hex(out, &[crate::erp1::rorg::SEC_TI, *info]);
+                write_upper_hex(out, &[crate::erp1::rorg::SEC_TI, *info]);
             }
-            d => crate::erp1::write_upper_hex(out, d),
+            d => write_upper_hex(out, d),
         }
         out.extend_from_slice(b"\",\"optional\":\"");
-        crate::erp1::write_upper_hex(out, frame.optional());
+        write_upper_hex(out, frame.optional());
         out.push(b'"');
         if pt == PacketType::RadioErp1 {
             out.extend_from_slice(b",\"telegram\":");
@@ -239,16 +239,16 @@ impl<'p> FrameWriter<'p> {
 /// The telegram object of [`telegram_json`] without its closing brace.
 fn write_telegram_fields(out: &mut Vec<u8>, t: &Telegram) {
     out.extend_from_slice(b"{\"rorg\":\"");
-    crate::erp1::write_upper_hex(out, &[t.rorg]);
+    write_upper_hex(out, &[t.rorg]);
     out.extend_from_slice(b"\",\"sender\":\"");
-    crate::erp1::write_upper_hex(out, &t.sender.to_be_bytes());
+    write_upper_hex(out, &t.sender.to_be_bytes());
     out.extend_from_slice(b"\",\"status\":");
     int(out, t.status);
     out.extend_from_slice(b",\"repeater_count\":");
     int(out, t.repeater_count());
     out.extend_from_slice(b",\"payload\":\"");
     if !t.carries_key() {
-        crate::erp1::write_upper_hex(out, &t.payload);
+        write_upper_hex(out, &t.payload);
     }
     out.extend_from_slice(b"\",\"dbm\":");
     match t.dbm() {
@@ -259,7 +259,7 @@ fn write_telegram_fields(out: &mut Vec<u8>, t: &Telegram) {
     match t.destination {
         Some(d) => {
             out.push(b'"');
-            crate::erp1::write_upper_hex(out, &d.to_be_bytes());
+            write_upper_hex(out, &d.to_be_bytes());
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),

@@ -466,19 +466,24 @@ fn write_textfile(path: &std::path::Path, text: &str) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn labels_are_escaped_and_every_sample_has_a_type() {
+    /// The text of a gateway called `gateway` with these counters (and nothing else to say).
+    fn rendered(gateway: &str, counters: crate::health::Counters) -> String {
         let figures = crate::storage::Figures::default();
-        let text = render(&Snapshot {
-            gateway: "lobby \"pi\"\\2",
+        render(&Snapshot {
+            gateway,
             uptime_s: 5,
-            counters: crate::health::Counters::default(),
+            counters,
             stick: crate::health::StickFacts::default(),
             storage: &figures,
             webhooks: None,
             disk_free_bytes: Some(10),
             now_ms: 0,
-        });
+        })
+    }
+
+    #[test]
+    fn labels_are_escaped_and_every_sample_has_a_type() {
+        let text = rendered("lobby \"pi\"\\2", crate::health::Counters::default());
         assert!(text.contains(r#"gateway="lobby \"pi\"\\2""#), "{text}");
         let typed: Vec<&str> = text
             .lines()
@@ -493,21 +498,14 @@ mod tests {
 
     #[test]
     fn secure_telegrams_are_counted_apart() {
-        let figures = crate::storage::Figures::default();
-        let text = render(&Snapshot {
-            gateway: "g",
-            uptime_s: 5,
-            counters: crate::health::Counters {
+        let text = rendered(
+            "g",
+            crate::health::Counters {
                 secure_verified: 2,
                 secure_rejected: 4,
                 ..Default::default()
             },
-            stick: crate::health::StickFacts::default(),
-            storage: &figures,
-            webhooks: None,
-            disk_free_bytes: None,
-            now_ms: 0,
-        });
+        );
         let sample = |name: &str| {
             text.lines()
                 .find(|l| l.split(['{', ' ']).next() == Some(name))

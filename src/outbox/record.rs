@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -107,7 +107,7 @@ struct RecentInner {
     hits: AtomicU64,
     /// Some reader takes heads from it ([`Recent::want`]): without one (no webhook, or only
     /// template webhooks, which parse every row whole) nothing is remembered.
-    wanted: std::sync::atomic::AtomicBool,
+    wanted: AtomicBool,
 }
 
 /// A record being committed, to remember once it is ([`Recent::remember`]).
