@@ -306,6 +306,10 @@ fn classify_v4(e: &rumqttc::ConnectionError) -> Failure {
                 classify_io(io)
             }
             rumqttc::StateError::AwaitPingResp => Failure::new(Outcome::Failed, "ping_timeout"),
+            // The broker closed the connection (its end of the stream, no DISCONNECT).
+            rumqttc::StateError::ConnectionAborted => {
+                Failure::new(Outcome::Failed, "connection_reset")
+            }
             _ => Failure::new(Outcome::Failed, "protocol"),
         },
         _ => Failure::new(Outcome::Failed, "protocol"),
@@ -334,6 +338,14 @@ fn classify_v5(e: &rumqttc::v5::ConnectionError) -> Failure {
                 classify_io(io)
             }
             rumqttc::v5::StateError::AwaitPingResp => Failure::new(Outcome::Failed, "ping_timeout"),
+            rumqttc::v5::StateError::ConnectionAborted => {
+                Failure::new(Outcome::Failed, "connection_reset")
+            }
+            // An MQTT 5 broker says why it ends the session (0x87 not authorized, 0x97 quota…).
+            rumqttc::v5::StateError::ServerDisconnect { reason_code, .. } => Failure::new(
+                Outcome::Failed,
+                format!("disconnect_{}", snake(&format!("{reason_code:?}"))),
+            ),
             _ => Failure::new(Outcome::Failed, "protocol"),
         },
         _ => Failure::new(Outcome::Failed, "protocol"),
@@ -357,5 +369,17 @@ mod tests {
             rumqttc::ConnectReturnCode::BadUserNamePassword,
         );
         assert_eq!(classify_v4(&e).class, "bad_username_or_password");
+        // A broker that closes the stream (mosquitto after refusing a publish, a restart).
+        let closed = rumqttc::ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted);
+        assert_eq!(classify_v4(&closed).class, "connection_reset");
+        let closed =
+            rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ConnectionAborted);
+        assert_eq!(classify_v5(&closed).class, "connection_reset");
+        let told =
+            rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
+                reason_code: rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::NotAuthorized,
+                reason_string: None,
+            });
+        assert_eq!(classify_v5(&told).class, "disconnect_not_authorized");
     }
 }
