@@ -669,3 +669,50 @@ async fn a_stalled_stick_is_noticed_and_the_port_reopened() {
     );
     assert!(run.connects >= 2);
 }
+
+/// What a resting port gathers is all there at the first read after it is watched again, and
+/// nothing is lost or reordered meanwhile (the reader rests between reads on a busy line).
+#[tokio::test]
+async fn a_resting_port_gathers_what_arrives_and_reads_it_at_once() {
+    use std::future::poll_fn;
+    let (mut master, slave) = tokio_serial::SerialStream::pair().unwrap();
+    let path = PathBuf::from(tokio_serial::SerialPort::name(&slave).unwrap());
+    drop(slave);
+    let mut port = serial::open(&path).unwrap();
+    port.rest();
+    assert!(port.is_resting());
+    let mut bytes = Vec::new();
+    let mut script = enocean_agent::sim::building::Script::new(ScriptOptions::default());
+    for _ in 0..3 {
+        script.next_telegram().frame().encode_into(&mut bytes);
+    }
+    let mut out = &bytes[..];
+    while !out.is_empty() {
+        match master.try_write(out) {
+            Ok(n) => out = &out[n..],
+            Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+        }
+    }
+    // The pty moves the bytes to the reading side in the background: wait until all are there.
+    eventually("the three frames wait in the port", || {
+        port.waiting().unwrap() as usize == bytes.len()
+    })
+    .await;
+    port.watch().unwrap();
+    assert!(!port.is_resting());
+    let mut buf = vec![0u8; 4096];
+    let n = timeout(LIMIT, poll_fn(|cx| port.poll_read(cx, &mut buf)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], &bytes[..], "one read, every byte in order");
+    // Resting again and watched again, an empty port waits (and wakes) as before.
+    port.rest();
+    port.watch().unwrap();
+    master.try_write(&bytes[..10]).unwrap();
+    let n = timeout(LIMIT, poll_fn(|cx| port.poll_read(cx, &mut buf)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0 && buf[..n] == bytes[..n], "{n}");
+}

@@ -24,6 +24,7 @@ mod choice;
 mod handshake;
 mod keepalive;
 mod open;
+mod port;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -32,10 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_serial::SerialStream;
 
 use crate::dedup::Dedup;
 use crate::erp1::Telegram;
@@ -46,6 +45,7 @@ use crate::esp3::{self, Counters, Decoder, Frame, GAP_TIMEOUT, Item, PacketType}
 pub use choice::{NoSimulator, PortChoice};
 pub use handshake::StickInfo;
 pub use open::{BAUD_RATE, OpenError, open};
+pub use port::Port;
 
 /// Shortest time between two log summaries of rejected input.
 pub const LINE_REPORT_INTERVAL: Duration = Duration::from_secs(60);
@@ -79,6 +79,12 @@ pub struct PortConfig {
     /// Return [`OpenError`] if the first open fails instead of waiting for the port (for
     /// interactive commands; the daemon waits).
     pub fail_on_first_open: bool,
+    /// After a read, the next one waits at least this long (default 20 ms): a busy line is read
+    /// in chunks of several telegrams, one wake-up of the reader each, instead of one per
+    /// telegram. The first telegram after a quieter spell is read at once; in a burst a
+    /// telegram waits at most this long, and its `received_at` is stamped when it is read.
+    /// `Duration::ZERO` reads as soon as bytes arrive.
+    pub gather: Duration,
 }
 
 impl PortConfig {
@@ -94,6 +100,7 @@ impl PortConfig {
             keepalive: Duration::from_secs(60),
             dedup_window: Duration::from_secs(2),
             fail_on_first_open: false,
+            gather: Duration::from_millis(20),
         }
     }
 }
@@ -376,7 +383,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     /// Reads and decodes until the port is lost or the run ends.
-    async fn run(&mut self, mut stream: SerialStream, shutdown: &mut Pin<&mut impl Future>) -> End {
+    async fn run(&mut self, mut port: Port, shutdown: &mut Pin<&mut impl Future>) -> End {
         let config = self.config;
         // A fresh decoder per connection: bytes of a frame cut by an unplug never join new ones.
         let mut decoder = Decoder::new();
@@ -396,10 +403,19 @@ impl Session<'_> {
         // a deadline reset into the past that the driver expired before the branch was polled:
         // the branch must still run for it).
         let mut timer_fired = true;
+        // No read before this moment (see `PortConfig::gather`).
+        let mut pace: Option<Instant> = None;
         let end = loop {
             let now = Instant::now();
+            if pace.is_some_and(|p| now >= p) {
+                pace = None;
+                if let Err(e) = port.watch() {
+                    break End::Lost(e.to_string());
+                }
+            }
+            let pacing = pace.is_some();
             if let Some(cmd) = hs.poll_send(now)
-                && let Err(end) = send(&mut stream, cmd, config.response_timeout).await
+                && let Err(end) = send(&mut port, cmd, config.response_timeout).await
             {
                 break end;
             }
@@ -428,7 +444,7 @@ impl Session<'_> {
                             "serial: no frame for a while; CO_RD_VERSION keep-alive, try {attempt}"
                         );
                         let cmd = CommonCommand::ReadVersion;
-                        if let Err(end) = send(&mut stream, cmd, config.response_timeout).await {
+                        if let Err(end) = send(&mut port, cmd, config.response_timeout).await {
                             break end;
                         }
                     }
@@ -456,6 +472,7 @@ impl Session<'_> {
                 gap,
                 hs.finished().then(|| alive.deadline()).flatten(),
                 self.report.deadline(),
+                pace,
             ]
             .into_iter()
             .flatten()
@@ -472,19 +489,28 @@ impl Session<'_> {
             tokio::select! {
                 biased;
                 _ = shutdown.as_mut() => break End::Shutdown,
-                (r, empty) = read_noting_empty(&mut stream, &mut buf) => match r {
+                (r, empty) = read_noting_empty(&mut port, &mut buf), if !pacing => match r {
                     Ok(0) => break End::Lost("end of file (device gone)".into()),
                     Ok(n) => {
                         clock.saw_empty(empty);
                         decoder.feed(&buf[..n], clock.read(), |item| items.push(item));
+                        // A full buffer leaves more waiting: read it at once.
+                        if n < buf.len() && !config.gather.is_zero() {
+                            pace = Some(Instant::now() + config.gather);
+                            port.rest();
+                        }
                     }
                     Err(e) => break End::Lost(e.to_string()),
                 },
-                // The read was polled just before and found nothing: the port is empty now.
                 () = &mut timer, if wake.is_some() && !timer_fired => {
                     timer_fired = true;
-                    clock.saw_empty(Some(std::time::Instant::now()));
-                    decoder.expire(clock.idle(), |item| items.push(item));
+                    // The read was polled just before and found nothing: the port is empty
+                    // now. While pacing it was not polled, so nothing was witnessed: the next
+                    // turn reads (or finds the port empty and expires what timed out).
+                    if !pacing {
+                        clock.saw_empty(Some(std::time::Instant::now()));
+                        decoder.expire(clock.idle(), |item| items.push(item));
+                    }
                 }
             }
             let now = Instant::now();
@@ -531,9 +557,9 @@ impl Session<'_> {
 
 /// Writes one command to the stick. No flush(): on a tty it is tcdrain(), a blocking call that
 /// would stall the runtime.
-async fn send(stream: &mut SerialStream, cmd: CommonCommand, timeout: Duration) -> Result<(), End> {
+async fn send(port: &mut Port, cmd: CommonCommand, timeout: Duration) -> Result<(), End> {
     let bytes = cmd.frame().encode();
-    match tokio::time::timeout(timeout, stream.write_all(&bytes)).await {
+    match tokio::time::timeout(timeout, port.write_all(&bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(End::Lost(format!("write failed: {e}"))),
         Err(_) => Err(End::Lost("write timed out".into())),
@@ -576,18 +602,15 @@ fn route(
 /// Reads from the port like `AsyncReadExt::read`, also returning the last moment it found no
 /// bytes waiting (`None` when bytes were there at once).
 fn read_noting_empty<'a>(
-    stream: &'a mut SerialStream,
+    port: &'a mut Port,
     buf: &'a mut [u8],
 ) -> impl Future<Output = (std::io::Result<usize>, Option<std::time::Instant>)> + 'a {
     let mut empty = None;
-    std::future::poll_fn(move |cx: &mut Context<'_>| {
-        let mut rb = tokio::io::ReadBuf::new(buf);
-        match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
-            Poll::Ready(r) => Poll::Ready((r.map(|()| rb.filled().len()), empty)),
-            Poll::Pending => {
-                empty = Some(std::time::Instant::now());
-                Poll::Pending
-            }
+    std::future::poll_fn(move |cx: &mut Context<'_>| match port.poll_read(cx, buf) {
+        Poll::Ready(r) => Poll::Ready((r, empty)),
+        Poll::Pending => {
+            empty = Some(std::time::Instant::now());
+            Poll::Pending
         }
     })
 }

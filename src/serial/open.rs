@@ -3,7 +3,9 @@
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use tokio_serial::{DataBits, FlowControl, Parity, SerialPortBuilderExt, SerialStream, StopBits};
+use tokio_serial::{DataBits, FlowControl, Parity, StopBits};
+
+use super::port::Port;
 
 /// The USB 300's line speed (ESP3: 57 600 baud, 8 data bits, no parity, 1 stop bit).
 pub const BAUD_RATE: u32 = 57_600;
@@ -56,7 +58,7 @@ impl OpenError {
 
 /// Opens `path` at 57 600 baud 8N1 without flow control, exclusively (TIOCEXCL and an exclusive
 /// `flock`, so a second opener fails at once). Must be called from within a tokio runtime.
-pub fn open(path: &Path) -> Result<SerialStream, OpenError> {
+pub fn open(path: &Path) -> Result<Port, OpenError> {
     let p = || path.to_path_buf();
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -67,15 +69,17 @@ pub fn open(path: &Path) -> Result<SerialStream, OpenError> {
         }
         _ => {}
     }
-    let result = tokio_serial::new(path.to_string_lossy(), BAUD_RATE)
+    let builder = tokio_serial::new(path.to_string_lossy(), BAUD_RATE)
         .data_bits(DataBits::Eight)
         .parity(Parity::None)
         .stop_bits(StopBits::One)
-        .flow_control(FlowControl::None)
-        .open_native_async();
-    let mut stream = result.map_err(|e| classify(path, e))?;
+        .flow_control(FlowControl::None);
+    let mut stream = mio_serial::SerialStream::open(&builder).map_err(|e| classify(path, e))?;
     stream.set_exclusive(true).map_err(|e| classify(path, e))?;
-    Ok(stream)
+    Port::new(stream).map_err(|e| OpenError::Other {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn classify(path: &Path, e: tokio_serial::Error) -> OpenError {
