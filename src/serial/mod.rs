@@ -79,7 +79,8 @@ pub struct PortConfig {
     /// Return [`OpenError`] if the first open fails instead of waiting for the port (for
     /// interactive commands; the daemon waits).
     pub fail_on_first_open: bool,
-    /// After a read, the next one waits at least this long (default 20 ms): a busy line is read
+    /// After a read of less than half the read buffer (2 KiB), the next one waits at least this
+    /// long (default 20 ms), the port out of the reactor (see [`Port::rest`]): a busy line is read
     /// in chunks of several telegrams, one wake-up of the reader each, instead of one per
     /// telegram. The first telegram after a quieter spell is read at once; in a burst a
     /// telegram waits at most this long, and its `received_at` is stamped when it is read.
@@ -494,8 +495,10 @@ impl Session<'_> {
                     Ok(n) => {
                         clock.saw_empty(empty);
                         decoder.feed(&buf[..n], clock.read(), |item| items.push(item));
-                        // A full buffer leaves more waiting: read it at once.
-                        if n < buf.len() && !config.gather.is_zero() {
+                        // A read of half the buffer or more (a tty's line discipline holds
+                        // 4 KiB) may have left more behind, and a gather would only make the
+                        // writer wait for room: the next read follows at once.
+                        if n < buf.len() / 2 && !config.gather.is_zero() {
                             pace = Some(Instant::now() + config.gather);
                             port.rest();
                         }
