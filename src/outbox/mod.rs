@@ -543,7 +543,7 @@ impl Outbox {
             let marks = t.write_json(&mut json)?;
             let stored = body::encode_record_bytes(&json, &t.id);
             if remember {
-                recent.push(record::Remembered::new(&t, &json, marks));
+                recent.push(record::Remembered::new(&t, &stored, marks));
             }
             encoded.push((t.id, t.sensor.id, stored));
         }

@@ -79,9 +79,9 @@ struct SensorHead<'a> {
 /// How many committed records [`Recent`] remembers.
 const RECENT_CAP: usize = 256;
 
-/// A record the storage thread just committed, as it knew it: its text's length and 64-bit
-/// hash, and the record a sender would otherwise read out of that text again (its text left
-/// empty: the sender's row brings it).
+/// A record the storage thread just committed, as it knew it: its stored body's length and
+/// 64-bit hash, and the record a sender would otherwise read out of that body's text again (its
+/// text left empty: the sender's row brings it).
 #[derive(Debug)]
 struct RecentRecord {
     len: usize,
@@ -91,12 +91,13 @@ struct RecentRecord {
 
 /// The records committed last (at most 256), shared by the storage thread and the webhook
 /// senders, which read every reading back from the outbox soon after its commit. A sender
-/// whose row decodes to the text remembered for its seq (the same length and 64-bit hash, std's
-/// `DefaultHasher`, SipHash-1-3 today: a row changed on the disk passes for it with a chance of
-/// about 2^-64) takes the remembered head instead of reading it out of the JSON again (about
-/// half of a sender's work per reading).
-/// The row stays the truth: a row that is gone is not delivered, and a row that decodes to
-/// anything else (another version wrote it, the disk changed it) is read and checked in full.
+/// whose row holds the stored body remembered for its seq (the same length and 64-bit hash,
+/// std's `DefaultHasher`, SipHash-1-3 today: a row changed on the disk passes for it with a
+/// chance of about 2^-64; the same body decodes to the same text) takes the remembered head
+/// instead of reading it out of the JSON again (about half of a sender's work per reading). The
+/// body is hashed, not its text: it is several times shorter.
+/// The row stays the truth: a row that is gone is not delivered, and a row that holds anything
+/// else (another version wrote it, the disk changed it) is read and checked in full.
 #[derive(Debug, Clone, Default)]
 pub struct Recent(Arc<RecentInner>);
 
@@ -115,15 +116,16 @@ struct RecentInner {
 pub struct Remembered(RecentRecord);
 
 impl Remembered {
-    /// `t`, whose text is `text` (its `seq` value and `gateway` object at `marks`). None for
-    /// a record waiting for the clock (a sender parses those whole).
-    pub fn new(t: &Telemetry, text: &[u8], marks: Marks) -> Option<Self> {
+    /// `t`, stored as `stored` (the body its row holds, see [`crate::outbox::body`]; its
+    /// text's `seq` value and `gateway` object at `marks`). None for a record waiting for the
+    /// clock (a sender parses those whole).
+    pub fn new(t: &Telemetry, stored: &[u8], marks: Marks) -> Option<Self> {
         if t.clock == Some(TimeSource::Pending) {
             return None;
         }
         Some(Self(RecentRecord {
-            len: text.len(),
-            hash: text_hash(text),
+            len: stored.len(),
+            hash: body_hash(stored),
             record: StoredRecord {
                 seq: 0,
                 id: t.id.clone(),
@@ -141,12 +143,12 @@ impl Remembered {
     }
 }
 
-/// A record's text's 64-bit hash (std's `DefaultHasher` with its fixed keys: the same in the
+/// A stored body's 64-bit hash (std's `DefaultHasher` with its fixed keys: the same in the
 /// storage thread and the senders of one process, which is all it is compared in).
-fn text_hash(text: &[u8]) -> u64 {
+fn body_hash(stored: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = std::hash::DefaultHasher::new();
-    h.write(text);
+    h.write(stored);
     h.finish()
 }
 
@@ -193,14 +195,15 @@ impl Recent {
         self.0.hits.load(Ordering::Relaxed)
     }
 
-    /// The record for `seq` when `json` is the text remembered for it (see [`Recent`]).
-    fn take(&self, seq: u64, json: String) -> Result<StoredRecord, String> {
+    /// The record for `seq` when its row's body, `stored`, is the one remembered for it (see
+    /// [`Recent`]); `json` is that body's text.
+    fn take(&self, seq: u64, stored: &[u8], json: String) -> Result<StoredRecord, String> {
         let q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
         let found = q
             .binary_search_by_key(&seq, |r| r.record.seq)
             .ok()
             .map(|k| &q[k])
-            .filter(|r| r.len == json.len() && r.hash == text_hash(json.as_bytes()));
+            .filter(|r| r.len == stored.len() && r.hash == body_hash(stored));
         let Some(r) = found else {
             return Err(json);
         };
@@ -214,16 +217,17 @@ impl Recent {
 }
 
 impl StoredRecord {
-    /// [`StoredRecord::read`], taking the head from `recent` when it remembers this text for
-    /// `seq` (see [`Recent`]).
+    /// [`StoredRecord::read`] of `json`, the text of the stored body `stored`, taking the head
+    /// from `recent` when it remembers this body for `seq` (see [`Recent`]).
     pub fn read_recent(
         seq: u64,
         json: String,
+        stored: &[u8],
         parse_all: bool,
         recent: Option<&Recent>,
     ) -> Result<Self, serde_json::Error> {
         match recent {
-            Some(r) if !parse_all => match r.take(seq, json) {
+            Some(r) if !parse_all => match r.take(seq, stored, json) {
                 Ok(record) => Ok(record),
                 Err(json) => Self::read(seq, json, parse_all),
             },
@@ -431,19 +435,21 @@ mod tests {
         for (i, t) in readings.iter().enumerate() {
             let mut text = Vec::new();
             let marks = t.write_json(&mut text).unwrap();
-            let r = Remembered::new(t, &text, marks).expect("not waiting for the clock");
+            let stored = crate::outbox::body::encode_record_bytes(&text, &t.id);
+            let r = Remembered::new(t, &stored, marks).expect("not waiting for the clock");
             recent.remember(1000 + i as u64, r);
-            texts.push(String::from_utf8(text).unwrap());
+            texts.push((String::from_utf8(text).unwrap(), stored));
         }
         assert_eq!(recent.len(), RECENT_CAP);
         let mut taken = 0;
-        for (i, text) in texts.iter().enumerate() {
+        for (i, (text, stored)) in texts.iter().enumerate() {
             let seq = 1000 + i as u64;
             let parsed = StoredRecord::read(seq, text.clone(), false).unwrap();
-            let r = StoredRecord::read_recent(seq, text.clone(), false, Some(&recent)).unwrap();
+            let r =
+                StoredRecord::read_recent(seq, text.clone(), stored, false, Some(&recent)).unwrap();
             assert_eq!(head(&r), head(&parsed));
             // Only the last 256 are remembered; the others are parsed (the same record).
-            taken += usize::from(recent.take(seq, text.clone()).is_ok());
+            taken += usize::from(recent.take(seq, stored, text.clone()).is_ok());
         }
         assert_eq!(taken, RECENT_CAP);
     }
@@ -453,35 +459,43 @@ mod tests {
         let start = "2026-03-01T08:00:00Z".parse().unwrap();
         let t = crate::sim::sample_readings(1, start, jiff::SignedDuration::from_secs(1)).remove(0);
         let recent = Recent::default();
+        let store = |text: &str| crate::outbox::body::encode_record_bytes(text.as_bytes(), &t.id);
         let mut text = Vec::new();
         let marks = t.write_json(&mut text).unwrap();
-        recent.remember(7, Remembered::new(&t, &text, marks).unwrap());
         let text = String::from_utf8(text).unwrap();
-        assert!(recent.take(7, text.clone()).is_ok());
+        let stored = store(&text);
+        recent.remember(7, Remembered::new(&t, &stored, marks).unwrap());
+        assert!(recent.take(7, &stored, text.clone()).is_ok());
         // Another seq: not remembered.
-        assert!(recent.take(8, text.clone()).is_err());
+        assert!(recent.take(8, &stored, text.clone()).is_err());
         // A row that changed on the disk: checked by the parse, which refuses a broken one ...
         let broken = text.replacen("\"signal\":{", "\"signal\":[", 1);
         assert_ne!(broken, text);
-        assert!(recent.take(7, broken.clone()).is_err());
-        assert!(StoredRecord::read_recent(7, broken, false, Some(&recent)).is_err());
+        let broken_stored = store(&broken);
+        assert_ne!(broken_stored, stored);
+        assert!(recent.take(7, &broken_stored, broken.clone()).is_err());
+        assert!(
+            StoredRecord::read_recent(7, broken, &broken_stored, false, Some(&recent)).is_err()
+        );
         // ... and reads another one as it is.
         let other = text.replacen(&t.sensor.id, "0BADBEEF", 1);
-        let r = StoredRecord::read_recent(7, other, false, Some(&recent)).unwrap();
+        let r = StoredRecord::read_recent(7, other.clone(), &store(&other), false, Some(&recent))
+            .unwrap();
         assert_eq!(r.sensor, "0BADBEEF");
         // A template webhook parses every record whole.
-        let r = StoredRecord::read_recent(7, text.clone(), true, Some(&recent)).unwrap();
+        let r = StoredRecord::read_recent(7, text.clone(), &stored, true, Some(&recent)).unwrap();
         assert!(matches!(r.form, Form::Parsed(_)));
         // Waiting for the clock: never remembered.
         let mut p = t.clone();
         p.clock = Some(TimeSource::Pending);
         let mut text = Vec::new();
         let marks = p.write_json(&mut text).unwrap();
-        assert!(Remembered::new(&p, &text, marks).is_none());
+        assert!(Remembered::new(&p, &store(std::str::from_utf8(&text).unwrap()), marks).is_none());
         // A seq that goes back (another writer): the memory starts afresh.
         let mut text = Vec::new();
         let marks = t.write_json(&mut text).unwrap();
-        recent.remember(3, Remembered::new(&t, &text, marks).unwrap());
+        let stored = store(std::str::from_utf8(&text).unwrap());
+        recent.remember(3, Remembered::new(&t, &stored, marks).unwrap());
         assert_eq!(recent.len(), 1);
     }
 }

@@ -69,7 +69,7 @@ impl Store {
         cursor: u64,
         limit: usize,
     ) -> Result<Vec<(u64, String, Option<Telemetry>)>, OutboxError> {
-        self.rows_after(cursor, limit, |seq, json| {
+        self.rows_after(cursor, limit, |seq, json, _| {
             let mut t = serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string())?;
             t.seq = seq;
             Ok(t)
@@ -88,21 +88,22 @@ impl Store {
         recent: Option<&Recent>,
     ) -> Result<Vec<(u64, Option<StoredRecord>)>, OutboxError> {
         Ok(self
-            .rows_after(cursor, limit, |seq, json| {
-                StoredRecord::read_recent(seq, json, parse_all, recent).map_err(|e| e.to_string())
+            .rows_after(cursor, limit, |seq, json, stored| {
+                StoredRecord::read_recent(seq, json, stored, parse_all, recent)
+                    .map_err(|e| e.to_string())
             })?
             .into_iter()
             .map(|(seq, _, r)| (seq, r))
             .collect())
     }
 
-    /// Rows after `cursor` with `read` of their JSON text: a row it cannot read is listed as
+    /// Rows after `cursor` with `read` of their JSON text and their stored body: a row it cannot read is listed as
     /// unreadable (once, whichever sender finds it) and comes back as None.
     fn rows_after<T>(
         &self,
         cursor: u64,
         limit: usize,
-        read: impl Fn(u64, String) -> Result<T, String>,
+        read: impl Fn(u64, String, &[u8]) -> Result<T, String>,
     ) -> Result<Vec<(u64, String, Option<T>)>, OutboxError> {
         let mut st = self.conn.prepare_cached(
             "SELECT seq, device, body, id FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -117,7 +118,7 @@ impl Store {
                 crate::outbox::body::decode_record(stored, id).map_err(|e| e.to_string())
             })
             .unwrap_or_else(|| Err("stored id is not text or a UUID".to_owned()))
-            .and_then(|json| read(seq, json));
+            .and_then(|json| read(seq, json, stored.as_bytes().unwrap_or_default()));
             let t = match body {
                 Ok(t) => Some(t),
                 Err(e) => {
