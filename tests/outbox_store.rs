@@ -649,7 +649,10 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
     let first = store.records_after(0, 1, false, None).unwrap()[0].0;
     // A read returns at most `limit` rows (five are there), the oldest first.
     let two = store.records_after(0, 2, false, None).unwrap();
-    assert_eq!(two.iter().map(|r| r.0).collect::<Vec<_>>(), [first, first + 1]);
+    assert_eq!(
+        two.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [first, first + 1]
+    );
     assert_eq!(store.telemetry_after(0, 3).unwrap().len(), 3);
     let read = |recent: Option<&enocean_agent::outbox::record::Recent>| {
         store
