@@ -514,7 +514,7 @@ impl Writer {
             Op::Record(t) => {
                 // On error the records stay buffered for the next try; what the policy refused
                 // is counted by the outbox as dropped.
-                if let Ok(done) = self.outbox.enqueue(*t) {
+                if let Ok(done) = self.outbox.enqueue_boxed(t) {
                     self.committed(done.len());
                 }
             }
@@ -541,7 +541,7 @@ impl Writer {
             }
             Op::Status(mut t) => {
                 self.complete_status(&mut t);
-                if let Ok(done) = self.outbox.enqueue(*t) {
+                if let Ok(done) = self.outbox.enqueue_boxed(t) {
                     self.committed(done.len());
                 }
             }

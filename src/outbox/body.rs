@@ -27,6 +27,7 @@
 //! The dictionary (`body-dict-v1.txt`) must never change: rows compressed with it would no
 //! longer read. A better dictionary is a new format byte beside this one.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use rusqlite::types::ValueRef;
@@ -136,6 +137,113 @@ pub fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
             None => compress(FORMAT_LZ4_V1_NO_ID, b"{", rest),
         },
         _ => compress(FORMAT_LZ4_V1, b"", json),
+    }
+}
+
+/// Where the writer of a record's JSON put the values format `0x03` keeps out of the text,
+/// when it knows they are the first such members and read back as the same characters: the
+/// value's byte range within the text (quotes excluded) and the value. A writer that knows this
+/// spares [`encode_record_known`] the search and the check of [`encode_record_bytes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownCuts {
+    /// The first `"received_at"` value, as [`time_text`] writes the nanoseconds given.
+    pub time: Option<(Range<usize>, i64)>,
+    /// The first `"boot_id"` value, a UUID in lowercase hyphenated text, and its 16 bytes.
+    pub boot: Option<(Range<usize>, [u8; 16])>,
+}
+
+/// [`encode_record_bytes`] of a text whose writer says where its cut-out values are (see
+/// [`KnownCuts`]): the same bytes, without searching the text for them, parsing them or
+/// writing them again to check. `scratch` holds the text without them (reused per record).
+/// Without known values, or with a text that does not begin with the id, it is
+/// [`encode_record_bytes`] itself.
+pub fn encode_record_known(
+    json: &[u8],
+    id: &str,
+    known: &KnownCuts,
+    scratch: &mut Vec<u8>,
+) -> Vec<u8> {
+    let head = 7 + id.len() + 2;
+    let begins_with_id = json.len() > head
+        && json.starts_with(b"{\"id\":\"")
+        && &json[7..7 + id.len()] == id.as_bytes()
+        && &json[head - 2..head] == b"\","
+        && !id.contains(['"', '\\']);
+    let ranges = [
+        known.time.as_ref().map(|(r, _)| r.clone()),
+        known.boot.as_ref().map(|(r, _)| r.clone()),
+    ];
+    // Both after the id, in order, apart, within the text.
+    let in_order = match &ranges {
+        [None, None] => false,
+        [Some(a), None] | [None, Some(a)] => {
+            head <= a.start && a.start <= a.end && a.end <= json.len()
+        }
+        [Some(a), Some(b)] => {
+            head <= a.start
+                && a.start <= a.end
+                && a.end <= b.start
+                && b.start <= b.end
+                && b.end <= json.len()
+        }
+    };
+    if !begins_with_id || !in_order {
+        return encode_record_bytes(json, id);
+    }
+    scratch.clear();
+    scratch.push(b'{');
+    let mut next = head;
+    for r in ranges.iter().flatten() {
+        scratch.extend_from_slice(&json[next..r.start]);
+        next = r.end;
+    }
+    scratch.extend_from_slice(&json[next..]);
+    let cuts = Cuts {
+        time: known.time.as_ref().map(|&(_, t)| t),
+        boot: known.boot.as_ref().map(|&(_, b)| b),
+    };
+    let mut values = Vec::with_capacity(25);
+    cuts.write(&mut values);
+    let stored = compress_with(FORMAT_LZ4_V1_NO_ID_CUT, &values, b"", scratch);
+    debug_assert_eq!(
+        decode_record(ValueRef::Blob(&stored), id)
+            .map(String::into_bytes)
+            .ok()
+            .as_deref(),
+        Some(json),
+        "a record stored with its writer's cuts reads back as it was written"
+    );
+    stored
+}
+
+/// The 16 bytes of `text` when it is a UUID in lowercase hyphenated form (the form a boot id
+/// and a record id are written in, and read back as), else None.
+pub fn canonical_uuid(text: &[u8]) -> Option<[u8; 16]> {
+    let text: &[u8; UUID_TEXT] = text.try_into().ok()?;
+    let mut out = [0u8; 16];
+    let mut k = 0;
+    let mut i = 0;
+    while i < UUID_TEXT {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if text[i] != b'-' {
+                return None;
+            }
+            i += 1;
+            continue;
+        }
+        out[k] = nibble(text[i])? << 4 | nibble(text[i + 1])?;
+        k += 1;
+        i += 2;
+    }
+    Some(out)
+}
+
+/// A lowercase hex digit's value.
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
     }
 }
 
@@ -323,10 +431,7 @@ fn boot_id_at(text: &[u8]) -> Option<(usize, uuid::Uuid)> {
     if text.get(at + UUID_TEXT) != Some(&b'"') {
         return None;
     }
-    let uuid = uuid::Uuid::try_parse_ascii(value).ok()?;
-    let mut canonical = [0u8; UUID_TEXT];
-    uuid.hyphenated().encode_lower(&mut canonical);
-    (canonical[..] == *value).then_some((at, uuid))
+    Some((at, uuid::Uuid::from_bytes(canonical_uuid(value)?)))
 }
 
 /// The JSON text of a stored body of the record with id `id` (the row's `id` column).
@@ -801,6 +906,22 @@ mod tests {
             proptest::prop_assert_eq!(std::str::from_utf8(&text[..n]).unwrap(), t.to_string());
             let json = serde_json::to_string(&t).unwrap();
             proptest::prop_assert_eq!(&json[1..json.len() - 1], t.to_string());
+        }
+
+        /// A UUID's bytes exactly when the uuid crate reads the text as one it writes back
+        /// the same (lowercase, hyphenated).
+        #[test]
+        fn canonical_uuid_is_the_uuid_crates(text in proptest::prop_oneof![
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "[0-9a-fA-F-]{36}",
+            "[0-9a-gA-G{}-]{30,40}",
+            ".{0,40}",
+        ]) {
+            let theirs = uuid::Uuid::try_parse(&text)
+                .ok()
+                .filter(|u| u.hyphenated().to_string() == text)
+                .map(|u| *u.as_bytes());
+            proptest::prop_assert_eq!(canonical_uuid(text.as_bytes()), theirs);
         }
 
         /// Any text, with any id, reads back as it was given (stored without the id or whole).

@@ -193,7 +193,9 @@ pub struct Pruned {
 pub struct Outbox {
     store: Store,
     cfg: StorageConfig,
-    buffer: Vec<Telemetry>,
+    /// Boxed as the serial reader hands them over: a record (472 bytes) is not moved again.
+    #[allow(clippy::vec_box, reason = "records arrive boxed; unboxing copies each")]
+    buffer: Vec<Box<Telemetry>>,
     oldest_buffered: Option<Instant>,
     /// When the last group commit was tried (successful or not).
     last_commit: Option<Instant>,
@@ -397,6 +399,12 @@ impl Outbox {
     /// waiting and returns what was committed (empty while the group is still open). On error
     /// the records stay buffered for the next try.
     pub fn enqueue(&mut self, t: Telemetry) -> Result<Vec<Committed>, OutboxError> {
+        self.enqueue_boxed(Box::new(t))
+    }
+
+    /// [`Outbox::enqueue`] of a record handed over in a box (as the storage thread receives
+    /// them), without moving it out.
+    pub fn enqueue_boxed(&mut self, t: Box<Telemetry>) -> Result<Vec<Committed>, OutboxError> {
         if self.oldest_buffered.is_none() {
             self.oldest_buffered = Some(Instant::now());
         }
@@ -538,14 +546,19 @@ impl Outbox {
             recent.resize_with(encoded.len(), || None);
         }
         let mut json = Vec::with_capacity(1024);
-        for t in batch {
+        let mut scratch = Vec::with_capacity(1024);
+        for mut t in batch {
             json.clear();
             let marks = t.write_json(&mut json)?;
-            let stored = body::encode_record_bytes(&json, &t.id);
+            let stored = body::encode_record_known(&json, &t.id, &marks.cuts, &mut scratch);
             if remember {
                 recent.push(record::Remembered::new(&t, &stored, marks));
             }
-            encoded.push((t.id, t.sensor.id, stored));
+            encoded.push((
+                std::mem::take(&mut t.id),
+                std::mem::take(&mut t.sensor.id),
+                stored,
+            ));
         }
         // A group larger than the bounds themselves keeps only its newest records.
         if self.cfg.overflow == Overflow::DropOldest {
@@ -898,7 +911,7 @@ impl Outbox {
             for ((id, device, body), seq) in encoded.iter().zip(first..) {
                 st.execute(params![
                     seq as i64,
-                    store::id_value(id),
+                    store::stored_id(id),
                     device,
                     now_ms,
                     body

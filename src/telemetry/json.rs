@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use super::{Reading, Telemetry, TimeSource};
 use crate::json_text::{int, opt_int, opt_text, text};
+use crate::outbox::body::{KnownCuts, canonical_uuid};
 
 /// Where two values are in a record's text, as byte ranges from its start: the `seq` member's
 /// value and the `gateway` object.
@@ -19,12 +20,20 @@ pub struct Marks {
     pub seq: Range<usize>,
     /// The `gateway` object, braces included.
     pub gateway: Range<usize>,
+    /// Where its reception time and boot id are, for the outbox to keep them apart (set for a
+    /// reading or teach-in whose members before them are the writer's own, so that they are
+    /// the text's first such members).
+    pub cuts: KnownCuts,
 }
 
 /// Appends `t`'s JSON to `out`, byte for byte what `serde_json::to_writer(out, t)` writes, and
 /// says where its `seq` value and `gateway` object are.
 pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Error> {
     let base = out.len();
+    let mut cuts = KnownCuts::default();
+    // Only members this writer writes come before the time and the boot id: no text of
+    // serde's (teach-in facts, health figures) that could hold such a member first.
+    let own_members_first = t.teach_in.is_none() && t.status.is_none() && t.silence.is_none();
     out.extend_from_slice(b"{\"id\":");
     text(out, &t.id);
     out.extend_from_slice(b",\"kind\":\"");
@@ -46,17 +55,22 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Erro
     out.extend_from_slice(b",\"received_at\":");
     match t.received_at {
         None => out.extend_from_slice(b"null"),
-        Some(at) => match i64::try_from(at.as_nanosecond())
-            .ok()
-            .and_then(crate::outbox::body::time_text)
-        {
-            Some((bytes, n)) => {
-                out.push(b'"');
-                out.extend_from_slice(&bytes[..n]);
-                out.push(b'"');
+        Some(at) => {
+            let nanos = i64::try_from(at.as_nanosecond()).ok();
+            match nanos.and_then(|n| Some((n, crate::outbox::body::time_text(n)?))) {
+                Some((nanos, (bytes, n))) => {
+                    out.push(b'"');
+                    let start = out.len() - base;
+                    out.extend_from_slice(&bytes[..n]);
+                    out.push(b'"');
+                    if own_members_first {
+                        // `time_text` of these nanoseconds is what the outbox writes back.
+                        cuts.time = Some((start..start + n, nanos));
+                    }
+                }
+                None => serde_json::to_writer(&mut *out, &at)?,
             }
-            None => serde_json::to_writer(&mut *out, &at)?,
-        },
+        }
     }
     if let Some(c) = t.clock {
         out.extend_from_slice(b",\"clock\":\"");
@@ -70,6 +84,11 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Erro
     }
     if let Some(m) = &t.received_monotonic {
         out.extend_from_slice(b",\"received_monotonic\":{\"boot_id\":");
+        if own_members_first && let Some(bytes) = canonical_uuid(m.boot_id.as_bytes()) {
+            // Nothing to escape in a canonical UUID: its characters follow the quote.
+            let at = out.len() - base + 1;
+            cuts.boot = Some((at..at + m.boot_id.len(), bytes));
+        }
         text(out, &m.boot_id);
         out.extend_from_slice(b",\"since_boot_ms\":");
         int(out, m.since_boot_ms);
@@ -141,7 +160,7 @@ pub fn write(t: &Telemetry, out: &mut Vec<u8>) -> Result<Marks, serde_json::Erro
         member_serde(out, b",\"secure\":", v)?;
     }
     out.push(b'}');
-    Ok(Marks { seq, gateway })
+    Ok(Marks { seq, gateway, cuts })
 }
 
 /// One decoded value's object.
@@ -189,6 +208,7 @@ mod tests {
     use super::*;
     use crate::clock::BootTime;
     use crate::health::{Counters, GatewayStatus, Silence, StatusReason, StickFacts};
+    use crate::outbox::body;
     use crate::secure::{Encryption, SecureTeachIn, SlfFacts};
     use crate::telemetry::{Gateway, Kind, Raw, SecureRecord, Sensor, Signal, TeachInRecord};
 
@@ -202,11 +222,46 @@ mod tests {
         );
         assert_eq!(&ours[..10], b"left alone", "appends, never clears");
         let text = &ours[10..];
-        assert_eq!(text[marks.seq].to_vec(), t.seq.to_string().into_bytes());
         assert_eq!(
-            text[marks.gateway].to_vec(),
+            text[marks.seq.clone()].to_vec(),
+            t.seq.to_string().into_bytes()
+        );
+        assert_eq!(
+            text[marks.gateway.clone()].to_vec(),
             serde_json::to_vec(&t.gateway).unwrap()
         );
+        // What the writer says of its time and boot id stores the very bytes that searching
+        // the text for them stores.
+        let mut scratch = Vec::new();
+        assert_eq!(
+            body::encode_record_known(text, &t.id, &marks.cuts, &mut scratch),
+            body::encode_record_bytes(text, &t.id),
+            "{marks:?}"
+        );
+        if own_text_first(t) {
+            // Times within i64 nanoseconds (years 1677 to 2262) have the short form.
+            assert_eq!(
+                marks.cuts.time.is_some(),
+                t.received_at
+                    .is_some_and(|at| i64::try_from(at.as_nanosecond()).is_ok())
+            );
+            assert_eq!(
+                marks.cuts.boot.is_some(),
+                t.received_monotonic.as_ref().is_some_and(|m| {
+                    uuid::Uuid::try_parse(&m.boot_id)
+                        .is_ok_and(|u| u.hyphenated().to_string() == *m.boot_id)
+                })
+            );
+        } else {
+            assert_eq!(marks.cuts, body::KnownCuts::default());
+        }
+    }
+
+    const CANONICAL_ID: &str = "0192a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+    /// No member serde writes comes before the time and the boot id.
+    fn own_text_first(t: &Telemetry) -> bool {
+        t.teach_in.is_none() && t.status.is_none() && t.silence.is_none()
     }
 
     fn reading(value: serde_json::Value) -> Reading {
@@ -251,7 +306,7 @@ mod tests {
         tags.insert("room".into(), "Küche 2".into());
         tags.insert("tab\t".into(), "\u{7f}\u{1f}".into());
         Telemetry {
-            id: "0192a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+            id: CANONICAL_ID.into(),
             kind: Kind::Telemetry,
             teach_in: None,
             status: None,
@@ -452,6 +507,11 @@ mod tests {
             seq in any::<u64>(),
             dbm in proptest::option::of(any::<i16>()),
             error in proptest::option::of(".{0,10}"),
+            boot in proptest::option::of(proptest::prop_oneof![
+                ".{0,40}",
+                "[0-9a-fA-F]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-fA-F]{4}-[0-9a-f]{12}",
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            ]),
         ) {
             let mut t = full();
             t.id = id;
@@ -473,12 +533,14 @@ mod tests {
             t.seq = seq;
             t.signal.dbm = dbm;
             t.decode_error = error;
+            t.received_monotonic = boot.map(|b| BootTime { boot_id: b.into(), since_boot_ms: 1 });
             let mut ours = Vec::new();
             write(&t, &mut ours).unwrap();
             prop_assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(&t).unwrap()
             );
+            same_as_serde(&t);
         }
     }
 }

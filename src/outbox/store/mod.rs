@@ -115,7 +115,7 @@ use super::OutboxError;
 pub use attempt_log::{LogEntry, Outcome, Trigger};
 pub use deliveries::{Delivery, DeliveryChange, DeliveryState, NewDelivery};
 pub use status::{Status, WebhookDepth};
-pub use telemetry::{Salvage, Unreadable, id_text, id_value};
+pub use telemetry::{Salvage, StoredId, Unreadable, id_text, id_value, stored_id};
 pub use webhooks::{HealthChange, Phase, StreakEnd, WebhookState};
 
 /// One connection to the outbox database (the file must be openable; see [`super::Outbox::open`]

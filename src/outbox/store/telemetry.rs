@@ -18,12 +18,35 @@ pub type Unreadable = (u64, UnixMs, String);
 /// How a reading's id is kept in `telemetry.id`: its 16 bytes when it is a UUID in canonical
 /// text (what this agent makes; 20 bytes less per row than the text), the text otherwise.
 pub fn id_value(id: &str) -> Value {
-    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    match uuid::Uuid::try_parse(id) {
-        Ok(u) if u.hyphenated().encode_lower(&mut canonical) == id => {
-            Value::Blob(u.as_bytes().to_vec())
-        }
-        _ => Value::Text(id.to_owned()),
+    match stored_id(id) {
+        StoredId::Uuid(bytes) => Value::Blob(bytes.to_vec()),
+        StoredId::Text(t) => Value::Text(t.to_owned()),
+    }
+}
+
+/// [`id_value`] borrowed, to bind without a copy: what a commit binds per reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredId<'a> {
+    /// A canonical UUID's 16 bytes.
+    Uuid([u8; 16]),
+    /// Any other id, as it is.
+    Text(&'a str),
+}
+
+/// How `id` is kept in `telemetry.id` (see [`id_value`]).
+pub fn stored_id(id: &str) -> StoredId<'_> {
+    match crate::outbox::body::canonical_uuid(id.as_bytes()) {
+        Some(bytes) => StoredId::Uuid(bytes),
+        None => StoredId::Text(id),
+    }
+}
+
+impl rusqlite::ToSql for StoredId<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self {
+            StoredId::Uuid(b) => ValueRef::Blob(b),
+            StoredId::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
     }
 }
 
@@ -290,6 +313,20 @@ mod tests {
             assert_eq!(with_id_text((&stored).into(), str::len), Some(text.len()));
         }
         assert!(matches!(id_value(id), Value::Blob(_)));
+        // What a commit binds is what `id_value` gives, for canonical ids and others.
+        for any in [id, "not-a-uuid", &id.to_uppercase(), &id[1..], ""] {
+            let stored = stored_id(any);
+            let bound = rusqlite::ToSql::to_sql(&stored).unwrap();
+            let rusqlite::types::ToSqlOutput::Borrowed(v) = bound else {
+                panic!("{any}: not borrowed")
+            };
+            let value = id_value(any);
+            assert_eq!(v, ValueRef::from(&value), "{any}");
+        }
+        assert_eq!(
+            stored_id(id),
+            StoredId::Uuid(*uuid::Uuid::parse_str(id).unwrap().as_bytes())
+        );
         assert_eq!(id_text(ValueRef::Blob(&[1, 2, 3])), None);
         assert_eq!(id_text(ValueRef::Integer(7)), None);
     }
