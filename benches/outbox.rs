@@ -36,7 +36,7 @@ fn telemetry(n: u32) -> Telemetry {
     t.id = uuid::Uuid::now_v7().to_string();
     t.sensor.id = format!("0180A3{:02X}", n % 16);
     t.sensor.name = Some("Office 2.14".into());
-    t.sensor.tags = BTreeMap::from([("room".to_owned(), "2.14".to_owned())]);
+    t.sensor.tags = BTreeMap::from([("room".to_owned(), "2.14".to_owned())]).into();
     t
 }
 

@@ -14,6 +14,9 @@
 //!   the library, as the daemon would have committed them), then the agent started on it with a
 //!   batched webhook for SECS seconds; prints its peak RSS and how many it delivered meanwhile.
 //!
+//! With `BENCH_NAMED=1` every device is configured with a name and two tags (which every
+//! reading then carries), as in a configured building; without, by id and EEP only.
+//!
 //! Temporary files go under `BENCH_DIR` (default: the system temp directory), which must be on
 //! a real disk for `write_bytes` to mean anything.
 
@@ -74,8 +77,16 @@ fn config(dir: &Path, link: &Path, port: u16, batch: usize) -> PathBuf {
         link.display(),
         dir.join("outbox.db").display()
     );
+    // BENCH_NAMED=1: every device with a name and two tags, as a configured building has.
+    let named = std::env::var_os("BENCH_NAMED").is_some_and(|v| v == "1");
     for d in DEVICES {
         text += &format!("[[device]]\nid = \"{:08X}\"\neep = \"{}\"\n", d.id, d.eep);
+        if named {
+            text += &format!(
+                "name = \"{}\"\ntags = {{ room = \"2.14\", floor = \"2\" }}\n",
+                d.name
+            );
+        }
     }
     text += &format!(
         "[[webhook]]\nname = \"bench\"\nurl = \"http://127.0.0.1:{port}/in\"\nbatch_max = {batch}\n\

@@ -793,7 +793,7 @@ impl State<'_> {
                 .keyring
                 .get(received.sender)
                 .filter(|d| d.ptm)
-                .map(|_| "F6-02-01".to_owned());
+                .map(|_| "F6-02-01".into());
             eep_id = tm.sensor.eep.as_deref().and_then(|e| e.parse().ok());
         }
         tm.secure = secure.map(Box::new);

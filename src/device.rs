@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 
@@ -56,15 +57,15 @@ crate::outbox::store::stored_enum!(Source, "device source", text {
 pub struct Device {
     /// Sender ID.
     pub id: u32,
-    /// EEP as `RR-FF-TT`, when known.
-    pub eep: Option<String>,
+    /// EEP as `RR-FF-TT`, when known (shared with every reading of the device).
+    pub eep: Option<Arc<str>>,
     /// `eep` parsed, when it names an EEP: what the reader looks the device's profile up by,
     /// so no EEP text is parsed per telegram. Set with `eep` by the registry.
     pub eep_id: Option<EepId>,
-    /// Display name.
-    pub name: Option<String>,
-    /// Tags copied into telemetry.
-    pub tags: BTreeMap<String, String>,
+    /// Display name (shared with every reading of the device).
+    pub name: Option<Arc<str>>,
+    /// Tags given to every reading of the device (shared with them).
+    pub tags: Arc<BTreeMap<String, String>>,
     /// Where the entry comes from.
     pub source: Source,
     /// Manufacturer ID announced in the teach-in.
@@ -135,15 +136,19 @@ impl Registry {
             let id = parse_id(&c.id)?;
             by_id.insert(id, c.clone());
             let prev = devices.remove(&id);
-            let eep = c.eep.clone().or(prev.as_ref().and_then(|p| p.eep.clone()));
+            let eep = c
+                .eep
+                .as_deref()
+                .map(Arc::from)
+                .or(prev.as_ref().and_then(|p| p.eep.clone()));
             devices.insert(
                 id,
                 Device {
                     id,
                     eep_id: eep_id_of(eep.as_deref()),
                     eep,
-                    name: c.name.clone(),
-                    tags: c.tags.clone(),
+                    name: c.name.as_deref().map(Arc::from),
+                    tags: Arc::new(c.tags.clone()),
                     source: Source::Configured,
                     manufacturer: prev.as_ref().and_then(|p| p.manufacturer),
                     last_seen: prev.as_ref().and_then(|p| p.last_seen),
@@ -197,13 +202,13 @@ impl Registry {
             eep: None,
             eep_id: None,
             name: None,
-            tags: BTreeMap::new(),
+            tags: Arc::default(),
             source: Source::Learned,
             manufacturer: None,
             last_seen: None,
             last_dbm: None,
         });
-        d.eep = Some(eep.to_string());
+        d.eep = Some(eep.into());
         d.eep_id = eep_id_of(Some(eep));
         d.manufacturer = manufacturer;
         self.bound();
@@ -216,7 +221,7 @@ impl Registry {
         match self.configured.get(&id) {
             Some(c) => {
                 if let Some(d) = self.devices.get_mut(&id) {
-                    d.eep = c.eep.clone();
+                    d.eep = c.eep.as_deref().map(Arc::from);
                     d.eep_id = eep_id_of(d.eep.as_deref());
                     d.manufacturer = None;
                 }
@@ -433,9 +438,9 @@ fn load(conn: &Connection) -> Result<Vec<Device>, DeviceError> {
         out.push(Device {
             id,
             eep_id: eep_id_of(eep.as_deref()),
-            eep,
-            name,
-            tags: BTreeMap::new(),
+            eep: eep.map(Arc::from),
+            name: name.map(Arc::from),
+            tags: Arc::default(),
             source,
             manufacturer,
             last_seen,

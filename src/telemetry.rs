@@ -182,13 +182,13 @@ pub struct Gateway {
 pub struct Sensor {
     /// Sender ID, eight uppercase hex digits.
     pub id: String,
-    /// Configured or learned name.
-    pub name: Option<String>,
-    /// EEP as "RR-FF-TT", None when unknown.
-    pub eep: Option<String>,
-    /// Configured tags (room, floor, …).
+    /// Configured or learned name (shared with the device registry: no copy per reading).
+    pub name: Option<std::sync::Arc<str>>,
+    /// EEP as "RR-FF-TT", None when unknown (shared like `name`).
+    pub eep: Option<std::sync::Arc<str>>,
+    /// Configured tags (room, floor, …), shared like `name`.
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 /// One decoded value.
@@ -230,8 +230,9 @@ pub struct Raw {
     pub payload: String,
     /// Status byte as two hex digits (borrowed like `rorg`).
     pub status: Cow<'static, str>,
-    /// Destination ID, eight hex digits, when reported.
-    pub destination: Option<String>,
+    /// Destination ID, eight hex digits, when reported (the broadcast address, which most
+    /// telegrams carry, is borrowed: no allocation per telegram).
+    pub destination: Option<Cow<'static, str>>,
     /// Security level, when reported.
     pub security_level: Option<u8>,
     /// Why the payload is empty although the telegram had one (`key material` for a secure
@@ -335,9 +336,10 @@ impl Telemetry {
                 rorg: Cow::Borrowed(crate::erp1::byte_hex(t.rorg)),
                 payload: t.payload_hex(),
                 status: Cow::Borrowed(crate::erp1::byte_hex(t.status)),
-                destination: t
-                    .destination
-                    .map(|d| crate::erp1::upper_hex(&d.to_be_bytes())),
+                destination: t.destination.map(|d| match d {
+                    0xFFFF_FFFF => Cow::Borrowed("FFFFFFFF"),
+                    d => Cow::Owned(crate::erp1::upper_hex(&d.to_be_bytes())),
+                }),
                 security_level: t.security_level,
                 withheld: t.carries_key().then(|| "key material".to_owned()),
             },
@@ -469,6 +471,23 @@ mod tests {
         assert_eq!(v["id"].as_str().unwrap().len(), 36);
         let back: Telemetry = serde_json::from_value(v).unwrap();
         assert_eq!(back, tm);
+        // Broadcast and addressed destinations, and none.
+        for (opt, dest) in [
+            (vec![1, 0xFF, 0xFF, 0xFF, 0xFF, 68, 0], Some("FFFFFFFF")),
+            (vec![1, 0x01, 0x80, 0xA3, 0xF2, 68, 0], Some("0180A3F2")),
+            (vec![1, 0xFF, 0xFF, 0xFF, 0xFE, 68, 0], Some("FFFFFFFE")),
+            (vec![], None),
+        ] {
+            let t = Telegram::from_parts(
+                &[0xA5, 0x78, 0x86, 0x0A, 0x08, 0x01, 0x80, 0xA3, 0xF2, 0x00],
+                &opt,
+            )
+            .unwrap();
+            let tm = Telemetry::from_telegram(&t, ts, Gateway::default());
+            assert_eq!(tm.raw.destination.as_deref(), dest);
+            let v = serde_json::to_value(&tm).unwrap();
+            assert_eq!(v["raw"]["destination"].as_str(), dest);
+        }
     }
 
     /// A clock the test sets: synchronised or not, the wall time, the boot and its time.

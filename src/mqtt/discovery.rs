@@ -121,8 +121,8 @@ pub fn config_message(cfg: &MqttConfig, r: &Telemetry, key: &str, topic: &str) -
         json!(
             r.sensor
                 .name
-                .clone()
-                .unwrap_or_else(|| format!("EnOcean {}", r.sensor.id))
+                .as_deref()
+                .map_or_else(|| format!("EnOcean {}", r.sensor.id), str::to_owned)
         ),
     );
     device.insert("manufacturer".into(), json!("EnOcean"));

@@ -326,7 +326,7 @@ mod tests {
                 id: "0180ABCD".into(),
                 name: Some("Büro / office".into()),
                 eep: Some("A5-02-05".into()),
-                tags,
+                tags: tags.into(),
             },
             values,
             signal: Signal {
@@ -515,8 +515,8 @@ mod tests {
         ) {
             let mut t = full();
             t.id = id;
-            t.sensor.name = name;
-            t.sensor.tags = tags;
+            t.sensor.name = name.map(Into::into);
+            t.sensor.tags = tags.into();
             t.values = values
                 .into_iter()
                 .map(|(k, (value, unit, shortcut, raw, status))| {

@@ -469,7 +469,7 @@ pub fn telemetry(device: &str, n: u32) -> Telemetry {
             id: device.into(),
             name: Some("Office 2.14".into()),
             eep: Some("A5-02-05".into()),
-            tags: BTreeMap::new(),
+            tags: Default::default(),
         },
         values,
         signal: Signal {
