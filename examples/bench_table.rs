@@ -17,6 +17,9 @@
 //! With `BENCH_NAMED=1` every device is configured with a name and two tags (which every
 //! reading then carries), as in a configured building; without, by id and EEP only.
 //!
+//! - `bench_table wake`: this machine's CPU cost of one sleep and wake-up of a thread (see
+//!   `wake`), the floor under every wake-up the agent does.
+//!
 //! Temporary files go under `BENCH_DIR` (default: the system temp directory), which must be on
 //! a real disk for `write_bytes` to mean anything.
 
@@ -336,10 +339,54 @@ fn backlog(n: u64, secs: f64) {
     );
 }
 
+/// This machine's own cost of a thread's sleep and wake-up, in µs of CPU charged to the thread
+/// (its `sum_exec_runtime`, from /proc/thread-self/schedstat, else utime + stime): a thread that
+/// only sleeps `ms` milliseconds in a loop, for about 4 s per length. Every wake-up the agent
+/// does (a POST's reply, the reader's next read, a commit) costs this much besides the work it
+/// wakes for, so it says how much of the per-telegram CPU above is the machine's, not the
+/// agent's: on a KVM guest it is tens of µs, on bare metal a few.
+fn wake() {
+    let now = || -> f64 {
+        if let Some(ns) = std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split(' ').next()?.parse::<f64>().ok())
+        {
+            return ns / 1e3;
+        }
+        thread_cpu_s() * 1e6
+    };
+    let mut line = String::new();
+    for ms in [20u64, 5, 1] {
+        let n = (4000 / ms) as usize;
+        let before = now();
+        for _ in 0..n {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        line += &format!("wake_{ms}ms_us={:.1} ", (now() - before) / n as f64);
+    }
+    println!("{}", line.trim_end());
+}
+
+/// This thread's utime + stime in seconds, from /proc/thread-self/stat.
+fn thread_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rfind(')')
+        .map(|i| stat[i + 2..].split(' ').collect())
+        .unwrap_or_default();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> f64 { args[i].parse().expect("a number") };
-    if args.first().is_some_and(|a| a != "capture") {
+    if args.first().is_some_and(|a| a != "capture" && a != "wake") {
         assert!(
             agent_bin().exists(),
             "build first: cargo build --release --bins --example bench_table"
@@ -349,8 +396,11 @@ fn main() {
         Some("capture") => capture(num(1) as u64, Path::new(&args[2])),
         Some("e2e") => e2e(num(1), num(2), num(3) as usize),
         Some("backlog") => backlog(num(1) as u64, num(2)),
+        Some("wake") => wake(),
         _ => {
-            eprintln!("usage: bench_table capture N FILE | e2e RATE SECS BATCH | backlog N SECS");
+            eprintln!(
+                "usage: bench_table capture N FILE | e2e RATE SECS BATCH | backlog N SECS | wake"
+            );
             std::process::exit(2);
         }
     }

@@ -66,6 +66,9 @@ row() { # label, output line of bench_table e2e
 # telegram, 60 s: 519-523 B on the same build).
 if [ -n "$quick" ]; then s200=10; s2000=5; slow=20; backlog=100000; bsecs=10
 else s200=60; s2000=15; slow=60; backlog=1000000; bsecs=30; fi
+w=$("$ex" wake)
+wakes() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $w"; }
+echo "| this machine: CPU charged per sleep and wake-up of a thread (no work) | $(wakes wake_20ms_us) µs after 20 ms, $(wakes wake_5ms_us) µs after 5 ms, $(wakes wake_1ms_us) µs after 1 ms | bench_table wake; every wake-up of the agent costs this besides its work |"
 echo "| **per delivered telegram** (sim → run → loopback receiver, HMAC) | | |"
 row "200/s, one POST per telegram" "$("$ex" e2e 200 "$s200" 1)"
 row "2 000/s, batched (batch_max 100)" "$("$ex" e2e 2000 "$s2000" 100)"

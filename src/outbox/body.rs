@@ -129,9 +129,9 @@ pub fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
         Some(rest) if !id.contains(['"', '\\']) => match cut_out(rest) {
             // `{` and the text after the id member, its time and boot id cut out, as one text.
             Some((cuts, text)) => {
-                let mut head = Vec::with_capacity(25);
-                cuts.write(&mut head);
-                compress_with(FORMAT_LZ4_V1_NO_ID_CUT, &head, b"", &text)
+                let mut head = [0u8; CUTS_MAX];
+                let n = cuts.write_into(&mut head);
+                compress_with(FORMAT_LZ4_V1_NO_ID_CUT, &head[..n], b"", &text)
             }
             // `{` and the text after the id member, compressed as one text without joining them.
             None => compress(FORMAT_LZ4_V1_NO_ID, b"{", rest),
@@ -202,9 +202,9 @@ pub fn encode_record_known(
         time: known.time.as_ref().map(|&(_, t)| t),
         boot: known.boot.as_ref().map(|&(_, b)| b),
     };
-    let mut values = Vec::with_capacity(25);
-    cuts.write(&mut values);
-    let stored = compress_with(FORMAT_LZ4_V1_NO_ID_CUT, &values, b"", scratch);
+    let mut values = [0u8; CUTS_MAX];
+    let n = cuts.write_into(&mut values);
+    let stored = compress_with(FORMAT_LZ4_V1_NO_ID_CUT, &values[..n], b"", scratch);
     debug_assert_eq!(
         decode_record(ValueRef::Blob(&stored), id)
             .map(String::into_bytes)
@@ -256,17 +256,23 @@ struct Cuts {
     boot: Option<[u8; 16]>,
 }
 
+/// The most bytes [`Cuts::write_into`] writes: the flags, a time and a boot id.
+const CUTS_MAX: usize = 1 + 8 + 16;
+
 impl Cuts {
-    /// Appends the flags byte and the values.
-    fn write(&self, out: &mut Vec<u8>) {
-        let flags = self.time.map_or(0, |_| CUT_TIME) | self.boot.map_or(0, |_| CUT_BOOT);
-        out.push(flags);
+    /// Writes the flags byte and the values at the start of `out`; returns how many bytes.
+    fn write_into(&self, out: &mut [u8; CUTS_MAX]) -> usize {
+        out[0] = self.time.map_or(0, |_| CUT_TIME) | self.boot.map_or(0, |_| CUT_BOOT);
+        let mut n = 1;
         if let Some(t) = self.time {
-            out.extend_from_slice(&t.to_le_bytes());
+            out[n..n + 8].copy_from_slice(&t.to_le_bytes());
+            n += 8;
         }
         if let Some(b) = self.boot {
-            out.extend_from_slice(&b);
+            out[n..n + 16].copy_from_slice(&b);
+            n += 16;
         }
+        n
     }
 
     /// The values at the start of `b` and the bytes after them.
