@@ -178,7 +178,7 @@ pub struct Gateway {
 }
 
 /// The sending device.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sensor {
     /// Sender ID, eight uppercase hex digits.
     pub id: String,
@@ -187,8 +187,26 @@ pub struct Sensor {
     /// EEP as "RR-FF-TT", None when unknown (shared like `name`).
     pub eep: Option<std::sync::Arc<str>>,
     /// Configured tags (room, floor, …), shared like `name`.
-    #[serde(default)]
+    #[serde(default = "no_tags")]
     pub tags: std::sync::Arc<BTreeMap<String, String>>,
+}
+
+impl Default for Sensor {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            name: None,
+            eep: None,
+            tags: no_tags(),
+        }
+    }
+}
+
+/// No tags, shared: a reading of a device without tags allocates none.
+pub fn no_tags() -> std::sync::Arc<BTreeMap<String, String>> {
+    static NONE: std::sync::OnceLock<std::sync::Arc<BTreeMap<String, String>>> =
+        std::sync::OnceLock::new();
+    NONE.get_or_init(Default::default).clone()
 }
 
 /// One decoded value.
@@ -471,6 +489,12 @@ mod tests {
         assert_eq!(v["id"].as_str().unwrap().len(), 36);
         let back: Telemetry = serde_json::from_value(v).unwrap();
         assert_eq!(back, tm);
+        // A device without tags shares the one empty map: nothing allocated per reading.
+        assert!(std::sync::Arc::ptr_eq(
+            &tm.sensor.tags,
+            &Sensor::default().tags
+        ));
+        assert!(tm.sensor.tags.is_empty());
         // Broadcast and addressed destinations, and none.
         for (opt, dest) in [
             (vec![1, 0xFF, 0xFF, 0xFF, 0xFF, 68, 0], Some("FFFFFFFF")),

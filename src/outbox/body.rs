@@ -143,13 +143,29 @@ pub fn encode_record_bytes(json: &[u8], id: &str) -> Vec<u8> {
 /// Where the writer of a record's JSON put the values format `0x03` keeps out of the text,
 /// when it knows they are the first such members and read back as the same characters: the
 /// value's byte range within the text (quotes excluded) and the value. A writer that knows this
-/// spares [`encode_record_known`] the search and the check of [`encode_record_bytes`].
+/// spares [`encode_record_known`] the search and the check of [`encode_record_bytes`]. Only
+/// this crate's writer makes them (`Telemetry::write_json`); anyone else has the empty one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownCuts {
     /// The first `"received_at"` value, as [`time_text`] writes the nanoseconds given.
-    pub time: Option<(Range<usize>, i64)>,
+    pub(crate) time: Option<(Range<usize>, i64)>,
     /// The first `"boot_id"` value, a UUID in lowercase hyphenated text, and its 16 bytes.
-    pub boot: Option<(Range<usize>, [u8; 16])>,
+    pub(crate) boot: Option<(Range<usize>, [u8; 16])>,
+}
+
+impl KnownCuts {
+    /// True when the writer knew none (the text is then searched).
+    pub fn is_empty(&self) -> bool {
+        self.time.is_none() && self.boot.is_none()
+    }
+}
+
+/// True when `range` of `json` is a string value right after `member`'s key (a cheap check
+/// that the ranges given belong to this text; the writer's tests check the rest).
+fn is_value_of(json: &[u8], range: &Range<usize>, member: Member) -> bool {
+    json.get(..range.start)
+        .is_some_and(|before| before.ends_with(member.key()))
+        && json.get(range.end) == Some(&b'"')
 }
 
 /// [`encode_record_bytes`] of a text whose writer says where its cut-out values are (see
@@ -173,7 +189,7 @@ pub fn encode_record_known(
         known.time.as_ref().map(|(r, _)| r.clone()),
         known.boot.as_ref().map(|(r, _)| r.clone()),
     ];
-    // Both after the id, in order, apart, within the text.
+    // Both after the id, in order, apart, within the text, each a value of its member.
     let in_order = match &ranges {
         [None, None] => false,
         [Some(a), None] | [None, Some(a)] => {
@@ -186,7 +202,12 @@ pub fn encode_record_known(
                 && b.start <= b.end
                 && b.end <= json.len()
         }
-    };
+    } && ranges[0]
+        .as_ref()
+        .is_none_or(|r| is_value_of(json, r, Member::Time))
+        && ranges[1]
+            .as_ref()
+            .is_none_or(|r| is_value_of(json, r, Member::Boot));
     if !begins_with_id || !in_order {
         return encode_record_bytes(json, id);
     }
@@ -633,6 +654,47 @@ mod tests {
             decode(ValueRef::Blob(&with_boot)),
             Err(BodyError::UnknownFormat(FORMAT_LZ4_V1_NO_ID_CUT))
         ));
+    }
+
+    /// What a writer says of its text is used only where it fits the text: a range that is
+    /// not a whole value right after its member's key is not trusted, the text is searched.
+    #[test]
+    fn known_cuts_that_do_not_fit_the_text_are_not_trusted() {
+        let id = "01a244f2-dcf2-7275-a32f-d95055b32d69";
+        let time = "2026-12-06T03:04:05Z";
+        let json = format!("{{\"id\":\"{id}\",\"received_at\":\"{time}\",\"x\":\"{time}\"}}");
+        let nanos =
+            i64::try_from(time.parse::<jiff::Timestamp>().unwrap().as_nanosecond()).unwrap();
+        let at = json.find(time).unwrap();
+        let searched = encode_record_bytes(json.as_bytes(), id);
+        assert_eq!(searched[0], FORMAT_LZ4_V1_NO_ID_CUT);
+        let mut scratch = Vec::new();
+        let known = |r: Range<usize>, t: i64| KnownCuts {
+            time: Some((r, t)),
+            boot: None,
+        };
+        let stored = encode_record_known(
+            json.as_bytes(),
+            id,
+            &known(at..at + 20, nanos),
+            &mut scratch,
+        );
+        assert_eq!(stored, searched);
+        // Off by one either way, too short, another member's value: searched (a trusted
+        // wrong range would store the time 0).
+        let x = json.rfind(time).unwrap();
+        for wrong in [at + 1..at + 21, at - 1..at + 19, at..at + 19, x..x + 20] {
+            let stored =
+                encode_record_known(json.as_bytes(), id, &known(wrong.clone(), 0), &mut scratch);
+            assert_eq!(stored, searched, "{wrong:?}");
+            assert_eq!(decode_record(ValueRef::Blob(&stored), id).unwrap(), json);
+        }
+        // None known: searched too.
+        assert_eq!(
+            encode_record_known(json.as_bytes(), id, &KnownCuts::default(), &mut scratch),
+            searched
+        );
+        assert!(KnownCuts::default().is_empty() && !known(at..at + 20, nanos).is_empty());
     }
 
     /// The boot id is cut out only when it reads back as the same bytes, and only the first
