@@ -654,8 +654,7 @@ impl State<'_> {
             } => self.on_telegram(&telegram, received_at),
             SerialEvent::StickInfo(info) => {
                 info!("stick: {info}");
-                self.gateway.base_id = info.base_id_hex().map(Into::into);
-                self.stick.base_id = info.base_id_hex();
+                note_base_id(&mut self.gateway, &mut self.stick, &info);
                 if let Some(v) = &info.version {
                     self.stick.firmware = Some(crate::health::version_text(v.app_version));
                     self.stick.api = Some(crate::health::version_text(v.api_version));
@@ -1127,9 +1126,49 @@ impl State<'_> {
     }
 }
 
+/// Takes the base ID a handshake read. A handshake that could not read it (a partial answer
+/// after a replug on a noisy line) keeps the one an earlier handshake read: once known, readings
+/// never lose it.
+fn note_base_id(
+    gateway: &mut Gateway,
+    stick: &mut crate::health::StickFacts,
+    info: &crate::serial::StickInfo,
+) {
+    if let Some(base_id) = info.base_id_hex() {
+        gateway.base_id = Some(base_id.as_str().into());
+        stick.base_id = Some(base_id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handshake_without_the_base_id_keeps_the_known_one() {
+        let mut gateway = Gateway::default();
+        let mut stick = crate::health::StickFacts::default();
+        let info = |base: Option<u32>| crate::serial::StickInfo {
+            version: None,
+            base: base.map(|base_id| crate::esp3::response::BaseIdInfo {
+                base_id,
+                remaining_write_cycles: None,
+            }),
+        };
+        note_base_id(&mut gateway, &mut stick, &info(None));
+        assert_eq!(
+            (gateway.base_id.as_deref(), stick.base_id.as_deref()),
+            (None, None)
+        );
+        note_base_id(&mut gateway, &mut stick, &info(Some(0xFF8A_1200)));
+        note_base_id(&mut gateway, &mut stick, &info(None));
+        assert_eq!(gateway.base_id.as_deref(), Some("FF8A1200"));
+        assert_eq!(stick.base_id.as_deref(), Some("FF8A1200"));
+        // Another stick's base ID replaces it.
+        note_base_id(&mut gateway, &mut stick, &info(Some(0xFFB0_0080)));
+        assert_eq!(gateway.base_id.as_deref(), Some("FFB00080"));
+        assert_eq!(stick.base_id.as_deref(), Some("FFB00080"));
+    }
 
     #[test]
     fn strangers_teach_ins_give_at_most_one_line_a_minute() {
