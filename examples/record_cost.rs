@@ -78,15 +78,25 @@ fn main() {
             }
             "recent" => {
                 // What the storage thread remembers of a commit, then a sender's read of it.
-                let (_, marks) = &texts[i];
-                let r = Remembered::new(&items[i], &stored[i], marks.clone()).expect("remembered");
+                let (text, marks) = &texts[i];
+                let r = Remembered::new(&items[i], text, &stored[i], marks.clone())
+                    .expect("remembered");
                 recent.remember(k as u64 + 1, r);
                 let row = black_box(&stored[i]);
-                let text = body::decode_record(rusqlite::types::ValueRef::Blob(row), &items[i].id)
-                    .expect("decode");
+                let id = items[i].id.as_str();
                 black_box(
-                    StoredRecord::read_recent(k as u64 + 1, text, row, false, Some(&recent))
-                        .expect("read"),
+                    StoredRecord::read_recent(
+                        k as u64 + 1,
+                        row,
+                        |r| r == id,
+                        || {
+                            body::decode_record(rusqlite::types::ValueRef::Blob(row), id)
+                                .map_err(|e| e.to_string())
+                        },
+                        false,
+                        Some(&recent),
+                    )
+                    .expect("read"),
                 );
             }
             "read" => {

@@ -634,7 +634,7 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
     assert!(!waker.recent().wanted());
     assert_eq!(waker.recent().len(), 0, "remembered with no reader");
     waker.recent().want();
-    let readings: Vec<_> = (0..4).map(|k| telemetry("0180A3F2", 20 + k)).collect();
+    let readings: Vec<_> = (0..5).map(|k| telemetry("0180A3F2", 20 + k)).collect();
     for t in &readings {
         ob.enqueue(t.clone()).unwrap();
     }
@@ -664,16 +664,16 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
     };
     assert_eq!(
         waker.recent().len(),
-        4,
+        5,
         "every committed reading remembered"
     );
     let with = read(Some(waker.recent()));
     assert_eq!(
         waker.recent().hits(),
-        4,
+        5,
         "every row read through its remembered head"
     );
-    assert_eq!(with.len(), 4);
+    assert_eq!(with.len(), 5);
     assert_eq!(
         with,
         read(None),
@@ -709,15 +709,29 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
         [seqs[3] as i64],
     )
     .unwrap();
+    // The same body under another reading id: read as the row is now.
+    let new_id = uuid::Uuid::from_u128(0x5c2a_9a1e_0000_4000_8000_0000_0000_0001);
+    c.execute(
+        "UPDATE telemetry SET id = ?1 WHERE seq = ?2",
+        rusqlite::params![&new_id.as_bytes()[..], seqs[4] as i64],
+    )
+    .unwrap();
     let after = read(Some(waker.recent()));
-    assert_eq!(waker.recent().hits(), 5, "only the untouched row");
+    assert_eq!(waker.recent().hits(), 6, "only the untouched row");
     assert_eq!(after, read(None));
     assert_eq!(
         after.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
-        vec![seqs[0], seqs[2], seqs[3]]
+        vec![seqs[0], seqs[2], seqs[3], seqs[4]]
     );
     assert_eq!(after[0], with[0], "the untouched row");
     let (_, sensor, _) = after[1].1.as_ref().unwrap();
     assert_eq!(sensor, "0BADBEEF", "read as the row is now");
     assert!(after[2].1.is_none(), "unreadable, as without the memory");
+    let (id, _, json) = after[3].1.as_ref().unwrap();
+    assert_eq!(
+        id,
+        &new_id.to_string(),
+        "the row's id, not the remembered one"
+    );
+    assert!(json.contains(&new_id.to_string()));
 }

@@ -552,7 +552,7 @@ impl Outbox {
             let marks = t.write_json(&mut json)?;
             let stored = body::encode_record_known(&json, &t.id, &marks.cuts, &mut scratch);
             if remember {
-                recent.push(record::Remembered::new(&t, &stored, marks));
+                recent.push(record::Remembered::new(&t, &json, &stored, marks));
             }
             encoded.push((
                 std::mem::take(&mut t.id),

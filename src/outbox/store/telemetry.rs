@@ -69,6 +69,24 @@ fn with_id_text<R>(v: ValueRef<'_>, f: impl FnOnce(&str) -> R) -> Option<R> {
     }
 }
 
+/// A telemetry row as [`Store::rows_after`] hands it to its reader: the stored body and the
+/// reading's id, undecoded (a reader may not need the text).
+#[derive(Clone, Copy)]
+struct Row<'r> {
+    stored: ValueRef<'r>,
+    id: ValueRef<'r>,
+}
+
+impl Row<'_> {
+    /// The reading's JSON text, decoded from the stored body and the id.
+    fn text(&self) -> Result<String, String> {
+        with_id_text(self.id, |id| {
+            crate::outbox::body::decode_record(self.stored, id).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|| Err("stored id is not text or a UUID".to_owned()))
+    }
+}
+
 /// What `outbox salvage` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Salvage {
@@ -92,7 +110,8 @@ impl Store {
         cursor: u64,
         limit: usize,
     ) -> Result<Vec<(u64, String, Option<Telemetry>)>, OutboxError> {
-        self.rows_after(cursor, limit, |seq, json, _| {
+        self.rows_after(cursor, limit, |seq, row| {
+            let json = row.text()?;
             let mut t = serde_json::from_str::<Telemetry>(&json).map_err(|e| e.to_string())?;
             t.seq = seq;
             Ok(t)
@@ -111,23 +130,29 @@ impl Store {
         recent: Option<&Recent>,
     ) -> Result<Vec<(u64, Option<StoredRecord>)>, OutboxError> {
         Ok(self
-            .rows_after(cursor, limit, |seq, json, stored| {
-                StoredRecord::read_recent(seq, json, stored, parse_all, recent)
-                    .map_err(|e| e.to_string())
+            .rows_after(cursor, limit, |seq, row| {
+                StoredRecord::read_recent(
+                    seq,
+                    row.stored.as_bytes().unwrap_or_default(),
+                    |id| with_id_text(row.id, |row_id| row_id == id).unwrap_or(false),
+                    || row.text(),
+                    parse_all,
+                    recent,
+                )
             })?
             .into_iter()
             .map(|(seq, _, r)| (seq, r))
             .collect())
     }
 
-    /// At most `limit` rows after `cursor` with `read` of their JSON text and their stored body:
-    /// a row it cannot read is listed as unreadable (once, whichever sender finds it) and comes
-    /// back as None.
+    /// At most `limit` rows after `cursor` with `read` of each (its seq and its [`Row`]): a row
+    /// it cannot read is listed as unreadable (once, whichever sender finds it) and comes back as
+    /// None.
     fn rows_after<T>(
         &self,
         cursor: u64,
         limit: usize,
-        read: impl Fn(u64, String, &[u8]) -> Result<T, String>,
+        read: impl Fn(u64, Row<'_>) -> Result<T, String>,
     ) -> Result<Vec<(u64, String, Option<T>)>, OutboxError> {
         // No `LIMIT ?`: SQLite prepares a statement again whenever its LIMIT parameter is bound
         // to a new value, and rusqlite clears a cached statement's bindings, so every call
@@ -142,13 +167,11 @@ impl Store {
         {
             let seq = r.get::<_, i64>(0)?.max(0) as u64;
             let device: String = r.get(1)?;
-            let stored = r.get_ref(2)?;
-            let body = with_id_text(r.get_ref(3)?, |id| {
-                crate::outbox::body::decode_record(stored, id).map_err(|e| e.to_string())
-            })
-            .unwrap_or_else(|| Err("stored id is not text or a UUID".to_owned()))
-            .and_then(|json| read(seq, json, stored.as_bytes().unwrap_or_default()));
-            let t = match body {
+            let row = Row {
+                stored: r.get_ref(2)?,
+                id: r.get_ref(3)?,
+            };
+            let t = match read(seq, row) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     // Counted and listed (`outbox status`), once, whichever sender finds it.
