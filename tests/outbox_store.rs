@@ -633,6 +633,8 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
     ob.flush().unwrap();
     assert!(!waker.recent().wanted());
     assert_eq!(waker.recent().len(), 0, "remembered with no reader");
+    // Two webhooks read heads: a record stays remembered when one of them takes it.
+    waker.recent().want();
     waker.recent().want();
     let readings: Vec<_> = (0..5).map(|k| telemetry("0180A3F2", 20 + k)).collect();
     for t in &readings {
@@ -734,4 +736,50 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
         "the row's id, not the remembered one"
     );
     assert!(json.contains(&new_id.to_string()));
+}
+
+/// With one webhook reading heads (the common gateway) a remembered record is handed over, not
+/// copied: the first read of its row takes it, a second read of the same row (a retry after a
+/// failed POST, say) decodes the row — and both are the same record.
+#[test]
+fn a_single_reader_takes_each_remembered_record_once_and_reads_it_again_from_its_row() {
+    use enocean_agent::outbox::Waker;
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(dir.path());
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    let waker = Waker::new();
+    ob.set_waker(waker.clone());
+    waker.recent().want();
+    for k in 0..3 {
+        ob.enqueue(telemetry("0180A3F2", 30 + k)).unwrap();
+    }
+    ob.flush().unwrap();
+    let store = Store::open(&s.path).unwrap();
+    let read = |recent: Option<&enocean_agent::outbox::record::Recent>| {
+        store
+            .records_after(0, 10, false, recent)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, r)| {
+                let r = r.unwrap();
+                let mut out = Vec::new();
+                r.write_json(&mut out).unwrap();
+                (seq, r.id.clone(), String::from_utf8(out).unwrap())
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = read(Some(waker.recent()));
+    assert_eq!(
+        waker.recent().hits(),
+        3,
+        "every row read through its remembered record"
+    );
+    let again = read(Some(waker.recent()));
+    assert_eq!(
+        waker.recent().hits(),
+        3,
+        "handed over: the second read decodes the rows"
+    );
+    assert_eq!(first, again);
+    assert_eq!(first, read(None));
 }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -79,14 +79,15 @@ struct SensorHead<'a> {
 /// How many committed records [`Recent`] remembers.
 const RECENT_CAP: usize = 256;
 
-/// A record the storage thread just committed, as it knew it: its stored body's length and
-/// 64-bit hash, and the record a sender would otherwise decompress and read out of that body
-/// again, text included.
+/// A record the storage thread just committed, as it knew it: its seq, its stored body's length
+/// and 64-bit hash, and the record a sender would otherwise decompress and read out of that body
+/// again, text included (None once the only reader took it).
 #[derive(Debug)]
 struct RecentRecord {
+    seq: u64,
     len: usize,
     hash: u64,
-    record: StoredRecord,
+    record: Option<StoredRecord>,
 }
 
 /// The records committed last (at most 256), shared by the storage thread and the webhook
@@ -96,7 +97,10 @@ struct RecentRecord {
 /// chance of about 2^-64; the same body decodes to the same text) and the same reading id takes
 /// the remembered record, text and head, instead of decompressing the body and reading the head
 /// out of the JSON again (most of a sender's own work per reading). The body is hashed, not its
-/// text: it is several times shorter. The memory holds the texts (about 0.2 MB for 256).
+/// text: it is several times shorter. With one such reader (one webhook without a template, the
+/// common case) a record is handed over, not copied, and its text's memory goes with it; with
+/// several, each takes a copy and the texts stay until they are forgotten (about 0.2 MB for
+/// 256).
 /// The row stays the truth: a row that is gone is not delivered, and a row that holds anything
 /// else (another version wrote it, the disk changed it) is read and checked in full.
 #[derive(Debug, Clone, Default)]
@@ -107,9 +111,9 @@ struct RecentInner {
     records: Mutex<VecDeque<RecentRecord>>,
     /// Rows read through a remembered head.
     hits: AtomicU64,
-    /// Some reader takes heads from it ([`Recent::want`]): without one (no webhook, or only
-    /// template webhooks, which parse every row whole) nothing is remembered.
-    wanted: AtomicBool,
+    /// How many readers take records from it ([`Recent::want`]): without one (no webhook, or
+    /// only template webhooks, which parse every row whole) nothing is remembered.
+    readers: AtomicUsize,
 }
 
 /// A record being committed, to remember once it is ([`Recent::remember`]).
@@ -126,9 +130,10 @@ impl Remembered {
         }
         let json = std::str::from_utf8(json).ok()?.to_owned();
         Some(Self(RecentRecord {
+            seq: 0,
             len: stored.len(),
             hash: body_hash(stored),
-            record: StoredRecord {
+            record: Some(StoredRecord {
                 seq: 0,
                 id: t.id.clone(),
                 kind: t.kind,
@@ -140,7 +145,7 @@ impl Remembered {
                     seq_at: marks.seq,
                     gateway: marks.gateway,
                 },
-            },
+            }),
         }))
     }
 }
@@ -155,24 +160,27 @@ fn body_hash(stored: &[u8]) -> u64 {
 }
 
 impl Recent {
-    /// Says that a reader will take heads from it: from now on committed records are
-    /// remembered (a webhook sender calls it when it starts).
+    /// Says that one more reader will take records from it: from now on committed records are
+    /// remembered (a webhook sender calls it once, when it starts).
     pub fn want(&self) {
-        self.0.wanted.store(true, Ordering::Relaxed);
+        self.0.readers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// True once some reader [wants](Recent::want) it: the storage thread remembers
     /// committed records only then.
     pub fn wanted(&self) -> bool {
-        self.0.wanted.load(Ordering::Relaxed)
+        self.0.readers.load(Ordering::Relaxed) > 0
     }
 
     /// Remembers `r`, committed under `seq`, forgetting the oldest beyond the bound.
     pub fn remember(&self, seq: u64, r: Remembered) {
         let mut r = r.0;
-        r.record.seq = seq;
+        r.seq = seq;
+        if let Some(record) = &mut r.record {
+            record.seq = seq;
+        }
         let mut q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
-        if q.back().is_some_and(|b| b.record.seq >= seq) {
+        if q.back().is_some_and(|b| b.seq >= seq) {
             // Seqs only grow; anything else (another writer) starts the memory afresh.
             q.clear();
         }
@@ -205,15 +213,21 @@ impl Recent {
         stored: &[u8],
         same_id: impl FnOnce(&str) -> bool,
     ) -> Option<StoredRecord> {
-        let q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
-        let r = q
-            .binary_search_by_key(&seq, |r| r.record.seq)
-            .ok()
-            .map(|k| &q[k])
-            .filter(|r| r.len == stored.len() && r.hash == body_hash(stored))
-            .filter(|r| same_id(&r.record.id))?;
+        let mut q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
+        let k = q.binary_search_by_key(&seq, |r| r.seq).ok()?;
+        let r = &mut q[k];
+        let record = r
+            .record
+            .as_ref()
+            .filter(|_| r.len == stored.len() && r.hash == body_hash(stored))
+            .filter(|record| same_id(&record.id))?;
+        let record = if self.0.readers.load(Ordering::Relaxed) > 1 {
+            record.clone()
+        } else {
+            r.record.take()?
+        };
         self.0.hits.fetch_add(1, Ordering::Relaxed);
-        Some(r.record.clone())
+        Some(record)
     }
 }
 
@@ -452,6 +466,8 @@ mod tests {
         let readings =
             crate::sim::sample_readings(300, start, jiff::SignedDuration::from_micros(700_001));
         let recent = Recent::default();
+        // One reader (one webhook): each record is handed over once.
+        recent.want();
         let mut texts = Vec::new();
         for (i, t) in readings.iter().enumerate() {
             let mut text = Vec::new();
@@ -466,14 +482,39 @@ mod tests {
         for (i, (text, stored, id)) in texts.iter().enumerate() {
             let seq = 1000 + i as u64;
             let parsed = StoredRecord::read(seq, text.clone(), false).unwrap();
-            let r = read(seq, stored, id, text, false, &recent).unwrap();
-            // Text included: the remembered text is the one the body decodes to.
-            assert_eq!(head(&r), head(&parsed));
             // Only the last 256 are remembered; the others are parsed (the same record).
-            taken += usize::from(recent.take(seq, stored, |r| r == id).is_some());
+            let remembered = recent.take(seq, stored, |r| r == id);
+            taken += usize::from(remembered.is_some());
+            // Text included: the remembered text is the one the body decodes to.
+            let r =
+                remembered.unwrap_or_else(|| read(seq, stored, id, text, false, &recent).unwrap());
+            assert_eq!(head(&r), head(&parsed));
+            // Handed over: not there for a second read, which decodes the row (the same record).
+            assert!(recent.take(seq, stored, |r| r == id).is_none());
+            assert_eq!(
+                head(&read(seq, stored, id, text, false, &recent).unwrap()),
+                head(&parsed)
+            );
         }
         assert_eq!(taken, RECENT_CAP);
-        assert_eq!(recent.hits(), 2 * RECENT_CAP as u64);
+        assert_eq!(recent.hits(), RECENT_CAP as u64);
+        // Two readers (two webhooks): each takes a copy.
+        recent.want();
+        for (i, t) in readings.iter().enumerate().skip(readings.len() - 3) {
+            let (text, stored, id) = &texts[i];
+            let mut json = Vec::new();
+            let marks = t.write_json(&mut json).unwrap();
+            recent.remember(
+                5000 + i as u64,
+                Remembered::new(t, &json, stored, marks).unwrap(),
+            );
+            let parsed = StoredRecord::read(5000 + i as u64, text.clone(), false).unwrap();
+            for _ in 0..2 {
+                let r = recent.take(5000 + i as u64, stored, |r| r == id).unwrap();
+                assert_eq!(head(&r), head(&parsed));
+            }
+        }
+        assert_eq!(recent.hits(), RECENT_CAP as u64 + 6);
     }
 
     #[test]
@@ -481,6 +522,9 @@ mod tests {
         let start = "2026-03-01T08:00:00Z".parse().unwrap();
         let t = crate::sim::sample_readings(1, start, jiff::SignedDuration::from_secs(1)).remove(0);
         let recent = Recent::default();
+        // Two readers: a record stays remembered when one takes it.
+        recent.want();
+        recent.want();
         let store = |text: &str| crate::outbox::body::encode_record_bytes(text.as_bytes(), &t.id);
         let mut text = Vec::new();
         let marks = t.write_json(&mut text).unwrap();
