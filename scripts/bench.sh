@@ -82,6 +82,16 @@ echo "| peak RSS with a $backlog-reading backlog | $(( hb / 1024 )).$(( hb % 102
 
 cp "$bin" "$tmp/agent" && strip "$tmp/agent"
 echo "| stripped binary, $(uname -m) | $(stat -c %s "$tmp/agent") B | target/release (profile.release) |"
+# The gateway build (no simulator, no MQTT client, no bundled roots), when it was built with
+#   cargo build --release --locked --no-default-features --target T --target-dir target/gw
+for t in armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu; do
+  g=target/gw/$t/release/enocean-agent
+  gnu=arm-linux-gnueabihf; [ "$t" = armv7-unknown-linux-gnueabihf ] || gnu=aarch64-linux-gnu
+  if [ -f "$g" ] && command -v "$gnu-strip" >/dev/null; then
+    cp "$g" "$tmp/gw-$t" && "$gnu-strip" "$tmp/gw-$t"
+    echo "| stripped binary, $t, gateway build (\`--no-default-features\`) | $(stat -c %s "$tmp/gw-$t") B | target/gw (built $(date -u -r "$g" +%Y-%m-%dT%H:%MZ)), $gnu-strip |"
+  fi
+done
 for t in armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu; do
   f=target/$t/release/enocean-agent
   gnu=arm-linux-gnueabihf; [ "$t" = armv7-unknown-linux-gnueabihf ] || gnu=aarch64-linux-gnu
