@@ -622,12 +622,8 @@ fn seqs_are_never_reused_without_autoincrement_even_beside_a_salvage() {
 /// what is read is the same record a sender without the memory reads.
 #[test]
 fn remembered_records_never_outlive_or_overrule_their_rows() {
-    use enocean_agent::outbox::Waker;
     let dir = tempfile::tempdir().unwrap();
-    let s = storage(dir.path());
-    let mut ob = Outbox::open(&s, &[]).unwrap();
-    let waker = Waker::new();
-    ob.set_waker(waker.clone());
+    let (s, mut ob, waker) = outbox_with_waker(dir.path());
     // Nobody reads heads yet (no webhook, or only template ones): nothing is remembered.
     ob.enqueue(telemetry("0180A3F2", 19)).unwrap();
     ob.flush().unwrap();
@@ -642,11 +638,6 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
     }
     ob.flush().unwrap();
     let store = Store::open(&s.path).unwrap();
-    let text = |r: &StoredRecord| {
-        let mut out = Vec::new();
-        r.write_json(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    };
     // The reading committed before a reader wanted heads is not among those looked at.
     let first = store.records_after(0, 1, false, None).unwrap()[0].0;
     // A read returns at most `limit` rows (five are there), the oldest first.
@@ -656,14 +647,7 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
         [first, first + 1]
     );
     assert_eq!(store.telemetry_after(0, 3).unwrap().len(), 3);
-    let read = |recent: Option<&enocean_agent::outbox::record::Recent>| {
-        store
-            .records_after(first, 10, false, recent)
-            .unwrap()
-            .into_iter()
-            .map(|(seq, r)| (seq, r.map(|r| (r.id.clone(), r.sensor.clone(), text(&r)))))
-            .collect::<Vec<_>>()
-    };
+    let read = |recent| sender_reads(&store, first, recent);
     assert_eq!(
         waker.recent().len(),
         5,
@@ -738,48 +722,63 @@ fn remembered_records_never_outlive_or_overrule_their_rows() {
     assert!(json.contains(&new_id.to_string()));
 }
 
+/// An outbox in `dir` that tells a [`Waker`] of its commits, as the daemon's storage thread does.
+fn outbox_with_waker(
+    dir: &std::path::Path,
+) -> (
+    enocean_agent::outbox::StorageConfig,
+    Outbox,
+    enocean_agent::outbox::Waker,
+) {
+    let s = storage(dir);
+    let mut ob = Outbox::open(&s, &[]).unwrap();
+    let waker = enocean_agent::outbox::Waker::new();
+    ob.set_waker(waker.clone());
+    (s, ob, waker)
+}
+
+/// The rows after `cursor` as a webhook sender reads them (through `recent` when given): each
+/// seq with, for a readable row, the record's id, sensor and JSON text.
+#[allow(clippy::type_complexity)] // a test's plain tuple
+fn sender_reads(
+    store: &Store,
+    cursor: u64,
+    recent: Option<&enocean_agent::outbox::record::Recent>,
+) -> Vec<(u64, Option<(String, String, String)>)> {
+    let text = |r: &StoredRecord| {
+        let mut out = Vec::new();
+        r.write_json(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    store
+        .records_after(cursor, 10, false, recent)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, r)| (seq, r.map(|r| (r.id.clone(), r.sensor.clone(), text(&r)))))
+        .collect()
+}
+
 /// With one webhook reading heads (the common gateway) a remembered record is handed over, not
 /// copied: the first read of its row takes it, a second read of the same row (a retry after a
 /// failed POST, say) decodes the row — and both are the same record.
 #[test]
 fn a_single_reader_takes_each_remembered_record_once_and_reads_it_again_from_its_row() {
-    use enocean_agent::outbox::Waker;
     let dir = tempfile::tempdir().unwrap();
-    let s = storage(dir.path());
-    let mut ob = Outbox::open(&s, &[]).unwrap();
-    let waker = Waker::new();
-    ob.set_waker(waker.clone());
+    let (s, mut ob, waker) = outbox_with_waker(dir.path());
     waker.recent().want();
     for k in 0..3 {
         ob.enqueue(telemetry("0180A3F2", 30 + k)).unwrap();
     }
     ob.flush().unwrap();
     let store = Store::open(&s.path).unwrap();
-    let read = |recent: Option<&enocean_agent::outbox::record::Recent>| {
-        store
-            .records_after(0, 10, false, recent)
-            .unwrap()
-            .into_iter()
-            .map(|(seq, r)| {
-                let r = r.unwrap();
-                let mut out = Vec::new();
-                r.write_json(&mut out).unwrap();
-                (seq, r.id.clone(), String::from_utf8(out).unwrap())
-            })
-            .collect::<Vec<_>>()
-    };
+    let read = |recent| sender_reads(&store, 0, recent);
     let first = read(Some(waker.recent()));
-    assert_eq!(
-        waker.recent().hits(),
-        3,
-        "every row read through its remembered record"
-    );
+    assert_eq!(first.len(), 3);
+    assert!(first.iter().all(|(_, r)| r.is_some()), "{first:?}");
+    let hits = || waker.recent().hits();
+    assert_eq!(hits(), 3, "every row read through its remembered record");
     let again = read(Some(waker.recent()));
-    assert_eq!(
-        waker.recent().hits(),
-        3,
-        "handed over: the second read decodes the rows"
-    );
+    assert_eq!(hits(), 3, "handed over: the second read decodes the rows");
     assert_eq!(first, again);
     assert_eq!(first, read(None));
 }
