@@ -80,7 +80,7 @@ pub fn format(d: Duration) -> String {
     parts.join(" ")
 }
 
-/// Serializes a duration as [`format`] writes it.
+/// Serializes a duration as [`format()`] writes it.
 pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format(*d))
 }

@@ -25,8 +25,7 @@ pub mod outbox;
 pub mod secret;
 pub mod secure;
 pub mod serial;
-/// The simulated USB 300 stick; only with the default-on `sim` feature (a gateway build leaves it
-/// out).
+// The simulated stick: only with the default-on `sim` feature (its module documentation says so).
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod storage;

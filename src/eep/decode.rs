@@ -23,7 +23,7 @@ pub enum DecodeError {
         /// The telegram's RORG.
         found: u8,
     },
-    /// A teach-in telegram (4BS/1BS with LRN = 0): never a reading; see [`super::teach_in`].
+    /// A teach-in telegram (4BS/1BS with LRN = 0): never a reading; see [`super::teach_in`](mod@super::teach_in).
     #[error("teach-in telegram, not a reading")]
     TeachIn,
     /// No case of the profile fits the telegram (direction, status bits, length, command).

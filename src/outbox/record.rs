@@ -232,10 +232,10 @@ impl Recent {
 }
 
 impl StoredRecord {
-    /// The record stored as `stored` under `seq` with reading id `id` (the row's): taken from
-    /// `recent` when it remembers this body for `seq` (see [`Recent`]), otherwise
-    /// [`StoredRecord::read`] of the body's text, which `text` decodes. An error says why the
-    /// row cannot be read.
+    /// The record of the row that holds `stored` under `seq`: taken from `recent` when it
+    /// remembers this body for `seq` and `same_id` says the row's reading id is the remembered
+    /// one (see [`Recent`]), otherwise [`StoredRecord::read`] of the body's text, which `text`
+    /// decodes. An error says why the row cannot be read.
     pub fn read_recent(
         seq: u64,
         stored: &[u8],

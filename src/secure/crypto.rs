@@ -47,7 +47,8 @@ pub fn vaes(key: &DeviceKey, rlc: u32, rlc_len: usize, data: &mut [u8]) {
     }
 }
 
-/// A CMAC keyed once per device; [`Mac::clone`] per candidate RLC keeps a window search cheap.
+/// A CMAC keyed once per device; a clone of the keyed MAC per candidate RLC keeps a window
+/// search cheap.
 #[derive(Clone)]
 pub struct Signer(Cmac<Aes128>);
 

@@ -1,4 +1,5 @@
-//! A simulated EnOcean USB 300 behind a pseudo-terminal.
+//! A simulated EnOcean USB 300 behind a pseudo-terminal; only with the default-on `sim` feature
+//! (a gateway build leaves it out).
 //!
 //! [`SimStick::start`] creates a pty pair, keeps the master side and offers the slave's path
 //! (optionally through a symlink at a fixed path, as udev gives `/dev/enocean`). The agent opens

@@ -4,7 +4,7 @@
 //! salvage (`telemetry.rs`), and the figures of `outbox status` (`status.rs`).
 //!
 //! Every state, trigger and outcome is an enum that is stored as one fixed name or code per
-//! variant ([`stored_enum!`]); a value in the file that no variant has is read as an
+//! variant (`stored_enum!`); a value in the file that no variant has is read as an
 //! [`UnknownValue`] error, never guessed.
 
 /// A name or code in the database that no variant of the enum it stands for has (a file written
