@@ -81,7 +81,7 @@ const RECENT_CAP: usize = 256;
 
 /// A record the storage thread just committed, as it knew it: its seq, its stored body's length
 /// and 64-bit hash, and the record a sender would otherwise decompress and read out of that body
-/// again, text included (None once the only reader took it).
+/// again, text included, its seq set when it is taken (None once the only reader took it).
 #[derive(Debug)]
 struct RecentRecord {
     seq: u64,
@@ -176,9 +176,6 @@ impl Recent {
     pub fn remember(&self, seq: u64, r: Remembered) {
         let mut r = r.0;
         r.seq = seq;
-        if let Some(record) = &mut r.record {
-            record.seq = seq;
-        }
         let mut q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
         if q.back().is_some_and(|b| b.seq >= seq) {
             // Seqs only grow; anything else (another writer) starts the memory afresh.
@@ -190,9 +187,12 @@ impl Recent {
         q.push_back(r);
     }
 
-    /// How many records it holds.
+    /// How many records it holds (a record handed over to its only reader is no longer held).
     pub fn len(&self) -> usize {
-        self.0.records.lock().map_or(0, |q| q.len())
+        self.0
+            .records
+            .lock()
+            .map_or(0, |q| q.iter().filter(|r| r.record.is_some()).count())
     }
 
     /// True when it holds none.
@@ -221,11 +221,12 @@ impl Recent {
             .as_ref()
             .filter(|_| r.len == stored.len() && r.hash == body_hash(stored))
             .filter(|record| same_id(&record.id))?;
-        let record = if self.0.readers.load(Ordering::Relaxed) > 1 {
+        let mut record = if self.0.readers.load(Ordering::Relaxed) > 1 {
             record.clone()
         } else {
             r.record.take()?
         };
+        record.seq = seq;
         self.0.hits.fetch_add(1, Ordering::Relaxed);
         Some(record)
     }
@@ -498,6 +499,7 @@ mod tests {
         }
         assert_eq!(taken, RECENT_CAP);
         assert_eq!(recent.hits(), RECENT_CAP as u64);
+        assert_eq!(recent.len(), 0, "every record handed over");
         // Two readers (two webhooks): each takes a copy.
         recent.want();
         for (i, t) in readings.iter().enumerate().skip(readings.len() - 3) {
