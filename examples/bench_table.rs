@@ -2,6 +2,14 @@
 //! `enocean-agent sim` and `enocean-agent run` as separate processes (release build, as a
 //! gateway runs them), a receiver on 127.0.0.1 that answers 200 at once.
 //!
+//! The receiver shares the machine's cores with the agent, and its wake-ups are partly charged
+//! to the agent (the kernel delivers a loopback packet, and wakes its reader, in the sender's
+//! `sendto`; a woken receiver thread may preempt the sender). By default it answers on the
+//! connection's own thread, as a server's event loop does: one wake-up per request. With
+//! `BENCH_RECEIVER=tiny_http` it is the `tiny_http` server of the figures measured before
+//! 2026-12-06, which hands each request from a connection thread to a worker thread: two
+//! wake-ups per request, which at 200/s with one POST each doubled the sender's measured CPU.
+//!
 //! - `bench_table capture N FILE`: N RADIO_ERP1 frames of the simulated building (seed 1) as a
 //!   raw ESP3 capture, for the `decode` instruction counts.
 //! - `bench_table e2e RATE SECS BATCH`: the simulator at RATE telegrams/s for SECS seconds, one
@@ -50,8 +58,18 @@ fn tempdir() -> tempfile::TempDir {
     }
 }
 
-/// Receiver: counts the records it was sent.
-fn receiver() -> (u16, Arc<AtomicU64>, Arc<tiny_http::Server>) {
+/// Receiver: counts the records it was sent ([`plain_receiver`], or with
+/// `BENCH_RECEIVER=tiny_http` [`tiny_http_receiver`]).
+fn receiver() -> (u16, Arc<AtomicU64>) {
+    match std::env::var("BENCH_RECEIVER").as_deref() {
+        Ok("tiny_http") => tiny_http_receiver(),
+        Ok("plain") | Err(_) => plain_receiver(),
+        Ok(other) => panic!("BENCH_RECEIVER={other}: plain or tiny_http"),
+    }
+}
+
+/// A `tiny_http` server with two worker threads.
+fn tiny_http_receiver() -> (u16, Arc<AtomicU64>) {
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
     let port = server.server_addr().to_ip().unwrap().port();
     let count = Arc::new(AtomicU64::new(0));
@@ -69,7 +87,65 @@ fn receiver() -> (u16, Arc<AtomicU64>, Arc<tiny_http::Server>) {
             }
         });
     }
-    (port, count, server)
+    (port, count)
+}
+
+/// A receiver that answers on the connection's own thread: it reads a request (head, then
+/// `Content-Length` bytes) with blocking reads and writes `200` back: one wake-up per request
+/// (tiny_http hands each request from a connection thread to a worker thread: two).
+fn plain_receiver() -> (u16, Arc<AtomicU64>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let _ = conn.set_nodelay(true);
+                let mut buf: Vec<u8> = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = &buf[head_end..head_end + len];
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+                        let n = v["records"].as_array().map_or(0, |a| a.len());
+                        c.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                    buf.drain(..head_end + len);
+                    if conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, count)
 }
 
 fn config(dir: &Path, link: &Path, port: u16, batch: usize) -> PathBuf {
@@ -155,6 +231,8 @@ struct Thread {
     name: String,
     cpu_s: f64,
     switches: u64,
+    /// Of `switches`, those where the thread was preempted (it could have run on).
+    preempted: u64,
 }
 
 fn threads(pid: u32) -> Vec<Thread> {
@@ -186,12 +264,16 @@ fn threads(pid: u32) -> Vec<Thread> {
             name,
             cpu_s: ticks / 100.0,
             switches: n("voluntary_ctxt_switches:") + n("nonvoluntary_ctxt_switches:"),
+            preempted: n("nonvoluntary_ctxt_switches:"),
         });
     }
     out
 }
 
 fn stop(mut c: Child) {
+    if c.try_wait().unwrap().is_some() {
+        return; // it has exited (the simulator, after its count)
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &c.id().to_string()])
         .status();
@@ -218,7 +300,7 @@ fn capture(n: u64, path: &Path) {
 fn e2e(rate: f64, secs: f64, batch: usize) {
     let dir = tempdir();
     let link = dir.path().join("stick");
-    let (port, delivered, _server) = receiver();
+    let (port, delivered) = receiver();
     let cfg = config(dir.path(), &link, port, batch);
     let agent = spawn(&["run".into(), "--config".into(), cfg.display().to_string()]);
     let count = ((rate * secs).round() as u64).max(2);
@@ -272,11 +354,13 @@ fn e2e(rate: f64, secs: f64, batch: usize) {
         let before = th0.iter().find(|b| b.tid == t.tid);
         let cpu = t.cpu_s - before.map_or(0.0, |b| b.cpu_s);
         let sw = t.switches - before.map_or(0, |b| b.switches);
+        let pre = t.preempted - before.map_or(0, |b| b.preempted);
         eprintln!(
-            "thread {:<16} cpu_us={:.1} switches={:.2}",
+            "thread {:<16} cpu_us={:.1} switches={:.2} preempted={:.2}",
             t.name,
             cpu * 1e6 / n as f64,
-            sw as f64 / n as f64
+            sw as f64 / n as f64,
+            pre as f64 / n as f64
         );
     }
     println!(
@@ -298,7 +382,7 @@ fn backlog(n: u64, secs: f64) {
 
     let dir = tempdir();
     let link = dir.path().join("stick");
-    let (port, delivered, _server) = receiver();
+    let (port, delivered) = receiver();
     let cfg_path = config(dir.path(), &link, port, 100);
     {
         let mut cfg = StorageConfig::at(dir.path().join("outbox.db"));

@@ -4,7 +4,8 @@
 #   BENCH_QUICK=1 bash scripts/bench.sh   shorter runs (rough figures)
 # Instruction counts come from callgrind (valgrind), which counts the same on an idle and on a
 # loaded machine; the end-to-end rows come from `sim` + `run` + a loopback receiver
-# (examples/bench_table.rs), CPU from the agent's own utime+stime, writes from /proc/PID/io,
+# (examples/bench_table.rs; a receiver that answers on its connection's thread, or tiny_http
+# with BENCH_RECEIVER=tiny_http), CPU from the agent's own utime+stime, writes from /proc/PID/io,
 # memory from VmHWM. Temporary files go under target/bench-tmp (a real disk: write_bytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +85,9 @@ median_row() { # label, then bench_table's arguments
     "$(sed -n "${mid}p" <<<"$sorted" | cut -d' ' -f2-)"
 }
 median_row "200/s, one POST per telegram" e2e 200 "$s200" 1
+# The same with the receiver of the figures before 2026-12-06 (examples/bench_table.rs says why
+# the receiver counts).
+BENCH_RECEIVER=tiny_http median_row "200/s, one POST per telegram, tiny_http receiver" e2e 200 "$s200" 1
 median_row "2 000/s, batched (batch_max 100)" e2e 2000 "$s2000" 100
 row "2 000/s, one POST per telegram" "$("$ex" e2e 2000 "$s2000" 1)"
 for r in 0.8 5 20; do
