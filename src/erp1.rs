@@ -103,24 +103,47 @@ impl Telegram {
 
     /// Reads the data and optional fields of a RADIO_ERP1 frame.
     pub fn from_parts(data: &[u8], optional: &[u8]) -> Result<Self, Error> {
+        let mut t = Self {
+            rorg: 0,
+            payload: Vec::new(),
+            sender: 0,
+            status: 0,
+            sub_telegrams: None,
+            destination: None,
+            dbm_raw: None,
+            security_level: None,
+        };
+        t.read_parts(data, optional)?;
+        Ok(t)
+    }
+
+    /// [`Telegram::from_frame`] into this telegram, reusing its payload's buffer: a reader that
+    /// keeps one telegram for every frame allocates nothing per frame. On an error the telegram
+    /// is left as it was.
+    pub fn read_frame(&mut self, frame: &Frame) -> Result<(), Error> {
+        if frame.packet_type() != PacketType::RadioErp1 {
+            return Err(Error::NotErp1(frame.packet_type().code()));
+        }
+        self.read_parts(frame.data(), frame.optional())
+    }
+
+    fn read_parts(&mut self, data: &[u8], optional: &[u8]) -> Result<(), Error> {
         let n = data.len();
         if n < 6 {
             return Err(Error::TooShort(n));
         }
-        let sender = u32::from_be_bytes([data[n - 5], data[n - 4], data[n - 3], data[n - 2]]);
-        let destination = optional
+        self.rorg = data[0];
+        self.payload.clear();
+        self.payload.extend_from_slice(&data[1..n - 5]);
+        self.sender = u32::from_be_bytes([data[n - 5], data[n - 4], data[n - 3], data[n - 2]]);
+        self.status = data[n - 1];
+        self.sub_telegrams = optional.first().copied();
+        self.destination = optional
             .get(1..5)
             .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
-        Ok(Self {
-            rorg: data[0],
-            payload: data[1..n - 5].to_vec(),
-            sender,
-            status: data[n - 1],
-            sub_telegrams: optional.first().copied(),
-            destination,
-            dbm_raw: optional.get(5).copied(),
-            security_level: optional.get(6).copied(),
-        })
+        self.dbm_raw = optional.get(5).copied();
+        self.security_level = optional.get(6).copied();
+        Ok(())
     }
 
     /// How many repeaters relayed the telegram (0–15).
@@ -281,6 +304,40 @@ mod tests {
         assert_eq!(Telegram::from_frame(&f), Err(Error::TooShort(5)));
         let f = Frame::new(PacketType::Response, &[0], &[]).unwrap();
         assert_eq!(Telegram::from_frame(&f), Err(Error::NotErp1(2)));
+    }
+
+    #[test]
+    fn a_telegram_read_again_is_the_new_frames_whole() {
+        // A long VLD telegram with full optional data, then a short RPS one without any: nothing
+        // of the first may stay behind in the reused telegram.
+        let long = Frame::new(
+            PacketType::RadioErp1,
+            &[
+                0xD2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x05, 0x06, 0x07, 0x08, 0x80,
+            ],
+            &[0x03, 0x01, 0x02, 0x03, 0x04, 0x40, 0x01],
+        )
+        .unwrap();
+        let short =
+            Frame::new(PacketType::RadioErp1, &[0xF6, 0x50, 0, 0, 0, 1, 0x30], &[]).unwrap();
+        let mut t = Telegram::from_frame(&long).unwrap();
+        let capacity = t.payload.capacity();
+        t.read_frame(&short).unwrap();
+        assert_eq!(t, Telegram::from_frame(&short).unwrap());
+        assert_eq!(
+            t.payload.capacity(),
+            capacity,
+            "the payload's buffer is reused"
+        );
+        t.read_frame(&long).unwrap();
+        assert_eq!(t, Telegram::from_frame(&long).unwrap());
+        // A frame that is no telegram leaves the last one as it was.
+        let before = t.clone();
+        let too_short = Frame::new(PacketType::RadioErp1, &[0xF6, 1, 2, 3, 4], &[]).unwrap();
+        assert_eq!(t.read_frame(&too_short), Err(Error::TooShort(5)));
+        let response = Frame::new(PacketType::Response, &[0], &[]).unwrap();
+        assert_eq!(t.read_frame(&response), Err(Error::NotErp1(2)));
+        assert_eq!(t, before);
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct FrameWriter<'p> {
     signal: Option<&'p crate::eep::Profile>,
     direction: Option<u8>,
     values: Vec<crate::eep::Value<'p>>,
+    /// The telegram of the last frame, its payload buffer reused for the next.
+    telegram: Option<Telegram>,
 }
 
 impl<'p> FrameWriter<'p> {
@@ -132,6 +134,7 @@ impl<'p> FrameWriter<'p> {
             signal,
             direction,
             values: Vec::new(),
+            telegram: None,
         }
     }
 
@@ -164,10 +167,22 @@ impl<'p> FrameWriter<'p> {
         out.push(b'"');
         if pt == PacketType::RadioErp1 {
             out.extend_from_slice(b",\"telegram\":");
-            match Telegram::from_frame(frame) {
+            // The kept telegram is taken out while the writer is borrowed, and put back.
+            let read = match self.telegram.take() {
+                Some(mut t) => match t.read_frame(frame) {
+                    Ok(()) => Ok(t),
+                    Err(e) => {
+                        self.telegram = Some(t);
+                        Err(e)
+                    }
+                },
+                None => Telegram::from_frame(frame),
+            };
+            match read {
                 Ok(t) => {
                     write_telegram_fields(out, &t);
                     self.write_eep_fields(out, &t);
+                    self.telegram = Some(t);
                     out.push(b'}');
                 }
                 Err(e) => {

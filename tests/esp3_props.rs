@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use enocean_agent::esp3::{Decoder, Frame, GAP_TIMEOUT, Item, MAX_FRAME_LEN, PacketType};
+use enocean_agent::esp3::{Decoder, Frame, GAP_TIMEOUT, Item, LentItem, MAX_FRAME_LEN, PacketType};
 use proptest::prelude::*;
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -102,6 +102,46 @@ proptest! {
         let want: Vec<Frame> = parts.into_iter().map(|(_, f)| f).collect();
         prop_assert_eq!(found, want);
         prop_assert_eq!(d.counters().discarded_bytes as usize, garbage_total);
+    }
+
+    #[test]
+    fn lent_frames_are_the_frames_given(
+        parts in proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..40), frame()),
+            1..8,
+        ),
+        cuts in proptest::collection::vec(0.0f64..1.0, 0..10),
+        gap_after in proptest::option::of(0usize..8),
+    ) {
+        // Garbage (sync bytes included) between frames, read in arbitrary pieces, with a pause
+        // past the gap rule somewhere: `feed_lent` lends the same frames and events, in the
+        // same order, as `feed` gives, though every frame it lends shares one buffer.
+        let mut bytes = Vec::new();
+        for (garbage, f) in &parts {
+            bytes.extend_from_slice(garbage);
+            f.encode_into(&mut bytes);
+        }
+        let mut points: Vec<usize> = cuts.iter().map(|f| (f * bytes.len() as f64) as usize).collect();
+        points.push(0);
+        points.push(bytes.len());
+        points.sort_unstable();
+        let (mut given, mut lent) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (Decoder::new(), Decoder::new());
+        let t0 = Instant::now();
+        for (k, w) in points.windows(2).enumerate() {
+            let late = gap_after.is_some_and(|g| k > g);
+            let at = t0 + if late { GAP_TIMEOUT * 2 } else { Duration::ZERO };
+            a.feed(&bytes[w[0]..w[1]], at, |i| given.push(i));
+            b.feed_lent(&bytes[w[0]..w[1]], at, |i| {
+                lent.push(match i {
+                    LentItem::Frame { offset, frame } => Item::Frame { offset, frame: frame.clone() },
+                    LentItem::Event(e) => Item::Event(e),
+                });
+            });
+        }
+        prop_assert_eq!(&lent, &given);
+        prop_assert_eq!(a.counters(), b.counters());
+        prop_assert_eq!(a.pending(), b.pending());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use enocean_agent::chain::{Outcome, Reassembler};
 use enocean_agent::erp1::{Telegram, rorg};
-use enocean_agent::esp3::{Decoder, Frame, HEADER_LEN, Item, PacketType};
+use enocean_agent::esp3::{Decoder, Frame, HEADER_LEN, LentItem, PacketType};
 use enocean_agent::inspect;
 
 use super::cli::{self, Arg, Help, Parser, UsageError};
@@ -193,23 +193,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut writer = inspect::FrameWriter::new(profile, signal, args.direction);
     let mut line = Vec::with_capacity(1024);
     // Whole captures are decoded as one arrival: timing gaps are unknown in a file.
-    decoder.feed(&bytes, Instant::now(), |item| {
+    // Each frame is lent by the decoder and done with before the next: none is allocated.
+    decoder.feed_lent(&bytes, Instant::now(), |item| {
         if write_err.is_some() {
             return;
         }
         line.clear();
         match item {
-            Item::Frame { frame, .. } if is_chain_part(&frame) => {
-                let mut obj = inspect::frame_json(&frame);
-                if let (Ok(t), Some(tj)) = (Telegram::from_frame(&frame), obj.get_mut("telegram")) {
+            LentItem::Frame { frame, .. } if is_chain_part(frame) => {
+                let mut obj = inspect::frame_json(frame);
+                if let (Ok(t), Some(tj)) = (Telegram::from_frame(frame), obj.get_mut("telegram")) {
                     inspect::add_eep_json(tj, &t, writer.profile_for(t.rorg), args.direction);
                     let outcome = chains.push(&t, Instant::now());
                     add_chain_json(tj, &t, outcome, profile, args.direction);
                 }
                 let _ = serde_json::to_writer(&mut line, &serde_json::Value::Object(obj));
             }
-            Item::Frame { frame, .. } => writer.write(&mut line, &frame),
-            Item::Event(ev) => {
+            LentItem::Frame { frame, .. } => writer.write(&mut line, frame),
+            LentItem::Event(ev) => {
                 if !args.events {
                     return;
                 }

@@ -112,6 +112,66 @@ pub enum Item {
     Event(Event),
 }
 
+/// What [`Decoder::feed_lent`] passes its sink: a frame lent for the call (its bytes live in a
+/// buffer the decoder reuses), or an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LentItem<'a> {
+    /// A frame with both CRCs correct.
+    Frame {
+        /// Stream offset of its sync byte.
+        offset: u64,
+        /// The frame, valid during the call.
+        frame: &'a Frame,
+    },
+    /// A diagnostic event.
+    Event(Event),
+}
+
+/// Where [`Decoder`]'s search puts what it decided: a frame as the bytes of its body, or an
+/// event. [`Owned`] makes each frame its own [`Frame`]; [`Lent`] reuses one.
+trait Emit {
+    fn frame(&mut self, offset: u64, packet_type: PacketType, body: &[u8], data_len: usize);
+    fn event(&mut self, event: Event);
+}
+
+/// Each frame in its own allocation, as an [`Item`].
+struct Owned<F>(F);
+
+impl<F: FnMut(Item)> Emit for Owned<F> {
+    fn frame(&mut self, offset: u64, packet_type: PacketType, body: &[u8], data_len: usize) {
+        let frame = Frame::from_body(packet_type, body.to_vec(), data_len);
+        (self.0)(Item::Frame { offset, frame });
+    }
+
+    fn event(&mut self, event: Event) {
+        (self.0)(Item::Event(event));
+    }
+}
+
+/// Every frame in the same body buffer, lent as a [`LentItem`].
+struct Lent<'b, F> {
+    body: &'b mut Vec<u8>,
+    sink: F,
+}
+
+impl<F: FnMut(LentItem<'_>)> Emit for Lent<'_, F> {
+    fn frame(&mut self, offset: u64, packet_type: PacketType, body: &[u8], data_len: usize) {
+        let mut buf = std::mem::take(self.body);
+        buf.clear();
+        buf.extend_from_slice(body);
+        let frame = Frame::from_body(packet_type, buf, data_len);
+        (self.sink)(LentItem::Frame {
+            offset,
+            frame: &frame,
+        });
+        *self.body = frame.into_body();
+    }
+
+    fn event(&mut self, event: Event) {
+        (self.sink)(LentItem::Event(event));
+    }
+}
+
 /// Running totals of what the decoder has seen, for health reporting. Every byte fed is in
 /// exactly one of: a frame, `discarded_bytes`, a rejected sync byte (one per header CRC error,
 /// data CRC error, empty frame or gap timeout), or [`Decoder::pending`].
@@ -172,6 +232,8 @@ pub struct Decoder {
     regs_from: usize,
     last_arrival: Option<Instant>,
     counters: Counters,
+    /// The body buffer [`Decoder::feed_lent`] lends its frames in.
+    lent: Vec<u8>,
 }
 
 impl Decoder {
@@ -195,11 +257,31 @@ impl Decoder {
     /// `now` is when the bytes reached the line, as well as the caller can tell: the gap rule
     /// compares it with the previous call's. A reader that was busy elsewhere should not pass the
     /// time it got round to reading (see [`crate::serial`], which counts only the time it waited).
-    pub fn feed(&mut self, input: &[u8], now: Instant, mut sink: impl FnMut(Item)) {
+    pub fn feed(&mut self, input: &[u8], now: Instant, sink: impl FnMut(Item)) {
+        self.feed_to(input, now, &mut Owned(sink));
+    }
+
+    /// [`Decoder::feed`] lending each frame to `sink` instead of giving it away: every frame's
+    /// bytes are in one buffer the decoder keeps, so a reader that is done with a frame when
+    /// the call returns (the `decode` command) allocates nothing per frame.
+    pub fn feed_lent(&mut self, input: &[u8], now: Instant, sink: impl FnMut(LentItem<'_>)) {
+        let mut body = std::mem::take(&mut self.lent);
+        self.feed_to(
+            input,
+            now,
+            &mut Lent {
+                body: &mut body,
+                sink,
+            },
+        );
+        self.lent = body;
+    }
+
+    fn feed_to(&mut self, input: &[u8], now: Instant, sink: &mut impl Emit) {
         if input.is_empty() {
             return;
         }
-        self.expire(now, &mut sink);
+        self.expire_to(now, sink);
         self.last_arrival = Some(now);
         self.counters.bytes += input.len() as u64;
         let mut rest = input;
@@ -209,7 +291,7 @@ impl Decoder {
             let take = (MAX_FRAME_LEN - self.pending().len()).min(rest.len());
             self.append(&rest[..take]);
             rest = &rest[take..];
-            self.parse(&mut sink);
+            self.parse(sink);
         }
     }
 
@@ -224,7 +306,11 @@ impl Decoder {
     /// nothing more can complete the frame start held, so it is abandoned and the bytes after its
     /// sync byte are rescanned; frames among them come out, and every further incomplete start is
     /// abandoned the same way. Call it when a read times out; `feed` calls it itself.
-    pub fn expire(&mut self, now: Instant, mut sink: impl FnMut(Item)) {
+    pub fn expire(&mut self, now: Instant, sink: impl FnMut(Item)) {
+        self.expire_to(now, &mut Owned(sink));
+    }
+
+    fn expire_to(&mut self, now: Instant, sink: &mut impl Emit) {
         let Some(last) = self.last_arrival else {
             return;
         };
@@ -233,13 +319,13 @@ impl Decoder {
         }
         while !self.pending().is_empty() {
             let count = self.pending().len();
-            sink(Item::Event(Event::GapTimeout {
+            sink.event(Event::GapTimeout {
                 offset: self.offset,
                 count,
-            }));
+            });
             self.counters.gap_timeouts += 1;
             self.advance(1);
-            self.parse(&mut sink);
+            self.parse(sink);
         }
     }
 
@@ -308,7 +394,7 @@ impl Decoder {
     }
 
     /// Decides every frame start that can be decided with the bytes held.
-    fn parse(&mut self, sink: &mut impl FnMut(Item)) {
+    fn parse(&mut self, sink: &mut impl Emit) {
         loop {
             let s = self.start;
             let avail = &self.buf[s..];
@@ -319,7 +405,7 @@ impl Decoder {
             if first != SYNC {
                 let count = avail.iter().position(|&b| b == SYNC).unwrap_or(avail.len());
                 self.counters.discarded_bytes += count as u64;
-                sink(Item::Event(Event::DiscardedBytes { offset, count }));
+                sink.event(Event::DiscardedBytes { offset, count });
                 self.advance(count);
                 continue;
             }
@@ -328,7 +414,7 @@ impl Decoder {
             }
             if crc8(&avail[1..5]) != avail[5] {
                 self.counters.header_crc_errors += 1;
-                sink(Item::Event(Event::HeaderCrcMismatch { offset }));
+                sink.event(Event::HeaderCrcMismatch { offset });
                 self.advance(1);
                 continue;
             }
@@ -336,7 +422,7 @@ impl Decoder {
             let body_len = data_len + usize::from(avail[3]);
             if body_len == 0 {
                 self.counters.empty_frames += 1;
-                sink(Item::Event(Event::EmptyFrame { offset }));
+                sink.event(Event::EmptyFrame { offset });
                 self.advance(1);
                 continue;
             }
@@ -347,14 +433,17 @@ impl Decoder {
             let crc_byte = avail[total - 1];
             if self.data_crc(s + HEADER_LEN, s + total - 1) != crc_byte {
                 self.counters.data_crc_errors += 1;
-                sink(Item::Event(Event::DataCrcMismatch { offset }));
+                sink.event(Event::DataCrcMismatch { offset });
                 self.advance(1);
                 continue;
             }
-            let body = self.buf[s + HEADER_LEN..s + total - 1].to_vec();
-            let frame = Frame::from_body(PacketType::from(self.buf[s + 4]), body, data_len);
             self.counters.frames += 1;
-            sink(Item::Frame { offset, frame });
+            sink.frame(
+                offset,
+                PacketType::from(self.buf[s + 4]),
+                &self.buf[s + HEADER_LEN..s + total - 1],
+                data_len,
+            );
             self.advance(total);
         }
     }

@@ -13,7 +13,7 @@ pub mod event;
 pub mod response;
 
 pub use crc::crc8;
-pub use decoder::{Counters, Decoder, Event, GAP_TIMEOUT, Item};
+pub use decoder::{Counters, Decoder, Event, GAP_TIMEOUT, Item, LentItem};
 
 /// The sync byte that starts every ESP3 frame.
 pub const SYNC: u8 = 0x55;
@@ -191,6 +191,11 @@ impl Frame {
             body,
             data_len,
         }
+    }
+
+    /// Gives the buffer back (to be reused for another frame).
+    pub(crate) fn into_body(self) -> Vec<u8> {
+        self.body
     }
 
     /// The packet type.
