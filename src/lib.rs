@@ -30,5 +30,6 @@ pub mod serial;
 pub mod sim;
 pub mod storage;
 pub mod telemetry;
+mod tls_files;
 pub mod tls_roots;
 pub mod webhook;

@@ -407,11 +407,7 @@ impl MqttConfig {
                 .map_err(|e| err(&format!("payload.{}", e.key), e.message))?;
             self.template = Some(t);
         }
-        for (key, set) in [
-            ("ca_file", self.ca_file.is_some()),
-            ("client_cert_file", self.client_cert_file.is_some()),
-            ("client_key_file", self.client_key_file.is_some()),
-        ] {
+        for (key, set) in super::tls::files(self).set() {
             if set && !broker.tls {
                 return Err(err(
                     key,

@@ -613,21 +613,25 @@ impl WebhookConfig {
         errors
     }
 
-    /// Reads `ca_file`, `client_cert_file` and `client_key_file`; checks that they hold what
-    /// they should and that the key belongs to the certificate (a mismatch would otherwise only
-    /// show at the first handshake).
+    /// The TLS files this webhook names (see [`crate::tls_files`]).
+    fn tls_files(&self) -> crate::tls_files::TlsFiles<'_> {
+        crate::tls_files::TlsFiles {
+            ca_file: self.ca_file.as_deref(),
+            client_cert_file: self.client_cert_file.as_deref(),
+            client_key_file: self.client_key_file.as_deref(),
+        }
+    }
+
+    /// Reads `ca_file`, `client_cert_file` and `client_key_file` and checks them
+    /// ([`crate::tls_files::load`]), in the types ureq takes.
     fn load_tls(
         &self,
         base_dir: &Path,
         err: &dyn Fn(&str, String) -> WebhookConfigError,
     ) -> Result<TlsMaterial, WebhookConfigError> {
-        let mut tls = TlsMaterial::default();
+        let files = self.tls_files();
         let https = self.url.to_ascii_lowercase().starts_with("https://");
-        for (key, set) in [
-            ("ca_file", self.ca_file.is_some()),
-            ("client_cert_file", self.client_cert_file.is_some()),
-            ("client_key_file", self.client_key_file.is_some()),
-        ] {
+        for (key, set) in files.set() {
             if set && !https {
                 return Err(err(
                     key,
@@ -635,89 +639,28 @@ impl WebhookConfig {
                 ));
             }
         }
-        if let Some(path) = &self.ca_file {
-            let path = base_dir.join(path);
-            let pem = read_pem(&path, "ca_file", err)?;
-            let mut store = rustls::RootCertStore::empty();
-            for item in ureq::tls::parse_pem(&pem) {
-                if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
-                    store
-                        .add(rustls::pki_types::CertificateDer::from(c.der()))
-                        .map_err(|e| {
-                            err(
-                                "ca_file",
-                                format!(
-                                    "{}: a certificate is not a usable CA: {e}",
-                                    path.display()
-                                ),
-                            )
-                        })?;
-                    tls.extra_roots.push(c);
-                }
-            }
-            if tls.extra_roots.is_empty() {
-                return Err(err(
-                    "ca_file",
-                    format!("{}: no PEM certificate in it", path.display()),
-                ));
-            }
-        }
-        match (&self.client_cert_file, &self.client_key_file) {
-            (None, None) => {}
-            (Some(_), None) => {
-                return Err(err(
-                    "client_key_file",
-                    "missing: `client_cert_file` needs its key".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(err(
-                    "client_cert_file",
-                    "missing: `client_key_file` needs its certificate".into(),
-                ));
-            }
-            (Some(cert), Some(key)) => {
-                let cert_path = base_dir.join(cert);
-                let pem = read_pem(&cert_path, "client_cert_file", err)?;
-                let chain: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                    .filter_map(|i| match i {
-                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                        _ => None,
-                    })
-                    .collect();
-                if chain.is_empty() {
-                    return Err(err(
-                        "client_cert_file",
-                        format!("{}: no PEM certificate in it", cert_path.display()),
-                    ));
-                }
-                let key_path = credential(key).unwrap_or_else(|| base_dir.join(key));
-                let pem = read_pem(&key_path, "client_key_file", err)?;
-                // The key's bytes never reach a message: only the file and what is wrong.
-                let private = ureq::tls::parse_pem(&pem)
-                    .find_map(|i| match i {
-                        Ok(ureq::tls::PemItem::PrivateKey(k)) => Some(k),
-                        _ => None,
-                    })
-                    .ok_or_else(|| {
-                        err(
-                            "client_key_file",
-                            format!(
-                                "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it",
-                                key_path.display()
-                            ),
-                        )
-                    })?;
-                check_key_pair(&chain, &pem).map_err(|m| {
+        let loaded = crate::tls_files::load(files, base_dir, err)?;
+        let ureq_cert = |c: &rustls::pki_types::CertificateDer<'_>| {
+            ureq::tls::Certificate::from_der(c.as_ref()).to_owned()
+        };
+        let client = match loaded.client {
+            None => None,
+            Some(id) => {
+                let chain: Vec<_> = id.chain.iter().map(ureq_cert).collect();
+                // The same PEM rustls read the key from; its bytes never reach a message.
+                let key = ureq::tls::PrivateKey::from_pem(&id.key_pem).map_err(|_| {
                     err(
                         "client_key_file",
-                        format!("{} with {}: {m}", key_path.display(), cert_path.display()),
+                        "no PEM private key (PKCS#8, PKCS#1 or SEC1) in it".into(),
                     )
                 })?;
-                tls.client = Some(ureq::tls::ClientCert::new_with_certs(&chain, private));
+                Some(ureq::tls::ClientCert::new_with_certs(&chain, key))
             }
-        }
-        Ok(tls)
+        };
+        Ok(TlsMaterial {
+            extra_roots: loaded.extra_roots.iter().map(ureq_cert).collect(),
+            client,
+        })
     }
 
     /// The URL for listings and logs, without user, password, query values or fragment.
@@ -815,35 +758,6 @@ pub(crate) fn resolve(
             *inline = Some(s);
             Ok(())
         }
-    }
-}
-
-fn read_pem(
-    path: &Path,
-    key: &str,
-    err: &dyn Fn(&str, String) -> WebhookConfigError,
-) -> Result<Vec<u8>, WebhookConfigError> {
-    std::fs::read(path).map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))
-}
-
-/// Checks with rustls (ring) that the private key in `key_pem` is usable and belongs to the first
-/// certificate of `chain`, as the TLS client will when it first connects.
-fn check_key_pair(chain: &[ureq::tls::Certificate<'static>], key_pem: &[u8]) -> Result<(), String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain: Vec<CertificateDer<'static>> = chain
-        .iter()
-        .map(|c| CertificateDer::from(c.der().to_vec()))
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|_| "no usable PEM private key in it".to_owned())?;
-    let provider = rustls::crypto::ring::default_provider();
-    match rustls::sign::CertifiedKey::from_der(chain, key, &provider) {
-        Ok(_) => Ok(()),
-        Err(rustls::Error::InconsistentKeys(_)) => {
-            Err("the key does not belong to the (first) certificate".into())
-        }
-        Err(e) => Err(format!("not a usable key pair: {e}")),
     }
 }
 

@@ -50,7 +50,7 @@ pub struct NewDelivery<'a> {
     pub webhook: &'a str,
     /// Delivery id.
     pub uuid: &'a str,
-    /// `telemetry`.
+    /// The envelope's `event`: `telemetry`, or a health event's name (`gateway.status`, …).
     pub event: &'a str,
     /// Its records (seq set).
     pub records: &'a [StoredRecord],
@@ -69,7 +69,9 @@ pub struct Delivery {
     pub webhook: String,
     /// Delivery id (envelope `id`, `webhook-id`).
     pub uuid: String,
-    /// `telemetry` or `test`.
+    /// The envelope's `event` as stored: `telemetry`, `test`, or a health event's name. Text,
+    /// not a type: a row written by another version may hold a name this one does not know, and
+    /// it is shown as it is.
     pub event: String,
     /// First telemetry seq.
     pub seq_first: Option<u64>,
