@@ -1,7 +1,7 @@
 //! Name resolution for the webhook senders' HTTP agents. ureq looks the host up before every
 //! request, even when it then reuses a pooled connection, and with a timeout set (ours always
 //! is) it does each lookup on a thread of its own: one thread spawned per POST, the largest
-//! single cost of a delivered telegram in the bench (`README.md`, Bench). Here an address
+//! single cost of a delivered telegram in the bench (`docs/bench-history.md`). Here an address
 //! literal (`127.0.0.1`, `[::1]`) is never looked up, and a name is looked up with ureq's own
 //! resolver at most once per [`TTL`] (and again at once after a failed lookup), which is what a
 //! host's DNS answer may be relied on for.

@@ -1,6 +1,6 @@
 //! The webhook senders' TCP transport for ureq: the same connection as ureq's own, with a third
 //! of the system calls per request. At one POST per telegram those calls were the largest part
-//! of a delivered telegram's CPU (`README.md`, Bench): ureq's transport sends the request head
+//! of a delivered telegram's CPU (`docs/bench-history.md`): ureq's transport sends the request head
 //! and the body in two `send`s (two TCP segments), sets the socket's send and receive timeouts
 //! before every write and read (the remaining time changes by microseconds, so every time) and
 //! probes a pooled connection twice per request with three calls each (non-blocking on, `recv`,
