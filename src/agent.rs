@@ -221,11 +221,8 @@ pub async fn run(
         sender.waker(),
         Arc::new(AtomicBool::new(false)),
     )?;
-    // No MQTT client: outputs left in the outbox (`mqtt:NAME`) are marked unconfigured, as when
-    // their tables are removed, so they stop holding back pruning.
     #[cfg(not(feature = "mqtt"))]
-    crate::outbox::Store::open(&cfg.storage.path)?
-        .register_outputs(crate::mqtt::OUTPUT_PREFIX, &[])?;
+    forget_mqtt_outputs(&cfg.storage.path)?;
     #[cfg(feature = "mqtt")]
     let mqtt_dead = || mqtt.dead();
     #[cfg(not(feature = "mqtt"))]
@@ -1140,9 +1137,46 @@ fn note_base_id(
     }
 }
 
+/// In a build without the MQTT client: outputs a build with one left in the outbox
+/// (`mqtt:NAME`) are marked unconfigured, as when their tables are removed from the
+/// configuration, so their cursors stop holding back pruning.
+#[cfg(not(feature = "mqtt"))]
+fn forget_mqtt_outputs(outbox: &std::path::Path) -> Result<(), AgentError> {
+    crate::outbox::Store::open(outbox)?.register_outputs(crate::mqtt::OUTPUT_PREFIX, &[])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(feature = "mqtt"))]
+    #[test]
+    fn a_build_without_mqtt_forgets_the_mqtt_outputs_a_build_with_it_left() {
+        use crate::outbox::{Outbox, StorageConfig, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        drop(Outbox::open(&StorageConfig::at(&path), &["hook"]).unwrap());
+        // What a build with the MQTT client registers for `[[mqtt]] name = "home"`.
+        let prefix = crate::mqtt::OUTPUT_PREFIX;
+        Store::open(&path)
+            .unwrap()
+            .register_outputs(prefix, &[format!("{prefix}home")])
+            .unwrap();
+        let configured = |name: &str| {
+            Store::open(&path)
+                .unwrap()
+                .webhook(name)
+                .unwrap()
+                .map(|w| w.configured)
+        };
+        assert_eq!(configured(&format!("{prefix}home")), Some(true));
+        forget_mqtt_outputs(&path).unwrap();
+        assert_eq!(configured(&format!("{prefix}home")), Some(false));
+        assert_eq!(configured("hook"), Some(true), "webhooks are not touched");
+        forget_mqtt_outputs(&path).unwrap();
+        assert_eq!(configured(&format!("{prefix}home")), Some(false));
+    }
 
     #[test]
     fn a_handshake_without_the_base_id_keeps_the_known_one() {
