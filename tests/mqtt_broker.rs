@@ -39,7 +39,15 @@ struct Running {
 }
 
 impl Running {
-    fn start(dir: &Path, mut outputs: Vec<MqttConfig>) -> Running {
+    fn start(dir: &Path, outputs: Vec<MqttConfig>) -> Running {
+        Self::start_with(dir, outputs, common::fast_options())
+    }
+
+    fn start_with(
+        dir: &Path,
+        mut outputs: Vec<MqttConfig>,
+        options: enocean_agent::webhook::SenderOptions,
+    ) -> Running {
         for o in &mut outputs {
             o.validate(dir).expect("valid output");
         }
@@ -51,7 +59,7 @@ impl Running {
             &outputs,
             "test-gw",
             &storage.path,
-            common::fast_options(),
+            options,
             waker,
             Arc::new(AtomicBool::new(false)),
         )
@@ -777,4 +785,46 @@ fn an_mqtt_5_broker_refusing_a_publish_keeps_the_reading_and_names_the_reason() 
     );
     assert_eq!(st.cursor, 0, "a refused reading is not passed over");
     assert!(!sub.got().iter().any(|m| m.topic.starts_with("forbidden/")));
+}
+
+/// One acknowledgement per PUBACK waits up to `ack_window` before it is written: a fast drain
+/// must write them by count (`MAX_HELD_ACKS`), or memory grows with the rate. The window here is
+/// an hour, so every entry on disk before the stop was written by count.
+#[test]
+fn a_fast_drain_writes_its_acknowledgements_by_count_before_the_window_ends() {
+    use enocean_agent::outbox::Outcome;
+    use enocean_agent::webhook::sender::MAX_HELD_ACKS;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(b) = Broker::start(dir.path()) else {
+        return;
+    };
+    let mut options = common::fast_options();
+    options.ack_window = Duration::from_secs(3600);
+    let mut r = Running::start_with(dir.path(), vec![fast("home", &b.url())], options);
+    let n = 2 * MAX_HELD_ACKS + 100;
+    r.enqueue("0180A3F2", n as u32);
+    let delivered = |r: &Running| {
+        r.store()
+            .attempts(Some("mqtt:home"), false, 2 * n)
+            .unwrap()
+            .iter()
+            .filter(|l| l.outcome == Outcome::Delivered)
+            .count()
+    };
+    assert!(
+        common::wait_for(WAIT, || delivered(&r) >= 2 * MAX_HELD_ACKS),
+        "{} acknowledgements written within an hour's window",
+        delivered(&r)
+    );
+    // At the stop the rest is written.
+    let path = r.path.clone();
+    drop(r);
+    let all = Store::open(&path)
+        .unwrap()
+        .attempts(Some("mqtt:home"), false, 2 * n)
+        .unwrap()
+        .iter()
+        .filter(|l| l.outcome == Outcome::Delivered)
+        .count();
+    assert!(all >= n, "{all} of {n} acknowledged at the stop");
 }

@@ -701,3 +701,43 @@ fn standard_webhooks_held_until_clock_is_plausible() {
         r.json()["id"].as_str().unwrap()
     );
 }
+
+/// Acknowledgements wait up to `ack_window` before they are written, and each keeps up to 2 KiB
+/// of the reply: a drain faster than the window (one POST per reading after an outage) must
+/// write them by count, or memory grows with the rate. The window here is an hour, so every
+/// entry on disk before the end was written by count.
+#[test]
+fn a_fast_drain_writes_its_acknowledgements_by_count_before_the_window_ends() {
+    use enocean_agent::webhook::sender::MAX_HELD_ACKS;
+    let dir = tempfile::tempdir().unwrap();
+    let reply = "r".repeat(2048);
+    let rx = Receiver::start(move |_, _| Reply::ok().body(&reply));
+    let hooks = vec![fast_webhook("a", &rx.url)];
+    let s = storage(dir.path());
+    let mut ob = open_outbox(&s, &hooks);
+    let mut opts = fast_options();
+    opts.ack_window = Duration::from_secs(3600);
+    let sender = spawn(&hooks, &s, opts);
+    ob.set_waker(sender.waker());
+    let n = 2 * MAX_HELD_ACKS + 100;
+    enqueue_n(&mut ob, DEV, n as u32);
+    // The sender holds a delivery's acknowledgement before it sends the next POST: once the
+    // receiver has the n-th, n - 1 are held or written, and fewer than MAX_HELD_ACKS held.
+    assert!(wait_for(WAIT, || rx.log.lock().unwrap().len() >= n));
+    let store = Store::open(&s.path).unwrap();
+    let written = store.attempts(Some("a"), false, 2 * n).unwrap();
+    assert!(
+        written.len() >= n - MAX_HELD_ACKS,
+        "{} of {n} acknowledgements written within an hour's window",
+        written.len()
+    );
+    assert!(
+        written
+            .iter()
+            .all(|l| l.outcome == Outcome::Delivered && l.response.len() == 2048)
+    );
+    sender.stop();
+    // At the stop the rest is written.
+    let all = store.attempts(Some("a"), false, 2 * n).unwrap();
+    assert_eq!(all.len(), n, "every delivery acknowledged at the stop");
+}

@@ -646,6 +646,8 @@ impl Worker {
             )?;
             self.acks_saved();
             self.report(&decision, "");
+        } else if self.acks.len() >= crate::webhook::sender::MAX_HELD_ACKS {
+            self.flush_acks()?;
         }
         Ok(())
     }

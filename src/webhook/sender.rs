@@ -27,6 +27,14 @@ use crate::outbox::{
     Phase, Store, Trigger, UnixMs, Waker, WebhookState,
 };
 
+/// At most this many acknowledgements are held for `ack_window` before they are written: each
+/// is an attempt-log entry that keeps up to [`crate::webhook::http::RESPONSE_PREFIX_MAX`] bytes
+/// of the reply, and a drain after an outage (one POST per reading, thousands a second) would
+/// otherwise hold a window's worth, megabytes. At a stick's rate (its line carries at most
+/// about 270 telegrams a second) the default 5 s window stays the rule. MQTT outputs, one
+/// acknowledgement per PUBACK, use the same bound.
+pub const MAX_HELD_ACKS: usize = 1024;
+
 /// Options of the sender threads.
 #[derive(Clone)]
 pub struct SenderOptions {
@@ -695,6 +703,8 @@ impl Worker {
                 self.state = None;
                 self.requeued(&decision);
                 self.report(&decision, &r, None, probe);
+            } else if self.acks.len() >= MAX_HELD_ACKS {
+                self.flush_acks()?;
             }
             return Ok(Step::Busy);
         }
